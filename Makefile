@@ -1,0 +1,102 @@
+# twlb - one Makefile for the balancer, the test backend, the tests and the tools.
+#
+#   make            build lb/twlb, backends/twbackend and the unit tests
+#   make deps       apt-get install whatever is missing (Debian 12, as root)
+#   make run        deps + build + three demo backends + twlb on config/demo.json
+#   make test       deps + unit tests + unit tests under ASan/UBSan + integration tests
+#   make bench      benchmarks (not part of make test)
+#   make clean
+
+CC      ?= cc
+PKGS    := libuv jansson
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)
+
+WARN    := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
+CFLAGS  ?= -O2 -g
+ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(PKG_CFLAGS) -Ilb -MMD -MP
+LDLIBS  := $(PKG_LIBS) -lm
+
+# SANITIZER=1 builds everything into build/san with ASan + UBSan.
+ifeq ($(SANITIZER),1)
+BUILD   := build/san
+ALL_CFLAGS += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDFLAGS += -fsanitize=address,undefined
+else
+BUILD   := build/rel
+endif
+
+LB_SRCS   := $(wildcard lb/*.c)
+LB_OBJS   := $(LB_SRCS:%.c=$(BUILD)/%.o)
+LIB_OBJS  := $(filter-out $(BUILD)/lb/main.o,$(LB_OBJS))
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+BENCH_SRCS := $(wildcard tests/bench/bench_*.c)
+BENCH_BINS := $(BENCH_SRCS:tests/bench/%.c=$(BUILD)/bench/%)
+
+DEB_PKGS := gcc make libc6-dev pkg-config libuv1-dev libjansson-dev libcmocka-dev \
+            python3 iproute2 procps
+
+.PHONY: all deps run test unit unit-san integration bench clean
+all: lb/twlb backends/twbackend $(UNIT_BINS)
+
+deps:
+	@missing=""; for p in $(DEB_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+ifeq ($(SANITIZER),1)
+$(BUILD)/twlb: $(LB_OBJS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+else
+lb/twlb: $(LB_OBJS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+backends/twbackend: $(BUILD)/backends/twbackend.o
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+endif
+
+$(BUILD)/tests/test_%: $(BUILD)/tests/unit/test_%.o $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CMOCKA_LIBS)
+
+$(BUILD)/bench/bench_%: $(BUILD)/tests/bench/bench_%.o $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+unit: $(UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
+
+unit-san:
+	$(MAKE) SANITIZER=1 unit
+
+integration: lb/twlb backends/twbackend
+	python3 tests/integration/run.py
+
+test: deps
+	$(MAKE) all
+	$(MAKE) unit
+	$(MAKE) unit-san
+	$(MAKE) integration
+
+run: deps
+	$(MAKE) all
+	./tests/demo.sh
+
+bench: deps
+	$(MAKE) all $(BENCH_BINS)
+	@set -e; for b in $(BENCH_BINS); do echo "== $$b"; $$b; done
+
+clean:
+	rm -rf build lb/twlb backends/twbackend
+
+-include $(shell find build -name '*.d' 2>/dev/null)

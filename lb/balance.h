@@ -1,0 +1,54 @@
+/* balance.h - which backend of a pool gets the next connection.  Pure: no sockets and
+ * no clocks; the caller passes each backend's live-connection count and which backends
+ * are usable (not down, draining, tried already, or out of source ports).
+ *
+ *   round_robin           next usable backend in order
+ *   weighted_round_robin  smooth weighted round robin, as nginx
+ *   least_conn            fewest active/weight; ties broken round robin
+ *   random_two            power of two choices: two distinct random usable backends
+ *                         (weight-proportional draws), the one with fewer active/weight
+ *   maglev                Maglev consistent hashing (table of 65537) on the client
+ *                         address hash; an unusable backend's slots fall through to the
+ *                         next usable slot, so only its clients move. */
+#ifndef TWLB_BALANCE_H
+#define TWLB_BALANCE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum balance_algo {
+    BAL_ROUND_ROBIN,
+    BAL_WEIGHTED_RR,
+    BAL_LEAST_CONN,
+    BAL_RANDOM_TWO,
+    BAL_MAGLEV,
+};
+const char *balance_algo_name(enum balance_algo a);
+int balance_algo_parse(const char *s, enum balance_algo *out); /* 0 ok, -1 unknown */
+
+/* The balancer's view of one backend; the caller owns the array. */
+struct balance_backend {
+    const char *name; /* maglev places backends by the hash of their name */
+    uint32_t weight;  /* >= 1 */
+    uint32_t active;  /* live connections now */
+};
+
+typedef struct balancer balancer; /* opaque */
+
+/* Build balancing state for <n> backends (n >= 1).  <seed> seeds random_two.
+ * Returns NULL on OOM. */
+balancer *balancer_new(enum balance_algo algo, const struct balance_backend *bk, size_t n,
+                       uint64_t seed);
+void balancer_free(balancer *b); /* NULL ok */
+
+/* Index of the backend for the next connection among those with usable[i] != 0, or -1
+ * when none is usable.  <bk> is the same array (same order and size) as at creation,
+ * with current active counts.  <client_hash> is balance_hash_addr() of the client
+ * address (only maglev uses it). */
+int balancer_pick(balancer *b, const struct balance_backend *bk, const uint8_t *usable,
+                  uint64_t client_hash);
+
+/* Stable 64-bit hash of a client address (the IP bytes only, not the port). */
+uint64_t balance_hash_addr(const void *addr, size_t len);
+
+#endif

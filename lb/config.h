@@ -1,0 +1,108 @@
+/* config.h - the JSON configuration, decoded and validated.
+ *
+ * config_load() reads one file, checks every key against one table of known keys
+ * (unknown keys are errors), and collects EVERY error as
+ *     FILE[:LINE:COL]: JSON.PATH: what is wrong
+ * before refusing.  A config that loads is complete: defaults are filled in, names
+ * are resolved (listener -> pool index), and cross-field rules hold.  Boot-time
+ * objects: allocated once, freed together by config_free(). */
+#ifndef TWLB_CONFIG_H
+#define TWLB_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "balance.h"
+#include "isn.h"
+#include "portmap.h"
+#include "twrule.h"
+
+/* A parsed "ip:port" or "[ipv6]:port" (ip alone for inside addresses: port 0). */
+struct cfg_addr {
+    struct sockaddr_storage ss;
+    socklen_t len;
+    char text[64]; /* as written in the config, for logs and metric labels */
+};
+
+/* Parse "1.2.3.4:80", "[::1]:80" (want_port=1) or "1.2.3.4", "::1" (want_port=0).
+ * Returns 0, or -1 with a short reason in <why> (a static string). */
+int cfg_addr_parse(const char *s, int want_port, struct cfg_addr *out, const char **why);
+
+struct cfg_time_wait {
+    enum twrule_kind rule; /* default bsd */
+    uint32_t seconds;      /* default 60 */
+};
+
+struct cfg_backend {
+    char *name;
+    struct cfg_addr addr;
+    uint32_t weight;                /* default 1, 1..1000 */
+    struct cfg_time_wait time_wait; /* the pool's unless overridden */
+};
+
+struct cfg_pool {
+    char *name;
+    enum balance_algo balance;      /* default round_robin */
+    struct cfg_addr *inside;        /* >= 1 addresses, port 0 */
+    size_t n_inside;
+    uint16_t port_lo, port_hi;      /* "source_ports": "LO-HI"; default 20000-29999 */
+    uint32_t connect_timeout_ms;    /* default 2000 */
+    uint32_t idle_timeout_ms;       /* default 60000 */
+    uint32_t retries;               /* default 2 */
+    uint32_t buffer_bytes;          /* per direction, default 65536 */
+    struct cfg_time_wait time_wait; /* default for its backends */
+    struct cfg_backend *backends;   /* >= 1 */
+    size_t n_backends;
+};
+
+struct cfg_listener {
+    char *name;
+    struct cfg_addr bind;
+    char *pool_name;
+    size_t pool;     /* index into config.pools */
+    uint32_t backlog; /* default 511 */
+};
+
+enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
+
+struct config {
+    char *path;
+    struct cfg_listener *listeners; /* >= 1 */
+    size_t n_listeners;
+    struct cfg_pool *pools;         /* >= 1 */
+    size_t n_pools;
+    struct {
+        enum isn_mode isn;          /* default auto */
+        enum pm_local_tw local_time_wait; /* default avoid */
+        uint32_t local_time_wait_seconds; /* default 60 (Linux TCP_TIMEWAIT_LEN) */
+        uint32_t quarantine_ms;     /* default 1000 */
+        char *state_file;           /* NULL: none */
+    } reuse;
+    struct {
+        int enabled;                /* "admin" present */
+        struct cfg_addr bind;       /* default 127.0.0.1:9901 */
+    } admin;
+    struct {
+        enum log_level level;       /* default info */
+    } log;
+    uint32_t drain_timeout_ms;      /* default 10000 */
+};
+
+/* A growing list of error messages. */
+struct cfg_errors {
+    char **msg;
+    size_t n, cap;
+};
+void cfg_errors_add(struct cfg_errors *e, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void cfg_errors_free(struct cfg_errors *e);
+
+/* Load and validate <path>.  Returns the config, or NULL with every problem in <errs>
+ * (each message complete: "file[:line:col]: path: problem"). */
+struct config *config_load(const char *path, struct cfg_errors *errs);
+void config_free(struct config *c); /* NULL ok */
+
+const char *log_level_name(enum log_level l);
+
+#endif
