@@ -36,7 +36,7 @@ BENCH_SRCS := $(wildcard tests/bench/bench_*.c)
 BENCH_BINS := $(BENCH_SRCS:tests/bench/%.c=$(BUILD)/bench/%)
 
 DEB_PKGS := gcc make libc6-dev pkg-config libuv1-dev libjansson-dev libcmocka-dev \
-            python3 iproute2 procps
+            python3 iproute2 procps curl
 
 .PHONY: all deps run test unit unit-san integration bench clean
 all: lb/twlb backends/twbackend $(UNIT_BINS)

@@ -1,0 +1,24 @@
+/* admin.h - the admin endpoint: a small HTTP/1.1 server on the worker's loop.
+ *
+ *   GET /metrics   Prometheus text format (every metric of runtime.h and the port maps)
+ *   GET /stats     the same as JSON, per listener / pool / backend
+ *   GET /healthz   "ok"
+ * Unknown paths 404, other methods 405, malformed requests 400, oversized 431.  One
+ * request per connection; every connection has a 5 s deadline and there are at most 64
+ * at once, so a slow or hostile admin client cannot hold the data path or memory. */
+#ifndef TWLB_ADMIN_H
+#define TWLB_ADMIN_H
+
+#include "runtime.h"
+
+struct admin;
+
+/* Listen on <bind>.  Returns 0 and sets *out, or a negative uv error with a message. */
+int admin_start(struct server *srv, const struct cfg_addr *bind, struct admin **out,
+                char *err, size_t errlen);
+
+/* Stop listening and close every admin connection; the memory goes with the last close
+ * callback. */
+void admin_close(struct admin *a);
+
+#endif

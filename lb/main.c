@@ -1,0 +1,144 @@
+/* main.c - the twlb command line.
+ *
+ *   twlb -c FILE        run in the foreground on FILE
+ *   twlb --check FILE   validate FILE: "configuration ok", or every error (exit 1)
+ *
+ * SIGTERM / SIGINT: stop accepting, let live connections finish for drain_timeout_ms,
+ * exit 0. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <uv.h>
+
+#include "config.h"
+#include "log.h"
+#include "server.h"
+
+#define TWLB_VERSION "0.1.0"
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: twlb -c FILE        run the balancer on FILE (foreground)\n"
+               "       twlb --check FILE   validate FILE and exit\n"
+               "       twlb --version\n");
+}
+
+/* Print every config error and the summary; returns the config or NULL. */
+static struct config *load_or_report(const char *path)
+{
+    struct cfg_errors errs = {0};
+    struct config *cfg = config_load(path, &errs);
+    if (!cfg) {
+        for (size_t i = 0; i < errs.n; i++)
+            fprintf(stderr, "%s\n", errs.msg[i]);
+        fprintf(stderr, "twlb: %zu error%s in %s; not starting\n", errs.n,
+                errs.n == 1 ? "" : "s", path);
+    }
+    cfg_errors_free(&errs);
+    return cfg;
+}
+
+struct app {
+    uv_loop_t loop;
+    uv_signal_t sigterm, sigint;
+    struct server *srv;
+};
+
+static void on_drained(struct server *srv)
+{
+    struct app *app = srv->loop->data;
+    log_info("drained; exiting");
+    server_close(srv);
+    uv_close((uv_handle_t *)&app->sigterm, NULL);
+    uv_close((uv_handle_t *)&app->sigint, NULL);
+}
+
+static void on_stop_signal(uv_signal_t *h, int signum)
+{
+    struct app *app = h->data;
+    if (app->srv->draining) {
+        log_info("signal %d during drain: ignored (drain ends by itself)", signum);
+        return;
+    }
+    log_info("signal %d: stopping", signum);
+    server_drain(app->srv);
+}
+
+/* More connections than the default 1024 descriptors is the normal case for a proxy. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+static int run(const char *path)
+{
+    struct config *cfg = load_or_report(path);
+    if (!cfg)
+        return 1;
+    log_set_level(cfg->log.level);
+    signal(SIGPIPE, SIG_IGN);
+    raise_fd_limit();
+
+    struct app app;
+    memset(&app, 0, sizeof app);
+    uv_loop_init(&app.loop);
+    app.loop.data = &app;
+    char err[512] = "";
+    app.srv = server_new(&app.loop, cfg, err, sizeof err);
+    if (!app.srv) {
+        fprintf(stderr, "twlb: %s\n", err);
+        config_free(cfg);
+        uv_loop_close(&app.loop);
+        return 1;
+    }
+    app.srv->on_drained = on_drained;
+    int rc = 0;
+    if (server_start(app.srv, err, sizeof err) < 0) {
+        fprintf(stderr, "twlb: %s\n", err);
+        server_close(app.srv);
+        rc = 1;
+    } else {
+        uv_signal_init(&app.loop, &app.sigterm);
+        uv_signal_init(&app.loop, &app.sigint);
+        app.sigterm.data = app.sigint.data = &app;
+        uv_signal_start(&app.sigterm, on_stop_signal, SIGTERM);
+        uv_signal_start(&app.sigint, on_stop_signal, SIGINT);
+        log_info("twlb %s running with %s", TWLB_VERSION, path);
+    }
+    uv_run(&app.loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(&app.loop) != 0)
+        log_warn("event loop closed with handles still open");
+    server_free(app.srv);
+    config_free(cfg);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3 && !strcmp(argv[1], "--check")) {
+        struct config *cfg = load_or_report(argv[2]);
+        if (!cfg)
+            return 1;
+        printf("configuration ok\n");
+        config_free(cfg);
+        return 0;
+    }
+    if (argc == 3 && (!strcmp(argv[1], "-c") || !strcmp(argv[1], "--config")))
+        return run(argv[2]);
+    if (argc == 2 && !strcmp(argv[1], "--version")) {
+        printf("twlb %s\n", TWLB_VERSION);
+        return 0;
+    }
+    if (argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
+        usage(stdout);
+        return 0;
+    }
+    usage(stderr);
+    return 2;
+}

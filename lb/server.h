@@ -1,0 +1,50 @@
+/* server.h - one worker: builds the runtime objects from a config, opens the listeners,
+ * and owns the decisions that need more than one session's view (which backend, which
+ * inside address, which port, which ISN). */
+#ifndef TWLB_SERVER_H
+#define TWLB_SERVER_H
+
+#include "runtime.h"
+
+/* Build the runtime for <cfg> on <loop>: pools, balancers, port maps, the ISN mode
+ * (auto resolved by probing TCP_REPAIR).  Returns NULL with a message in <err>. */
+struct server *server_new(uv_loop_t *loop, const struct config *cfg, char *err, size_t errlen);
+
+/* Bind and listen on every listener, start the admin endpoint.  Returns 0 or a negative
+ * uv error with a message in <err>. */
+int server_start(struct server *srv, char *err, size_t errlen);
+
+/* Stop accepting, let live sessions finish for cfg->drain_timeout_ms, then abort the
+ * rest; srv->on_drained is called once no session is left. */
+void server_drain(struct server *srv);
+
+/* Close the remaining handles (admin, timers); run the loop after this to let the close
+ * callbacks finish, then server_free(). */
+void server_close(struct server *srv);
+void server_free(struct server *srv);
+
+/* The outcome of choosing where a new backend connection goes. */
+struct server_pick {
+    struct backend_rt *be;
+    size_t path;              /* index of the inside address (be->paths[path]) */
+    struct portmap_pick port;
+};
+
+/* Pick a backend of <pool> (skipping the <ntried> backends in <tried>, those whose
+ * every path is out of usable ports, and counting the latter) and a source port toward
+ * it.  The port is BUSY on return.  Returns 0, or -1 when nothing is usable. */
+int server_pick(struct server *srv, struct pool_rt *pool, uint64_t client_hash,
+                const uint32_t *tried, size_t ntried, struct server_pick *out);
+
+/* The 4-tuple as the ISN functions hash it. */
+void server_isn_tuple(struct isn_tuple *t, const struct cfg_addr *inside, uint16_t sport,
+                      const struct cfg_addr *backend);
+
+/* A connect on <be> completed and its reuse-reject counter was updated: demote the
+ * backend to the strict rule when explicit-ISN reuses keep being rejected. */
+void server_note_reuse_result(struct server *srv, struct backend_rt *be);
+
+/* A session ended; lets a drain finish. */
+void server_session_gone(struct server *srv);
+
+#endif

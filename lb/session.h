@@ -1,0 +1,35 @@
+/* session.h - one client connection and its backend connection.
+ *
+ * The state machine (table at the top of session.c) accepts a client, picks a backend
+ * and a source port through server_pick(), connects (retrying other backends while no
+ * byte has been forwarded), pumps bytes both ways with bounded buffers, follows
+ * half-closes, and on the end tells the port bookkeeping who sent the first FIN. */
+#ifndef TWLB_SESSION_H
+#define TWLB_SESSION_H
+
+#include "runtime.h"
+
+/* Why a session ended (recorded once, the first reason wins). */
+enum session_end {
+    END_NONE,
+    END_DONE,            /* both sides closed their write side, all bytes delivered */
+    END_CLIENT_ERROR,    /* client reset or read/write error */
+    END_BACKEND_ERROR,   /* backend reset or read/write error */
+    END_IDLE_TIMEOUT,
+    END_CONNECT_FAILED,  /* every try failed */
+    END_NO_BACKEND,      /* no backend or no source port usable */
+    END_DRAIN_DEADLINE,  /* still open when the drain time ran out */
+};
+const char *session_end_name(enum session_end e);
+
+/* Take over an accepted connection: <client> has been uv_accept()ed into a handle that
+ * the session owns from now on.  Called by the listener's connection callback. */
+void session_accept(struct listener_rt *lis);
+
+/* Close every live session at once (drain deadline). */
+void session_abort_all(struct server *srv);
+
+/* Free the sessions kept for reuse (at exit). */
+void session_free_cache(struct server *srv);
+
+#endif

@@ -1,0 +1,28 @@
+/* upstream.h - the socket toward a backend, prepared by hand before libuv sees it: the
+ * source address and port are bound explicitly (twlb chooses them) and, in explicit ISN
+ * mode, the initial sequence number is preset through TCP_REPAIR (kernel-facts 2).
+ * Also the TCP_INFO read that tells whether a SYN was retransmitted. */
+#ifndef TWLB_UPSTREAM_H
+#define TWLB_UPSTREAM_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+/* A non-blocking TCP socket bound to <inside> (port taken from <port>), SO_REUSEADDR set
+ * (needed to reuse a port whose TIME_WAIT the kernel may take over).  If <set_isn>, the
+ * first SYN will carry exactly <isn>.  Returns the fd, or a negative errno:
+ * -EADDRINUSE / -EADDRNOTAVAIL mean "try another port", -EPERM on TCP_REPAIR means no
+ * CAP_NET_ADMIN. */
+int upstream_socket(const struct sockaddr *inside, uint16_t port, int set_isn, uint32_t isn);
+
+/* 1 if this process may use TCP_REPAIR (CAP_NET_ADMIN), else 0. */
+int upstream_can_repair(int family);
+
+struct upstream_info {
+    uint32_t total_retrans; /* > 0 right after connect: the SYN was retransmitted */
+    int timestamps;         /* TCP timestamps negotiated */
+};
+/* Read TCP_INFO.  Returns 0 or a negative errno. */
+int upstream_tcp_info(int fd, struct upstream_info *out);
+
+#endif
