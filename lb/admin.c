@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "server.h"
 
 #define ADMIN_MAX_CONNS 64
 #define ADMIN_REQ_MAX 8192
@@ -192,6 +193,16 @@ static void render_metrics(struct server *srv, struct sb *b)
     b->oom |= reuses.oom;
     free(reuses.p);
 
+    help(b, "twlb_backend_up", "gauge",
+         "1 when the backend may get new connections (healthy, not ejected, enabled)");
+    for (size_t p = 0; p < c->n_pools; p++)
+        for (size_t i = 0; i < c->pools[p].n_backends; i++) {
+            struct backend_rt *be = &srv->pools[p].backends[i];
+            sb_printf(b, "twlb_backend_up{pool=\"%s\",backend=\"%s\"} %d\n",
+                      c->pools[p].name, c->pools[p].backends[i].name,
+                      be->admin == BE_ENABLED && server_backend_usable(srv, be, now));
+        }
+
     help(b, "twlb_backend_demoted", "gauge",
          "1 when a backend rejected explicit-ISN reuses and is treated as strict");
     for (size_t p = 0; p < c->n_pools; p++)
@@ -245,6 +256,11 @@ static char *render_stats(struct server *srv)
 #define X(fld, mname, mhelp) json_object_set_new(o, #fld, json_integer((json_int_t)be->st.fld));
             BACKEND_COUNTERS(X)
 #undef X
+            json_object_set_new(o, "admin", json_string(server_backend_admin_name(be->admin)));
+            json_object_set_new(o, "health", json_string(!be->health.up ? "down"
+                                                         : server_backend_usable(srv, be, now)
+                                                             ? "up"
+                                                             : "ejected"));
             json_object_set_new(o, "bytes_to_backend", json_integer((json_int_t)be->st.bytes_to_backend));
             json_object_set_new(o, "bytes_to_client", json_integer((json_int_t)be->st.bytes_to_client));
             json_t *ports = json_object();
@@ -322,16 +338,17 @@ static const char *reason_phrase(int code)
     return "Error";
 }
 
-/* Send one response and close.  <body> is copied. */
-static void respond(struct admin_conn *ac, int code, const char *ctype, const char *body,
-                    size_t blen, int head_only)
+/* Send one response and close.  <body> is copied.  <allow> goes into the Allow header
+ * of a 405. */
+static void respond_allow(struct admin_conn *ac, int code, const char *ctype,
+                          const char *body, size_t blen, int head_only, const char *allow)
 {
     struct sb b = {0};
     sb_printf(&b,
-              "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s"
-              "Connection: close\r\n\r\n",
-              code, reason_phrase(code), ctype, blen,
-              code == 405 ? "Allow: GET, HEAD\r\n" : "");
+              "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+              "%s%s%sConnection: close\r\n\r\n",
+              code, reason_phrase(code), ctype, blen, code == 405 ? "Allow: " : "",
+              code == 405 ? allow : "", code == 405 ? "\r\n" : "");
     if (!head_only)
         sb_printf(&b, "%.*s", (int)blen, body);
     if (b.oom) {
@@ -347,11 +364,23 @@ static void respond(struct admin_conn *ac, int code, const char *ctype, const ch
         conn_close(ac);
 }
 
-static void respond_error(struct admin_conn *ac, int code, const char *msg)
+static void respond(struct admin_conn *ac, int code, const char *ctype, const char *body,
+                    size_t blen, int head_only)
+{
+    respond_allow(ac, code, ctype, body, blen, head_only, "GET, HEAD");
+}
+
+static void respond_error_allow(struct admin_conn *ac, int code, const char *msg,
+                                const char *allow)
 {
     char body[256];
     int n = snprintf(body, sizeof body, "{\"error\": \"%s\"}\n", msg);
-    respond(ac, code, "application/json", body, (size_t)n, 0);
+    respond_allow(ac, code, "application/json", body, (size_t)n, 0, allow);
+}
+
+static void respond_error(struct admin_conn *ac, int code, const char *msg)
+{
+    respond_error_allow(ac, code, msg, "GET, HEAD");
 }
 
 static int is_tchar(int ch)
@@ -402,6 +431,25 @@ static void handle_request(struct admin_conn *ac)
     path[plen] = 0;
 
     int is_get = !strcmp(method, "GET"), is_head = !strcmp(method, "HEAD");
+    struct server *srv = ac->a->srv;
+    char pool[65], backend[65], action[17];
+    int consumed = 0;
+    if (sscanf(path, "/pools/%64[^/]/backends/%64[^/]/%16[^/]%n", pool, backend, action,
+               &consumed) == 3 &&
+        path[consumed] == 0) {
+        if (strcmp(method, "POST")) {
+            respond_error_allow(ac, 405, "method not allowed", "POST");
+            return;
+        }
+        int r = server_backend_admin(srv, pool, backend, action);
+        if (r == -1)
+            respond_error(ac, 404, "no such pool or backend");
+        else if (r == -2)
+            respond_error(ac, 404, "unknown action (expected enable, disable or drain)");
+        else
+            respond(ac, 200, "application/json", "{\"ok\": true}\n", 13, 0);
+        return;
+    }
     int known = !strcmp(path, "/metrics") || !strcmp(path, "/stats") || !strcmp(path, "/healthz");
     if (!known) {
         respond_error(ac, 404, "not found");
@@ -411,7 +459,6 @@ static void handle_request(struct admin_conn *ac)
         respond_error(ac, 405, "method not allowed");
         return;
     }
-    struct server *srv = ac->a->srv;
     if (!strcmp(path, "/healthz")) {
         respond(ac, 200, "text/plain", "ok\n", 3, is_head);
     } else if (!strcmp(path, "/metrics")) {

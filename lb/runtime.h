@@ -13,6 +13,7 @@
 
 #include "balance.h"
 #include "config.h"
+#include "health.h"
 #include "isn.h"
 #include "portmap.h"
 
@@ -26,7 +27,11 @@
     X(syn_retransmits_total, "twlb_syn_retransmits_total",                             \
       "Backend connects whose SYN was retransmitted (TCP_INFO)")                        \
     X(ports_exhausted_total, "twlb_ports_exhausted_total",                             \
-      "Times no source port toward the backend was usable")
+      "Times no source port toward the backend was usable")                            \
+    X(state_changes_total, "twlb_backend_state_changes_total",                         \
+      "Times the backend went up or down")                                              \
+    X(ejections_total, "twlb_backend_ejections_total",                                 \
+      "Times consecutive connect failures ejected the backend")
 
 struct backend_stats {
 #define X(f, n, h) uint64_t f;
@@ -44,6 +49,13 @@ struct path_rt {
 
 struct pool_rt;
 
+/* What the operator said (admin endpoint). */
+enum backend_admin {
+    BE_ENABLED,  /* takes new connections */
+    BE_DRAINING, /* no new connections; live ones finish */
+    BE_DISABLED, /* no new connections; live ones were closed */
+};
+
 struct backend_rt {
     const struct cfg_backend *cfg;
     struct pool_rt *pool;
@@ -52,6 +64,10 @@ struct backend_rt {
     struct backend_stats st;
     uint32_t reuse_rejects_in_row; /* SYN retransmits on reused 4-tuples, consecutive */
     int demoted;             /* treated as strict after repeated rejects */
+
+    enum backend_admin admin;
+    struct health health;    /* active checks and passive ejection */
+    int was_usable;          /* health_usable() when last looked at, to log changes */
 };
 
 struct pool_rt {

@@ -20,6 +20,12 @@
  * configured rule and treat it as strict. */
 #define REJECTS_BEFORE_DEMOTION 3
 
+/* Passive ejection: this many failed connects in a row take a backend out for 1 s,
+ * doubling per ejection in a row up to 60 s (health.h). */
+#define PASSIVE_EJECT_AFTER 3
+#define PASSIVE_EJECT_BASE_MS 1000
+#define PASSIVE_EJECT_MAX_MS 60000
+
 static uint64_t clock_ns(clockid_t id)
 {
     struct timespec ts;
@@ -114,6 +120,9 @@ struct server *server_new(uv_loop_t *loop, const struct config *cfg, char *err, 
             be->pool = pool;
             be->index = b;
             pool->view[b].name = be->cfg->name;
+            health_init(&be->health, 2, 3, PASSIVE_EJECT_AFTER, PASSIVE_EJECT_BASE_MS,
+                        PASSIVE_EJECT_MAX_MS);
+            be->was_usable = 1;
             pool->view[b].weight = be->cfg->weight;
             be->paths = calloc(pc->n_inside, sizeof *be->paths);
             if (!be->paths)
@@ -177,14 +186,86 @@ void server_note_reuse_result(struct server *srv, struct backend_rt *be)
             portmap_set_policy(be->paths[i].pm, &pol);
 }
 
+int server_backend_usable(struct server *srv, struct backend_rt *be, uint64_t now_ms)
+{
+    int usable = health_usable(&be->health, now_ms);
+    if (usable != be->was_usable) {
+        /* Logged and counted once per change, whoever notices it first. */
+        be->was_usable = usable;
+        be->st.state_changes_total++;
+        if (usable)
+            log_warn("pool %s: backend %s (%s) is up", be->pool->cfg->name, be->cfg->name,
+                     be->cfg->addr.text);
+        else
+            log_warn("pool %s: backend %s (%s) is down%s", be->pool->cfg->name,
+                     be->cfg->name, be->cfg->addr.text,
+                     be->health.up ? " (ejected after consecutive connect failures)" : "");
+    }
+    return usable;
+}
+
+void server_connect_result(struct server *srv, struct backend_rt *be, int ok)
+{
+    uint64_t now = server_now_ms(srv);
+    uint32_t before = be->health.ejections_in_row;
+    health_connect_result(&be->health, ok, now);
+    if (be->health.ejections_in_row > before)
+        be->st.ejections_total++;
+    server_backend_usable(srv, be, now);
+}
+
+const char *server_backend_admin_name(enum backend_admin a)
+{
+    switch (a) {
+    case BE_ENABLED: return "enabled";
+    case BE_DRAINING: return "draining";
+    case BE_DISABLED: return "disabled";
+    }
+    return "?";
+}
+
+int server_backend_admin(struct server *srv, const char *pool, const char *backend,
+                         const char *action)
+{
+    struct backend_rt *be = NULL;
+    for (size_t p = 0; p < srv->cfg->n_pools && !be; p++) {
+        if (strcmp(srv->cfg->pools[p].name, pool))
+            continue;
+        for (size_t b = 0; b < srv->cfg->pools[p].n_backends; b++)
+            if (!strcmp(srv->cfg->pools[p].backends[b].name, backend))
+                be = &srv->pools[p].backends[b];
+    }
+    if (!be)
+        return -1;
+    enum backend_admin to;
+    if (!strcmp(action, "enable"))
+        to = BE_ENABLED;
+    else if (!strcmp(action, "disable"))
+        to = BE_DISABLED;
+    else if (!strcmp(action, "drain"))
+        to = BE_DRAINING;
+    else
+        return -2;
+    if (be->admin != to)
+        log_warn("pool %s: backend %s %s by the operator (was %s)", pool, backend,
+                 server_backend_admin_name(to), server_backend_admin_name(be->admin));
+    be->admin = to;
+    if (to == BE_DISABLED)
+        session_abort_backend(srv, be);
+    return 0;
+}
+
 int server_pick(struct server *srv, struct pool_rt *pool, uint64_t client_hash,
                 const uint32_t *tried, size_t ntried, struct server_pick *out)
 {
     const struct cfg_pool *pc = pool->cfg;
-    memset(pool->usable, 1, pc->n_backends);
+    uint64_t now_ms = server_now_ms(srv);
+    for (size_t b = 0; b < pc->n_backends; b++) {
+        struct backend_rt *be = &pool->backends[b];
+        pool->usable[b] = be->admin == BE_ENABLED && server_backend_usable(srv, be, now_ms);
+    }
     for (size_t t = 0; t < ntried; t++)
         pool->usable[tried[t]] = 0;
-    uint64_t now_ms = server_now_ms(srv);
     uint64_t real_ns = clock_ns(CLOCK_REALTIME), mono_ns = clock_ns(CLOCK_MONOTONIC);
     for (;;) {
         int i = balancer_pick(pool->bal, pool->view, pool->usable, client_hash);

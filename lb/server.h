@@ -44,6 +44,19 @@ void server_isn_tuple(struct isn_tuple *t, const struct cfg_addr *inside, uint16
  * backend to the strict rule when explicit-ISN reuses keep being rejected. */
 void server_note_reuse_result(struct server *srv, struct backend_rt *be);
 
+/* Health as of <now_ms> (active checks, passive ejection); logs and counts changes. */
+int server_backend_usable(struct server *srv, struct backend_rt *be, uint64_t now_ms);
+
+/* A connect of real traffic to <be> succeeded (ok=1) or failed: feeds passive ejection. */
+void server_connect_result(struct server *srv, struct backend_rt *be, int ok);
+
+/* The operator's word on a backend: "enable", "disable" (no new connections, live ones
+ * closed now) or "drain" (no new connections, live ones finish).  Returns 0, -1 for an
+ * unknown pool or backend, -2 for an unknown action. */
+int server_backend_admin(struct server *srv, const char *pool, const char *backend,
+                         const char *action);
+const char *server_backend_admin_name(enum backend_admin a);
+
 /* A session ended; lets a drain finish. */
 void server_session_gone(struct server *srv);
 

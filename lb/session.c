@@ -96,8 +96,9 @@ const char *session_end_name(enum session_end e)
         [END_CONNECT_FAILED] = "connect_failed",
         [END_NO_BACKEND] = "no_backend",
         [END_DRAIN_DEADLINE] = "drain_deadline",
+        [END_BACKEND_DISABLED] = "backend_disabled",
     };
-    return e <= END_DRAIN_DEADLINE ? names[e] : "?";
+    return e <= END_BACKEND_DISABLED ? names[e] : "?";
 }
 
 static uint64_t clock_ns(clockid_t id)
@@ -252,6 +253,17 @@ static void session_close(struct session *s, enum session_end why)
     }
 }
 
+void session_abort_backend(struct server *srv, const struct backend_rt *be)
+{
+    struct session *s = srv->active;
+    while (s) {
+        struct session *next = s->next;
+        if (s->state != S_CLOSING && s->pick.be == be && (s->backend_open || s->have_port))
+            session_close(s, END_BACKEND_DISABLED);
+        s = next;
+    }
+}
+
 void session_abort_all(struct server *srv)
 {
     struct session *s = srv->active;
@@ -301,6 +313,7 @@ static void connect_failed(struct session *s, int err, int refused_port)
     }
     if (!refused_port) {
         be->st.connect_errors_total++;
+        server_connect_result(s->srv, be, 0);
         if (!was_tried(s, (uint32_t)be->index) && s->ntried < MAX_TRIED)
             s->tried[s->ntried++] = (uint32_t)be->index;
         log_debug("pool %s: connect to %s (%s) failed: %s", s->pool->cfg->name,
@@ -353,6 +366,7 @@ static void on_connect(uv_connect_t *req, int status)
         server_note_reuse_result(s->srv, be);
     }
     be->st.connections_total++;
+    server_connect_result(s->srv, be, 1);
     be->pool->view[be->index].active++;
     s->counted_active = 1;
     start_pumping(s);

@@ -19,12 +19,16 @@ enum session_end {
     END_CONNECT_FAILED,  /* every try failed */
     END_NO_BACKEND,      /* no backend or no source port usable */
     END_DRAIN_DEADLINE,  /* still open when the drain time ran out */
+    END_BACKEND_DISABLED, /* the operator disabled its backend */
 };
 const char *session_end_name(enum session_end e);
 
 /* Take over an accepted connection: <client> has been uv_accept()ed into a handle that
  * the session owns from now on.  Called by the listener's connection callback. */
 void session_accept(struct listener_rt *lis);
+
+/* Close every live session on backend <be> at once (the backend was disabled). */
+void session_abort_backend(struct server *srv, const struct backend_rt *be);
 
 /* Close every live session at once (drain deadline). */
 void session_abort_all(struct server *srv);

@@ -1,0 +1,41 @@
+/* health.h - whether a backend is up, from check results and connect outcomes.  Pure: no
+ * sockets, no clocks (the caller passes now_ms).
+ *
+ * Active checks follow HAProxy's rise/fall semantics: a backend that is up goes down
+ * after <fall> consecutive failed checks; a backend that is down comes back after <rise>
+ * consecutive good checks.  Passive ejection: <eject_after> consecutive failed connects
+ * of real traffic take the backend out for a backoff that doubles with each ejection in
+ * a row (base_ms, 2*base_ms, ... up to max_ms); it returns when the backoff ends or when
+ * an active check succeeds. */
+#ifndef TWLB_HEALTH_H
+#define TWLB_HEALTH_H
+
+#include <stdint.h>
+
+struct health {
+    uint32_t rise, fall;        /* active check thresholds, >= 1 */
+    uint32_t eject_after;       /* consecutive connect failures that eject; 0 = never */
+    uint64_t eject_base_ms, eject_max_ms;
+    /* state */
+    int up;                     /* per active checks (1 when there are none) */
+    uint32_t streak;            /* consecutive results against the current state */
+    uint32_t fails_in_row;      /* consecutive connect failures (passive) */
+    uint32_t ejections_in_row;
+    uint64_t ejected_until;     /* 0: not ejected */
+};
+
+/* Start up, not ejected. */
+void health_init(struct health *h, uint32_t rise, uint32_t fall, uint32_t eject_after,
+                 uint64_t eject_base_ms, uint64_t eject_max_ms);
+
+/* An active check finished.  Returns 1 when this result changed health_usable(). */
+int health_check_result(struct health *h, int ok, uint64_t now_ms);
+
+/* A connect of real traffic finished.  Returns 1 when this result changed
+ * health_usable() (an ejection started). */
+int health_connect_result(struct health *h, int ok, uint64_t now_ms);
+
+/* May the backend get new connections now? */
+int health_usable(const struct health *h, uint64_t now_ms);
+
+#endif
