@@ -38,8 +38,11 @@ BENCH_BINS := $(BENCH_SRCS:tests/bench/%.c=$(BUILD)/bench/%)
 DEB_PKGS := gcc make libc6-dev pkg-config libuv1-dev libjansson-dev libcmocka-dev \
             python3 iproute2 procps curl
 
-.PHONY: all deps run test unit unit-san integration bench clean
-all: lb/twlb backends/twbackend $(UNIT_BINS)
+STRESS_SRCS := $(wildcard tests/stress/*.c)
+STRESS_OBJS := $(STRESS_SRCS:%.c=$(BUILD)/%.o)
+
+.PHONY: all deps deps-bench run test unit unit-san integration bench clean
+all: lb/twlb backends/twbackend $(UNIT_BINS) $(if $(STRESS_SRCS),tests/stress/twstress)
 
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
@@ -64,6 +67,9 @@ lb/twlb: $(LB_OBJS)
 backends/twbackend: $(BUILD)/backends/twbackend.o
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 endif
+
+tests/stress/twstress: $(STRESS_OBJS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/test_%: $(BUILD)/tests/unit/test_%.o $(LIB_OBJS)
 	@mkdir -p $(dir $@)
@@ -92,11 +98,22 @@ run: deps
 	$(MAKE) all
 	./tests/demo.sh
 
-bench: deps
+# HAProxy and nginx are only needed to compare against them.
+deps-bench: deps
+	@missing=""; for p in haproxy nginx libnginx-mod-stream; do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+bench: deps-bench
 	$(MAKE) all $(BENCH_BINS)
 	@set -e; for b in $(BENCH_BINS); do echo "== $$b"; $$b; done
+	./tests/bench/proxies.sh
 
 clean:
-	rm -rf build lb/twlb backends/twbackend
+	rm -rf build lb/twlb backends/twbackend tests/stress/twstress
 
 -include $(shell find build -name '*.d' 2>/dev/null)

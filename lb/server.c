@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "admin.h"
+#include "kdiag.h"
 #include "log.h"
 #include "session.h"
 #include "statefile.h"
@@ -266,26 +267,102 @@ int server_pick(struct server *srv, struct pool_rt *pool, uint64_t client_hash,
     }
     for (size_t t = 0; t < ntried; t++)
         pool->usable[tried[t]] = 0;
-    uint64_t real_ns = clock_ns(CLOCK_REALTIME), mono_ns = clock_ns(CLOCK_MONOTONIC);
     for (;;) {
         int i = balancer_pick(pool->bal, pool->view, pool->usable, client_hash);
         if (i < 0)
             return -1;
-        struct backend_rt *be = &pool->backends[i];
-        /* Rotate the inside addresses so they share the load. */
-        for (size_t k = 0; k < pc->n_inside; k++) {
-            size_t path = (pool->next_inside + k) % pc->n_inside;
-            portmap *pm = be->paths[path].pm;
-            if (pm && portmap_acquire(pm, now_ms, real_ns, mono_ns, &out->port) == 0) {
-                pool->next_inside = path + 1;
-                out->be = be;
-                out->path = path;
-                return 0;
-            }
-        }
-        be->st.ports_exhausted_total++;
+        if (server_acquire(srv, &pool->backends[i], out) == 0)
+            return 0;
         pool->usable[i] = 0;
     }
+}
+
+int server_acquire(struct server *srv, struct backend_rt *be, struct server_pick *out)
+{
+    struct pool_rt *pool = be->pool;
+    size_t n = pool->cfg->n_inside;
+    uint64_t now_ms = server_now_ms(srv);
+    uint64_t real_ns = clock_ns(CLOCK_REALTIME), mono_ns = clock_ns(CLOCK_MONOTONIC);
+    /* Rotate the inside addresses so they share the load. */
+    for (size_t k = 0; k < n; k++) {
+        size_t path = (pool->next_inside + k) % n;
+        portmap *pm = be->paths[path].pm;
+        if (pm && portmap_acquire(pm, now_ms, real_ns, mono_ns, &out->port) == 0) {
+            pool->next_inside = path + 1;
+            out->be = be;
+            out->path = path;
+            return 0;
+        }
+    }
+    be->st.ports_exhausted_total++;
+    return -1;
+}
+
+static void sockaddr_with_port(struct sockaddr_storage *out, const struct cfg_addr *a,
+                               uint16_t port)
+{
+    memcpy(out, &a->ss, a->len);
+    if (a->ss.ss_family == AF_INET)
+        ((struct sockaddr_in *)out)->sin_port = htons(port);
+    else
+        ((struct sockaddr_in6 *)out)->sin6_port = htons(port);
+}
+
+/* Ports the kernel may refuse in a row toward one backend before we pick another. */
+#define REFUSED_PORTS_MAX 16
+
+int server_upstream_socket(struct server *srv, struct server_pick *pick, int *isn_known,
+                           uint32_t *isn)
+{
+    for (int tries = 0; tries < REFUSED_PORTS_MAX; tries++) {
+        struct backend_rt *be = pick->be;
+        const struct cfg_addr *inside = &be->pool->cfg->inside[pick->path];
+        portmap *pm = be->paths[pick->path].pm;
+        struct sockaddr_storage local;
+        sockaddr_with_port(&local, inside, pick->port.port);
+        int refused = 0;
+
+        /* Our own TIME_WAIT on this 4-tuple: destroy it when the policy says so, and
+         * always in explicit mode, where otherwise the kernel would override our ISN
+         * (kernel-facts 4). */
+        if (pick->port.kind == PM_PICK_LOCAL_TW &&
+            (pick->port.destroy_local_tw || srv->isn_mode == ISN_EXPLICIT)) {
+            int r = kdiag_destroy((struct sockaddr *)&local,
+                                  (const struct sockaddr *)&be->cfg->addr.ss);
+            if (r < 0 && r != -ENOENT && pick->port.destroy_local_tw) {
+                log_debug("SOCK_DESTROY %s:%u failed: %s", inside->text, pick->port.port,
+                          strerror(-r));
+                refused = 1;
+            }
+        }
+        int fd = -EADDRINUSE;
+        if (!refused) {
+            *isn_known = 0;
+            if (srv->isn_mode == ISN_EXPLICIT) {
+                struct isn_tuple t;
+                server_isn_tuple(&t, inside, pick->port.port, &be->cfg->addr);
+                uint64_t now = clock_ns(CLOCK_REALTIME);
+                *isn = pick->port.kind == PM_PICK_REMOTE_TW
+                           ? isn_reuse(&srv->isn_key, &t, pick->port.rcv_nxt, now)
+                           : isn_fresh(&srv->isn_key, &t, now);
+                *isn_known = 1;
+            }
+            fd = upstream_socket((struct sockaddr *)&inside->ss, pick->port.port, *isn_known,
+                                 *isn);
+        }
+        if (fd != -EADDRINUSE && fd != -EADDRNOTAVAIL)
+            return fd; /* a socket, or an error that is not about the port */
+        /* The kernel refused the port: set it aside, take another toward the same
+         * backend. */
+        portmap_quarantine(pm, pick->port.port, server_now_ms(srv));
+        if (server_acquire(srv, be, pick) < 0)
+            return -ENOSPC;
+    }
+    struct backend_rt *be = pick->be;
+    log_warn("pool %s: %d source ports toward %s refused by the kernel in a row",
+             be->pool->cfg->name, REFUSED_PORTS_MAX, be->cfg->name);
+    portmap_quarantine(be->paths[pick->path].pm, pick->port.port, server_now_ms(srv));
+    return -ENOSPC;
 }
 
 /* ---- listeners ------------------------------------------------------------------- */

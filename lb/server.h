@@ -36,6 +36,18 @@ struct server_pick {
 int server_pick(struct server *srv, struct pool_rt *pool, uint64_t client_hash,
                 const uint32_t *tried, size_t ntried, struct server_pick *out);
 
+/* A port toward <be> on one of its paths (inside addresses rotate).  Returns 0 with
+ * <out> filled (the port is BUSY), or -1 and counts the backend exhausted. */
+int server_acquire(struct server *srv, struct backend_rt *be, struct server_pick *out);
+
+/* The socket for <pick>: our own TIME_WAIT destroyed where needed, the ISN chosen
+ * (explicit mode: *isn_known = 1 and *isn), bound to the inside address and port.  A
+ * port the kernel refuses is quarantined and another toward the same backend taken
+ * (pick is updated).  Returns the fd; -ENOSPC when no port toward the backend is left
+ * (pick holds none); another negative errno on other failures (pick holds its port). */
+int server_upstream_socket(struct server *srv, struct server_pick *pick, int *isn_known,
+                           uint32_t *isn);
+
 /* The 4-tuple as the ISN functions hash it. */
 void server_isn_tuple(struct isn_tuple *t, const struct cfg_addr *inside, uint16_t sport,
                       const struct cfg_addr *backend);

@@ -28,7 +28,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "kdiag.h"
 #include "log.h"
 #include "server.h"
 #include "upstream.h"
@@ -372,16 +371,6 @@ static void on_connect(uv_connect_t *req, int status)
     start_pumping(s);
 }
 
-static void sockaddr_with_port(struct sockaddr_storage *out, const struct cfg_addr *a,
-                               uint16_t port)
-{
-    memcpy(out, &a->ss, a->len);
-    if (a->ss.ss_family == AF_INET)
-        ((struct sockaddr_in *)out)->sin_port = htons(port);
-    else
-        ((struct sockaddr_in6 *)out)->sin6_port = htons(port);
-}
-
 /* Start the next try: pick a backend and a port, prepare the socket, connect.  Ports the
  * kernel refuses are set aside and another is taken at once (bounded). */
 static void try_connect(struct session *s)
@@ -400,48 +389,13 @@ static void try_connect(struct session *s)
         }
         s->have_port = 1;
         struct backend_rt *be = s->pick.be;
-        const struct cfg_addr *inside = &s->pool->cfg->inside[s->pick.path];
-        struct sockaddr_storage local;
-        sockaddr_with_port(&local, inside, s->pick.port.port);
-
-        /* Our own TIME_WAIT on this 4-tuple: destroy it when the policy says so, and
-         * always in explicit mode, where otherwise the kernel would override our ISN
-         * (kernel-facts 4). */
-        if (s->pick.port.kind == PM_PICK_LOCAL_TW &&
-            (s->pick.port.destroy_local_tw || srv->isn_mode == ISN_EXPLICIT)) {
-            int r = kdiag_destroy((struct sockaddr *)&local,
-                                  (const struct sockaddr *)&be->cfg->addr.ss);
-            if (r < 0 && r != -ENOENT && s->pick.port.destroy_local_tw) {
-                log_debug("SOCK_DESTROY %s:%u failed: %s", inside->text,
-                          s->pick.port.port, strerror(-r));
-                portmap_quarantine(be->paths[s->pick.path].pm, s->pick.port.port,
-                                   server_now_ms(srv));
-                s->have_port = 0;
-                continue;
-            }
-        }
-
-        s->isn_known = 0;
-        if (srv->isn_mode == ISN_EXPLICIT) {
-            struct isn_tuple t;
-            server_isn_tuple(&t, inside, s->pick.port.port, &be->cfg->addr);
-            uint64_t now = clock_ns(CLOCK_REALTIME);
-            s->isn = s->pick.port.kind == PM_PICK_REMOTE_TW
-                         ? isn_reuse(&srv->isn_key, &t, s->pick.port.rcv_nxt, now)
-                         : isn_fresh(&srv->isn_key, &t, now);
-            s->isn_known = 1;
-        }
-        int fd = upstream_socket((struct sockaddr *)&inside->ss, s->pick.port.port,
-                                 s->isn_known, s->isn);
-        if (fd == -EADDRINUSE || fd == -EADDRNOTAVAIL) {
-            portmap_quarantine(be->paths[s->pick.path].pm, s->pick.port.port,
-                               server_now_ms(srv));
-            s->have_port = 0;
+        int fd = server_upstream_socket(srv, &s->pick, &s->isn_known, &s->isn);
+        if (fd == -ENOSPC) {
+            s->have_port = 0; /* every port toward it was refused: pick again */
             continue;
         }
         if (fd < 0) {
-            log_warn("pool %s: socket toward %s from %s: %s", pc->name, be->cfg->name,
-                     inside->text, strerror(-fd));
+            log_warn("pool %s: socket toward %s: %s", pc->name, be->cfg->name, strerror(-fd));
             connect_failed(s, uv_translate_sys_error(-fd), 0);
             return;
         }
@@ -467,8 +421,8 @@ static void try_connect(struct session *s)
         uv_timer_start(&s->timer, on_connect_timeout, pc->connect_timeout_ms, 0);
         return;
     }
-    /* 64 refused ports in a row: the kernel disagrees with our bookkeeping. */
-    log_warn("pool %s: 64 source ports refused by the kernel in a row", pc->name);
+    /* Backends kept losing every port to the kernel: give up on this client. */
+    log_warn("pool %s: no backend had a source port the kernel accepts", pc->name);
     session_close(s, END_NO_BACKEND);
 }
 
