@@ -34,11 +34,27 @@ struct cfg_time_wait {
     uint32_t seconds;      /* default 60 */
 };
 
+/* Active health checks ("health" in a pool, overridable per backend).  Absent: none. */
+struct cfg_health {
+    int enabled;
+    uint32_t interval_ms;  /* default 2000 */
+    uint32_t timeout_ms;   /* default 1000 */
+    uint32_t rise, fall;   /* defaults 2 and 3 (HAProxy) */
+    char *send;            /* bytes to send after connecting, or NULL */
+    size_t send_len;
+    char *expect;          /* the reply must start with these bytes, or NULL */
+    size_t expect_len;
+};
+
+enum proxy_protocol { PROXY_NONE, PROXY_V1, PROXY_V2 };
+
 struct cfg_backend {
     char *name;
     struct cfg_addr addr;
     uint32_t weight;                /* default 1, 1..1000 */
     struct cfg_time_wait time_wait; /* the pool's unless overridden */
+    struct cfg_health health;       /* the pool's unless overridden */
+    enum proxy_protocol proxy_protocol; /* default none */
 };
 
 struct cfg_pool {
@@ -52,6 +68,7 @@ struct cfg_pool {
     uint32_t retries;               /* default 2 */
     uint32_t buffer_bytes;          /* per direction, default 65536 */
     struct cfg_time_wait time_wait; /* default for its backends */
+    struct cfg_health health;       /* default for its backends */
     struct cfg_backend *backends;   /* >= 1 */
     size_t n_backends;
 };
@@ -82,9 +99,13 @@ struct config {
     struct {
         int enabled;                /* "admin" present */
         struct cfg_addr bind;       /* default 127.0.0.1:9901 */
+        char *token_file;           /* bearer token required for POST; NULL: none */
     } admin;
     struct {
         enum log_level level;       /* default info */
+        char *file;                 /* NULL: stderr; reopened on SIGUSR1 */
+        char *access_log;           /* NULL: no access log; "-": stderr */
+        int access_log_json;        /* JSON lines instead of key=value */
     } log;
     uint32_t drain_timeout_ms;      /* default 10000 */
 };

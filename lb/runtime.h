@@ -106,6 +106,7 @@ struct server {
     uint64_t sessions_total;
     uint64_t no_backend_total;    /* client connections closed: no backend/port usable */
     struct admin *admin;
+    struct check *checks;         /* active health checks */
     uv_timer_t drain_timer;
     int draining;
     void (*on_drained)(struct server *srv); /* all sessions gone after server_drain() */

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "admin.h"
+#include "check.h"
 #include "kdiag.h"
 #include "log.h"
 #include "session.h"
@@ -121,8 +122,9 @@ struct server *server_new(uv_loop_t *loop, const struct config *cfg, char *err, 
             be->pool = pool;
             be->index = b;
             pool->view[b].name = be->cfg->name;
-            health_init(&be->health, 2, 3, PASSIVE_EJECT_AFTER, PASSIVE_EJECT_BASE_MS,
-                        PASSIVE_EJECT_MAX_MS);
+            health_init(&be->health, be->cfg->health.enabled ? be->cfg->health.rise : 1,
+                        be->cfg->health.enabled ? be->cfg->health.fall : 1,
+                        PASSIVE_EJECT_AFTER, PASSIVE_EJECT_BASE_MS, PASSIVE_EJECT_MAX_MS);
             be->was_usable = 1;
             pool->view[b].weight = be->cfg->weight;
             be->paths = calloc(pc->n_inside, sizeof *be->paths);
@@ -409,6 +411,11 @@ int server_start(struct server *srv, char *err, size_t errlen)
     }
     uv_timer_init(srv->loop, &srv->drain_timer);
     srv->drain_timer.data = srv;
+    int nchecks = check_start_all(srv);
+    if (nchecks < 0) {
+        snprintf(err, errlen, "health checks: %s", strerror(-nchecks));
+        return nchecks;
+    }
     log_info("isn mode %s (configured %s)", isn_mode_name(srv->isn_mode),
              isn_mode_name(c->reuse.isn));
     return 0;
@@ -474,6 +481,7 @@ void server_close(struct server *srv)
             uv_close((uv_handle_t *)&lis->handle, NULL);
         }
     }
+    check_stop_all(srv);
     if (srv->admin) {
         admin_close(srv->admin);
         srv->admin = NULL;
