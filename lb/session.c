@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "proxyproto.h"
 #include "server.h"
 #include "upstream.h"
 
@@ -79,6 +80,9 @@ struct session {
     enum pm_closer closer;   /* who sent the first FIN on the backend connection */
 
     struct pump c2b, b2c;
+    char pphdr[PROXYPROTO_MAX]; /* PROXY protocol header toward the backend */
+    size_t pplen;
+    uv_write_t ppreq;
     size_t bufsize;
     char *bufs;              /* 2 * bufsize, kept across reuse of the session */
     uint64_t last_activity;
@@ -187,7 +191,7 @@ static void release_port(struct session *s, enum pm_closer closer)
         .isn = s->isn,
         .syn_real_ns = s->syn_real_ns,
         .syn_mono_ns = s->syn_mono_ns,
-        .bytes_to_backend = s->c2b.bytes,
+        .bytes_to_backend = s->c2b.bytes + s->pplen, /* the header is payload too */
         .timestamps = s->timestamps,
     };
     portmap_release(s->pick.be->paths[s->pick.path].pm, s->pick.port.port, &r,
@@ -340,6 +344,39 @@ static void on_connect_timeout(uv_timer_t *t)
     connect_failed(s, UV_ETIMEDOUT, 0);
 }
 
+static void on_proxy_header_written(uv_write_t *req, int status)
+{
+    struct session *s = req->data;
+    if (status < 0 && s->state == S_PUMPING)
+        session_close(s, END_BACKEND_ERROR);
+}
+
+/* The PROXY protocol header goes first on the backend connection.  It is written before
+ * the pump starts; anything the kernel does not take at once is queued, and libuv keeps
+ * later writes behind it (uv_try_write refuses while the queue is not empty). */
+static int send_proxy_header(struct session *s)
+{
+    struct sockaddr_storage peer, local;
+    int plen = sizeof peer, llen = sizeof local;
+    if (uv_tcp_getpeername(&s->client, (struct sockaddr *)&peer, &plen) != 0 ||
+        uv_tcp_getsockname(&s->client, (struct sockaddr *)&local, &llen) != 0)
+        return -1;
+    int version = s->pick.be->cfg->proxy_protocol == PROXY_V1 ? 1 : 2;
+    s->pplen = proxyproto_build(version, (struct sockaddr *)&peer, (struct sockaddr *)&local,
+                                s->pphdr);
+    s->pick.be->st.bytes_to_backend += s->pplen;
+    uv_buf_t b = uv_buf_init(s->pphdr, (unsigned)s->pplen);
+    int w = uv_try_write((uv_stream_t *)&s->backend, &b, 1);
+    if (w == (int)s->pplen)
+        return 0;
+    if (w < 0 && w != UV_EAGAIN)
+        return -1;
+    if (w > 0)
+        b = uv_buf_init(s->pphdr + w, (unsigned)(s->pplen - (size_t)w));
+    s->ppreq.data = s;
+    return uv_write(&s->ppreq, (uv_stream_t *)&s->backend, &b, 1, on_proxy_header_written);
+}
+
 static void on_connect(uv_connect_t *req, int status)
 {
     struct session *s = req->data;
@@ -368,6 +405,10 @@ static void on_connect(uv_connect_t *req, int status)
     server_connect_result(s->srv, be, 1);
     be->pool->view[be->index].active++;
     s->counted_active = 1;
+    if (be->cfg->proxy_protocol != PROXY_NONE && send_proxy_header(s) < 0) {
+        session_close(s, END_BACKEND_ERROR);
+        return;
+    }
     start_pumping(s);
 }
 
