@@ -1,8 +1,14 @@
-/* log.h - leveled logging to stderr.  One line per call, prefixed with an ISO time and
- * the level.  log_once_* exists for conditions that must be shouted once, not per
- * connection. */
+/* log.h - leveled logging and the access log.
+ *
+ * Messages go to stderr, or to log.file; the access log (one line per connection) to
+ * log.access_log.  Files are opened in append mode and each line is one write(2), so
+ * lines never interleave; log_reopen() (SIGUSR1) opens them again by name, which is what
+ * log rotation needs.  This is process-wide configuration, set at start-up; the data
+ * path only writes. */
 #ifndef TWLB_LOG_H
 #define TWLB_LOG_H
+
+#include <stddef.h>
 
 #include "config.h"
 
@@ -14,5 +20,25 @@ void log_msg(enum log_level l, const char *fmt, ...) __attribute__((format(print
 #define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
 #define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
+
+/* The current UTC time as "2026-11-24T13:30:00.123Z". */
+#define LOG_TIME_LEN 32
+void log_time(char out[LOG_TIME_LEN]);
+
+/* Send messages to <path> (NULL: stderr).  Returns 0 or a negative errno. */
+int log_open(const char *path);
+/* Write the access log to <path> ("-": stderr; NULL: none), as JSON lines if <json>.
+ * Returns 0 or a negative errno. */
+int log_access_open(const char *path, int json);
+/* Open both files again by name (after rotation).  Returns 0 or a negative errno; on
+ * failure the old files stay in use. */
+int log_reopen(void);
+/* Close the files (at exit). */
+void log_close(void);
+
+int log_access_enabled(void);
+int log_access_json(void);
+/* One access log line (without the newline). */
+void log_access(const char *line, size_t len);
 
 #endif

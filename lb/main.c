@@ -42,7 +42,7 @@ static struct config *load_or_report(const char *path)
 
 struct app {
     uv_loop_t loop;
-    uv_signal_t sigterm, sigint;
+    uv_signal_t sigterm, sigint, sigusr1;
     struct server *srv;
 };
 
@@ -53,6 +53,18 @@ static void on_drained(struct server *srv)
     server_close(srv);
     uv_close((uv_handle_t *)&app->sigterm, NULL);
     uv_close((uv_handle_t *)&app->sigint, NULL);
+    uv_close((uv_handle_t *)&app->sigusr1, NULL);
+}
+
+/* Log rotation: the old files were renamed; open new ones by name. */
+static void on_reopen_signal(uv_signal_t *h, int signum)
+{
+    int r = log_reopen();
+    if (r < 0)
+        log_error("SIGUSR1: cannot reopen the log files: %s (still writing the old ones)",
+                  strerror(-r));
+    else
+        log_info("SIGUSR1: log files reopened");
 }
 
 static void on_stop_signal(uv_signal_t *h, int signum)
@@ -82,6 +94,14 @@ static int run(const char *path)
     if (!cfg)
         return 1;
     log_set_level(cfg->log.level);
+    int lr = log_open(cfg->log.file);
+    if (lr == 0)
+        lr = log_access_open(cfg->log.access_log, cfg->log.access_log_json);
+    if (lr < 0) {
+        fprintf(stderr, "twlb: cannot open log file: %s\n", strerror(-lr));
+        config_free(cfg);
+        return 1;
+    }
     signal(SIGPIPE, SIG_IGN);
     raise_fd_limit();
 
@@ -109,6 +129,8 @@ static int run(const char *path)
         app.sigterm.data = app.sigint.data = &app;
         uv_signal_start(&app.sigterm, on_stop_signal, SIGTERM);
         uv_signal_start(&app.sigint, on_stop_signal, SIGINT);
+        uv_signal_init(&app.loop, &app.sigusr1);
+        uv_signal_start(&app.sigusr1, on_reopen_signal, SIGUSR1);
         log_info("twlb %s running with %s", TWLB_VERSION, path);
     }
     uv_run(&app.loop, UV_RUN_DEFAULT);
@@ -116,6 +138,7 @@ static int run(const char *path)
         log_warn("event loop closed with handles still open");
     server_free(app.srv);
     config_free(cfg);
+    log_close();
     return rc;
 }
 

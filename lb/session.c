@@ -22,7 +22,9 @@
  * TIME_WAIT anywhere). */
 #include "session.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -66,6 +68,10 @@ struct session {
     int pending_closes;
 
     uint64_t client_hash;
+    struct sockaddr_storage peer; /* the client's address (access log, PROXY header) */
+    uint64_t start_ms;
+    enum { FIN_NONE, FIN_CLIENT, FIN_BACKEND } first_fin; /* session level, for the log */
+    int connected;                /* a backend connection was established */
     uint32_t tried[MAX_TRIED];
     size_t ntried;
 
@@ -199,6 +205,61 @@ static void release_port(struct session *s, enum pm_closer closer)
     s->have_port = 0;
 }
 
+static void addr_text(const struct sockaddr_storage *ss, uint16_t port_override, char *out,
+                      size_t len)
+{
+    char ip[INET6_ADDRSTRLEN] = "-";
+    uint16_t port = 0;
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const void *)ss;
+        inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip);
+        port = ntohs(a->sin_port);
+    } else if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const void *)ss;
+        inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof ip);
+        port = ntohs(a->sin6_port);
+    }
+    if (port_override)
+        port = port_override;
+    snprintf(out, len, ss->ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u", ip, port);
+}
+
+/* One line per connection: everything an operator needs to follow a port's life. */
+static void access_log(const struct session *s)
+{
+    static const char *const fins[] = {"none", "client", "backend"};
+    char t[LOG_TIME_LEN], client[64], inside[64] = "-";
+    log_time(t);
+    addr_text(&s->peer, 0, client, sizeof client);
+    const char *backend = "-", *baddr = "-";
+    if (s->pick.be) {
+        backend = s->pick.be->cfg->name;
+        baddr = s->pick.be->cfg->addr.text;
+        addr_text(&s->pool->cfg->inside[s->pick.path].ss, s->pick.port.port, inside,
+                  sizeof inside);
+    }
+    const char *reused = s->pick.be && s->pick.port.kind == PM_PICK_REMOTE_TW ? "yes" : "no";
+    unsigned long long dur = (unsigned long long)(server_now_ms(s->srv) - s->start_ms);
+    char line[1024];
+    int n = snprintf(line, sizeof line,
+                     log_access_json()
+                         ? "{\"time\":\"%s\",\"listener\":\"%s\",\"client\":\"%s\","
+                           "\"backend\":\"%s\",\"backend_address\":\"%s\",\"inside\":\"%s\","
+                           "\"isn_mode\":\"%s\",\"reused_time_wait\":\"%s\",\"bytes_to_backend\":%llu,"
+                           "\"bytes_to_client\":%llu,\"duration_ms\":%llu,\"tries\":%zu,"
+                           "\"first_fin\":\"%s\",\"end\":\"%s\"}"
+                         : "time=%s listener=%s client=%s backend=%s backend_address=%s "
+                           "inside=%s isn_mode=%s reused_time_wait=%s bytes_to_backend=%llu "
+                           "bytes_to_client=%llu duration_ms=%llu tries=%zu first_fin=%s end=%s",
+                     t, s->lis->cfg->name, client, backend, baddr, inside,
+                     isn_mode_name(s->srv->isn_mode), reused,
+                     (unsigned long long)s->c2b.bytes, (unsigned long long)s->b2c.bytes, dur,
+                     s->ntried + (s->connected ? 1 : 0), fins[s->first_fin],
+                     session_end_name(s->end));
+    if (n > 0)
+        log_access(line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+}
+
 static void on_handle_closed(uv_handle_t *h)
 {
     struct session *s = h->data;
@@ -210,9 +271,8 @@ static void on_handle_closed(uv_handle_t *h)
         s->pick.be->pool->view[s->pick.be->index].active--;
         s->counted_active = 0;
     }
-    log_debug("session %s: ended (%s), %llu bytes to backend, %llu to client",
-              s->lis->cfg->name, session_end_name(s->end),
-              (unsigned long long)s->c2b.bytes, (unsigned long long)s->b2c.bytes);
+    if (log_access_enabled())
+        access_log(s);
     session_put(s);
 }
 
@@ -356,13 +416,13 @@ static void on_proxy_header_written(uv_write_t *req, int status)
  * later writes behind it (uv_try_write refuses while the queue is not empty). */
 static int send_proxy_header(struct session *s)
 {
-    struct sockaddr_storage peer, local;
-    int plen = sizeof peer, llen = sizeof local;
-    if (uv_tcp_getpeername(&s->client, (struct sockaddr *)&peer, &plen) != 0 ||
+    struct sockaddr_storage local;
+    int llen = sizeof local;
+    if (s->peer.ss_family == 0 ||
         uv_tcp_getsockname(&s->client, (struct sockaddr *)&local, &llen) != 0)
         return -1;
     int version = s->pick.be->cfg->proxy_protocol == PROXY_V1 ? 1 : 2;
-    s->pplen = proxyproto_build(version, (struct sockaddr *)&peer, (struct sockaddr *)&local,
+    s->pplen = proxyproto_build(version, (struct sockaddr *)&s->peer, (struct sockaddr *)&local,
                                 s->pphdr);
     s->pick.be->st.bytes_to_backend += s->pplen;
     uv_buf_t b = uv_buf_init(s->pphdr, (unsigned)s->pplen);
@@ -405,6 +465,7 @@ static void on_connect(uv_connect_t *req, int status)
     server_connect_result(s->srv, be, 1);
     be->pool->view[be->index].active++;
     s->counted_active = 1;
+    s->connected = 1;
     if (be->cfg->proxy_protocol != PROXY_NONE && send_proxy_header(s) < 0) {
         session_close(s, END_BACKEND_ERROR);
         return;
@@ -558,6 +619,8 @@ static void pump_read(uv_stream_t *src, ssize_t nread, const uv_buf_t *buf)
     if (nread == 0)
         return;
     if (nread == UV_EOF) {
+        if (s->first_fin == FIN_NONE)
+            s->first_fin = backend_src ? FIN_BACKEND : FIN_CLIENT;
         p->eof = 1;
         p->reading = 0;
         uv_read_stop(src);
@@ -663,15 +726,15 @@ void session_accept(struct listener_rt *lis)
     lis->connections_total++;
     uv_tcp_nodelay(&s->client, 1);
 
-    struct sockaddr_storage peer;
-    int len = sizeof peer;
+    int len = sizeof s->peer;
+    s->start_ms = server_now_ms(srv);
     s->client_hash = 0;
-    if (uv_tcp_getpeername(&s->client, (struct sockaddr *)&peer, &len) == 0) {
-        if (peer.ss_family == AF_INET)
-            s->client_hash = balance_hash_addr(&((struct sockaddr_in *)&peer)->sin_addr, 4);
-        else if (peer.ss_family == AF_INET6)
+    if (uv_tcp_getpeername(&s->client, (struct sockaddr *)&s->peer, &len) == 0) {
+        if (s->peer.ss_family == AF_INET)
+            s->client_hash = balance_hash_addr(&((struct sockaddr_in *)&s->peer)->sin_addr, 4);
+        else if (s->peer.ss_family == AF_INET6)
             s->client_hash =
-                balance_hash_addr(&((struct sockaddr_in6 *)&peer)->sin6_addr, 16);
+                balance_hash_addr(&((struct sockaddr_in6 *)&s->peer)->sin6_addr, 16);
     }
     s->state = S_CONNECTING;
     try_connect(s);
