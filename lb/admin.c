@@ -130,14 +130,14 @@ static void render_metrics(struct server *srv, struct sb *b)
     for (size_t i = 0; i < c->n_listeners; i++)
         sb_printf(b, "twlb_listener_connections_total{listener=\"%s\"} %llu\n",
                   c->listeners[i].name,
-                  (unsigned long long)srv->listeners[i].connections_total);
+                  (unsigned long long)(srv->listeners[i] ? srv->listeners[i]->connections_total : 0));
 
     help(b, "twlb_backend_connections_active", "gauge", "Live backend connections");
     for (size_t p = 0; p < c->n_pools; p++)
         for (size_t i = 0; i < c->pools[p].n_backends; i++)
             sb_printf(b, "twlb_backend_connections_active{pool=\"%s\",backend=\"%s\"} %u\n",
                       c->pools[p].name, c->pools[p].backends[i].name,
-                      srv->pools[p].view[i].active);
+                      srv->pools[p].backends[i].sh->active);
 
 #define X(fld, mname, mhelp)                                                             \
     help(b, mname, "counter", mhelp);                                                    \
@@ -145,14 +145,14 @@ static void render_metrics(struct server *srv, struct sb *b)
         for (size_t i = 0; i < c->pools[p].n_backends; i++)                              \
             sb_printf(b, mname "{pool=\"%s\",backend=\"%s\"} %llu\n", c->pools[p].name,  \
                       c->pools[p].backends[i].name,                                      \
-                      (unsigned long long)srv->pools[p].backends[i].st.fld);
+                      (unsigned long long)srv->pools[p].backends[i].sh->st.fld);
     BACKEND_COUNTERS(X)
 #undef X
 
     help(b, "twlb_bytes_total", "counter", "Bytes forwarded, by direction");
     for (size_t p = 0; p < c->n_pools; p++)
         for (size_t i = 0; i < c->pools[p].n_backends; i++) {
-            const struct backend_stats *st = &srv->pools[p].backends[i].st;
+            const struct backend_stats *st = &srv->pools[p].backends[i].sh->st;
             const char *pn = c->pools[p].name, *bn = c->pools[p].backends[i].name;
             sb_printf(b, "twlb_bytes_total{pool=\"%s\",backend=\"%s\",direction=\"to_backend\"} %llu\n",
                       pn, bn, (unsigned long long)st->bytes_to_backend);
@@ -170,7 +170,7 @@ static void render_metrics(struct server *srv, struct sb *b)
         for (size_t i = 0; i < pc->n_backends; i++) {
             struct backend_rt *be = &srv->pools[p].backends[i];
             for (size_t k = 0; k < pc->n_inside; k++) {
-                portmap *pm = be->paths[k].pm;
+                portmap *pm = be->paths[k]->pm;
                 if (!pm)
                     continue;
                 uint32_t counts[PM_NSTATES];
@@ -184,7 +184,7 @@ static void render_metrics(struct server *srv, struct sb *b)
                 sb_printf(&reuses,
                           "twlb_port_reuses_total{pool=\"%s\",backend=\"%s\",inside=\"%s\"} %llu\n",
                           pc->name, pc->backends[i].name, pc->inside[k].text,
-                          (unsigned long long)be->paths[k].reuses_total);
+                          (unsigned long long)be->paths[k]->reuses_total);
             }
         }
     }
@@ -200,7 +200,7 @@ static void render_metrics(struct server *srv, struct sb *b)
             struct backend_rt *be = &srv->pools[p].backends[i];
             sb_printf(b, "twlb_backend_up{pool=\"%s\",backend=\"%s\"} %d\n",
                       c->pools[p].name, c->pools[p].backends[i].name,
-                      be->admin == BE_ENABLED && server_backend_usable(srv, be, now));
+                      be->sh->admin == BE_ENABLED && server_backend_usable(srv, be, now));
         }
 
     help(b, "twlb_backend_demoted", "gauge",
@@ -209,7 +209,7 @@ static void render_metrics(struct server *srv, struct sb *b)
         for (size_t i = 0; i < c->pools[p].n_backends; i++)
             sb_printf(b, "twlb_backend_demoted{pool=\"%s\",backend=\"%s\"} %d\n",
                       c->pools[p].name, c->pools[p].backends[i].name,
-                      srv->pools[p].backends[i].demoted);
+                      srv->pools[p].backends[i].sh->demoted);
 
     help(b, "twlb_sessions_active", "gauge", "Client connections being served");
     sb_printf(b, "twlb_sessions_active %llu\n", (unsigned long long)srv->sessions_active);
@@ -238,7 +238,7 @@ static char *render_stats(struct server *srv)
             ls, json_pack("{s:s, s:s, s:s, s:I}", "name", c->listeners[i].name, "bind",
                           c->listeners[i].bind.text, "pool", c->listeners[i].pool_name,
                           "connections_total",
-                          (json_int_t)srv->listeners[i].connections_total));
+                          (json_int_t)(srv->listeners[i] ? srv->listeners[i]->connections_total : 0)));
     json_object_set_new(root, "listeners", ls);
     json_t *pools = json_array();
     for (size_t p = 0; p < c->n_pools; p++) {
@@ -249,23 +249,23 @@ static char *render_stats(struct server *srv)
             json_t *o = json_pack("{s:s, s:s, s:i, s:i, s:s, s:b}", "name", pc->backends[i].name,
                                   "address", pc->backends[i].addr.text, "weight",
                                   (int)pc->backends[i].weight, "active",
-                                  (int)srv->pools[p].view[i].active, "time_wait_rule",
-                                  twrule_kind_name(be->demoted ? TWRULE_STRICT
+                                  (int)srv->pools[p].backends[i].sh->active, "time_wait_rule",
+                                  twrule_kind_name(be->sh->demoted ? TWRULE_STRICT
                                                                : pc->backends[i].time_wait.rule),
-                                  "demoted", be->demoted);
-#define X(fld, mname, mhelp) json_object_set_new(o, #fld, json_integer((json_int_t)be->st.fld));
+                                  "demoted", be->sh->demoted);
+#define X(fld, mname, mhelp) json_object_set_new(o, #fld, json_integer((json_int_t)be->sh->st.fld));
             BACKEND_COUNTERS(X)
 #undef X
-            json_object_set_new(o, "admin", json_string(server_backend_admin_name(be->admin)));
-            json_object_set_new(o, "health", json_string(!be->health.up ? "down"
+            json_object_set_new(o, "admin", json_string(server_backend_admin_name(be->sh->admin)));
+            json_object_set_new(o, "health", json_string(!be->sh->health.up ? "down"
                                                          : server_backend_usable(srv, be, now)
                                                              ? "up"
                                                              : "ejected"));
-            json_object_set_new(o, "bytes_to_backend", json_integer((json_int_t)be->st.bytes_to_backend));
-            json_object_set_new(o, "bytes_to_client", json_integer((json_int_t)be->st.bytes_to_client));
+            json_object_set_new(o, "bytes_to_backend", json_integer((json_int_t)be->sh->st.bytes_to_backend));
+            json_object_set_new(o, "bytes_to_client", json_integer((json_int_t)be->sh->st.bytes_to_client));
             json_t *ports = json_object();
             for (size_t k = 0; k < pc->n_inside; k++) {
-                portmap *pm = be->paths[k].pm;
+                portmap *pm = be->paths[k]->pm;
                 if (!pm)
                     continue;
                 uint32_t counts[PM_NSTATES];
@@ -275,7 +275,7 @@ static char *render_stats(struct server *srv)
                 for (int s = 0; s < PM_NSTATES; s++)
                     json_object_set_new(po, portmap_state_name((enum pm_state)s),
                                         json_integer(counts[s]));
-                json_object_set_new(po, "reuses_total", json_integer((json_int_t)be->paths[k].reuses_total));
+                json_object_set_new(po, "reuses_total", json_integer((json_int_t)be->paths[k]->reuses_total));
                 json_object_set_new(ports, pc->inside[k].text, po);
             }
             json_object_set_new(o, "ports", ports);
@@ -570,6 +570,8 @@ int admin_start(struct server *srv, const struct cfg_addr *bind, struct admin **
     *out = a;
     return 0;
 }
+
+void admin_set_server(struct admin *a, struct server *srv) { a->srv = srv; }
 
 static void listener_closed(uv_handle_t *h)
 {

@@ -17,6 +17,9 @@ struct admin;
 int admin_start(struct server *srv, const struct cfg_addr *bind, struct admin **out,
                 char *err, size_t errlen);
 
+/* A reload replaced the server: render the new one from now on. */
+void admin_set_server(struct admin *a, struct server *srv);
+
 /* Stop listening and close every admin connection; the memory goes with the last close
  * callback. */
 void admin_close(struct admin *a);

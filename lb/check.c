@@ -63,7 +63,7 @@ static void release_port(struct check *c, enum pm_closer closer)
         .syn_mono_ns = c->syn_mono_ns,
         .bytes_to_backend = c->h->send_len,
     };
-    portmap_release(c->be->paths[c->pick.path].pm, c->pick.port.port, &r,
+    portmap_release(c->be->paths[c->pick.path]->pm, c->pick.port.port, &r,
                     server_now_ms(c->srv));
     c->have_port = 0;
 }
@@ -90,7 +90,7 @@ static void probe_done(struct check *c, int ok, const char *why)
         if (!ok)
             log_debug("pool %s: check of %s failed: %s", c->be->pool->cfg->name,
                       c->be->cfg->name, why);
-        health_check_result(&c->be->health, ok, now);
+        health_check_result(&c->be->sh->health, ok, now);
         server_backend_usable(c->srv, c->be, now);
     }
     if (!ok)
@@ -127,7 +127,7 @@ static void probe_passed(struct check *c)
 {
     c->result_sent = 1;
     uint64_t now = server_now_ms(c->srv);
-    health_check_result(&c->be->health, 1, now);
+    health_check_result(&c->be->sh->health, 1, now);
     server_backend_usable(c->srv, c->be, now);
     c->state = P_CLOSING_OK;
     if (c->closer == PM_CLOSER_NONE)

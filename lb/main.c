@@ -15,6 +15,7 @@
 #include "config.h"
 #include "log.h"
 #include "server.h"
+#include "statefile.h"
 
 #define TWLB_VERSION "0.1.0"
 
@@ -25,26 +26,64 @@ static void usage(FILE *f)
                "       twlb --version\n");
 }
 
-/* Print every config error and the summary; returns the config or NULL. */
-static struct config *load_or_report(const char *path)
+/* Print every config error and the summary; returns the config or NULL.  <to_log>: a
+ * reload, where errors go to the log and the old config stays. */
+static struct config *load_or_report(const char *path, int to_log)
 {
     struct cfg_errors errs = {0};
     struct config *cfg = config_load(path, &errs);
     if (!cfg) {
-        for (size_t i = 0; i < errs.n; i++)
-            fprintf(stderr, "%s\n", errs.msg[i]);
-        fprintf(stderr, "twlb: %zu error%s in %s; not starting\n", errs.n,
-                errs.n == 1 ? "" : "s", path);
+        for (size_t i = 0; i < errs.n; i++) {
+            if (to_log)
+                log_error("%s", errs.msg[i]);
+            else
+                fprintf(stderr, "%s\n", errs.msg[i]);
+        }
+        if (to_log)
+            log_error("reload: %zu error%s in %s; keeping the running configuration", errs.n,
+                      errs.n == 1 ? "" : "s", path);
+        else
+            fprintf(stderr, "twlb: %zu error%s in %s; not starting\n", errs.n,
+                    errs.n == 1 ? "" : "s", path);
     }
     cfg_errors_free(&errs);
     return cfg;
 }
 
+/* One config generation: the server built from it.  A reload makes a new one; the old
+ * one lives until its last connection has ended. */
+struct gen {
+    struct gen *next;
+    struct server *srv;
+    struct config *cfg;
+};
+
 struct app {
     uv_loop_t loop;
-    uv_signal_t sigterm, sigint, sigusr1;
-    struct server *srv;
+    uv_signal_t sigterm, sigint, sigusr1, sighup;
+    const char *path;
+    struct server *srv;  /* the current generation */
+    struct gen *gens;    /* every generation still alive, the current one included */
 };
+
+static void gen_free(struct app *app, struct server *srv)
+{
+    for (struct gen **g = &app->gens; *g; g = &(*g)->next)
+        if ((*g)->srv == srv) {
+            struct gen *dead = *g;
+            *g = dead->next;
+            server_free(dead->srv);
+            config_free(dead->cfg);
+            free(dead);
+            return;
+        }
+}
+
+static void on_gen_gone(struct server *srv)
+{
+    struct app *app = srv->loop->data;
+    gen_free(app, srv);
+}
 
 static void on_drained(struct server *srv)
 {
@@ -54,6 +93,53 @@ static void on_drained(struct server *srv)
     uv_close((uv_handle_t *)&app->sigterm, NULL);
     uv_close((uv_handle_t *)&app->sigint, NULL);
     uv_close((uv_handle_t *)&app->sigusr1, NULL);
+    uv_close((uv_handle_t *)&app->sighup, NULL);
+}
+
+static void on_drained(struct server *srv);
+
+/* SIGHUP: validate the file again; apply it only if it is valid, atomically: a new
+ * generation takes over the unchanged listeners and every port map that still exists,
+ * the old one finishes its connections. */
+static void on_reload_signal(uv_signal_t *h, int signum)
+{
+    struct app *app = h->data;
+    if (app->srv->draining)
+        return;
+    log_info("SIGHUP: reloading %s", app->path);
+    struct config *cfg = load_or_report(app->path, 1);
+    if (!cfg)
+        return;
+    char err[512] = "";
+    struct gen *g = calloc(1, sizeof *g);
+    struct server *nsrv = g ? server_new(&app->loop, cfg, app->srv, err, sizeof err) : NULL;
+    if (!nsrv || server_start(nsrv, app->srv, err, sizeof err) < 0) {
+        log_error("reload: %s; keeping the running configuration", g ? err : "out of memory");
+        if (nsrv) {
+            server_close(nsrv);
+            g->srv = nsrv;
+            g->cfg = cfg;
+            g->next = app->gens;
+            app->gens = g;
+            server_retire(nsrv, on_gen_gone); /* frees it once its handles are closed */
+        } else {
+            free(g);
+            config_free(cfg);
+        }
+        return;
+    }
+    g->srv = nsrv;
+    g->cfg = cfg;
+    g->next = app->gens;
+    app->gens = g;
+    nsrv->on_drained = on_drained;
+    struct server *old = app->srv;
+    app->srv = nsrv;
+    log_set_level(cfg->log.level);
+    server_retire(old, on_gen_gone);
+    if (cfg->reuse.state_file)
+        statefile_save(nsrv, cfg->reuse.state_file);
+    log_info("reloaded %s", app->path);
 }
 
 /* Log rotation: the old files were renamed; open new ones by name. */
@@ -75,6 +161,10 @@ static void on_stop_signal(uv_signal_t *h, int signum)
         return;
     }
     log_info("signal %d: stopping", signum);
+    /* Older generations still finishing after a reload get the same deadline. */
+    for (struct gen *g = app->gens; g; g = g->next)
+        if (g->srv != app->srv)
+            server_drain(g->srv);
     server_drain(app->srv);
 }
 
@@ -90,7 +180,7 @@ static void raise_fd_limit(void)
 
 static int run(const char *path)
 {
-    struct config *cfg = load_or_report(path);
+    struct config *cfg = load_or_report(path, 0);
     if (!cfg)
         return 1;
     log_set_level(cfg->log.level);
@@ -109,17 +199,27 @@ static int run(const char *path)
     memset(&app, 0, sizeof app);
     uv_loop_init(&app.loop);
     app.loop.data = &app;
+    app.path = path;
     char err[512] = "";
-    app.srv = server_new(&app.loop, cfg, err, sizeof err);
+    app.srv = server_new(&app.loop, cfg, NULL, err, sizeof err);
     if (!app.srv) {
         fprintf(stderr, "twlb: %s\n", err);
         config_free(cfg);
         uv_loop_close(&app.loop);
         return 1;
     }
+    app.gens = calloc(1, sizeof *app.gens);
+    if (!app.gens) {
+        fprintf(stderr, "twlb: out of memory\n");
+        server_free(app.srv);
+        config_free(cfg);
+        return 1;
+    }
+    app.gens->srv = app.srv;
+    app.gens->cfg = cfg;
     app.srv->on_drained = on_drained;
     int rc = 0;
-    if (server_start(app.srv, err, sizeof err) < 0) {
+    if (server_start(app.srv, NULL, err, sizeof err) < 0) {
         fprintf(stderr, "twlb: %s\n", err);
         server_close(app.srv);
         rc = 1;
@@ -131,13 +231,16 @@ static int run(const char *path)
         uv_signal_start(&app.sigint, on_stop_signal, SIGINT);
         uv_signal_init(&app.loop, &app.sigusr1);
         uv_signal_start(&app.sigusr1, on_reopen_signal, SIGUSR1);
+        uv_signal_init(&app.loop, &app.sighup);
+        app.sigusr1.data = app.sighup.data = &app;
+        uv_signal_start(&app.sighup, on_reload_signal, SIGHUP);
         log_info("twlb %s running with %s", TWLB_VERSION, path);
     }
     uv_run(&app.loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&app.loop) != 0)
         log_warn("event loop closed with handles still open");
-    server_free(app.srv);
-    config_free(cfg);
+    while (app.gens)
+        gen_free(&app, app.gens->srv);
     log_close();
     return rc;
 }
@@ -145,7 +248,7 @@ static int run(const char *path)
 int main(int argc, char **argv)
 {
     if (argc == 3 && !strcmp(argv[1], "--check")) {
-        struct config *cfg = load_or_report(argv[2]);
+        struct config *cfg = load_or_report(argv[2], 0);
         if (!cfg)
             return 1;
         printf("configuration ok\n");

@@ -41,8 +41,12 @@ struct backend_stats {
     uint64_t bytes_to_client;
 };
 
-/* One (backend, inside address) pair: the port bookkeeping toward that 4-tuple space. */
+/* One (backend, inside address) pair: the port bookkeeping toward that 4-tuple space.
+ * Shared by every config generation that has the same pool, backend name, backend
+ * address and inside address, so a reload keeps what the backend remembers; freed with
+ * the last generation that refers to it. */
 struct path_rt {
+    unsigned refs;
     portmap *pm;             /* NULL when the families differ (never used) */
     uint64_t reuses_total;   /* connections opened on a 4-tuple in backend TIME_WAIT */
 };
@@ -56,18 +60,26 @@ enum backend_admin {
     BE_DISABLED, /* no new connections; live ones were closed */
 };
 
+/* What a backend keeps across reloads (shared like path_rt): counters, health, the
+ * operator's word, live connections of every generation. */
+struct backend_shared {
+    unsigned refs;
+    struct backend_stats st;
+    uint32_t active;         /* live connections, all generations */
+    uint32_t reuse_rejects_in_row; /* SYN retransmits on reused 4-tuples, consecutive */
+    int demoted;             /* treated as strict after repeated rejects */
+    enum backend_admin admin;
+    struct health health;    /* active checks and passive ejection */
+    int was_usable;          /* health_usable() when last looked at, to log changes */
+};
+
+/* A backend as one config generation sees it. */
 struct backend_rt {
     const struct cfg_backend *cfg;
     struct pool_rt *pool;
     size_t index;
-    struct path_rt *paths;   /* one per pool inside address */
-    struct backend_stats st;
-    uint32_t reuse_rejects_in_row; /* SYN retransmits on reused 4-tuples, consecutive */
-    int demoted;             /* treated as strict after repeated rejects */
-
-    enum backend_admin admin;
-    struct health health;    /* active checks and passive ejection */
-    int was_usable;          /* health_usable() when last looked at, to log changes */
+    struct backend_shared *sh;
+    struct path_rt **paths;  /* one per pool inside address */
 };
 
 struct pool_rt {
@@ -86,7 +98,6 @@ struct listener_rt {
     struct server *srv;
     const struct cfg_listener *cfg;
     uv_tcp_t handle;
-    int open;
     uint64_t connections_total;
 };
 
@@ -95,7 +106,7 @@ struct session;
 struct server {
     uv_loop_t *loop;
     const struct config *cfg;
-    struct listener_rt *listeners;
+    struct listener_rt **listeners; /* one per config listener; NULL once closed */
     struct pool_rt *pools;
     enum isn_mode isn_mode;       /* resolved: explicit, kernel or off */
     struct isn_key isn_key;       /* RFC 6528 secret, from getrandom() */
@@ -108,7 +119,10 @@ struct server {
     struct admin *admin;
     struct check *checks;         /* active health checks */
     uv_timer_t drain_timer;
+    int timer_open;
     int draining;
+    int retired;                  /* replaced by a reload; frees itself when empty */
+    void (*on_gone)(struct server *srv);
     void (*on_drained)(struct server *srv); /* all sessions gone after server_drain() */
 };
 

@@ -40,7 +40,7 @@ static void backend_policy(const struct server *srv, const struct backend_rt *be
 {
     const struct config *c = srv->cfg;
     memset(pol, 0, sizeof *pol);
-    pol->rule.kind = be->demoted ? TWRULE_STRICT : be->cfg->time_wait.rule;
+    pol->rule.kind = be->sh->demoted ? TWRULE_STRICT : be->cfg->time_wait.rule;
     pol->rule.time_wait_ms = (uint64_t)be->cfg->time_wait.seconds * 1000;
     pol->mode = srv->isn_mode;
     pol->local_tw = c->reuse.local_time_wait;
@@ -78,7 +78,83 @@ static int resolve_isn_mode(const struct config *c, enum isn_mode *out, char *er
     return 0;
 }
 
-struct server *server_new(uv_loop_t *loop, const struct config *cfg, char *err, size_t errlen)
+static int same_addr(const struct cfg_addr *a, const struct cfg_addr *b)
+{
+    return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
+}
+
+/* The previous generation's backend with the same pool name, backend name and address:
+ * its counters, health and port maps carry over a reload. */
+static struct backend_rt *find_prev_backend(const struct server *prev, const char *pool,
+                                            const struct cfg_backend *b)
+{
+    if (!prev)
+        return NULL;
+    for (size_t p = 0; p < prev->cfg->n_pools; p++) {
+        const struct cfg_pool *pc = &prev->cfg->pools[p];
+        if (strcmp(pc->name, pool))
+            continue;
+        for (size_t i = 0; i < pc->n_backends; i++)
+            if (!strcmp(pc->backends[i].name, b->name) && same_addr(&pc->backends[i].addr, &b->addr))
+                return &prev->pools[p].backends[i];
+    }
+    return NULL;
+}
+
+struct carry {
+    portmap *to;
+};
+
+static void carry_entry(void *arg, const struct portmap_entry *e)
+{
+    struct carry *c = arg;
+    if (e->state != PM_BUSY)
+        (void)portmap_restore(c->to, e->port, e->state, e->until_ms, e->isn_known, e->rcv_nxt);
+}
+
+/* The path toward <be> from inside address <k>: shared with the previous generation when
+ * it had the same one; a new port range starts a new map that keeps what the old one
+ * remembered about the ports still in range. */
+static struct path_rt *make_path(struct server *srv, struct backend_rt *be,
+                                 struct backend_rt *prev_be, size_t k,
+                                 const struct portmap_policy *pol)
+{
+    const struct cfg_pool *pc = be->pool->cfg;
+    const struct cfg_addr *inside = &pc->inside[k];
+    struct path_rt *old = NULL;
+    if (prev_be)
+        for (size_t j = 0; j < prev_be->pool->cfg->n_inside; j++)
+            if (same_addr(&prev_be->pool->cfg->inside[j], inside))
+                old = prev_be->paths[j];
+    int same_range = prev_be && prev_be->pool->cfg->port_lo == pc->port_lo &&
+                     prev_be->pool->cfg->port_hi == pc->port_hi;
+    if (old && old->pm && same_range) {
+        old->refs++;
+        portmap_set_policy(old->pm, pol);
+        return old;
+    }
+    struct path_rt *path = calloc(1, sizeof *path);
+    if (!path)
+        return NULL;
+    path->refs = 1;
+    if (inside->ss.ss_family != be->cfg->addr.ss.ss_family)
+        return path; /* an IPv4 inside address cannot reach an IPv6 backend: no map */
+    path->pm = portmap_new(pc->port_lo, pc->port_hi, pol);
+    if (!path->pm) {
+        free(path);
+        return NULL;
+    }
+    if (old && old->pm) {
+        struct carry c = {path->pm};
+        portmap_foreach(old->pm, carry_entry, &c);
+        path->reuses_total = old->reuses_total;
+    }
+    (void)srv;
+    return path;
+}
+
+struct server *server_new(uv_loop_t *loop, const struct config *cfg, const struct server *prev,
+                          char *err, size_t errlen)
 {
     struct server *srv = calloc(1, sizeof *srv);
     if (!srv)
@@ -90,7 +166,9 @@ struct server *server_new(uv_loop_t *loop, const struct config *cfg, char *err, 
         return NULL;
     }
     /* RFC 6528: the ISN hash key must be secret and unpredictable. */
-    if (getrandom(srv->isn_key.k, sizeof srv->isn_key.k, 0) != sizeof srv->isn_key.k) {
+    if (prev) {
+        srv->isn_key = prev->isn_key;
+    } else if (getrandom(srv->isn_key.k, sizeof srv->isn_key.k, 0) != sizeof srv->isn_key.k) {
         snprintf(err, errlen, "getrandom: %s", strerror(errno));
         free(srv);
         return NULL;
@@ -99,10 +177,6 @@ struct server *server_new(uv_loop_t *loop, const struct config *cfg, char *err, 
     srv->pools = calloc(cfg->n_pools, sizeof *srv->pools);
     if (!srv->listeners || !srv->pools)
         goto oom;
-    for (size_t i = 0; i < cfg->n_listeners; i++) {
-        srv->listeners[i].srv = srv;
-        srv->listeners[i].cfg = &cfg->listeners[i];
-    }
     uint64_t seed;
     if (getrandom(&seed, sizeof seed, 0) != sizeof seed)
         seed = clock_ns(CLOCK_MONOTONIC);
@@ -122,23 +196,32 @@ struct server *server_new(uv_loop_t *loop, const struct config *cfg, char *err, 
             be->pool = pool;
             be->index = b;
             pool->view[b].name = be->cfg->name;
-            health_init(&be->health, be->cfg->health.enabled ? be->cfg->health.rise : 1,
-                        be->cfg->health.enabled ? be->cfg->health.fall : 1,
-                        PASSIVE_EJECT_AFTER, PASSIVE_EJECT_BASE_MS, PASSIVE_EJECT_MAX_MS);
-            be->was_usable = 1;
             pool->view[b].weight = be->cfg->weight;
+            struct backend_rt *prev_be = find_prev_backend(prev, pc->name, be->cfg);
+            uint32_t rise = be->cfg->health.enabled ? be->cfg->health.rise : 1;
+            uint32_t fall = be->cfg->health.enabled ? be->cfg->health.fall : 1;
+            if (prev_be) {
+                be->sh = prev_be->sh;
+                be->sh->refs++;
+                be->sh->health.rise = rise;
+                be->sh->health.fall = fall;
+            } else {
+                be->sh = calloc(1, sizeof *be->sh);
+                if (!be->sh)
+                    goto oom;
+                be->sh->refs = 1;
+                health_init(&be->sh->health, rise, fall, PASSIVE_EJECT_AFTER,
+                            PASSIVE_EJECT_BASE_MS, PASSIVE_EJECT_MAX_MS);
+                be->sh->was_usable = 1;
+            }
             be->paths = calloc(pc->n_inside, sizeof *be->paths);
             if (!be->paths)
                 goto oom;
             struct portmap_policy pol;
             backend_policy(srv, be, &pol);
-            for (size_t i = 0; i < pc->n_inside; i++) {
-                if (pc->inside[i].ss.ss_family != be->cfg->addr.ss.ss_family)
-                    continue; /* an IPv4 inside address cannot reach an IPv6 backend */
-                be->paths[i].pm = portmap_new(pc->port_lo, pc->port_hi, &pol);
-                if (!be->paths[i].pm)
+            for (size_t i = 0; i < pc->n_inside; i++)
+                if (!(be->paths[i] = make_path(srv, be, prev_be, i, &pol)))
                     goto oom;
-            }
         }
         pool->bal = balancer_new(pc->balance, pool->view, pc->n_backends, seed + p);
         if (!pool->bal)
@@ -171,38 +254,38 @@ void server_isn_tuple(struct isn_tuple *t, const struct cfg_addr *inside, uint16
 
 void server_note_reuse_result(struct server *srv, struct backend_rt *be)
 {
-    if (be->demoted || srv->isn_mode != ISN_EXPLICIT ||
-        be->reuse_rejects_in_row < REJECTS_BEFORE_DEMOTION)
+    if (be->sh->demoted || srv->isn_mode != ISN_EXPLICIT ||
+        be->sh->reuse_rejects_in_row < REJECTS_BEFORE_DEMOTION)
         return;
     /* Our ISNs are "after" by construction, so a backend that keeps ignoring them does
      * not follow the rule it was configured with.  Stop reusing its TIME_WAIT. */
-    be->demoted = 1;
+    be->sh->demoted = 1;
     log_error("pool %s: backend %s (%s) rejected %u TIME_WAIT reuses in a row although "
               "their ISNs obeyed the \"%s\" rule; treating it as \"strict\" from now on "
               "(fix its time_wait.rule in the config)",
               be->pool->cfg->name, be->cfg->name, be->cfg->addr.text,
-              be->reuse_rejects_in_row, twrule_kind_name(be->cfg->time_wait.rule));
+              be->sh->reuse_rejects_in_row, twrule_kind_name(be->cfg->time_wait.rule));
     struct portmap_policy pol;
     backend_policy(srv, be, &pol);
     for (size_t i = 0; i < be->pool->cfg->n_inside; i++)
-        if (be->paths[i].pm)
-            portmap_set_policy(be->paths[i].pm, &pol);
+        if (be->paths[i]->pm)
+            portmap_set_policy(be->paths[i]->pm, &pol);
 }
 
 int server_backend_usable(struct server *srv, struct backend_rt *be, uint64_t now_ms)
 {
-    int usable = health_usable(&be->health, now_ms);
-    if (usable != be->was_usable) {
+    int usable = health_usable(&be->sh->health, now_ms);
+    if (usable != be->sh->was_usable) {
         /* Logged and counted once per change, whoever notices it first. */
-        be->was_usable = usable;
-        be->st.state_changes_total++;
+        be->sh->was_usable = usable;
+        be->sh->st.state_changes_total++;
         if (usable)
             log_warn("pool %s: backend %s (%s) is up", be->pool->cfg->name, be->cfg->name,
                      be->cfg->addr.text);
         else
             log_warn("pool %s: backend %s (%s) is down%s", be->pool->cfg->name,
                      be->cfg->name, be->cfg->addr.text,
-                     be->health.up ? " (ejected after consecutive connect failures)" : "");
+                     be->sh->health.up ? " (ejected after consecutive connect failures)" : "");
     }
     return usable;
 }
@@ -210,10 +293,10 @@ int server_backend_usable(struct server *srv, struct backend_rt *be, uint64_t no
 void server_connect_result(struct server *srv, struct backend_rt *be, int ok)
 {
     uint64_t now = server_now_ms(srv);
-    uint32_t before = be->health.ejections_in_row;
-    health_connect_result(&be->health, ok, now);
-    if (be->health.ejections_in_row > before)
-        be->st.ejections_total++;
+    uint32_t before = be->sh->health.ejections_in_row;
+    health_connect_result(&be->sh->health, ok, now);
+    if (be->sh->health.ejections_in_row > before)
+        be->sh->st.ejections_total++;
     server_backend_usable(srv, be, now);
 }
 
@@ -249,10 +332,10 @@ int server_backend_admin(struct server *srv, const char *pool, const char *backe
         to = BE_DRAINING;
     else
         return -2;
-    if (be->admin != to)
+    if (be->sh->admin != to)
         log_warn("pool %s: backend %s %s by the operator (was %s)", pool, backend,
-                 server_backend_admin_name(to), server_backend_admin_name(be->admin));
-    be->admin = to;
+                 server_backend_admin_name(to), server_backend_admin_name(be->sh->admin));
+    be->sh->admin = to;
     if (to == BE_DISABLED)
         session_abort_backend(srv, be);
     return 0;
@@ -265,7 +348,7 @@ int server_pick(struct server *srv, struct pool_rt *pool, uint64_t client_hash,
     uint64_t now_ms = server_now_ms(srv);
     for (size_t b = 0; b < pc->n_backends; b++) {
         struct backend_rt *be = &pool->backends[b];
-        pool->usable[b] = be->admin == BE_ENABLED && server_backend_usable(srv, be, now_ms);
+        pool->usable[b] = be->sh->admin == BE_ENABLED && server_backend_usable(srv, be, now_ms);
     }
     for (size_t t = 0; t < ntried; t++)
         pool->usable[tried[t]] = 0;
@@ -288,7 +371,7 @@ int server_acquire(struct server *srv, struct backend_rt *be, struct server_pick
     /* Rotate the inside addresses so they share the load. */
     for (size_t k = 0; k < n; k++) {
         size_t path = (pool->next_inside + k) % n;
-        portmap *pm = be->paths[path].pm;
+        portmap *pm = be->paths[path]->pm;
         if (pm && portmap_acquire(pm, now_ms, real_ns, mono_ns, &out->port) == 0) {
             pool->next_inside = path + 1;
             out->be = be;
@@ -296,7 +379,7 @@ int server_acquire(struct server *srv, struct backend_rt *be, struct server_pick
             return 0;
         }
     }
-    be->st.ports_exhausted_total++;
+    be->sh->st.ports_exhausted_total++;
     return -1;
 }
 
@@ -319,7 +402,7 @@ int server_upstream_socket(struct server *srv, struct server_pick *pick, int *is
     for (int tries = 0; tries < REFUSED_PORTS_MAX; tries++) {
         struct backend_rt *be = pick->be;
         const struct cfg_addr *inside = &be->pool->cfg->inside[pick->path];
-        portmap *pm = be->paths[pick->path].pm;
+        portmap *pm = be->paths[pick->path]->pm;
         struct sockaddr_storage local;
         sockaddr_with_port(&local, inside, pick->port.port);
         int refused = 0;
@@ -363,7 +446,7 @@ int server_upstream_socket(struct server *srv, struct server_pick *pick, int *is
     struct backend_rt *be = pick->be;
     log_warn("pool %s: %d source ports toward %s refused by the kernel in a row",
              be->pool->cfg->name, REFUSED_PORTS_MAX, be->cfg->name);
-    portmap_quarantine(be->paths[pick->path].pm, pick->port.port, server_now_ms(srv));
+    portmap_quarantine(be->paths[pick->path]->pm, pick->port.port, server_now_ms(srv));
     return -ENOSPC;
 }
 
@@ -379,38 +462,125 @@ static void on_connection(uv_stream_t *h, int status)
     session_accept(lis);
 }
 
-int server_start(struct server *srv, char *err, size_t errlen)
+static void listener_closed(uv_handle_t *h)
+{
+    free(h->data); /* sessions keep no pointer to their listener */
+}
+
+static void listener_close(struct listener_rt *lis)
+{
+    if (lis)
+        uv_close((uv_handle_t *)&lis->handle, listener_closed);
+}
+
+static struct listener_rt *listener_open(struct server *srv, const struct cfg_listener *lc,
+                                         char *err, size_t errlen)
+{
+    struct listener_rt *lis = calloc(1, sizeof *lis);
+    if (!lis) {
+        snprintf(err, errlen, "listener %s: out of memory", lc->name);
+        return NULL;
+    }
+    lis->srv = srv;
+    lis->cfg = lc;
+    uv_tcp_init(srv->loop, &lis->handle);
+    lis->handle.data = lis;
+    int r = uv_tcp_bind(&lis->handle, (const struct sockaddr *)&lc->bind.ss, 0);
+    if (r == 0)
+        r = uv_listen((uv_stream_t *)&lis->handle, (int)lc->backlog, on_connection);
+    if (r < 0) {
+        snprintf(err, errlen, "listener %s: cannot listen on %s: %s", lc->name, lc->bind.text,
+                 uv_strerror(r));
+        listener_close(lis);
+        return NULL;
+    }
+    log_info("listener %s on %s -> pool %s", lc->name, lc->bind.text, lc->pool_name);
+    return lis;
+}
+
+/* Listeners whose address did not change move to the new generation: the socket stays
+ * open, so no client is refused during a reload.  On failure everything taken is given
+ * back and everything opened is closed. */
+static int take_listeners(struct server *srv, struct server *prev, char *err, size_t errlen)
 {
     const struct config *c = srv->cfg;
-    /* What the backends and our kernel still remember, before the first connect. */
-    if (c->reuse.state_file)
-        statefile_load(srv, c->reuse.state_file);
-    server_load_kernel_time_wait(srv);
-    for (size_t i = 0; i < c->n_listeners; i++) {
-        struct listener_rt *lis = &srv->listeners[i];
-        uv_tcp_init(srv->loop, &lis->handle);
-        lis->handle.data = lis;
-        lis->open = 1;
-        int r = uv_tcp_bind(&lis->handle, (const struct sockaddr *)&lis->cfg->bind.ss, 0);
-        if (r == 0)
-            r = uv_listen((uv_stream_t *)&lis->handle, (int)lis->cfg->backlog, on_connection);
-        if (r < 0) {
-            snprintf(err, errlen, "listener %s: cannot listen on %s: %s", lis->cfg->name,
-                     lis->cfg->bind.text, uv_strerror(r));
-            return r;
-        }
-        log_info("listener %s on %s -> pool %s", lis->cfg->name, lis->cfg->bind.text,
-                 lis->cfg->pool_name);
+    size_t *from = calloc(c->n_listeners, sizeof *from); /* prev index + 1, 0: new */
+    if (!from) {
+        snprintf(err, errlen, "out of memory");
+        return UV_ENOMEM;
     }
+    int rc = 0;
+    for (size_t i = 0; i < c->n_listeners && rc == 0; i++) {
+        const struct cfg_listener *lc = &c->listeners[i];
+        for (size_t j = 0; prev && j < prev->cfg->n_listeners && !srv->listeners[i]; j++) {
+            struct listener_rt *old = prev->listeners[j];
+            if (old && old->cfg->bind.len == lc->bind.len &&
+                !memcmp(&old->cfg->bind.ss, &lc->bind.ss, lc->bind.len) &&
+                old->cfg->backlog == lc->backlog) {
+                srv->listeners[i] = old;
+                prev->listeners[j] = NULL;
+                from[i] = j + 1;
+            }
+        }
+        if (!srv->listeners[i] && !(srv->listeners[i] = listener_open(srv, lc, err, errlen)))
+            rc = UV_EADDRINUSE;
+    }
+    if (rc < 0) {
+        for (size_t i = 0; i < c->n_listeners; i++) {
+            if (from[i])
+                prev->listeners[from[i] - 1] = srv->listeners[i];
+            else
+                listener_close(srv->listeners[i]);
+            srv->listeners[i] = NULL;
+        }
+    } else {
+        for (size_t i = 0; i < c->n_listeners; i++) {
+            srv->listeners[i]->srv = srv;
+            srv->listeners[i]->cfg = &c->listeners[i];
+        }
+    }
+    free(from);
+    return rc;
+}
+
+int server_start(struct server *srv, struct server *prev, char *err, size_t errlen)
+{
+    const struct config *c = srv->cfg;
+    if (!prev) {
+        /* What the backends and our kernel still remember, before the first connect. */
+        if (c->reuse.state_file)
+            statefile_load(srv, c->reuse.state_file);
+        server_load_kernel_time_wait(srv);
+    }
+    struct admin *admin = NULL;
     if (c->admin.enabled) {
-        int r = admin_start(srv, &c->admin.bind, &srv->admin, err, errlen);
-        if (r < 0)
-            return r;
-        log_info("admin endpoint on http://%s/ (/metrics, /stats, /healthz)",
-                 c->admin.bind.text);
+        const struct cfg_addr *was = prev && prev->admin ? &prev->cfg->admin.bind : NULL;
+        if (was && was->len == c->admin.bind.len &&
+            !memcmp(&was->ss, &c->admin.bind.ss, was->len)) {
+            admin = prev->admin; /* same address: keep the socket */
+        } else {
+            int r = admin_start(srv, &c->admin.bind, &admin, err, errlen);
+            if (r < 0)
+                return r;
+            log_info("admin endpoint on http://%s/ (/metrics, /stats, /healthz)",
+                     c->admin.bind.text);
+        }
+    }
+    int r = take_listeners(srv, prev, err, errlen);
+    if (r < 0) {
+        if (admin && (!prev || admin != prev->admin))
+            admin_close(admin);
+        return r;
+    }
+    if (admin) {
+        if (prev && admin == prev->admin)
+            prev->admin = NULL;
+        admin_set_server(admin, srv);
+        srv->admin = admin;
     }
     uv_timer_init(srv->loop, &srv->drain_timer);
     srv->drain_timer.data = srv;
+    srv->timer_open = 1;
     int nchecks = check_start_all(srv);
     if (nchecks < 0) {
         snprintf(err, errlen, "health checks: %s", strerror(-nchecks));
@@ -436,19 +606,39 @@ static void drained(struct server *srv)
     if (srv->draining != 1)
         return;
     srv->draining = 2; /* on_drained runs once */
-    uv_timer_stop(&srv->drain_timer);
+    if (srv->timer_open)
+        uv_timer_stop(&srv->drain_timer);
     /* Every connection is gone, so the TIME_WAIT table is final: keep it for the next
      * start. */
-    if (srv->cfg->reuse.state_file)
+    if (!srv->retired && srv->cfg->reuse.state_file)
         statefile_save(srv, srv->cfg->reuse.state_file);
     if (srv->on_drained)
         srv->on_drained(srv);
+}
+
+static void maybe_gone(struct server *srv)
+{
+    if (srv->retired && srv->sessions_active == 0 && !srv->timer_open && srv->on_gone) {
+        void (*gone)(struct server *) = srv->on_gone;
+        srv->on_gone = NULL;
+        gone(srv); /* frees srv */
+    }
 }
 
 void server_session_gone(struct server *srv)
 {
     if (srv->draining == 1 && srv->sessions_active == 0)
         drained(srv);
+    else
+        maybe_gone(srv);
+}
+
+static void close_listeners(struct server *srv)
+{
+    for (size_t i = 0; i < srv->cfg->n_listeners; i++) {
+        listener_close(srv->listeners[i]);
+        srv->listeners[i] = NULL;
+    }
 }
 
 void server_drain(struct server *srv)
@@ -456,38 +646,44 @@ void server_drain(struct server *srv)
     if (srv->draining)
         return;
     srv->draining = 1;
-    for (size_t i = 0; i < srv->cfg->n_listeners; i++) {
-        struct listener_rt *lis = &srv->listeners[i];
-        if (lis->open) {
-            lis->open = 0;
-            uv_close((uv_handle_t *)&lis->handle, NULL);
-        }
-    }
-    log_info("draining: %llu connections open, waiting up to %u ms",
-             (unsigned long long)srv->sessions_active, srv->cfg->drain_timeout_ms);
+    close_listeners(srv);
+    if (!srv->retired)
+        log_info("draining: %llu connections open, waiting up to %u ms",
+                 (unsigned long long)srv->sessions_active, srv->cfg->drain_timeout_ms);
     if (srv->sessions_active == 0) {
         drained(srv);
         return;
     }
-    uv_timer_start(&srv->drain_timer, on_drain_deadline, srv->cfg->drain_timeout_ms, 0);
+    if (srv->timer_open)
+        uv_timer_start(&srv->drain_timer, on_drain_deadline, srv->cfg->drain_timeout_ms, 0);
+}
+
+static void drain_timer_closed(uv_handle_t *h)
+{
+    struct server *srv = h->data;
+    srv->timer_open = 0;
+    maybe_gone(srv);
 }
 
 void server_close(struct server *srv)
 {
-    for (size_t i = 0; i < srv->cfg->n_listeners; i++) {
-        struct listener_rt *lis = &srv->listeners[i];
-        if (lis->open) {
-            lis->open = 0;
-            uv_close((uv_handle_t *)&lis->handle, NULL);
-        }
-    }
+    close_listeners(srv);
     check_stop_all(srv);
     if (srv->admin) {
         admin_close(srv->admin);
         srv->admin = NULL;
     }
-    if (!uv_is_closing((uv_handle_t *)&srv->drain_timer))
-        uv_close((uv_handle_t *)&srv->drain_timer, NULL);
+    if (srv->timer_open && !uv_is_closing((uv_handle_t *)&srv->drain_timer))
+        uv_close((uv_handle_t *)&srv->drain_timer, drain_timer_closed);
+}
+
+void server_retire(struct server *srv, void (*on_gone)(struct server *srv))
+{
+    srv->retired = 1;
+    srv->on_gone = on_gone;
+    /* Its live sessions finish on their old backends; it takes no new ones. */
+    server_close(srv);
+    maybe_gone(srv);
 }
 
 void server_free(struct server *srv)
@@ -504,9 +700,16 @@ void server_free(struct server *srv)
                 for (size_t b = 0; b < pool->cfg->n_backends; b++) {
                     struct backend_rt *be = &pool->backends[b];
                     if (be->paths)
-                        for (size_t i = 0; i < pool->cfg->n_inside; i++)
-                            portmap_free(be->paths[i].pm);
+                        for (size_t i = 0; i < pool->cfg->n_inside; i++) {
+                            struct path_rt *path = be->paths[i];
+                            if (path && --path->refs == 0) {
+                                portmap_free(path->pm);
+                                free(path);
+                            }
+                        }
                     free(be->paths);
+                    if (be->sh && --be->sh->refs == 0)
+                        free(be->sh);
                 }
             balancer_free(pool->bal);
             free(pool->backends);
@@ -515,6 +718,10 @@ void server_free(struct server *srv)
         }
     }
     free(srv->pools);
+    if (srv->listeners)
+        for (size_t i = 0; i < srv->cfg->n_listeners; i++)
+            if (srv->listeners[i])
+                free(srv->listeners[i]); /* never opened: nothing to close */
     free(srv->listeners);
     free(srv);
 }

@@ -7,12 +7,21 @@
 #include "runtime.h"
 
 /* Build the runtime for <cfg> on <loop>: pools, balancers, port maps, the ISN mode
- * (auto resolved by probing TCP_REPAIR).  Returns NULL with a message in <err>. */
-struct server *server_new(uv_loop_t *loop, const struct config *cfg, char *err, size_t errlen);
+ * (auto resolved by probing TCP_REPAIR).  With <prev> (a reload), every (pool, backend,
+ * inside address) that still exists shares its port map, counters and health with the
+ * previous generation.  Returns NULL with a message in <err>. */
+struct server *server_new(uv_loop_t *loop, const struct config *cfg, const struct server *prev,
+                          char *err, size_t errlen);
 
-/* Bind and listen on every listener, start the admin endpoint.  Returns 0 or a negative
+/* Listen on every listener and start the admin endpoint and health checks.  With <prev>
+ * (a reload), listeners and the admin socket whose address did not change are taken over
+ * from it, still open.  On failure nothing of <prev> is touched.  Returns 0 or a negative
  * uv error with a message in <err>. */
-int server_start(struct server *srv, char *err, size_t errlen);
+int server_start(struct server *srv, struct server *prev, char *err, size_t errlen);
+
+/* <srv> was replaced by a reload: close what it still listens on, let its sessions
+ * finish; <on_gone> is called (to free it) once the last one is gone. */
+void server_retire(struct server *srv, void (*on_gone)(struct server *srv));
 
 /* Stop accepting, let live sessions finish for cfg->drain_timeout_ms, then abort the
  * rest; srv->on_drained is called once no session is left. */

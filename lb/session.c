@@ -56,7 +56,7 @@ struct pump {
 struct session {
     struct session *next, *prev; /* srv->active list, or srv->free_sessions */
     struct server *srv;
-    struct listener_rt *lis;
+    const char *lis_name;   /* in this generation's config; the listener may move on */
     struct pool_rt *pool;
     enum session_state state;
     enum session_end end;
@@ -200,7 +200,7 @@ static void release_port(struct session *s, enum pm_closer closer)
         .bytes_to_backend = s->c2b.bytes + s->pplen, /* the header is payload too */
         .timestamps = s->timestamps,
     };
-    portmap_release(s->pick.be->paths[s->pick.path].pm, s->pick.port.port, &r,
+    portmap_release(s->pick.be->paths[s->pick.path]->pm, s->pick.port.port, &r,
                     server_now_ms(s->srv));
     s->have_port = 0;
 }
@@ -251,7 +251,7 @@ static void access_log(const struct session *s)
                          : "time=%s listener=%s client=%s backend=%s backend_address=%s "
                            "inside=%s isn_mode=%s reused_time_wait=%s bytes_to_backend=%llu "
                            "bytes_to_client=%llu duration_ms=%llu tries=%zu first_fin=%s end=%s",
-                     t, s->lis->cfg->name, client, backend, baddr, inside,
+                     t, s->lis_name, client, backend, baddr, inside,
                      isn_mode_name(s->srv->isn_mode), reused,
                      (unsigned long long)s->c2b.bytes, (unsigned long long)s->b2c.bytes, dur,
                      s->ntried + (s->connected ? 1 : 0), fins[s->first_fin],
@@ -268,7 +268,7 @@ static void on_handle_closed(uv_handle_t *h)
     /* Every handle is closed: nothing can touch the session any more. */
     release_port(s, s->closer);
     if (s->counted_active) {
-        s->pick.be->pool->view[s->pick.be->index].active--;
+        s->pick.be->sh->active--;
         s->counted_active = 0;
     }
     if (log_access_enabled())
@@ -367,7 +367,7 @@ static void connect_failed(struct session *s, int err, int refused_port)
     struct backend_rt *be = s->pick.be;
     if (s->have_port) {
         if (refused_port) {
-            portmap_quarantine(be->paths[s->pick.path].pm, s->pick.port.port,
+            portmap_quarantine(be->paths[s->pick.path]->pm, s->pick.port.port,
                                server_now_ms(s->srv));
             s->have_port = 0;
         } else {
@@ -375,7 +375,7 @@ static void connect_failed(struct session *s, int err, int refused_port)
         }
     }
     if (!refused_port) {
-        be->st.connect_errors_total++;
+        be->sh->st.connect_errors_total++;
         server_connect_result(s->srv, be, 0);
         if (!was_tried(s, (uint32_t)be->index) && s->ntried < MAX_TRIED)
             s->tried[s->ntried++] = (uint32_t)be->index;
@@ -424,7 +424,7 @@ static int send_proxy_header(struct session *s)
     int version = s->pick.be->cfg->proxy_protocol == PROXY_V1 ? 1 : 2;
     s->pplen = proxyproto_build(version, (struct sockaddr *)&s->peer, (struct sockaddr *)&local,
                                 s->pphdr);
-    s->pick.be->st.bytes_to_backend += s->pplen;
+    s->pick.be->sh->st.bytes_to_backend += s->pplen;
     uv_buf_t b = uv_buf_init(s->pphdr, (unsigned)s->pplen);
     int w = uv_try_write((uv_stream_t *)&s->backend, &b, 1);
     if (w == (int)s->pplen)
@@ -453,17 +453,17 @@ static void on_connect(uv_connect_t *req, int status)
     if (uv_fileno((uv_handle_t *)&s->backend, &fd) == 0 && upstream_tcp_info(fd, &info) == 0) {
         s->timestamps = info.timestamps;
         if (info.total_retrans > 0) {
-            be->st.syn_retransmits_total++;
+            be->sh->st.syn_retransmits_total++;
             if (s->pick.port.kind == PM_PICK_REMOTE_TW)
-                be->reuse_rejects_in_row++;
+                be->sh->reuse_rejects_in_row++;
         } else if (s->pick.port.kind == PM_PICK_REMOTE_TW) {
-            be->reuse_rejects_in_row = 0;
+            be->sh->reuse_rejects_in_row = 0;
         }
         server_note_reuse_result(s->srv, be);
     }
-    be->st.connections_total++;
+    be->sh->st.connections_total++;
     server_connect_result(s->srv, be, 1);
-    be->pool->view[be->index].active++;
+    be->sh->active++;
     s->counted_active = 1;
     s->connected = 1;
     if (be->cfg->proxy_protocol != PROXY_NONE && send_proxy_header(s) < 0) {
@@ -519,7 +519,7 @@ static void try_connect(struct session *s)
             return;
         }
         if (s->pick.port.kind == PM_PICK_REMOTE_TW)
-            be->paths[s->pick.path].reuses_total++;
+            be->paths[s->pick.path]->reuses_total++;
         uv_timer_start(&s->timer, on_connect_timeout, pc->connect_timeout_ms, 0);
         return;
     }
@@ -636,7 +636,7 @@ static void pump_read(uv_stream_t *src, ssize_t nread, const uv_buf_t *buf)
     }
     s->last_activity = server_now_ms(s->srv);
     p->bytes += (uint64_t)nread;
-    struct backend_stats *st = &s->pick.be->st;
+    struct backend_stats *st = &s->pick.be->sh->st;
     if (backend_src)
         st->bytes_to_client += (uint64_t)nread;
     else
@@ -711,7 +711,7 @@ void session_accept(struct listener_rt *lis)
         }
         return;
     }
-    s->lis = lis;
+    s->lis_name = lis->cfg->name;
     s->pool = &srv->pools[lis->cfg->pool];
     uv_tcp_init(srv->loop, &s->client);
     s->client.data = s;

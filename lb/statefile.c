@@ -52,7 +52,7 @@ int statefile_save(struct server *srv, const char *path)
         const struct cfg_pool *pc = &cfg->pools[p];
         for (size_t b = 0; b < pc->n_backends; b++)
             for (size_t i = 0; i < pc->n_inside; i++) {
-                portmap *pm = srv->pools[p].backends[b].paths[i].pm;
+                portmap *pm = srv->pools[p].backends[b].paths[i]->pm;
                 if (!pm)
                     continue;
                 c.pool = pc->name;
@@ -91,8 +91,8 @@ static void block_everything(struct server *srv)
             struct backend_rt *be = &srv->pools[p].backends[b];
             uint64_t until = now + (uint64_t)be->cfg->time_wait.seconds * 1000;
             for (size_t i = 0; i < cfg->pools[p].n_inside; i++)
-                if (be->paths[i].pm)
-                    portmap_block_unknown(be->paths[i].pm, until);
+                if (be->paths[i]->pm)
+                    portmap_block_unknown(be->paths[i]->pm, until);
         }
 }
 
@@ -109,7 +109,7 @@ static portmap *find_path(struct server *srv, const char *pool, const char *back
                 continue;
             for (size_t i = 0; i < pc->n_inside; i++)
                 if (!strcmp(pc->inside[i].text, inside))
-                    return srv->pools[p].backends[b].paths[i].pm;
+                    return srv->pools[p].backends[b].paths[i]->pm;
         }
     }
     return NULL;
