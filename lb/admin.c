@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -22,6 +23,7 @@ struct admin_conn;
 
 struct admin {
     struct server *srv;
+    char token[ADMIN_TOKEN_MAX]; /* bearer token for POST, "" when none is configured */
     uv_tcp_t listener;
     struct admin_conn *conns; /* open connections */
     int nconns;
@@ -330,6 +332,7 @@ static const char *reason_phrase(int code)
     switch (code) {
     case 200: return "OK";
     case 400: return "Bad Request";
+    case 401: return "Unauthorized";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 431: return "Request Header Fields Too Large";
@@ -389,6 +392,34 @@ static int is_tchar(int ch)
            (ch && strchr("!#$%&'*+-.^_`|~", ch));
 }
 
+/* Does the header block <headers> carry "Authorization: Bearer <token>"?  The compare
+ * takes the same time wherever the first difference is. */
+static int authorized(const struct admin *a, const char *headers)
+{
+    const char *p = headers;
+    while (*p && !(p[0] == '\r' && p[1] == '\n')) {
+        const char *eol = strstr(p, "\r\n");
+        if (!eol)
+            return 0;
+        static const char name[] = "authorization:";
+        if ((size_t)(eol - p) > sizeof name - 1 && !strncasecmp(p, name, sizeof name - 1)) {
+            const char *v = p + sizeof name - 1;
+            while (*v == ' ' || *v == '\t')
+                v++;
+            if (strncasecmp(v, "bearer ", 7))
+                return 0;
+            v += 7;
+            size_t vlen = (size_t)(eol - v), tlen = strlen(a->token);
+            unsigned char diff = vlen != tlen;
+            for (size_t i = 0; i < tlen; i++)
+                diff |= (unsigned char)(a->token[i] ^ (i < vlen ? v[i] : 0));
+            return diff == 0;
+        }
+        p = eol + 2;
+    }
+    return 0;
+}
+
 /* The request head is complete in ac->req: parse the request line and answer. */
 static void handle_request(struct admin_conn *ac)
 {
@@ -439,6 +470,10 @@ static void handle_request(struct admin_conn *ac)
         path[consumed] == 0) {
         if (strcmp(method, "POST")) {
             respond_error_allow(ac, 405, "method not allowed", "POST");
+            return;
+        }
+        if (ac->a->token[0] && !authorized(ac->a, eol + 2)) {
+            respond_error(ac, 401, "missing or wrong bearer token");
             return;
         }
         int r = server_backend_admin(srv, pool, backend, action);
@@ -555,6 +590,10 @@ int admin_start(struct server *srv, const struct cfg_addr *bind, struct admin **
         return UV_ENOMEM;
     }
     a->srv = srv;
+    if (admin_read_token(srv->cfg->admin.token_file, a->token, err, errlen) < 0) {
+        free(a);
+        return UV_EINVAL;
+    }
     uv_tcp_init(srv->loop, &a->listener);
     a->listener.data = a;
     int r = uv_tcp_bind(&a->listener, (const struct sockaddr *)&bind->ss, 0);
@@ -571,7 +610,33 @@ int admin_start(struct server *srv, const struct cfg_addr *bind, struct admin **
     return 0;
 }
 
-void admin_set_server(struct admin *a, struct server *srv) { a->srv = srv; }
+int admin_read_token(const char *path, char out[ADMIN_TOKEN_MAX], char *err, size_t errlen)
+{
+    out[0] = 0;
+    if (!path)
+        return 0;
+    FILE *f = fopen(path, "r");
+    if (!f || !fgets(out, ADMIN_TOKEN_MAX, f)) {
+        snprintf(err, errlen, "admin: cannot read token_file %s", path);
+        if (f)
+            fclose(f);
+        out[0] = 0;
+        return -1;
+    }
+    fclose(f);
+    out[strcspn(out, "\r\n")] = 0;
+    if (!out[0]) {
+        snprintf(err, errlen, "admin: token_file %s is empty", path);
+        return -1;
+    }
+    return 0;
+}
+
+void admin_set_server(struct admin *a, struct server *srv, const char *token)
+{
+    a->srv = srv;
+    snprintf(a->token, sizeof a->token, "%s", token);
+}
 
 static void listener_closed(uv_handle_t *h)
 {

@@ -17,8 +17,13 @@ struct admin;
 int admin_start(struct server *srv, const struct cfg_addr *bind, struct admin **out,
                 char *err, size_t errlen);
 
-/* A reload replaced the server: render the new one from now on. */
-void admin_set_server(struct admin *a, struct server *srv);
+/* Read the bearer token from the first line of <path> (NULL: no token, out = "").
+ * Returns 0, or -1 with a message when the file is unreadable or empty. */
+#define ADMIN_TOKEN_MAX 256
+int admin_read_token(const char *path, char out[ADMIN_TOKEN_MAX], char *err, size_t errlen);
+
+/* A reload replaced the server: render the new one and use <token> from now on. */
+void admin_set_server(struct admin *a, struct server *srv, const char *token);
 
 /* Stop listening and close every admin connection; the memory goes with the last close
  * callback. */

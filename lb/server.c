@@ -553,6 +553,9 @@ int server_start(struct server *srv, struct server *prev, char *err, size_t errl
         server_load_kernel_time_wait(srv);
     }
     struct admin *admin = NULL;
+    char token[ADMIN_TOKEN_MAX] = "";
+    if (c->admin.enabled && admin_read_token(c->admin.token_file, token, err, errlen) < 0)
+        return UV_EINVAL;
     if (c->admin.enabled) {
         const struct cfg_addr *was = prev && prev->admin ? &prev->cfg->admin.bind : NULL;
         if (was && was->len == c->admin.bind.len &&
@@ -575,7 +578,7 @@ int server_start(struct server *srv, struct server *prev, char *err, size_t errl
     if (admin) {
         if (prev && admin == prev->admin)
             prev->admin = NULL;
-        admin_set_server(admin, srv);
+        admin_set_server(admin, srv, token);
         srv->admin = admin;
     }
     uv_timer_init(srv->loop, &srv->drain_timer);
