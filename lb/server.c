@@ -450,6 +450,65 @@ int server_upstream_socket(struct server *srv, struct server_pick *pick, int *is
     return -ENOSPC;
 }
 
+/* ---- what our kernel remembers -------------------------------------------------- */
+
+struct tw_load {
+    struct server *srv;
+    size_t pool, inside;
+    uint64_t now;
+    int loaded;
+};
+
+static void on_kernel_tw(void *arg, const struct kdiag_tw *tw)
+{
+    struct tw_load *l = arg;
+    const struct cfg_pool *pc = &l->srv->cfg->pools[l->pool];
+    for (size_t b = 0; b < pc->n_backends; b++) {
+        const struct cfg_addr *ba = &pc->backends[b].addr;
+        if (ba->ss.ss_family != tw->remote.ss_family)
+            continue;
+        int same = ba->ss.ss_family == AF_INET
+                       ? !memcmp(&((const struct sockaddr_in *)&ba->ss)->sin_addr,
+                                 &((const struct sockaddr_in *)&tw->remote)->sin_addr, 4) &&
+                             ((const struct sockaddr_in *)&ba->ss)->sin_port ==
+                                 ((const struct sockaddr_in *)&tw->remote)->sin_port
+                       : !memcmp(&((const struct sockaddr_in6 *)&ba->ss)->sin6_addr,
+                                 &((const struct sockaddr_in6 *)&tw->remote)->sin6_addr, 16) &&
+                             ((const struct sockaddr_in6 *)&ba->ss)->sin6_port ==
+                                 ((const struct sockaddr_in6 *)&tw->remote)->sin6_port;
+        if (!same)
+            continue;
+        portmap *pm = l->srv->pools[l->pool].backends[b].paths[l->inside]->pm;
+        if (pm && portmap_restore(pm, tw->local_port, PM_LOCAL_TW, l->now + tw->expires_ms, 0,
+                                  0) == 0)
+            l->loaded++;
+    }
+}
+
+/* Our own TIME_WAIT sockets toward the backends survive a restart in the kernel: load
+ * them (inet_diag, kernel-facts 5) so a port whose TIME_WAIT our kernel still holds is
+ * treated as such.  Without the netlink permission this is skipped, with a warning. */
+static void server_load_kernel_time_wait(struct server *srv)
+{
+    const struct config *c = srv->cfg;
+    struct tw_load l = {.srv = srv, .now = server_now_ms(srv)};
+    for (size_t p = 0; p < c->n_pools; p++)
+        for (size_t i = 0; i < c->pools[p].n_inside; i++) {
+            const struct cfg_addr *in = &c->pools[p].inside[i];
+            const void *addr = in->ss.ss_family == AF_INET
+                                   ? (const void *)&((const struct sockaddr_in *)&in->ss)->sin_addr
+                                   : (const void *)&((const struct sockaddr_in6 *)&in->ss)->sin6_addr;
+            l.pool = p;
+            l.inside = i;
+            int r = kdiag_list_time_wait(in->ss.ss_family, addr, on_kernel_tw, &l);
+            if (r < 0)
+                log_warn("cannot list TIME_WAIT sockets of %s: %s", in->text, strerror(-r));
+        }
+    if (l.loaded)
+        log_info("loaded %d of our own TIME_WAIT sockets toward the backends from the kernel",
+                 l.loaded);
+}
+
 /* ---- listeners ------------------------------------------------------------------- */
 
 static void on_connection(uv_stream_t *h, int status)
