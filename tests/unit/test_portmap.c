@@ -1,0 +1,369 @@
+/* Unit tests for lb/portmap.c: order of choice, memory, restore, and long random runs
+ * against an independent model of the backend's TIME_WAIT rule, per ISN mode. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "isn.h"
+#include "portmap.h"
+#include "twrule.h"
+
+static struct portmap_policy policy(enum isn_mode mode, enum twrule_kind rule,
+                                    enum pm_local_tw ltw)
+{
+    struct portmap_policy p = {
+        .rule = {.kind = rule, .time_wait_ms = 60000},
+        .mode = mode,
+        .local_tw = ltw,
+        .local_tw_ms = 60000,
+        .quarantine_ms = 1000,
+        .kernel_margin = ISN_KERNEL_MARGIN,
+    };
+    return p;
+}
+
+static void release(portmap *pm, uint16_t port, enum pm_closer closer, uint32_t isn,
+                    uint64_t now)
+{
+    struct portmap_release r = {.closer = closer, .isn_known = 1, .isn = isn,
+                                .syn_mono_ns = 1, .bytes_to_backend = 100};
+    portmap_release(pm, port, &r, now);
+}
+
+static void test_never_used_ports_first_then_lru(void **state)
+{
+    struct portmap_policy pol = policy(ISN_EXPLICIT, TWRULE_BSD, PM_LOCAL_TW_AVOID);
+    portmap *pm = portmap_new(100, 103, &pol);
+    struct portmap_pick pk;
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(portmap_acquire(pm, 0, 0, 0, &pk), 0);
+        assert_int_equal(pk.port, 100 + i);
+        assert_int_equal(pk.kind, PM_PICK_FRESH);
+    }
+    release(pm, 102, PM_CLOSER_NONE, 0, 1);
+    release(pm, 100, PM_CLOSER_NONE, 0, 2);
+    assert_int_equal(portmap_acquire(pm, 3, 0, 0, &pk), 0);
+    assert_int_equal(pk.port, 102); /* released first, reused first */
+    assert_int_equal(portmap_acquire(pm, 3, 0, 0, &pk), 0);
+    assert_int_equal(pk.port, 100);
+    assert_int_equal(portmap_acquire(pm, 3, 0, 0, &pk), -1);
+    portmap_free(pm);
+}
+
+static void test_remote_tw_reused_only_after_free_ports(void **state)
+{
+    struct portmap_policy pol = policy(ISN_EXPLICIT, TWRULE_BSD, PM_LOCAL_TW_AVOID);
+    portmap *pm = portmap_new(1, 2, &pol);
+    struct portmap_pick pk;
+    portmap_acquire(pm, 0, 0, 0, &pk);
+    release(pm, 1, PM_CLOSER_BACKEND, 1000, 0); /* rcv_nxt = 1000 + 100 + 2 */
+    assert_int_equal(portmap_acquire(pm, 1, 0, 0, &pk), 0);
+    assert_int_equal(pk.port, 2);
+    assert_int_equal(pk.kind, PM_PICK_FRESH);
+    assert_int_equal(portmap_acquire(pm, 1, 0, 0, &pk), 0);
+    assert_int_equal(pk.port, 1);
+    assert_int_equal(pk.kind, PM_PICK_REMOTE_TW);
+    assert_int_equal(pk.rcv_nxt, 1102);
+    portmap_free(pm);
+}
+
+static void test_strict_and_off_wait_for_expiry(void **state)
+{
+    enum isn_mode modes[2] = {ISN_EXPLICIT, ISN_OFF};
+    enum twrule_kind rules[2] = {TWRULE_STRICT, TWRULE_BSD};
+    for (int k = 0; k < 2; k++) {
+        struct portmap_policy pol = policy(modes[k], rules[k], PM_LOCAL_TW_AVOID);
+        portmap *pm = portmap_new(7, 7, &pol);
+        struct portmap_pick pk;
+        assert_int_equal(portmap_acquire(pm, 0, 0, 0, &pk), 0);
+        release(pm, 7, PM_CLOSER_BACKEND, 5, 0);
+        assert_int_equal(portmap_acquire(pm, 59999, 0, 0, &pk), -1);
+        uint32_t c[PM_NSTATES];
+        portmap_counts(pm, c);
+        assert_int_equal(c[PM_REMOTE_TW], 1);
+        assert_int_equal(portmap_acquire(pm, 60000, 0, 0, &pk), 0);
+        assert_int_equal(pk.kind, PM_PICK_FRESH);
+        portmap_free(pm);
+    }
+}
+
+static void test_local_tw_rules(void **state)
+{
+    struct portmap_policy pol = policy(ISN_EXPLICIT, TWRULE_BSD, PM_LOCAL_TW_AVOID);
+    portmap *pm = portmap_new(1, 1, &pol);
+    struct portmap_pick pk;
+    portmap_acquire(pm, 0, 0, 0, &pk);
+    struct portmap_release r = {.closer = PM_CLOSER_LOCAL, .timestamps = 0};
+    portmap_release(pm, 1, &r, 0);
+    assert_int_equal(portmap_acquire(pm, 10, 0, 0, &pk), -1); /* no timestamps: avoid */
+    pol.local_tw = PM_LOCAL_TW_DESTROY;
+    portmap_set_policy(pm, &pol);
+    assert_int_equal(portmap_acquire(pm, 10, 0, 0, &pk), 0);
+    assert_int_equal(pk.kind, PM_PICK_LOCAL_TW);
+    assert_int_equal(pk.destroy_local_tw, 1);
+    r.timestamps = 1;
+    portmap_release(pm, 1, &r, 20);
+    assert_int_equal(portmap_acquire(pm, 30, 0, 0, &pk), 0);
+    assert_int_equal(pk.kind, PM_PICK_LOCAL_TW);
+    assert_int_equal(pk.destroy_local_tw, 0); /* the kernel takes it over by itself */
+    portmap_free(pm);
+}
+
+static void test_quarantine_and_restore(void **state)
+{
+    struct portmap_policy pol = policy(ISN_EXPLICIT, TWRULE_BSD, PM_LOCAL_TW_AVOID);
+    portmap *pm = portmap_new(10, 12, &pol);
+    struct portmap_pick pk;
+    assert_int_equal(portmap_restore(pm, 11, PM_REMOTE_TW, 5000, 1, 777), 0);
+    assert_int_equal(portmap_restore(pm, 13, PM_REMOTE_TW, 5000, 1, 777), -1);
+    assert_int_equal(portmap_acquire(pm, 0, 0, 0, &pk), 0);
+    assert_int_equal(pk.port, 10);
+    portmap_quarantine(pm, 10, 0);
+    assert_int_equal(portmap_acquire(pm, 0, 0, 0, &pk), 0);
+    assert_int_equal(pk.port, 12); /* 11 is remembered: skipped by the cursor */
+    assert_int_equal(portmap_acquire(pm, 0, 0, 0, &pk), 0);
+    assert_int_equal(pk.port, 11);
+    assert_int_equal(pk.kind, PM_PICK_REMOTE_TW);
+    assert_int_equal(pk.rcv_nxt, 777);
+    uint32_t c[PM_NSTATES];
+    portmap_expire(pm, 999);
+    portmap_counts(pm, c);
+    assert_int_equal(c[PM_QUARANTINED], 1);
+    assert_int_equal(c[PM_BUSY], 2);
+    portmap_expire(pm, 1000);
+    portmap_counts(pm, c);
+    assert_int_equal(c[PM_QUARANTINED], 0);
+    assert_int_equal(c[PM_FREE], 1);
+    portmap_free(pm);
+}
+
+static void test_block_unknown(void **state)
+{
+    struct portmap_policy pol = policy(ISN_EXPLICIT, TWRULE_BSD, PM_LOCAL_TW_AVOID);
+    portmap *pm = portmap_new(1, 100, &pol);
+    struct portmap_pick pk;
+    portmap_block_unknown(pm, 60000);
+    uint32_t c[PM_NSTATES];
+    portmap_counts(pm, c);
+    assert_int_equal(c[PM_REMOTE_TW], 100);
+    assert_int_equal(portmap_acquire(pm, 59999, 0, 0, &pk), -1);
+    assert_int_equal(portmap_acquire(pm, 60000, 0, 0, &pk), 0);
+    portmap_counts(pm, c);
+    assert_int_equal(c[PM_REMOTE_TW], 0);
+    assert_int_equal(c[PM_BUSY], 1);
+    portmap_free(pm);
+}
+
+static void test_memory_shrinks_when_idle(void **state)
+{
+    struct portmap_policy pol = policy(ISN_EXPLICIT, TWRULE_BSD, PM_LOCAL_TW_AVOID);
+    portmap *pm = portmap_new(1, 65535, &pol);
+    size_t idle = portmap_memory(pm);
+    struct portmap_pick pk;
+    for (int i = 0; i < 65535; i++)
+        assert_int_equal(portmap_acquire(pm, 0, 0, 0, &pk), 0);
+    assert_int_equal(portmap_acquire(pm, 0, 0, 0, &pk), -1);
+    assert_true(portmap_memory(pm) > 1000000);
+    for (uint32_t p = 1; p <= 65535; p++)
+        release(pm, (uint16_t)p, PM_CLOSER_BACKEND, p, 1);
+    portmap_expire(pm, 60001);
+    assert_true(portmap_memory(pm) <= 4096);
+    assert_int_equal(portmap_memory(pm), idle);
+    portmap_free(pm);
+
+    /* 1,000 idle maps of 64k ports: a few MB, not gigabytes. */
+    portmap *many[1000];
+    size_t total = 0;
+    for (int i = 0; i < 1000; i++) {
+        many[i] = portmap_new(1, 65535, &pol);
+        total += portmap_memory(many[i]);
+    }
+    assert_true(total < 10u * 1024 * 1024);
+    for (int i = 0; i < 1000; i++)
+        portmap_free(many[i]);
+}
+
+/* ---- random runs against a model --------------------------------------------------- */
+
+enum { M_FREE, M_BUSY, M_RTW, M_LTW, M_Q };
+
+struct mport {
+    int st;
+    uint64_t until;
+    uint32_t true_rcv_nxt; /* what the backend really expects */
+    int ts;
+    uint32_t isn;          /* ISN of the current (BUSY) connection */
+    uint64_t syn_real, syn_mono; /* when its SYN left */
+};
+
+static uint64_t rng_state;
+static uint64_t rnd(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+#define LO 1000
+#define N 24
+
+static uint32_t kernel_base(uint16_t port) { return port * 2654435761u; }
+
+static void run_random(enum isn_mode mode, enum twrule_kind rule, enum pm_local_tw ltw,
+                       uint64_t seed)
+{
+    rng_state = seed;
+    struct portmap_policy pol = policy(mode, rule, ltw);
+    pol.rule.time_wait_ms = 30000;
+    pol.local_tw_ms = 20000;
+    portmap *pm = portmap_new(LO, LO + N - 1, &pol);
+    struct mport m[N];
+    memset(m, 0, sizeof m);
+    struct isn_key key = {{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}};
+    uint64_t now = 0, real_off = 1700000000ull * 1000000000ull;
+    int ts_global = (int)(seed & 1);
+    long acquired = 0, reused = 0;
+    for (int step = 0; step < 200000; step++) {
+        uint64_t mono_ns = now * 1000000ull + 1 + rnd() % 1000000, real_ns = real_off + mono_ns;
+        /* the model's expiry */
+        for (int i = 0; i < N; i++)
+            if ((m[i].st == M_RTW || m[i].st == M_LTW || m[i].st == M_Q) && now >= m[i].until)
+                m[i].st = M_FREE;
+        int op = (int)(rnd() % 10);
+        if (op < 4) {
+            struct portmap_pick pk;
+            int r = portmap_acquire(pm, now, real_ns, mono_ns, &pk);
+            if (r == 0) {
+                assert_true(pk.port >= LO && pk.port < LO + N);
+                struct mport *p = &m[pk.port - LO];
+                acquired++;
+                struct isn_tuple t = {.addr_len = 4, .sport = pk.port, .dport = 80};
+                uint32_t isn;
+                if (mode == ISN_EXPLICIT)
+                    isn = pk.kind == PM_PICK_REMOTE_TW ? isn_reuse(&key, &t, pk.rcv_nxt, now)
+                                                       : isn_fresh(&key, &t, real_ns);
+                else
+                    isn = kernel_base(pk.port) + isn_kernel_advance(real_ns);
+                switch (p->st) {
+                case M_FREE:
+                    break;
+                case M_RTW: {
+                    assert_int_equal(pk.kind, PM_PICK_REMOTE_TW);
+                    assert_true(mode != ISN_OFF && rule != TWRULE_STRICT);
+                    struct twrule tr = {rule, 30000};
+                    /* the backend's verdict on the SYN the proxy would send */
+                    assert_true(twrule_accepts(&tr, isn, p->true_rcv_nxt));
+                    reused++;
+                    break;
+                }
+                case M_LTW:
+                    assert_int_equal(pk.kind, PM_PICK_LOCAL_TW);
+                    assert_true(p->ts || ltw == PM_LOCAL_TW_DESTROY);
+                    assert_int_equal(pk.destroy_local_tw, !p->ts);
+                    break;
+                default:
+                    fail_msg("port %u handed out in model state %d", pk.port, p->st);
+                }
+                p->st = M_BUSY;
+                p->isn = isn;
+                p->syn_real = real_ns;
+                p->syn_mono = mono_ns;
+            } else if (mode == ISN_EXPLICIT || mode == ISN_OFF) {
+                /* nothing may be usable: no free port, no reusable TIME_WAIT */
+                for (int i = 0; i < N; i++) {
+                    assert_true(m[i].st != M_FREE);
+                    if (mode == ISN_EXPLICIT && rule != TWRULE_STRICT)
+                        assert_true(m[i].st != M_RTW);
+                    if (m[i].st == M_LTW && ts_global)
+                        fail_msg("reusable local TIME_WAIT on %d not handed out", LO + i);
+                }
+            }
+        } else if (op < 7) {
+            int i = (int)(rnd() % N);
+            if (m[i].st == M_BUSY) {
+                int c = (int)(rnd() % 3);
+                uint64_t bytes = (rnd() % 4 == 0) ? rnd() % (64u << 20) : rnd() % 2000;
+                struct portmap_release r = {
+                    .closer = (enum pm_closer)c,
+                    .isn_known = mode == ISN_EXPLICIT,
+                    .isn = m[i].isn,
+                    .syn_real_ns = m[i].syn_real,
+                    .syn_mono_ns = m[i].syn_mono,
+                    .bytes_to_backend = bytes,
+                    .timestamps = ts_global,
+                };
+                portmap_release(pm, (uint16_t)(LO + i), &r, now);
+                if (c == PM_CLOSER_BACKEND) {
+                    m[i].st = M_RTW;
+                    m[i].until = now + 30000;
+                    m[i].true_rcv_nxt = m[i].isn + (uint32_t)bytes + 2;
+                } else if (c == PM_CLOSER_LOCAL) {
+                    m[i].st = M_LTW;
+                    m[i].until = now + 20000;
+                    m[i].ts = ts_global;
+                } else {
+                    m[i].st = M_FREE;
+                }
+            }
+        } else if (op == 7) {
+            int i = (int)(rnd() % N);
+            if (m[i].st == M_BUSY) {
+                portmap_quarantine(pm, (uint16_t)(LO + i), now);
+                m[i].st = M_Q;
+                m[i].until = now + 1000;
+            }
+        } else {
+            now += rnd() % 3000;
+        }
+        /* counts agree with the model */
+        portmap_expire(pm, now);
+        uint32_t c[PM_NSTATES], want[PM_NSTATES] = {0};
+        portmap_counts(pm, c);
+        for (int i = 0; i < N; i++) {
+            int st = m[i].st;
+            if ((st == M_RTW || st == M_LTW || st == M_Q) && now >= m[i].until)
+                st = M_FREE;
+            want[st == M_FREE ? PM_FREE : st == M_BUSY ? PM_BUSY : st == M_RTW ? PM_REMOTE_TW
+                                      : st == M_LTW ? PM_LOCAL_TW : PM_QUARANTINED]++;
+        }
+        assert_memory_equal(c, want, sizeof c);
+    }
+    assert_true(acquired > 1000);
+    if (mode == ISN_EXPLICIT && rule != TWRULE_STRICT)
+        assert_true(reused > 100); /* the engine really reuses TIME_WAIT */
+    portmap_free(pm);
+}
+
+static void test_random_against_model(void **state)
+{
+    enum isn_mode modes[] = {ISN_EXPLICIT, ISN_KERNEL, ISN_OFF};
+    enum twrule_kind rules[] = {TWRULE_BSD, TWRULE_TIMESTAMPS, TWRULE_STRICT};
+    enum pm_local_tw ltws[] = {PM_LOCAL_TW_AVOID, PM_LOCAL_TW_DESTROY};
+    uint64_t seed = 0x9e3779b97f4a7c15ull;
+    for (int a = 0; a < 3; a++)
+        for (int b = 0; b < 3; b++)
+            for (int c = 0; c < 2; c++)
+                for (int s = 0; s < 2; s++)
+                    run_random(modes[a], rules[b], ltws[c], seed + (uint64_t)(a * 12 + b * 4 + c * 2 + s));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_never_used_ports_first_then_lru),
+        cmocka_unit_test(test_remote_tw_reused_only_after_free_ports),
+        cmocka_unit_test(test_strict_and_off_wait_for_expiry),
+        cmocka_unit_test(test_local_tw_rules),
+        cmocka_unit_test(test_quarantine_and_restore),
+        cmocka_unit_test(test_block_unknown),
+        cmocka_unit_test(test_memory_shrinks_when_idle),
+        cmocka_unit_test(test_random_against_model),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
