@@ -349,6 +349,8 @@ int server_pick(struct server *srv, struct pool_rt *pool, uint64_t client_hash,
     for (size_t b = 0; b < pc->n_backends; b++) {
         struct backend_rt *be = &pool->backends[b];
         pool->usable[b] = be->sh->admin == BE_ENABLED && server_backend_usable(srv, be, now_ms);
+        /* Live connections of every generation count, also those from before a reload. */
+        pool->view[b].active = be->sh->active;
     }
     for (size_t t = 0; t < ntried; t++)
         pool->usable[tried[t]] = 0;

@@ -1,0 +1,269 @@
+"""Shared helpers for the integration tests: start the real binaries, talk to them, and
+always stop what was started (by PID) and remove temp files, also when a test fails.
+
+Addresses: loopback only (127.0.0.0/8); each test picks its own 127.x.y.z so tests never
+share a port.  Every wait is bounded."""
+import http.client as httpc
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+TWLB = os.path.join(ROOT, "lb", "twlb")
+TWBACKEND = os.path.join(ROOT, "backends", "twbackend")
+
+
+class Skip(Exception):
+    """Raised by a test that cannot run here; the runner prints SKIP with the reason."""
+
+
+_next_net = [10]
+
+
+def new_net():
+    """A fresh 127.N.0.0/16 block for one test: 127.N.1.x backends, 127.N.2.1 listener,
+    127.N.3.1 admin, 127.N.4.x inside addresses, 127.N.5.x clients."""
+    n = _next_net[0]
+    _next_net[0] += 1
+    return n
+
+
+def free_port(ip):
+    with socket.socket() as s:
+        s.bind((ip, 0))
+        return s.getsockname()[1]
+
+
+class Env:
+    """Processes and files of one test.  Use as a context manager."""
+
+    def __init__(self):
+        self.procs = []
+        self.dir = tempfile.mkdtemp(prefix="twlb-test-")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def close(self):
+        for p in reversed(self.procs):
+            stop(p)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def popen(self, argv, **kw):
+        kw.setdefault("stdout", subprocess.PIPE)
+        kw.setdefault("stderr", open(self.path("stderr-%d.log" % len(self.procs)), "w"))
+        p = subprocess.Popen(argv, **kw)
+        self.procs.append(p)
+        return p
+
+    def backend(self, name, addr, mode, *extra, wrap=None):
+        argv = [TWBACKEND, "--listen", addr, "--name", name, "--mode", mode, *extra]
+        p = self.popen((wrap or []) + argv, text=True)
+        line = read_line(p, 5)
+        m = re.match(r"twbackend (\S+) listening on (\S+)", line or "")
+        assert m, "twbackend did not start: %r" % line
+        p.addr = m.group(2).split(",")[0]
+        return p
+
+    def write_config(self, cfg, name="twlb.json"):
+        path = self.path(name)
+        with open(path, "w") as f:
+            json.dump(cfg, f, indent=2)
+        return path
+
+    def twlb(self, cfg, wait=True, wrap=None, name="twlb.json"):
+        path = self.write_config(cfg, name) if isinstance(cfg, dict) else cfg
+        log = open(self.path("twlb-%d.log" % len(self.procs)), "w")
+        p = self.popen((wrap or []) + [TWLB, "-c", path], stdout=log, stderr=subprocess.STDOUT)
+        p.log_path = log.name
+        p.cfg_path = path
+        if wait and isinstance(cfg, dict):
+            admin = cfg.get("admin", {}).get("bind")
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                assert p.poll() is None, "twlb exited early:\n" + open(log.name).read()
+                try:
+                    if admin and http_get(admin, "/healthz")[0] == 200:
+                        break
+                except OSError:
+                    pass
+                time.sleep(0.05)
+            else:
+                raise AssertionError("twlb did not come up:\n" + open(log.name).read())
+        return p
+
+
+def read_line(p, timeout):
+    """One line of a child's stdout, waiting at most <timeout> seconds."""
+    import select
+    deadline = time.monotonic() + timeout
+    buf = ""
+    fd = p.stdout.fileno()
+    while time.monotonic() < deadline:
+        r, _, _ = select.select([fd], [], [], max(0, deadline - time.monotonic()))
+        if not r:
+            break
+        ch = os.read(fd, 1).decode(errors="replace")
+        if not ch:
+            break
+        if ch == "\n":
+            return buf
+        buf += ch
+    return buf or None
+
+
+def stop(p, sig=signal.SIGTERM, timeout=3):
+    """Stop one process we started: <sig>, then SIGKILL after <timeout> s."""
+    if p.poll() is not None:
+        return p.returncode
+    try:
+        p.send_signal(sig)
+        return p.wait(timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        return p.wait(5)
+
+
+def split_addr(addr):
+    host, port = addr.rsplit(":", 1)
+    return host.strip("[]"), int(port)
+
+
+def http(addr, method, path, body=None, headers=None, timeout=5):
+    host, port = split_addr(addr)
+    c = httpc.HTTPConnection(host, port, timeout=timeout)
+    try:
+        c.request(method, path, body=body, headers=headers or {})
+        r = c.getresponse()
+        return r.status, r.read().decode()
+    finally:
+        c.close()
+
+
+def http_get(addr, path):
+    return http(addr, "GET", path)
+
+
+def raw_http(addr, data, timeout=5):
+    """Send raw bytes to the admin endpoint and return the status code (or None)."""
+    host, port = split_addr(addr)
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        s.sendall(data)
+        got = b""
+        while True:
+            d = s.recv(4096)
+            if not d:
+                break
+            got += d
+    m = re.match(rb"HTTP/1\.[01] (\d+)", got)
+    return int(m.group(1)) if m else None
+
+
+def metrics(addr):
+    """/metrics as {(name, frozenset(labels)): value}."""
+    status, text = http_get(addr, "/metrics")
+    assert status == 200, status
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$", line)
+        assert m, "bad metrics line %r" % line
+        labels = frozenset(re.findall(r'(\w+)="([^"]*)"', m.group(3) or ""))
+        out[(m.group(1), labels)] = float(m.group(4))
+    return out
+
+
+def metric(ms, name, **labels):
+    """Sum of <name> over the series whose labels include <labels>."""
+    want = set(labels.items())
+    return sum(v for (n, ls), v in ms.items() if n == name and want <= set(ls))
+
+
+def stats(addr):
+    status, text = http_get(addr, "/stats")
+    assert status == 200, status
+    return json.loads(text)
+
+
+def proc_fds(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def proc_rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def request(addr, data=b"hi\n", src=None, timeout=5, shut=False):
+    """One connection: send <data>, read to EOF; returns the bytes received."""
+    host, port = split_addr(addr)
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    s.settimeout(timeout)
+    try:
+        if src:
+            s.bind((src, 0))
+        s.connect((host, port))
+        if data:
+            s.sendall(data)
+        if shut:
+            s.shutdown(socket.SHUT_WR)
+        got = b""
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            got += d
+        return got
+    finally:
+        s.close()
+
+
+def first_line(addr, **kw):
+    return request(addr, **kw).split(b"\n", 1)[0].decode()
+
+
+def pool_config(n, backends, balance="round_robin", **pool_extra):
+    """A one-listener, one-pool config on test net <n>."""
+    pool = {
+        "name": "app",
+        "balance": balance,
+        "inside": ["127.%d.4.1" % n],
+        "source_ports": "20000-29999",
+        "connect_timeout_ms": 1000,
+        "retries": 2,
+        "backends": backends,
+    }
+    pool.update(pool_extra)
+    return {
+        "listeners": [{"name": "web", "bind": "127.%d.2.1:%d" % (n, free_port("127.%d.2.1" % n)),
+                       "pool": "app"}],
+        "pools": [pool],
+        "reuse": {"isn": "off"},
+        "admin": {"bind": "127.%d.3.1:%d" % (n, free_port("127.%d.3.1" % n))},
+        "log": {"level": "info"},
+    }
+
+
+def listen_addr(cfg):
+    return cfg["listeners"][0]["bind"]
+
+
+def admin_addr(cfg):
+    return cfg["admin"]["bind"]
