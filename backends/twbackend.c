@@ -509,12 +509,25 @@ int main(int argc, char **argv)
             fprintf(stderr, "twbackend: bad address %s\n", addrs[i]);
             return 2;
         }
-        uv_tcp_init(loop, &listeners[i]);
-        int r = uv_tcp_bind(&listeners[i], (struct sockaddr *)&ss, 0);
-        if (r == 0)
-            r = uv_listen((uv_stream_t *)&listeners[i],
-                          opt.mode == M_BLACKHOLE ? 0 : opt.backlog,
-                          opt.mode == M_BLACKHOLE ? NULL : on_connection);
+        int r;
+        if (opt.mode == M_BLACKHOLE) {
+            /* A plain socket that libuv never polls: nothing ever accepts from it. */
+            int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+            r = fd < 0 ? -errno : 0;
+            if (r == 0 && (bind(fd, (struct sockaddr *)&ss,
+                                ss.ss_family == AF_INET ? sizeof(struct sockaddr_in)
+                                                        : sizeof(struct sockaddr_in6)) < 0 ||
+                           listen(fd, 0) < 0))
+                r = -errno;
+            if (r == 0)
+                r = uv_tcp_init(loop, &listeners[i]) ?: uv_tcp_open(&listeners[i], fd);
+        } else {
+            uv_tcp_init(loop, &listeners[i]);
+            r = uv_tcp_bind(&listeners[i], (struct sockaddr *)&ss, 0);
+            if (r == 0)
+                r = uv_listen((uv_stream_t *)&listeners[i], opt.backlog, on_connection);
+        }
         if (r < 0) {
             fprintf(stderr, "twbackend: cannot listen on %s: %s\n", addrs[i], uv_strerror(r));
             return 1;

@@ -37,6 +37,7 @@ struct admin_conn {
     uv_tcp_t tcp;
     uv_timer_t timer;
     uv_write_t wreq;
+    uv_shutdown_t sreq;
     char req[ADMIN_REQ_MAX];
     size_t len;
     char *resp;
@@ -322,9 +323,38 @@ static void conn_close(struct admin_conn *ac)
     uv_close((uv_handle_t *)&ac->timer, conn_closed);
 }
 
+static void on_shut(uv_shutdown_t *req, int status)
+{
+    if (status < 0)
+        conn_close(req->data);
+}
+
+static void on_discard_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct admin_conn *ac = h->data;
+    *buf = uv_buf_init(ac->req, sizeof ac->req);
+}
+
+static void on_discard(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+    if (nread < 0)
+        conn_close(st->data);
+}
+
+/* The response is out.  Close gracefully: FIN first, then read and drop whatever the
+ * client still sends until its EOF (or the deadline), so an answer given before the whole
+ * request was read is not destroyed by a reset. */
 static void on_written(uv_write_t *req, int status)
 {
-    conn_close(req->data);
+    struct admin_conn *ac = req->data;
+    if (status < 0 || ac->closing) {
+        conn_close(ac);
+        return;
+    }
+    ac->sreq.data = ac;
+    if (uv_shutdown(&ac->sreq, (uv_stream_t *)&ac->tcp, on_shut) < 0 ||
+        uv_read_start((uv_stream_t *)&ac->tcp, on_discard_alloc, on_discard) < 0)
+        conn_close(ac);
 }
 
 static const char *reason_phrase(int code)
