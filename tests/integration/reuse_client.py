@@ -1,0 +1,49 @@
+#!/usr/bin/env python3
+"""A bounded client for the reuse-engine tests: N connections in a row, each uploading
+BYTES then a newline, reading the reply to EOF (the backend closes first).  Prints one
+JSON object: per connection ok, seconds, first reply line.  Runs inside a test netns."""
+import argparse
+import json
+import socket
+import sys
+import time
+
+p = argparse.ArgumentParser()
+p.add_argument("--connect", required=True)
+p.add_argument("--count", type=int, required=True)
+p.add_argument("--upload", type=int, default=0)
+p.add_argument("--pause-ms", type=int, default=0, help="pause after a failed connection")
+p.add_argument("--timeout", type=float, default=5.0)
+a = p.parse_args()
+host, port = a.connect.rsplit(":", 1)
+chunk = b"x" * 65536
+results = []
+deadline = time.monotonic() + 300  # the whole run is bounded too
+for i in range(min(a.count, 10000)):
+    if time.monotonic() > deadline:
+        break
+    t0 = time.monotonic()
+    r = {"ok": False, "s": 0.0, "first": ""}
+    try:
+        with socket.create_connection((host, int(port)), timeout=a.timeout) as s:
+            left = a.upload
+            while left > 0:
+                n = min(left, len(chunk))
+                s.sendall(chunk[:n])
+                left -= n
+            s.sendall(b"\n")
+            got = b""
+            while True:
+                d = s.recv(65536)
+                if not d:
+                    break
+                got += d
+            r["first"] = got.split(b"\n", 1)[0].decode(errors="replace")
+            r["ok"] = len(got) > 0
+    except OSError as e:
+        r["error"] = type(e).__name__ + ": " + str(e)
+    r["s"] = round(time.monotonic() - t0, 4)
+    results.append(r)
+    if not r["ok"] and a.pause_ms:
+        time.sleep(a.pause_ms / 1000)
+json.dump({"results": results}, sys.stdout)
