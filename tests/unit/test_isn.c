@@ -1,0 +1,117 @@
+/* Unit tests for lb/isn.c and lb/twrule.c: SipHash known answers, the reuse ISN range
+ * with its wrap-around cases, and the kernel ISN clock prediction against the measured
+ * formula (kernel-facts 3). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "isn.h"
+#include "twrule.h"
+
+#define NS 1000000000ull
+
+static void test_siphash_reference_vectors(void **state)
+{
+    /* From the SipHash paper's reference implementation: key 00..0f, message 00..len-1. */
+    static const uint64_t want[] = {
+        [0] = 0x726fdb47dd0e0e31ull, [1] = 0x74f839c593dc67fdull,
+        [7] = 0xab0200f58b01d137ull, [8] = 0x93f5f5799a932462ull,
+        [15] = 0xa129ca6149be45e5ull, [63] = 0x958a324ceb064572ull,
+    };
+    uint8_t key[16], msg[64];
+    for (int i = 0; i < 16; i++)
+        key[i] = (uint8_t)i;
+    for (int i = 0; i < 64; i++)
+        msg[i] = (uint8_t)i;
+    int lens[] = {0, 1, 7, 8, 15, 63};
+    for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++)
+        assert_true(isn_siphash24(key, msg, (size_t)lens[i]) == want[lens[i]]);
+}
+
+static void test_seq_after(void **state)
+{
+    assert_false(twrule_seq_after(5, 5));
+    assert_true(twrule_seq_after(6, 5));
+    assert_true(twrule_seq_after(5 + 0x80000000u, 5));   /* exactly 2^31 ahead: after */
+    assert_false(twrule_seq_after(5 + 0x80000001u, 5));  /* one more: before */
+    assert_true(twrule_seq_after(2, 0xfffffffeu));       /* across the wrap */
+    assert_false(twrule_seq_after(0xfffffffeu, 2));
+    struct twrule bsd = {TWRULE_BSD, 60000}, strict = {TWRULE_STRICT, 240000};
+    assert_true(twrule_accepts(&bsd, 100, 99));
+    assert_false(twrule_accepts(&bsd, 98, 99));          /* rcv_nxt - 1: the ~69 s case */
+    assert_false(twrule_accepts(&strict, 1u << 20, 99));
+}
+
+static void test_reuse_isn_range_and_wrap(void **state)
+{
+    struct isn_key k = {{9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 1, 2, 3, 4, 5, 6}};
+    struct isn_tuple t = {.addr_len = 4, .saddr = {198, 18, 0, 1}, .daddr = {198, 18, 0, 2},
+                          .sport = 30000, .dport = 9000};
+    uint32_t rcvs[] = {0, 1, 0x7fffffffu, 0x80000000u, 0xfffeffffu, 0xffffffffu, 12345};
+    struct twrule bsd = {TWRULE_BSD, 60000};
+    for (size_t i = 0; i < sizeof rcvs / sizeof rcvs[0]; i++)
+        for (uint64_t now = 0; now < 2000; now++) {
+            uint32_t isn = isn_reuse(&k, &t, rcvs[i], now * 7919);
+            uint32_t d = isn - rcvs[i];
+            assert_true(d >= 65537 && d < (1u << 30));
+            assert_true(isn != rcvs[i] - 1);
+            assert_true(twrule_accepts(&bsd, isn, rcvs[i]));
+        }
+    /* keyed: another secret gives another ISN; the same inputs give the same one */
+    struct isn_key k2 = k;
+    k2.k[0] ^= 1;
+    assert_true(isn_reuse(&k, &t, 5, 1) == isn_reuse(&k, &t, 5, 1));
+    assert_true(isn_reuse(&k, &t, 5, 1) != isn_reuse(&k2, &t, 5, 1));
+    /* RFC 6528: the fresh ISN moves with the clock, 64 ns per step */
+    assert_int_equal(isn_fresh(&k, &t, 64 * 1000) - isn_fresh(&k, &t, 0), 1000);
+}
+
+static void test_kernel_clock_prediction(void **state)
+{
+    uint64_t t0 = 1700000000ull * NS, m0 = 1000 * NS;
+    uint32_t margin = ISN_KERNEL_MARGIN;
+    /* 15.625 M per second, wrapping every 2^32 * 64 ns = 274.88 s */
+    assert_int_equal(isn_kernel_advance(NS), 15625000);
+    assert_int_equal(isn_kernel_advance(274877906944ull), 0);
+    /* idle 1 s, nothing sent: safe */
+    assert_true(isn_kernel_reuse_safe(t0, m0, t0 + 2 * NS, m0 + 2 * NS, 0, margin));
+    /* 32 MiB uploaded, reconnect 1 s later: the clock is behind (33.5 M > 15.6 M) */
+    assert_false(isn_kernel_reuse_safe(t0, m0, t0 + NS, m0 + NS, 32u << 20, margin));
+    /* ... but 4 s later it is ahead again */
+    assert_true(isn_kernel_reuse_safe(t0, m0, t0 + 4 * NS, m0 + 4 * NS, 32u << 20, margin));
+    /* 150 s idle: (age mod 274.9 s) in (137.4, 274.9): before (measured) */
+    assert_false(isn_kernel_reuse_safe(t0, m0, t0 + 150 * NS, m0 + 150 * NS, 0, margin));
+    /* 300 s idle: wrapped once, after again */
+    assert_true(isn_kernel_reuse_safe(t0, m0, t0 + 300 * NS, m0 + 300 * NS, 0, margin));
+    /* right after the SYN: within the margin, refused */
+    assert_false(isn_kernel_reuse_safe(t0, m0, t0 + NS / 100, m0 + NS / 100, 0, margin));
+    /* the wall clock stepped back, or jumped away from the monotonic clock */
+    assert_false(isn_kernel_reuse_safe(t0, m0, t0 - NS, m0 + 2 * NS, 0, margin));
+    assert_false(isn_kernel_reuse_safe(t0, m0, t0 + 10 * NS, m0 + 2 * NS, 0, margin));
+}
+
+static void test_names(void **state)
+{
+    enum isn_mode m;
+    assert_int_equal(isn_mode_parse("explicit", &m), 0);
+    assert_int_equal(m, ISN_EXPLICIT);
+    assert_int_equal(isn_mode_parse("Explicit", &m), -1);
+    enum twrule_kind k;
+    assert_int_equal(twrule_kind_parse("timestamps", &k), 0);
+    assert_int_equal(k, TWRULE_TIMESTAMPS);
+    assert_string_equal(twrule_kind_name(TWRULE_STRICT), "strict");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_siphash_reference_vectors),
+        cmocka_unit_test(test_seq_after),
+        cmocka_unit_test(test_reuse_isn_range_and_wrap),
+        cmocka_unit_test(test_kernel_clock_prediction),
+        cmocka_unit_test(test_names),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
