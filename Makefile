@@ -85,7 +85,7 @@ unit: $(UNIT_BINS)
 unit-san:
 	$(MAKE) SANITIZER=1 unit
 
-integration: lb/twlb backends/twbackend
+integration: lb/twlb backends/twbackend tests/stress/twstress
 	python3 tests/integration/run.py
 
 test: deps
