@@ -7,6 +7,7 @@
 #
 # Addresses: 127.0.7.0/24 only.  Every process started here is stopped by PID on exit.
 set -euo pipefail
+ulimit -n 65536 2>/dev/null || true
 cd "$(dirname "$0")/../.."
 DURATION=${DURATION:-10}
 CONC=${CONC:-64}
@@ -51,7 +52,7 @@ pids+=($!)
 
 cat > "$work/haproxy.cfg" <<CFG
 global
-    maxconn 50000
+    maxconn 8000
     nbthread 1
 defaults
     mode tcp
@@ -65,11 +66,9 @@ frontend bulk
     bind 127.0.7.3:8081
     default_backend bulk
 backend short
-    source 127.0.7.11:20000-59999
-    server b $BE:9000
+    server b $BE:9000 source 127.0.7.11:20000-59999
 backend bulk
-    source 127.0.7.11:10000-19999
-    server b $BE:9001
+    server b $BE:9001 source 127.0.7.11:10000-19999
 CFG
 haproxy -db -f "$work/haproxy.cfg" &
 pids+=($!)
@@ -81,7 +80,7 @@ worker_processes 1;
 daemon off;
 pid $work/nginx/nginx.pid;
 error_log $work/nginx/error.log warn;
-events { worker_connections 50000; }
+events { worker_connections 16000; }
 stream {
     server { listen 127.0.7.4:8080; proxy_bind 127.0.7.12; proxy_pass $BE:9000; }
     server { listen 127.0.7.4:8081; proxy_bind 127.0.7.12; proxy_pass $BE:9001; }
