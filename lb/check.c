@@ -122,7 +122,28 @@ static void on_shutdown(uv_shutdown_t *req, int status)
     (void)status; /* the outcome is decided already; close follows the backend's FIN */
 }
 
-/* Good: send our FIN and wait for the backend's, to know who closed first. */
+/* After a good probe: a backend that closes after its reply has usually sent its FIN
+ * already, so give it a moment; if it has not, ours goes first. */
+#define CHECK_FIN_GRACE_MS 50
+
+static void on_grace(uv_timer_t *t)
+{
+    struct check *c = t->data;
+    if (c->state != P_CLOSING_OK || c->shut)
+        return;
+    if (c->closer == PM_CLOSER_NONE)
+        c->closer = PM_CLOSER_LOCAL;
+    c->shut = 1;
+    c->sreq.data = c;
+    if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+        probe_done(c, 1, "");
+        return;
+    }
+    /* wait for the backend's FIN, at most the probe timeout */
+    uv_timer_start(&c->deadline, on_deadline, c->h->timeout_ms, 0);
+}
+
+/* Good: report it, then find out who closes first (the portmap needs to know). */
 static void probe_passed(struct check *c)
 {
     c->result_sent = 1;
@@ -130,12 +151,11 @@ static void probe_passed(struct check *c)
     health_check_result(&c->be->sh->health, 1, now);
     server_backend_usable(c->srv, c->be, now);
     c->state = P_CLOSING_OK;
-    if (c->closer == PM_CLOSER_NONE)
-        c->closer = PM_CLOSER_LOCAL;
-    c->shut = 1;
-    c->sreq.data = c;
-    if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_shutdown) != 0)
+    if (c->closer == PM_CLOSER_BACKEND) { /* its FIN came with the reply */
         probe_done(c, 1, "");
+        return;
+    }
+    uv_timer_start(&c->deadline, on_grace, CHECK_FIN_GRACE_MS, 0);
 }
 
 static void on_alloc(uv_handle_t *h, size_t sugg, uv_buf_t *buf)
@@ -154,6 +174,8 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
     struct check *c = st->data;
     if (n == UV_EOF) {
         if (c->state == P_CLOSING_OK) {
+            if (c->closer == PM_CLOSER_NONE && !c->shut)
+                c->closer = PM_CLOSER_BACKEND;
             probe_done(c, 1, "");
             return;
         }
