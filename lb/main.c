@@ -15,6 +15,7 @@
 #include "config.h"
 #include "log.h"
 #include "server.h"
+#include "simulate.h"
 #include "statefile.h"
 
 #define TWLB_VERSION "0.1.0"
@@ -23,6 +24,7 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: twlb -c FILE        run the balancer on FILE (foreground)\n"
                "       twlb --check FILE   validate FILE and exit\n"
+               "       twlb simulate -c FILE --rate R --duration S [...]   capacity planner\n"
                "       twlb --version\n");
 }
 
@@ -247,6 +249,8 @@ static int run(const char *path)
 
 int main(int argc, char **argv)
 {
+    if (argc >= 2 && !strcmp(argv[1], "simulate"))
+        return simulate_main(argc - 1, argv + 1);
     if (argc == 3 && !strcmp(argv[1], "--check")) {
         struct config *cfg = load_or_report(argv[2], 0);
         if (!cfg)
