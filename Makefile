@@ -41,7 +41,7 @@ DEB_PKGS := gcc make libc6-dev pkg-config libuv1-dev libjansson-dev libcmocka-de
 STRESS_SRCS := $(wildcard tests/stress/*.c)
 STRESS_OBJS := $(STRESS_SRCS:%.c=$(BUILD)/%.o)
 
-.PHONY: all deps deps-bench run test unit unit-san integration bench clean
+.PHONY: all deps deps-bench run test unit unit-san integration bench stress clean
 all: lb/twlb backends/twbackend $(UNIT_BINS) $(if $(STRESS_SRCS),tests/stress/twstress)
 
 deps:
@@ -112,6 +112,12 @@ bench: deps-bench
 	$(MAKE) all $(BENCH_BINS)
 	@set -e; for b in $(BENCH_BINS); do echo "== $$b"; $$b; done
 	./tests/bench/proxies.sh
+
+# Long port-exhaustion scenarios in network namespaces (about 45 minutes with the
+# defaults; DURATION=seconds per run, SCENARIOS=1,2,3,4, PROXIES=...).
+stress: deps-bench
+	$(MAKE) all
+	python3 tests/stress/run.py
 
 clean:
 	rm -rf build lb/twlb backends/twbackend tests/stress/twstress

@@ -106,9 +106,9 @@ struct conn {
 
 static struct conn *conns;
 static int nslots, inflight, epfd;
-static uint64_t attempted, ok, syn_retrans, slow, late_starts;
+static uint64_t attempted, ok, syn_retrans, slow, late_starts, slow_ttfb;
 static uint64_t errs_by[200];
-static struct hist h_connect, h_ttfb;
+static struct hist h_connect, h_ttfb, sec_connect, sec_ttfb;
 static char reqbuf[65536];
 static volatile sig_atomic_t interrupted;
 
@@ -263,6 +263,7 @@ static void on_event(struct conn *c, uint32_t events, double t)
         c->t_connected = t;
         double ms = t - c->t_start;
         hist_add(&h_connect, ms);
+        hist_add(&sec_connect, ms);
         if (ms > SLOW_MS)
             slow++;
         struct tcp_info ti;
@@ -307,7 +308,10 @@ static void on_event(struct conn *c, uint32_t events, double t)
             }
             if (r > 0 && !c->got_first) {
                 c->got_first = 1;
+                if (t - c->t_start > SLOW_MS)
+                    slow_ttfb++; /* through a proxy, a stalled backend SYN shows here */
                 hist_add(&h_ttfb, t - c->t_start);
+                hist_add(&sec_ttfb, t - c->t_start);
             }
             c->got += (uint64_t)r;
             if (r == 0) { /* the server's EOF */
@@ -353,6 +357,7 @@ static void report(double elapsed_s)
                    "\"max\": %.3f}, ",
                    names[k], hist_pct(hs[k], .5), hist_pct(hs[k], .9), hist_pct(hs[k], .99),
                    hist_pct(hs[k], .999), hs[k]->max);
+        printf("\"slow_replies\": %llu, ", (unsigned long long)slow_ttfb);
         printf("\"syn_retransmits\": %llu, \"slow_connects\": %llu, \"duration_s\": %.3f, "
                "\"late_starts\": %llu}\n",
                (unsigned long long)syn_retrans, (unsigned long long)slow, elapsed_s,
@@ -507,12 +512,17 @@ int main(int argc, char **argv)
                         (t - t0) / 1000, (unsigned long long)ok, (unsigned long long)nerr,
                         (unsigned long long)(ok - last_ok), inflight);
             if (pf) {
+                /* per-second latency: a histogram of this second alone */
                 fprintf(pf, "{\"t\": %.1f, \"attempted\": %llu, \"ok\": %llu, \"errors\": %llu, "
-                            "\"cps\": %llu, \"connect_p99_ms\": %.3f, \"inflight\": %d}\n",
+                            "\"cps\": %llu, \"connect_p99_ms\": %.3f, \"ttfb_p99_ms\": %.3f, "
+                            "\"ttfb_max_ms\": %.3f, \"inflight\": %d}\n",
                         (t - t0) / 1000, (unsigned long long)attempted, (unsigned long long)ok,
                         (unsigned long long)nerr, (unsigned long long)(ok - last_ok),
-                        hist_pct(&h_connect, .99), inflight);
+                        hist_pct(&sec_connect, .99), hist_pct(&sec_ttfb, .99), sec_ttfb.max,
+                        inflight);
                 fflush(pf);
+                memset(&sec_connect, 0, sizeof sec_connect);
+                memset(&sec_ttfb, 0, sizeof sec_ttfb);
             }
             last_ok = ok;
             last_err = nerr;
