@@ -113,6 +113,13 @@ static long resident_bytes(void)
 
 /* ---- /metrics ---------------------------------------------------------------------- */
 
+/* Ports per state as of <now>: expired TIME_WAIT counts as free. */
+static void current_counts(portmap *pm, uint64_t now, uint32_t counts[PM_NSTATES])
+{
+    portmap_expire(pm, now);
+    portmap_counts(pm, counts);
+}
+
 static void help(struct sb *b, const char *name, const char *type, const char *text)
 {
     sb_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, text, name, type);
@@ -177,8 +184,7 @@ static void render_metrics(struct server *srv, struct sb *b)
                 if (!pm)
                     continue;
                 uint32_t counts[PM_NSTATES];
-                portmap_expire(pm, now);
-                portmap_counts(pm, counts);
+                current_counts(pm, now, counts);
                 for (int s = 0; s < PM_NSTATES; s++)
                     sb_printf(b,
                               "twlb_ports{pool=\"%s\",backend=\"%s\",inside=\"%s\",state=\"%s\"} %u\n",
@@ -272,8 +278,7 @@ static char *render_stats(struct server *srv)
                 if (!pm)
                     continue;
                 uint32_t counts[PM_NSTATES];
-                portmap_expire(pm, now);
-                portmap_counts(pm, counts);
+                current_counts(pm, now, counts);
                 json_t *po = json_object();
                 for (int s = 0; s < PM_NSTATES; s++)
                     json_object_set_new(po, portmap_state_name((enum pm_state)s),

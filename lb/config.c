@@ -261,6 +261,17 @@ static void describe(json_t *v, char *out, size_t len)
         snprintf(out, len, "null");
 }
 
+/* An array element that must be an object: 1, or 0 after reporting what it is. */
+static int want_object(struct ctx *c, json_t *v, const char *path)
+{
+    if (json_is_object(v))
+        return 1;
+    char d[128];
+    describe(v, d, sizeof d);
+    err(c, path, "%s is not an object", d);
+    return 0;
+}
+
 static void subpath(char *out, size_t len, const char *path, const char *key)
 {
     snprintf(out, len, "%s%s%s", path, *path ? "." : "", key);
@@ -683,12 +694,8 @@ static void parse_pool(struct ctx *c, json_t *obj, const char *path, struct cfg_
     json_array_foreach(bs, i, v) {
         char bp[560];
         snprintf(bp, sizeof bp, "%s[%zu]", sub, i);
-        if (!json_is_object(v)) {
-            char d[128];
-            describe(v, d, sizeof d);
-            err(c, bp, "%s is not an object", d);
+        if (!want_object(c, v, bp))
             continue;
-        }
         struct cfg_backend *b = &p->backends[p->n_backends++];
         parse_backend(c, v, bp, p, b);
         for (size_t j = 0; j + 1 < p->n_backends; j++) {
@@ -767,12 +774,8 @@ static void parse_top(struct ctx *c, json_t *root, struct config *cfg)
         json_array_foreach(pools, i, v) {
             char pp[64];
             snprintf(pp, sizeof pp, "pools[%zu]", i);
-            if (!json_is_object(v)) {
-                char d[128];
-                describe(v, d, sizeof d);
-                err(c, pp, "%s is not an object", d);
+            if (!want_object(c, v, pp))
                 continue;
-            }
             struct cfg_pool *p = &cfg->pools[cfg->n_pools++];
             parse_pool(c, v, pp, p);
             for (size_t j = 0; j + 1 < cfg->n_pools; j++)
@@ -793,12 +796,8 @@ static void parse_top(struct ctx *c, json_t *root, struct config *cfg)
         json_array_foreach(ls, i, v) {
             char lp[64];
             snprintf(lp, sizeof lp, "listeners[%zu]", i);
-            if (!json_is_object(v)) {
-                char d[128];
-                describe(v, d, sizeof d);
-                err(c, lp, "%s is not an object", d);
+            if (!want_object(c, v, lp))
                 continue;
-            }
             struct cfg_listener *l = &cfg->listeners[cfg->n_listeners++];
             parse_listener(c, v, lp, l);
             char np[80];
