@@ -8,8 +8,10 @@
  *   random_two            power of two choices: two distinct random usable backends
  *                         (weight-proportional draws), the one with fewer active/weight
  *   maglev                Maglev consistent hashing (table of 65537) on the client
- *                         address hash; an unusable backend's slots fall through to the
- *                         next usable slot, so only its clients move. */
+ *                         address hash; the table depends only on the set of (name,
+ *                         weight), not on the order of the backends; an unusable
+ *                         backend's clients fall through to other slots drawn from their
+ *                         own hash (see balance.c), so only its clients move. */
 #ifndef TWLB_BALANCE_H
 #define TWLB_BALANCE_H
 

@@ -732,9 +732,13 @@ void session_accept(struct listener_rt *lis)
     if (uv_tcp_getpeername(&s->client, (struct sockaddr *)&s->peer, &len) == 0) {
         if (s->peer.ss_family == AF_INET)
             s->client_hash = balance_hash_addr(&((struct sockaddr_in *)&s->peer)->sin_addr, 4);
-        else if (s->peer.ss_family == AF_INET6)
-            s->client_hash =
-                balance_hash_addr(&((struct sockaddr_in6 *)&s->peer)->sin6_addr, 16);
+        else if (s->peer.ss_family == AF_INET6) {
+            /* An IPv4 client on a dual-stack listener arrives as ::ffff:a.b.c.d: hash
+             * its 4 bytes, so it lands where it would on an IPv4 listener. */
+            const struct in6_addr *a6 = &((struct sockaddr_in6 *)&s->peer)->sin6_addr;
+            s->client_hash = IN6_IS_ADDR_V4MAPPED(a6) ? balance_hash_addr(&a6->s6_addr[12], 4)
+                                                      : balance_hash_addr(a6, 16);
+        }
     }
     s->state = S_CONNECTING;
     try_connect(s);
