@@ -220,3 +220,61 @@ def test_missing_state_file_is_conservative():
         assert not any(r["ok"] for r in res), "a port of unknown state was used"
         assert "assuming every source port" in open(p.log_path).read()
         h.stop(p)
+
+
+def client_closes_first(t, count):
+    """Connections on which the client closes first, so twlb sends the first FIN toward
+    the backend and our own kernel keeps the TIME_WAIT."""
+    code = r"""
+import socket, sys
+ok = 0
+for i in range(%d):
+    try:
+        s = socket.create_connection(("127.0.0.1", 8080), timeout=3)
+        s.sendall(b"x")
+        s.shutdown(socket.SHUT_WR)
+        if s.recv(10) == b"x":
+            ok += 1
+        s.close()
+    except OSError:
+        pass
+print(ok)
+""" % count
+    r = t.run("lb", ["python3", "-c", code], timeout=60)
+    assert r.returncode == 0, r.stderr
+    return int(r.stdout)
+
+
+def echo_topology():
+    t = netns.Topology()
+    t.add_host("lb")
+    t.add_host("be", tw="bsd")  # no timestamps: our TIME_WAIT blocks the port
+    t.link("lb", LB + "/24", "be", BE + "/24")
+    p = t.popen("be", [h.TWBACKEND, "--listen", BE + ":9000", "--name", "e", "--mode", "echo"],
+                text=True)
+    assert "listening" in (h.read_line(p, 5) or "")
+    return t
+
+
+def test_local_time_wait_avoid_destroy_and_reload_from_kernel():
+    with echo_topology() as t, h.Env() as env:
+        cfg = config("explicit")
+        cfg["reuse"]["local_time_wait"] = "avoid"
+        p = start_twlb(t, env, cfg)
+        assert client_closes_first(t, 8) == 8
+        ms = metrics(t)
+        assert total(ms, "twlb_ports", 'state="local_time_wait"') == 8
+        # avoid: without timestamps the 8 ports stay ours until TIME_WAIT ends
+        assert client_closes_first(t, 2) == 0
+        h.stop(p)
+        # a restart finds our TIME_WAIT sockets in the kernel (inet_diag)
+        p = start_twlb(t, env, cfg, name="twlb2.json")
+        assert total(metrics(t), "twlb_ports", 'state="local_time_wait"') == 8
+        assert client_closes_first(t, 2) == 0
+        h.stop(p)
+        # destroy: SOCK_DESTROY our TIME_WAIT, reuse the port at once
+        cfg["reuse"]["local_time_wait"] = "destroy"
+        p = start_twlb(t, env, cfg, name="twlb3.json")
+        assert client_closes_first(t, 16) == 16
+        assert total(metrics(t), "twlb_syn_retransmits_total") == 0
+        h.stop(p)
