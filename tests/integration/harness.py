@@ -267,3 +267,24 @@ def listen_addr(cfg):
 
 def admin_addr(cfg):
     return cfg["admin"]["bind"]
+
+
+def name_line(addr, src=None, keep=None):
+    """Through a "name" backend: connect, read the first line (the backend's name).  With
+    <keep> (a list) the connection stays open and is appended to it."""
+    host, port = split_addr(addr)
+    s = socket.socket()
+    s.settimeout(5)
+    if src:
+        s.bind((src, 0))
+    s.connect((host, port))
+    buf = b""
+    while not buf.endswith(b"\n"):
+        d = s.recv(100)
+        assert d, "closed before the name"
+        buf += d
+    if keep is not None:
+        keep.append(s)
+    else:
+        s.close()
+    return buf.strip().decode()

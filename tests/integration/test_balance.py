@@ -1,7 +1,6 @@
 """Balancing through the real binary: three named backends; each algorithm against its
 definition."""
 import collections
-import socket
 import time
 
 import harness as h
@@ -11,33 +10,13 @@ def three(env, n, mode="name"):
     return [env.backend("b%d" % i, "127.%d.1.%d:0" % (n, i), mode) for i in (1, 2, 3)]
 
 
-def name_of(addr, src=None, keep=None):
-    """Connect, read the backend's name line.  With <keep> (a list), leave it open."""
-    host, port = h.split_addr(addr)
-    s = socket.socket()
-    s.settimeout(5)
-    if src:
-        s.bind((src, 0))
-    s.connect((host, port))
-    buf = b""
-    while not buf.endswith(b"\n"):
-        d = s.recv(100)
-        assert d, "closed before the name"
-        buf += d
-    if keep is not None:
-        keep.append(s)
-    else:
-        s.close()
-    return buf.strip().decode()
-
-
 def test_round_robin_exact_rotation():
     n = h.new_net()
     with h.Env() as env:
         bs = three(env, n)
         cfg = h.pool_config(n, [{"name": "b%d" % i, "address": b.addr} for i, b in enumerate(bs, 1)])
         env.twlb(cfg)
-        got = [name_of(h.listen_addr(cfg)) for _ in range(9)]
+        got = [h.name_line(h.listen_addr(cfg)) for _ in range(9)]
         assert got == ["b1", "b2", "b3"] * 3, got
 
 
@@ -50,7 +29,7 @@ def test_weighted_round_robin_exact_shares():
                                 for i, (b, w) in enumerate(zip(bs, weights), 1)],
                             balance="weighted_round_robin")
         env.twlb(cfg)
-        c = collections.Counter(name_of(h.listen_addr(cfg)) for _ in range(90))
+        c = collections.Counter(h.name_line(h.listen_addr(cfg)) for _ in range(90))
         assert c == {"b1": 50, "b2": 30, "b3": 10}, c
         ms = h.metrics(h.admin_addr(cfg))
         assert h.metric(ms, "twlb_backend_connections_total", backend="b1") == 50
@@ -65,8 +44,8 @@ def test_least_conn_prefers_idle_backend():
         env.twlb(cfg)
         held = []
         try:
-            first = {name_of(h.listen_addr(cfg), keep=held) for _ in range(2)}
-            third = name_of(h.listen_addr(cfg), keep=held)
+            first = {h.name_line(h.listen_addr(cfg), keep=held) for _ in range(2)}
+            third = h.name_line(h.listen_addr(cfg), keep=held)
             assert third not in first, (first, third)
             # close the one on the idle backend: once twlb saw it, it is idle again
             held.pop().close()
@@ -74,7 +53,7 @@ def test_least_conn_prefers_idle_backend():
                 if h.metric(h.metrics(h.admin_addr(cfg)), "twlb_backend_connections_active") == 2:
                     break
                 time.sleep(0.02)
-            again = name_of(h.listen_addr(cfg), keep=held)
+            again = h.name_line(h.listen_addr(cfg), keep=held)
             assert again == third, (third, again)
         finally:
             for s in held:
@@ -89,7 +68,7 @@ def test_random_two_covers_all_by_weight():
                                 for i, (b, w) in enumerate(zip(bs, [2, 1, 1]), 1)],
                             balance="random_two")
         env.twlb(cfg)
-        c = collections.Counter(name_of(h.listen_addr(cfg)) for _ in range(300))
+        c = collections.Counter(h.name_line(h.listen_addr(cfg)) for _ in range(300))
         assert set(c) == {"b1", "b2", "b3"}, c
         assert c["b1"] > c["b2"] and c["b1"] > c["b3"], c
 
@@ -104,7 +83,7 @@ def test_random_two_prefers_less_loaded():
         held = []
         try:
             for _ in range(30):
-                name_of(h.listen_addr(cfg), keep=held)
+                h.name_line(h.listen_addr(cfg), keep=held)
             st = h.stats(h.admin_addr(cfg))
             active = [b["active"] for b in st["pools"][0]["backends"]]
             # power of two choices keeps the spread tight.  With exact counts a spread
@@ -124,14 +103,14 @@ def test_maglev_sticky_and_few_moves():
         backends = [{"name": "b%d" % i, "address": b.addr} for i, b in enumerate(bs, 1)]
         cfg = h.pool_config(n, backends, balance="maglev")
         p = env.twlb(cfg)
-        first = {c: name_of(h.listen_addr(cfg), src=c) for c in clients}
-        again = {c: name_of(h.listen_addr(cfg), src=c) for c in clients}
+        first = {c: h.name_line(h.listen_addr(cfg), src=c) for c in clients}
+        again = {c: h.name_line(h.listen_addr(cfg), src=c) for c in clients}
         assert first == again, "maglev is not sticky"
         assert set(first.values()) == {"b1", "b2", "b3"}, collections.Counter(first.values())
         h.stop(p)
         cfg2 = h.pool_config(n, backends[:2], balance="maglev")
         env.twlb(cfg2, name="twlb2.json")
-        after = {c: name_of(h.listen_addr(cfg2), src=c) for c in clients}
+        after = {c: h.name_line(h.listen_addr(cfg2), src=c) for c in clients}
         moved = [c for c in clients if first[c] != "b3" and after[c] != first[c]]
         assert len(moved) <= 2, "clients of b1/b2 moved: %s" % moved
         assert all(after[c] in ("b1", "b2") for c in clients)

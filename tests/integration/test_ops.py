@@ -20,18 +20,6 @@ def wait_for(fn, timeout=5.0, step=0.05):
     return fn()
 
 
-def name_line(addr):
-    """Connect to a "name" backend through twlb, read its first line, close."""
-    s = socket.create_connection(h.split_addr(addr), timeout=5)
-    buf = b""
-    while not buf.endswith(b"\n"):
-        d = s.recv(100)
-        assert d, "closed before the name"
-        buf += d
-    s.close()
-    return buf.strip().decode()
-
-
 def test_active_health_checks_rise_and_fall():
     n = h.new_net()
     with h.Env() as env:
@@ -84,7 +72,7 @@ def test_drain_disable_enable():
         live = socket.create_connection(h.split_addr(lst), timeout=5)
         assert live.recv(10) == b"b1\n"
         assert h.http(a, "POST", "/pools/app/backends/b1/drain")[0] == 200
-        names = [name_line(lst) for _ in range(4)]
+        names = [h.name_line(lst) for _ in range(4)]
         assert names == ["b2"] * 4, names
         live.sendall(b"ping")  # draining: the live connection goes on
         assert live.recv(10) == b"ping"
@@ -97,7 +85,7 @@ def test_drain_disable_enable():
         except ConnectionResetError:
             pass
         assert h.http(a, "POST", "/pools/app/backends/b1/enable")[0] == 200
-        names = {name_line(lst) for _ in range(4)}
+        names = {h.name_line(lst) for _ in range(4)}
         assert names == {"b1", "b2"}, names
         status, body = h.http(a, "POST", "/pools/app/backends/nope/drain")
         assert status == 404 and json.loads(body)["error"], body
@@ -203,7 +191,7 @@ def test_reload_under_load_loses_nothing():
         assert log.count("reloaded") == 3, log
         assert "keeping the running configuration" in log
         # the last good config is in force: b1 is gone
-        names = {name_line(h.listen_addr(cfg)) for _ in range(6)}
+        names = {h.name_line(h.listen_addr(cfg)) for _ in range(6)}
         assert names == {"b2", "b3"}, names
 
 
