@@ -278,3 +278,43 @@ def test_local_time_wait_avoid_destroy_and_reload_from_kernel():
         assert client_closes_first(t, 16) == 16
         assert total(metrics(t), "twlb_syn_retransmits_total") == 0
         h.stop(p)
+
+
+def test_rejected_reuses_are_counted_and_demote_the_backend():
+    """A backend that rejects explicit-ISN reuses: twlb is made to believe a wrong rcv_nxt
+    (its state file edited by 2^31), so its "after" ISNs are "before" for the backend
+    (timestamps off, rfc1337 off: bare ACK, RST, SYN resent ~10 ms later).  Each reuse
+    costs a SYN retransmission that twlb counts; after three in a row it treats the
+    backend as strict (logged once, metric) and reuses no more."""
+    t = netns.Topology()
+    with t, h.Env() as env:
+        t.add_host("lb")
+        t.add_host("be", tw="bsd")
+        t.link("lb", LB + "/24", "be", BE + "/24")
+        start_backend(t)
+        state = env.path("state.json")
+        with open(state, "w") as f:
+            json.dump({"version": 1, "written_unix_ms": int(time.time() * 1000), "entries": []}, f)
+        cfg = config("explicit", state_file=state)
+        cfg["pools"][0]["source_ports"] = "30000-30002"
+        p = start_twlb(t, env, cfg)
+        assert all(r["ok"] for r in run_client(t, 3, 0))
+        assert h.stop(p) == 0
+        saved = json.load(open(state))
+        assert len(saved["entries"]) == 3
+        for e in saved["entries"]:
+            e["rcv_nxt"] = (e["rcv_nxt"] + (1 << 31)) % (1 << 32)
+        with open(state, "w") as f:
+            json.dump(saved, f)
+        p = start_twlb(t, env, cfg, name="twlb2.json")
+        res = run_client(t, 3, 0)
+        assert all(r["ok"] for r in res), res  # accepted after the RST, ~10 ms late
+        ms = metrics(t)
+        assert total(ms, "twlb_port_reuses_total") == 3
+        assert total(ms, "twlb_syn_retransmits_total") == 3
+        assert total(ms, "twlb_backend_demoted") == 1
+        # strict from now on: ports in backend TIME_WAIT are not reused
+        assert not run_client(t, 1, 0)[0]["ok"]
+        assert total(metrics(t), "twlb_port_reuses_total") == 3
+        h.stop(p)
+        assert open(p.log_path).read().count("treating it as \"strict\"") == 1
