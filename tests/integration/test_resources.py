@@ -3,26 +3,12 @@ starting level.  The backend closes first on 1,000 source ports, so every port i
 about 20 times while the backend still holds it in TIME_WAIT: the bookkeeping stays
 bounded by the range, and (explicit ISNs) no SYN is rejected."""
 import os
-import socket
 import time
 
 import harness as h
 
 TOTAL = 20000
 WARMUP = 2000
-
-
-def one(host, port):
-    s = socket.create_connection((host, port), timeout=5)
-    s.sendall(b"hi\n")
-    got = b""
-    while True:
-        d = s.recv(4096)
-        if not d:
-            break
-        got += d
-    s.close()
-    return got
 
 
 def test_20000_sequential_connections_leave_nothing_behind():
@@ -36,15 +22,15 @@ def test_20000_sequential_connections_leave_nothing_behind():
         cfg["reuse"] = {"isn": "explicit"}
         cfg["log"] = {"level": "warn"}
         p = env.twlb(cfg)
-        host, port = h.split_addr(h.listen_addr(cfg))
+        addr = h.listen_addr(cfg)
         deadline = time.monotonic() + 120
         for i in range(WARMUP):
-            assert one(host, port).startswith(b"b\n"), i
+            assert h.request(addr).startswith(b"b\n"), i
         time.sleep(0.2)
         fds0, rss0 = h.proc_fds(p.pid), h.proc_rss_kb(p.pid)
         for i in range(TOTAL - WARMUP):
             assert time.monotonic() < deadline, "too slow: %d connections in 120 s" % i
-            got = one(host, port)
+            got = h.request(addr)
             assert got.startswith(b"b\n") and len(got) == 64, (i, got)
         time.sleep(0.3)
         fds1, rss1 = h.proc_fds(p.pid), h.proc_rss_kb(p.pid)
