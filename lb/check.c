@@ -68,6 +68,16 @@ static void release_port(struct check *c, enum pm_closer closer)
     c->have_port = 0;
 }
 
+/* The last handle of a stopped check closed: free it, then let its server know (a
+ * retired generation waits for this before it is freed). */
+static void check_gone(struct check *c)
+{
+    struct server *srv = c->srv;
+    free(c);
+    srv->handles_closing--;
+    server_session_gone(srv);
+}
+
 static void on_tcp_closed(uv_handle_t *h)
 {
     struct check *c = h->data;
@@ -75,7 +85,7 @@ static void on_tcp_closed(uv_handle_t *h)
     release_port(c, c->closer);
     c->state = P_IDLE;
     if (c->stopping && --c->handles == 0)
-        free(c);
+        check_gone(c);
 }
 
 /* The probe is over: report once, then close the socket (reset unless it went well). */
@@ -312,7 +322,7 @@ static void on_timer_closed(uv_handle_t *h)
 {
     struct check *c = h->data;
     if (--c->handles == 0)
-        free(c);
+        check_gone(c);
 }
 
 void check_stop_all(struct server *srv)
@@ -323,6 +333,7 @@ void check_stop_all(struct server *srv)
         struct check *next = c->next;
         c->stopping = 1;
         c->handles = 2;
+        srv->handles_closing++;
         uv_close((uv_handle_t *)&c->interval, on_timer_closed);
         uv_close((uv_handle_t *)&c->deadline, on_timer_closed);
         if (c->tcp_open) {

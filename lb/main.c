@@ -63,10 +63,15 @@ struct gen {
 struct app {
     uv_loop_t loop;
     uv_signal_t sigterm, sigint, sigusr1, sighup;
+    uv_timer_t deadline; /* the drain deadline, for every generation at once */
     const char *path;
     struct server *srv;  /* the current generation */
     struct gen *gens;    /* every generation still alive, the current one included */
+    int stopping;        /* SIGTERM/SIGINT seen: draining every generation */
+    int exiting;         /* the process handles are closing; the loop ends after them */
 };
+
+#include "session.h"
 
 static void gen_free(struct app *app, struct server *srv)
 {
@@ -81,24 +86,52 @@ static void gen_free(struct app *app, struct server *srv)
         }
 }
 
-static void on_gen_gone(struct server *srv)
+/* Stopping, and no connection of any generation is left: close what keeps the loop
+ * running, once.  The retired generations are gone already (they free themselves when
+ * their last connection ends); the current one is freed after the loop. */
+static void maybe_exit(struct app *app)
 {
-    struct app *app = srv->loop->data;
-    gen_free(app, srv);
-}
-
-static void on_drained(struct server *srv)
-{
-    struct app *app = srv->loop->data;
+    if (!app->stopping || app->exiting || app->srv->draining != 2)
+        return;
+    for (struct gen *g = app->gens; g; g = g->next)
+        if (g->srv != app->srv)
+            return; /* an older generation still has connections */
+    app->exiting = 1;
     log_info("drained; exiting");
-    server_close(srv);
+    server_close(app->srv);
+    uv_close((uv_handle_t *)&app->deadline, NULL);
     uv_close((uv_handle_t *)&app->sigterm, NULL);
     uv_close((uv_handle_t *)&app->sigint, NULL);
     uv_close((uv_handle_t *)&app->sigusr1, NULL);
     uv_close((uv_handle_t *)&app->sighup, NULL);
 }
 
-static void on_drained(struct server *srv);
+static void on_gen_gone(struct server *srv)
+{
+    struct app *app = srv->loop->data;
+    gen_free(app, srv);
+    maybe_exit(app);
+}
+
+static void on_drained(struct server *srv)
+{
+    maybe_exit(srv->loop->data);
+}
+
+/* The drain time is over: every generation's remaining connections are closed now. */
+static void on_drain_deadline(uv_timer_t *t)
+{
+    struct app *app = t->data;
+    uint64_t open = 0;
+    for (struct gen *g = app->gens; g; g = g->next)
+        open += g->srv->sessions_active;
+    log_warn("drain time (%u ms) is over: closing %llu remaining connections",
+             app->srv->cfg->drain_timeout_ms, (unsigned long long)open);
+    for (struct gen *g = app->gens, *next; g; g = next) {
+        next = g->next; /* an aborted generation may free itself (and g) */
+        session_abort_all(g->srv);
+    }
+}
 
 /* SIGHUP: validate the file again; apply it only if it is valid, atomically: a new
  * generation takes over the unchanged listeners and every port map that still exists,
@@ -106,7 +139,7 @@ static void on_drained(struct server *srv);
 static void on_reload_signal(uv_signal_t *h, int signum)
 {
     struct app *app = h->data;
-    if (app->srv->draining)
+    if (app->stopping)
         return;
     log_info("SIGHUP: reloading %s", app->path);
     struct config *cfg = load_or_report(app->path, 1);
@@ -158,16 +191,18 @@ static void on_reopen_signal(uv_signal_t *h, int signum)
 static void on_stop_signal(uv_signal_t *h, int signum)
 {
     struct app *app = h->data;
-    if (app->srv->draining) {
+    if (app->stopping) {
         log_info("signal %d during drain: ignored (drain ends by itself)", signum);
         return;
     }
     log_info("signal %d: stopping", signum);
+    app->stopping = 1;
     /* Older generations still finishing after a reload get the same deadline. */
+    uv_timer_start(&app->deadline, on_drain_deadline, app->srv->cfg->drain_timeout_ms, 0);
     for (struct gen *g = app->gens; g; g = g->next)
         if (g->srv != app->srv)
             server_drain(g->srv);
-    server_drain(app->srv);
+    server_drain(app->srv); /* last: may end the process at once */
 }
 
 /* More connections than the default 1024 descriptors is the normal case for a proxy. */
@@ -226,6 +261,8 @@ static int run(const char *path)
         server_close(app.srv);
         rc = 1;
     } else {
+        uv_timer_init(&app.loop, &app.deadline);
+        app.deadline.data = &app;
         uv_signal_init(&app.loop, &app.sigterm);
         uv_signal_init(&app.loop, &app.sigint);
         app.sigterm.data = app.sigint.data = &app;

@@ -118,9 +118,8 @@ struct server {
     uint64_t no_backend_total;    /* client connections closed: no backend/port usable */
     struct admin *admin;
     struct check *checks;         /* active health checks */
-    uv_timer_t drain_timer;
-    int timer_open;
-    int draining;
+    unsigned handles_closing;     /* handles it owns still closing (health probes) */
+    int draining;                 /* 1 draining, 2 drained (no session left) */
     int retired;                  /* replaced by a reload; frees itself when empty */
     void (*on_gone)(struct server *srv);
     void (*on_drained)(struct server *srv); /* all sessions gone after server_drain() */

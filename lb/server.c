@@ -642,9 +642,6 @@ int server_start(struct server *srv, struct server *prev, char *err, size_t errl
         admin_set_server(admin, srv, token);
         srv->admin = admin;
     }
-    uv_timer_init(srv->loop, &srv->drain_timer);
-    srv->drain_timer.data = srv;
-    srv->timer_open = 1;
     int nchecks = check_start_all(srv);
     if (nchecks < 0) {
         snprintf(err, errlen, "health checks: %s", strerror(-nchecks));
@@ -657,21 +654,11 @@ int server_start(struct server *srv, struct server *prev, char *err, size_t errl
 
 /* ---- shutdown -------------------------------------------------------------------- */
 
-static void on_drain_deadline(uv_timer_t *t)
-{
-    struct server *srv = t->data;
-    log_warn("drain time (%u ms) is over: closing %llu remaining connections",
-             srv->cfg->drain_timeout_ms, (unsigned long long)srv->sessions_active);
-    session_abort_all(srv);
-}
-
 static void drained(struct server *srv)
 {
     if (srv->draining != 1)
         return;
     srv->draining = 2; /* on_drained runs once */
-    if (srv->timer_open)
-        uv_timer_stop(&srv->drain_timer);
     /* Every connection is gone, so the TIME_WAIT table is final: keep it for the next
      * start. */
     if (!srv->retired && srv->cfg->reuse.state_file)
@@ -680,9 +667,12 @@ static void drained(struct server *srv)
         srv->on_drained(srv);
 }
 
+/* A retired generation is freed only when nothing can reach it any more: no session and
+ * no handle of its own still closing (libuv runs close callbacks in any order). */
 static void maybe_gone(struct server *srv)
 {
-    if (srv->retired && srv->sessions_active == 0 && !srv->timer_open && srv->on_gone) {
+    if (srv->retired && srv->sessions_active == 0 && srv->handles_closing == 0 &&
+        srv->on_gone) {
         void (*gone)(struct server *) = srv->on_gone;
         srv->on_gone = NULL;
         gone(srv); /* frees srv */
@@ -692,9 +682,8 @@ static void maybe_gone(struct server *srv)
 void server_session_gone(struct server *srv)
 {
     if (srv->draining == 1 && srv->sessions_active == 0)
-        drained(srv);
-    else
-        maybe_gone(srv);
+        drained(srv); /* the current generation may end the process here */
+    maybe_gone(srv);  /* a retired one is freed here */
 }
 
 static void close_listeners(struct server *srv)
@@ -714,19 +703,8 @@ void server_drain(struct server *srv)
     if (!srv->retired)
         log_info("draining: %llu connections open, waiting up to %u ms",
                  (unsigned long long)srv->sessions_active, srv->cfg->drain_timeout_ms);
-    if (srv->sessions_active == 0) {
+    if (srv->sessions_active == 0)
         drained(srv);
-        return;
-    }
-    if (srv->timer_open)
-        uv_timer_start(&srv->drain_timer, on_drain_deadline, srv->cfg->drain_timeout_ms, 0);
-}
-
-static void drain_timer_closed(uv_handle_t *h)
-{
-    struct server *srv = h->data;
-    srv->timer_open = 0;
-    maybe_gone(srv);
 }
 
 void server_close(struct server *srv)
@@ -737,14 +715,13 @@ void server_close(struct server *srv)
         admin_close(srv->admin);
         srv->admin = NULL;
     }
-    if (srv->timer_open && !uv_is_closing((uv_handle_t *)&srv->drain_timer))
-        uv_close((uv_handle_t *)&srv->drain_timer, drain_timer_closed);
 }
 
 void server_retire(struct server *srv, void (*on_gone)(struct server *srv))
 {
     srv->retired = 1;
     srv->on_gone = on_gone;
+    srv->on_drained = NULL; /* only the current generation ends the process */
     /* Its live sessions finish on their old backends; it takes no new ones. */
     server_close(srv);
     maybe_gone(srv);

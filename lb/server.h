@@ -23,8 +23,8 @@ int server_start(struct server *srv, struct server *prev, char *err, size_t errl
  * finish; <on_gone> is called (to free it) once the last one is gone. */
 void server_retire(struct server *srv, void (*on_gone)(struct server *srv));
 
-/* Stop accepting, let live sessions finish for cfg->drain_timeout_ms, then abort the
- * rest; srv->on_drained is called once no session is left. */
+/* Stop accepting and let live sessions finish; srv->on_drained is called once no
+ * session is left.  The deadline is the caller's: it calls session_abort_all(). */
 void server_drain(struct server *srv);
 
 /* Close the remaining handles (admin, timers); run the loop after this to let the close
@@ -78,7 +78,8 @@ int server_backend_admin(struct server *srv, const char *pool, const char *backe
                          const char *action);
 const char *server_backend_admin_name(enum backend_admin a);
 
-/* A session ended; lets a drain finish. */
+/* A session ended, or a handle the server owns finished closing: lets a drain finish
+ * and a retired generation go. */
 void server_session_gone(struct server *srv);
 
 #endif

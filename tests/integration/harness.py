@@ -15,8 +15,9 @@ import tempfile
 import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-TWLB = os.path.join(ROOT, "lb", "twlb")
-TWBACKEND = os.path.join(ROOT, "backends", "twbackend")
+# TWLB_BIN / TWBACKEND_BIN run the suite against other builds (make integration-san).
+TWLB = os.environ.get("TWLB_BIN") or os.path.join(ROOT, "lb", "twlb")
+TWBACKEND = os.environ.get("TWBACKEND_BIN") or os.path.join(ROOT, "backends", "twbackend")
 
 
 class Skip(Exception):
@@ -57,7 +58,12 @@ class Env:
     def close(self):
         for p in reversed(self.procs):
             stop(p)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        try:
+            reports = sanitizer_reports(self.dir)
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+        if reports:
+            raise AssertionError("sanitizer report in a process of this test:\n" + reports)
 
     def path(self, name):
         return os.path.join(self.dir, name)
@@ -104,6 +110,43 @@ class Env:
             else:
                 raise AssertionError("twlb did not come up:\n" + open(log.name).read())
         return p
+
+
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+
+def sanitizer_reports(directory):
+    """The first sanitizer report found in the logs under <directory>, or ""."""
+    for name in sorted(os.listdir(directory)):
+        path = os.path.join(directory, name)
+        if not name.endswith(".log") or not os.path.isfile(path):
+            continue
+        with open(path, errors="replace") as f:
+            text = f.read()
+        for mark in SANITIZER_MARKS:
+            i = text.find(mark)
+            if i >= 0:
+                return "%s:\n%s" % (name, text[max(0, i - 200):i + 3000])
+    return ""
+
+
+def wait_for(cond, timeout, what="the condition", interval=0.02):
+    """Poll <cond>() until it returns a true value (returned) or <timeout> seconds pass
+    (AssertionError naming <what>).  Exceptions from <cond> count as "not yet"; the last
+    one is shown on timeout."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        try:
+            v = cond()
+            if v:
+                return v
+        except Exception as e:  # noqa: BLE001 - not ready yet
+            last = e
+        if time.monotonic() >= deadline:
+            raise AssertionError("timed out after %.1f s waiting for %s%s" % (
+                timeout, what, " (last error: %r)" % last if last else ""))
+        time.sleep(interval)
 
 
 def read_line(p, timeout):
