@@ -13,7 +13,7 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)
 
-WARN    := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
+WARN    := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wmissing-prototypes
 CFLAGS  ?= -O2 -g
 ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(PKG_CFLAGS) -Ilb -MMD -MP
 LDLIBS  := $(PKG_LIBS) -lm
@@ -27,13 +27,28 @@ else
 BUILD   := build/rel
 endif
 
-LB_SRCS   := $(wildcard lb/*.c)
-LB_OBJS   := $(LB_SRCS:%.c=$(BUILD)/%.o)
-LIB_OBJS  := $(filter-out $(BUILD)/lb/main.o,$(LB_OBJS))
+# lb/ is layered (docs/design.md): core (pure) <- os, config <- sim, runtime <- admin <-
+# main.c.  The core is a static library of its own: its unit tests link nothing else, so
+# a socket or clock call in it fails the build.
+objs = $(patsubst %.c,$(BUILD)/%.o,$(wildcard $(1)/*.c))
+CORE_OBJS    := $(call objs,lb/core)
+OS_OBJS      := $(call objs,lb/os)
+CONFIG_OBJS  := $(call objs,lb/config)
+SIM_OBJS     := $(call objs,lb/sim)
+RUNTIME_OBJS := $(call objs,lb/runtime)
+ADMIN_OBJS   := $(call objs,lb/admin)
+CORE_LIB     := $(BUILD)/libtwlbcore.a
+# Everything but main.o and the core, in link order (a layer before what it uses).
+UPPER_OBJS   := $(ADMIN_OBJS) $(RUNTIME_OBJS) $(SIM_OBJS) $(CONFIG_OBJS) $(OS_OBJS)
+LB_OBJS      := $(BUILD)/lb/main.o $(UPPER_OBJS)
+
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 BENCH_SRCS := $(wildcard tests/bench/bench_*.c)
 BENCH_BINS := $(BENCH_SRCS:tests/bench/%.c=$(BUILD)/bench/%)
+# What a unit test links besides the core library (default: nothing).
+UNIT_LINK_test_kdiag    := $(OS_OBJS)
+UNIT_LINK_test_simulate := $(SIM_OBJS) $(CONFIG_OBJS) $(OS_OBJS)
 
 DEB_PKGS := gcc make libc6-dev pkg-config libuv1-dev libjansson-dev libcmocka-dev \
             python3 iproute2 procps curl
@@ -57,11 +72,19 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
+$(CORE_LIB): $(CORE_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@
+	$(AR) rcs $@ $^
+
 ifeq ($(SANITIZER),1)
-$(BUILD)/twlb: $(LB_OBJS)
+$(BUILD)/twlb: $(LB_OBJS) $(CORE_LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/twbackend: $(BUILD)/backends/twbackend.o
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 else
-lb/twlb: $(LB_OBJS)
+lb/twlb: $(LB_OBJS) $(CORE_LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 backends/twbackend: $(BUILD)/backends/twbackend.o
@@ -71,13 +94,14 @@ endif
 tests/stress/twstress: $(STRESS_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/test_%: $(BUILD)/tests/unit/test_%.o $(LIB_OBJS)
+.SECONDEXPANSION:
+$(BUILD)/tests/test_%: $(BUILD)/tests/unit/test_%.o $$(UNIT_LINK_test_$$*) $(CORE_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CMOCKA_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(if $(UNIT_LINK_test_$*),$(LDLIBS),-lm) $(CMOCKA_LIBS)
 
-$(BUILD)/bench/bench_%: $(BUILD)/tests/bench/bench_%.o $(LIB_OBJS)
+$(BUILD)/bench/bench_%: $(BUILD)/tests/bench/bench_%.o $(CORE_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ -lm
 
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done

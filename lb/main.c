@@ -12,11 +12,11 @@
 #include <sys/resource.h>
 #include <uv.h>
 
-#include "config.h"
-#include "log.h"
-#include "server.h"
-#include "simulate.h"
-#include "statefile.h"
+#include "config/config.h"
+#include "os/log.h"
+#include "runtime/server.h"
+#include "sim/simulate.h"
+#include "os/statefile.h"
 
 #define TWLB_VERSION "0.1.0"
 
@@ -71,7 +71,7 @@ struct app {
     int exiting;         /* the process handles are closing; the loop ends after them */
 };
 
-#include "session.h"
+#include "runtime/session.h"
 
 static void gen_free(struct app *app, struct server *srv)
 {

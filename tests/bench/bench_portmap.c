@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "portmap.h"
+#include "core/portmap.h"
 
 static double now_s(void)
 {

@@ -12,7 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "balance.h"
+#include "core/balance.h"
 
 #define M 65537u /* the Maglev table size, part of the placement contract */
 

@@ -5,7 +5,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "health.h"
+#include "core/health.h"
 
 static void test_fall_then_rise(void **state)
 {

@@ -7,8 +7,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "isn.h"
-#include "twrule.h"
+#include "core/isn.h"
+#include "core/twrule.h"
 
 #define NS 1000000000ull
 

@@ -29,7 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "kdiag.h"
+#include "os/kdiag.h"
 
 /* Linux keeps TIME_WAIT for TCP_TIMEWAIT_LEN = 60 s, not tunable. */
 #define TW_MAX_MS 60000u

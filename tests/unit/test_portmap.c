@@ -9,9 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "isn.h"
-#include "portmap.h"
-#include "twrule.h"
+#include "core/isn.h"
+#include "core/portmap.h"
+#include "core/twrule.h"
 
 static struct portmap_policy policy(enum isn_mode mode, enum twrule_kind rule,
                                     enum pm_local_tw ltw)

@@ -8,7 +8,7 @@
 #include <arpa/inet.h>
 #include <string.h>
 
-#include "proxyproto.h"
+#include "core/proxyproto.h"
 
 static struct sockaddr_in v4(const char *ip, int port)
 {

@@ -8,7 +8,7 @@
 
 #include <stdlib.h>
 
-#include "simulate.h"
+#include "sim/simulate.h"
 
 static struct sim_params base(const char *profile, enum sim_policy pol, double rate,
                               uint32_t secs)

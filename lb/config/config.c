@@ -6,7 +6,7 @@
  * object is then checked against one table of its keys (name, type, bounds): unknown
  * keys and wrong types first, then values, then the rules between fields.  Every error is
  * collected; nothing is applied unless there is none. */
-#include "config.h"
+#include "config/config.h"
 
 /* JSON paths are built into fixed buffers; a path deep enough to be cut only shortens an
  * error message, so truncation warnings are not errors here. */

@@ -13,10 +13,10 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include "balance.h"
-#include "isn.h"
-#include "portmap.h"
-#include "twrule.h"
+#include "core/balance.h"
+#include "core/isn.h"
+#include "core/portmap.h"
+#include "core/twrule.h"
 
 /* A parsed "ip:port" or "[ipv6]:port" (ip alone for inside addresses: port 0). */
 struct cfg_addr {

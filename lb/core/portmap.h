@@ -25,8 +25,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "isn.h"
-#include "twrule.h"
+#include "core/isn.h"
+#include "core/twrule.h"
 
 enum pm_state { PM_FREE, PM_BUSY, PM_REMOTE_TW, PM_LOCAL_TW, PM_QUARANTINED, PM_NSTATES };
 /* Metric label of a state: "free", "busy", "remote_time_wait", "local_time_wait",

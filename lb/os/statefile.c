@@ -6,7 +6,7 @@
  * Times are stored as "remaining when written" plus the wall-clock time of writing, so a
  * restart (new monotonic base in libuv) can recompute them; the time spent stopped is
  * subtracted. */
-#include "statefile.h"
+#include "os/statefile.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -15,7 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "log.h"
+#include "os/log.h"
 
 static uint64_t unix_ms(void)
 {

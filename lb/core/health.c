@@ -1,5 +1,5 @@
 /* health.c - see health.h. */
-#include "health.h"
+#include "core/health.h"
 
 #include <string.h>
 

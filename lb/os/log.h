@@ -10,7 +10,7 @@
 
 #include <stddef.h>
 
-#include "config.h"
+#include "config/config.h"
 
 void log_set_level(enum log_level l);
 enum log_level log_get_level(void);

@@ -3,7 +3,7 @@
 #ifndef TWLB_CHECK_H
 #define TWLB_CHECK_H
 
-#include "runtime.h"
+#include "runtime/types.h"
 
 /* Start one periodic probe per backend with health.enabled.  Returns how many, or a
  * negative errno. */

@@ -16,15 +16,15 @@
  *   end       after hold_ms; the closer's side keeps TIME_WAIT (the backend remembers
  *             rcv_nxt = ISN + bytes + 2).
  * Not modelled: packet loss, RTT, CPU, the proxy's own ephemeral-port collisions. */
-#include "simulate.h"
+#include "sim/simulate.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
-#include "isn.h"
-#include "portmap.h"
+#include "config/config.h"
+#include "core/isn.h"
+#include "core/portmap.h"
 
 #define LINUX_REJECT_STALL_MS 12 /* kernel-facts 1: RST, then the SYN resent ~8-15 ms later */
 #define EPOCH_NS 1700000000000000000ull

@@ -8,7 +8,7 @@
  * quarantine, each in order of insertion, which for a fixed TIME_WAIT length is also the
  * order of expiry.  A BUSY entry is on no list.  When nothing is busy, in TIME_WAIT or
  * quarantined any more, the map drops every page and starts a fresh cursor. */
-#include "portmap.h"
+#include "core/portmap.h"
 
 #include <stdlib.h>
 #include <string.h>

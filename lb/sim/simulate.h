@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "twrule.h"
+#include "core/twrule.h"
 
 /* How a modelled backend stack treats a SYN that hits its TIME_WAIT. */
 struct sim_stack {

@@ -7,7 +7,7 @@
  * After a good probe we send our FIN and wait (within the timeout) for the backend's, so
  * the portmap learns who closed first; a failed probe is reset (no TIME_WAIT).  The
  * results drive the rise/fall counter in health.c. */
-#include "check.h"
+#include "runtime/check.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -15,8 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "log.h"
-#include "server.h"
+#include "os/log.h"
+#include "runtime/server.h"
 
 enum probe_state { P_IDLE, P_CONNECTING, P_EXCHANGING, P_CLOSING_OK };
 
@@ -262,7 +262,7 @@ static void start_probe(uv_timer_t *t)
     c->shut = 0;
     c->result_sent = 0;
     c->closer = PM_CLOSER_NONE;
-    int fd = server_upstream_socket(c->srv, &c->pick, &c->isn_known, &c->isn);
+    int fd = server_sockprep_socket(c->srv, &c->pick, &c->isn_known, &c->isn);
     if (fd == -ENOSPC) {
         c->have_port = 0;
         return;

@@ -20,7 +20,7 @@
  * first (it keeps TIME_WAIT, and the reuse engine must choose the next ISN with care);
  * if we shut down first, TIME_WAIT is ours.  Aborted connections are reset (no
  * TIME_WAIT anywhere). */
-#include "session.h"
+#include "runtime/session.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -30,10 +30,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "log.h"
-#include "proxyproto.h"
-#include "server.h"
-#include "upstream.h"
+#include "os/log.h"
+#include "core/proxyproto.h"
+#include "runtime/server.h"
+#include "os/sockprep.h"
 
 enum session_state { S_CONNECTING, S_RETRY, S_PUMPING, S_CLOSING };
 
@@ -449,8 +449,8 @@ static void on_connect(uv_connect_t *req, int status)
     uv_timer_stop(&s->timer);
     struct backend_rt *be = s->pick.be;
     uv_os_fd_t fd;
-    struct upstream_info info;
-    if (uv_fileno((uv_handle_t *)&s->backend, &fd) == 0 && upstream_tcp_info(fd, &info) == 0) {
+    struct sockprep_info info;
+    if (uv_fileno((uv_handle_t *)&s->backend, &fd) == 0 && sockprep_tcp_info(fd, &info) == 0) {
         s->timestamps = info.timestamps;
         if (info.total_retrans > 0) {
             be->sh->st.syn_retransmits_total++;
@@ -491,7 +491,7 @@ static void try_connect(struct session *s)
         }
         s->have_port = 1;
         struct backend_rt *be = s->pick.be;
-        int fd = server_upstream_socket(srv, &s->pick, &s->isn_known, &s->isn);
+        int fd = server_sockprep_socket(srv, &s->pick, &s->isn_known, &s->isn);
         if (fd == -ENOSPC) {
             s->have_port = 0; /* every port toward it was refused: pick again */
             continue;

@@ -1,7 +1,7 @@
 /* admin.c - see admin.h.  Rendering walks the runtime objects of one server; it runs on
  * the same loop as the data path, so it only reads counters and is O(backends x inside
  * addresses), never blocking. */
-#include "admin.h"
+#include "admin/admin.h"
 
 #include <dirent.h>
 #include <jansson.h>
@@ -12,8 +12,8 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "log.h"
-#include "server.h"
+#include "os/log.h"
+#include "runtime/server.h"
 
 #define ADMIN_MAX_CONNS 64
 #define ADMIN_REQ_MAX 8192

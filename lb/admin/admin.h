@@ -9,7 +9,7 @@
 #ifndef TWLB_ADMIN_H
 #define TWLB_ADMIN_H
 
-#include "runtime.h"
+#include "runtime/types.h"
 
 struct admin;
 

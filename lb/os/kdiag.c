@@ -7,7 +7,7 @@
  *   kill   SOCK_DESTROY of an exact 4-tuple AND cookie, with NLM_F_ACK for the result.
  * The kernel answers every request synchronously, so a blocking socket with a receive
  * timeout is all the event handling needed. */
-#include "kdiag.h"
+#include "os/kdiag.h"
 
 #include <errno.h>
 #include <linux/inet_diag.h>

@@ -39,7 +39,7 @@
  *    at one backend, but a key would not stop that (replies reveal the placement) and
  *    would break the agreement between twlb processes.
  */
-#include "balance.h"
+#include "core/balance.h"
 
 #include <limits.h>
 #include <stdlib.h>

@@ -11,11 +11,11 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "balance.h"
-#include "config.h"
-#include "health.h"
-#include "isn.h"
-#include "portmap.h"
+#include "core/balance.h"
+#include "config/config.h"
+#include "core/health.h"
+#include "core/isn.h"
+#include "core/portmap.h"
 
 /* Counters of one backend, declared once: X(field, metric name, help).  admin.c walks
  * this list to render /metrics and /stats. */

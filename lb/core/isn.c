@@ -1,6 +1,6 @@
 /* isn.c - see isn.h.  SipHash-2-4 as in the reference implementation by Aumasson and
  * Bernstein. */
-#include "isn.h"
+#include "core/isn.h"
 
 #include <string.h>
 

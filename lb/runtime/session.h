@@ -7,7 +7,7 @@
 #ifndef TWLB_SESSION_H
 #define TWLB_SESSION_H
 
-#include "runtime.h"
+#include "runtime/types.h"
 
 /* Why a session ended (recorded once, the first reason wins). */
 enum session_end {

@@ -1,5 +1,5 @@
 /* twrule.c - see twrule.h. */
-#include "twrule.h"
+#include "core/twrule.h"
 
 #include <string.h>
 

@@ -1,5 +1,5 @@
 /* proxyproto.c - see proxyproto.h and https://www.haproxy.org/download/2.6/doc/proxy-protocol.txt */
-#include "proxyproto.h"
+#include "core/proxyproto.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

@@ -1,5 +1,5 @@
 /* upstream.c - see upstream.h.  Facts: ../shared/notes/kernel-facts.md section 2. */
-#include "upstream.h"
+#include "os/sockprep.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -30,7 +30,7 @@ static int set_isn_by_repair(int fd, uint32_t isn)
     return 0;
 }
 
-int upstream_socket(const struct sockaddr *inside, uint16_t port, int set_isn, uint32_t isn)
+int sockprep_socket(const struct sockaddr *inside, uint16_t port, int set_isn, uint32_t isn)
 {
     struct sockaddr_storage ss;
     socklen_t len;
@@ -62,7 +62,7 @@ fail:
     return err;
 }
 
-int upstream_can_repair(int family)
+int sockprep_can_repair(int family)
 {
     int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
@@ -73,7 +73,7 @@ int upstream_can_repair(int family)
     return ok;
 }
 
-int upstream_tcp_info(int fd, struct upstream_info *out)
+int sockprep_tcp_info(int fd, struct sockprep_info *out)
 {
     struct tcp_info ti;
     socklen_t len = sizeof ti;

@@ -8,7 +8,7 @@
 #ifndef TWLB_STATEFILE_H
 #define TWLB_STATEFILE_H
 
-#include "runtime.h"
+#include "runtime/types.h"
 
 /* Write the state of <srv> to <path> atomically (temp file + rename).  Returns the
  * number of entries written or -1 (logged). */

@@ -2,8 +2,8 @@
  * source address and port are bound explicitly (twlb chooses them) and, in explicit ISN
  * mode, the initial sequence number is preset through TCP_REPAIR (kernel-facts 2).
  * Also the TCP_INFO read that tells whether a SYN was retransmitted. */
-#ifndef TWLB_UPSTREAM_H
-#define TWLB_UPSTREAM_H
+#ifndef TWLB_SOCKPREP_H
+#define TWLB_SOCKPREP_H
 
 #include <stdint.h>
 #include <sys/socket.h>
@@ -13,16 +13,16 @@
  * first SYN will carry exactly <isn>.  Returns the fd, or a negative errno:
  * -EADDRINUSE / -EADDRNOTAVAIL mean "try another port", -EPERM on TCP_REPAIR means no
  * CAP_NET_ADMIN. */
-int upstream_socket(const struct sockaddr *inside, uint16_t port, int set_isn, uint32_t isn);
+int sockprep_socket(const struct sockaddr *inside, uint16_t port, int set_isn, uint32_t isn);
 
 /* 1 if this process may use TCP_REPAIR (CAP_NET_ADMIN), else 0. */
-int upstream_can_repair(int family);
+int sockprep_can_repair(int family);
 
-struct upstream_info {
+struct sockprep_info {
     uint32_t total_retrans; /* > 0 right after connect: the SYN was retransmitted */
     int timestamps;         /* TCP timestamps negotiated */
 };
 /* Read TCP_INFO.  Returns 0 or a negative errno. */
-int upstream_tcp_info(int fd, struct upstream_info *out);
+int sockprep_tcp_info(int fd, struct sockprep_info *out);
 
 #endif

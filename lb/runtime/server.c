@@ -1,7 +1,7 @@
 /* server.c - one worker's runtime: pools and port maps built from the config, the
  * listeners, the drain on shutdown, and the choice of backend + inside address + port
  * for each new backend connection. */
-#include "server.h"
+#include "runtime/server.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -10,13 +10,13 @@
 #include <sys/random.h>
 #include <time.h>
 
-#include "admin.h"
-#include "check.h"
-#include "kdiag.h"
-#include "log.h"
-#include "session.h"
-#include "statefile.h"
-#include "upstream.h"
+#include "admin/admin.h"
+#include "runtime/check.h"
+#include "os/kdiag.h"
+#include "os/log.h"
+#include "runtime/session.h"
+#include "os/statefile.h"
+#include "os/sockprep.h"
 
 /* Explicit-ISN reuses that a backend must reject in a row before we stop believing its
  * configured rule and treat it as strict. */
@@ -54,7 +54,7 @@ static void backend_policy(const struct server *srv, const struct backend_rt *be
 static int resolve_isn_mode(const struct config *c, enum isn_mode *out, char *err,
                             size_t errlen)
 {
-    int can = upstream_can_repair(AF_INET) || upstream_can_repair(AF_INET6);
+    int can = sockprep_can_repair(AF_INET) || sockprep_can_repair(AF_INET6);
     switch (c->reuse.isn) {
     case ISN_AUTO:
         *out = can ? ISN_EXPLICIT : ISN_KERNEL;
@@ -398,7 +398,7 @@ static void sockaddr_with_port(struct sockaddr_storage *out, const struct cfg_ad
 /* Ports the kernel may refuse in a row toward one backend before we pick another. */
 #define REFUSED_PORTS_MAX 16
 
-int server_upstream_socket(struct server *srv, struct server_pick *pick, int *isn_known,
+int server_sockprep_socket(struct server *srv, struct server_pick *pick, int *isn_known,
                            uint32_t *isn)
 {
     for (int tries = 0; tries < REFUSED_PORTS_MAX; tries++) {
@@ -434,7 +434,7 @@ int server_upstream_socket(struct server *srv, struct server_pick *pick, int *is
                            : isn_fresh(&srv->isn_key, &t, now);
                 *isn_known = 1;
             }
-            fd = upstream_socket((struct sockaddr *)&inside->ss, pick->port.port, *isn_known,
+            fd = sockprep_socket((struct sockaddr *)&inside->ss, pick->port.port, *isn_known,
                                  *isn);
         }
         if (fd != -EADDRINUSE && fd != -EADDRNOTAVAIL)

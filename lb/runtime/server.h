@@ -4,7 +4,7 @@
 #ifndef TWLB_SERVER_H
 #define TWLB_SERVER_H
 
-#include "runtime.h"
+#include "runtime/types.h"
 
 /* Build the runtime for <cfg> on <loop>: pools, balancers, port maps, the ISN mode
  * (auto resolved by probing TCP_REPAIR).  With <prev> (a reload), every (pool, backend,
@@ -54,7 +54,7 @@ int server_acquire(struct server *srv, struct backend_rt *be, struct server_pick
  * port the kernel refuses is quarantined and another toward the same backend taken
  * (pick is updated).  Returns the fd; -ENOSPC when no port toward the backend is left
  * (pick holds none); another negative errno on other failures (pick holds its port). */
-int server_upstream_socket(struct server *srv, struct server_pick *pick, int *isn_known,
+int server_sockprep_socket(struct server *srv, struct server_pick *pick, int *isn_known,
                            uint32_t *isn);
 
 /* The 4-tuple as the ISN functions hash it. */
