@@ -1,0 +1,56 @@
+/* view.h - what the admin side may read of the runtime, and nothing else.
+ *
+ * Every function takes a const view and changes nothing: no port entry is expired, no
+ * health change is logged or counted here (the runtime does that on its own timer).
+ * Figures are as of <now>, computed without side effects.  Indexes are those of
+ * view_config(): listeners, pools, pools[p].backends, pools[p].inside.
+ *
+ * A view is valid until the caller returns to the event loop (a reload may replace the
+ * runtime); ask for it again on every request.
+ *
+ * Return convention: 0 on success, -1 when the object does not exist. */
+#ifndef TWLB_VIEW_H
+#define TWLB_VIEW_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config/config.h"
+#include "core/isn.h"
+#include "core/portmap.h"
+#include "core/twrule.h"
+#include "runtime/types.h"
+
+struct view;
+
+const struct config *view_config(const struct view *v);
+enum isn_mode view_isn_mode(const struct view *v);
+uint64_t view_now_ms(const struct view *v);
+
+struct view_totals {
+    uint64_t sessions_active;  /* client connections being served, every generation */
+    uint64_t sessions_total;
+    uint64_t no_backend_total; /* clients closed: no backend or port usable */
+};
+void view_totals(const struct view *v, struct view_totals *out);
+
+uint64_t view_listener_connections(const struct view *v, size_t listener);
+
+struct view_backend {
+    const struct backend_stats *st; /* BACKEND_COUNTERS and bytes (runtime/types.h) */
+    uint32_t active;                /* live connections, every generation */
+    int up;                         /* may get new connections now: enabled and usable */
+    int demoted;                    /* treated as strict after rejected reuses */
+    enum twrule_kind rule;          /* the rule in effect (strict when demoted) */
+    const char *admin;              /* "enabled", "draining" or "disabled" */
+    const char *health;             /* "up", "down" (checks) or "ejected" (passive) */
+};
+int view_backend(const struct view *v, size_t pool, size_t backend, struct view_backend *out);
+
+/* Ports toward backend <backend> from inside address <inside>, by state as of now
+ * (expired TIME_WAIT counts as free), and the reuses of backend TIME_WAIT.  Returns -1
+ * also when that path has no port map (inside and backend families differ). */
+int view_path(const struct view *v, size_t pool, size_t backend, size_t inside,
+              uint32_t counts[PM_NSTATES], uint64_t *reuses_total);
+
+#endif
