@@ -56,7 +56,7 @@ DEB_PKGS := gcc make libc6-dev pkg-config libuv1-dev libjansson-dev libcmocka-de
 STRESS_SRCS := $(wildcard tests/stress/*.c)
 STRESS_OBJS := $(STRESS_SRCS:%.c=$(BUILD)/%.o)
 
-.PHONY: all deps deps-bench run test unit unit-san integration bench stress clean
+.PHONY: all deps deps-bench run test unit unit-san integration bench stress clean metrics-doc
 all: lb/twlb backends/twbackend $(UNIT_BINS) $(if $(STRESS_SRCS),tests/stress/twstress)
 
 deps:
@@ -90,6 +90,15 @@ lb/twlb: $(LB_OBJS) $(CORE_LIB)
 backends/twbackend: $(BUILD)/backends/twbackend.o
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 endif
+
+# The metric list, generated from the table alone (no runtime linked).
+$(BUILD)/tools/metrics_doc: $(BUILD)/tests/tools/metrics_doc.o $(BUILD)/lb/admin/metrics.o \
+                            $(BUILD)/lb/admin/procinfo.o $(CORE_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ -lm
+
+metrics-doc: $(BUILD)/tools/metrics_doc
+	$< > docs/metrics.md
 
 tests/stress/twstress: $(STRESS_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)

@@ -422,6 +422,35 @@ void portmap_counts(const portmap *pm, uint32_t counts[PM_NSTATES])
                       counts[PM_QUARANTINED];
 }
 
+/* Entries at the head of <l> whose time is up by <now_ms>: exactly those
+ * expire_list() would move, as it also stops at the first one still running. */
+static uint32_t expired_prefix(const portmap *pm, const struct list *l, uint64_t now_ms)
+{
+    uint32_t n = 0;
+    for (uint16_t port = l->head; port;) {
+        const struct entry *e = get(pm, port);
+        if (e->until_ms > now_ms)
+            break;
+        n++;
+        port = e->next;
+    }
+    return n;
+}
+
+void portmap_counts_at(const portmap *pm, uint64_t now_ms, uint32_t counts[PM_NSTATES])
+{
+    uint32_t total = (uint32_t)pm->hi - pm->lo + 1;
+    uint32_t never = pm->cursor <= pm->hi ? pm->hi - pm->cursor + 1 - pm->ahead : 0;
+    int blocked = now_ms < pm->blocked_until && pm->cursor <= pm->hi;
+    counts[PM_BUSY] = pm->busy;
+    counts[PM_REMOTE_TW] =
+        pm->remote_l.n - expired_prefix(pm, &pm->remote_l, now_ms) + (blocked ? never : 0);
+    counts[PM_LOCAL_TW] = pm->local_l.n - expired_prefix(pm, &pm->local_l, now_ms);
+    counts[PM_QUARANTINED] = pm->quar_l.n - expired_prefix(pm, &pm->quar_l, now_ms);
+    counts[PM_FREE] = total - counts[PM_BUSY] - counts[PM_REMOTE_TW] - counts[PM_LOCAL_TW] -
+                      counts[PM_QUARANTINED];
+}
+
 void portmap_foreach(const portmap *pm, void (*fn)(void *arg, const struct portmap_entry *e),
                      void *arg)
 {

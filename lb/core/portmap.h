@@ -131,6 +131,11 @@ void portmap_expire(portmap *pm, uint64_t now_ms);
 /* Ports per state (FREE includes never-used ports); sums to the range size. */
 void portmap_counts(const portmap *pm, uint32_t counts[PM_NSTATES]);
 
+/* Ports per state as portmap_expire(now_ms) + portmap_counts() would give them, without
+ * changing the map: entries whose TIME_WAIT or quarantine is over by <now_ms> count as
+ * FREE.  O(entries expired by now_ms) (only the expired head of each FIFO is walked). */
+void portmap_counts_at(const portmap *pm, uint64_t now_ms, uint32_t counts[PM_NSTATES]);
+
 /* One remembered port, for the state file and the admin endpoint. */
 struct portmap_entry {
     uint16_t port;

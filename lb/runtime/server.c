@@ -604,6 +604,22 @@ static int take_listeners(struct server *srv, struct server *prev, char *err, si
     return rc;
 }
 
+/* The admin endpoint outlives a generation (a reload keeps its socket), so its hooks read
+ * whichever server holds it now.  One endpoint per process: one slot. */
+static struct server *admin_current;
+
+static const struct view *admin_view(void *arg)
+{
+    return (const struct view *)*(struct server **)arg;
+}
+
+static int admin_backend_action(void *arg, const char *pool, const char *backend,
+                                const char *action)
+{
+    struct server *srv = *(struct server **)arg;
+    return srv ? server_backend_admin(srv, pool, backend, action) : -1;
+}
+
 int server_start(struct server *srv, struct server *prev, char *err, size_t errlen)
 {
     const struct config *c = srv->cfg;
@@ -623,7 +639,8 @@ int server_start(struct server *srv, struct server *prev, char *err, size_t errl
             !memcmp(&was->ss, &c->admin.bind.ss, was->len)) {
             admin = prev->admin; /* same address: keep the socket */
         } else {
-            int r = admin_start(srv, &c->admin.bind, &admin, err, errlen);
+            const struct admin_hooks hooks = {admin_view, admin_backend_action, &admin_current};
+            int r = admin_start(srv->loop, &c->admin.bind, &hooks, &admin, err, errlen);
             if (r < 0)
                 return r;
             log_info("admin endpoint on http://%s/ (/metrics, /stats, /healthz)",
@@ -639,8 +656,9 @@ int server_start(struct server *srv, struct server *prev, char *err, size_t errl
     if (admin) {
         if (prev && admin == prev->admin)
             prev->admin = NULL;
-        admin_set_server(admin, srv, token);
+        admin_set_token(admin, token);
         srv->admin = admin;
+        admin_current = srv;
     }
     int nchecks = check_start_all(srv);
     if (nchecks < 0) {
@@ -714,6 +732,8 @@ void server_close(struct server *srv)
     if (srv->admin) {
         admin_close(srv->admin);
         srv->admin = NULL;
+        if (admin_current == srv)
+            admin_current = NULL;
     }
 }
 

@@ -159,6 +159,48 @@ static void test_block_unknown(void **state)
     portmap_free(pm);
 }
 
+/* counts_at reads the map as of a later time and changes nothing. */
+static void test_counts_at_changes_nothing(void **state)
+{
+    struct portmap_policy pol = policy(ISN_EXPLICIT, TWRULE_BSD, PM_LOCAL_TW_AVOID);
+    portmap *pm = portmap_new(1, 10, &pol);
+    struct portmap_pick pk;
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(portmap_acquire(pm, 0, 0, 0, &pk), 0);
+    release(pm, 1, PM_CLOSER_BACKEND, 1, 0);  /* remote TW until 60000 */
+    release(pm, 2, PM_CLOSER_BACKEND, 1, 10); /* until 60010 */
+    struct portmap_release r = {.closer = PM_CLOSER_LOCAL};
+    portmap_release(pm, 3, &r, 5); /* local TW until 60005 */
+    portmap_quarantine(pm, 4, 0);  /* until 1000 */
+    portmap_block_unknown(pm, 2000); /* ports 7..10, never used */
+    uint32_t before[PM_NSTATES], c[PM_NSTATES], after[PM_NSTATES];
+    portmap_counts(pm, before);
+    size_t mem = portmap_memory(pm);
+
+    portmap_counts_at(pm, 999, c);
+    assert_int_equal(c[PM_BUSY], 2);
+    assert_int_equal(c[PM_REMOTE_TW], 2 + 4);
+    assert_int_equal(c[PM_LOCAL_TW], 1);
+    assert_int_equal(c[PM_QUARANTINED], 1);
+    assert_int_equal(c[PM_FREE], 0);
+    portmap_counts_at(pm, 2000, c); /* quarantine over, unknown ports unblocked */
+    assert_int_equal(c[PM_QUARANTINED], 0);
+    assert_int_equal(c[PM_REMOTE_TW], 2);
+    assert_int_equal(c[PM_FREE], 5);
+    portmap_counts_at(pm, 60005, c); /* first remote and the local TW over */
+    assert_int_equal(c[PM_REMOTE_TW], 1);
+    assert_int_equal(c[PM_LOCAL_TW], 0);
+    assert_int_equal(c[PM_FREE], 7);
+
+    portmap_counts(pm, after);
+    assert_memory_equal(before, after, sizeof before);
+    assert_int_equal(portmap_memory(pm), mem);
+    portmap_expire(pm, 60005);
+    portmap_counts(pm, after);
+    assert_memory_equal(c, after, sizeof c);
+    portmap_free(pm);
+}
+
 static void test_memory_shrinks_when_idle(void **state)
 {
     struct portmap_policy pol = policy(ISN_EXPLICIT, TWRULE_BSD, PM_LOCAL_TW_AVOID);
@@ -321,10 +363,12 @@ static void run_random(enum isn_mode mode, enum twrule_kind rule, enum pm_local_
         } else {
             now += rnd() % 3000;
         }
-        /* counts agree with the model */
+        /* counts agree with the model, also when read without expiring first */
+        uint32_t c[PM_NSTATES], want[PM_NSTATES] = {0}, at[PM_NSTATES];
+        portmap_counts_at(pm, now, at);
         portmap_expire(pm, now);
-        uint32_t c[PM_NSTATES], want[PM_NSTATES] = {0};
         portmap_counts(pm, c);
+        assert_memory_equal(at, c, sizeof c);
         for (int i = 0; i < N; i++) {
             int st = m[i].st;
             if ((st == M_RTW || st == M_LTW || st == M_Q) && now >= m[i].until)
@@ -362,6 +406,7 @@ int main(void)
         cmocka_unit_test(test_local_tw_rules),
         cmocka_unit_test(test_quarantine_and_restore),
         cmocka_unit_test(test_block_unknown),
+        cmocka_unit_test(test_counts_at_changes_nothing),
         cmocka_unit_test(test_memory_shrinks_when_idle),
         cmocka_unit_test(test_random_against_model),
     };

@@ -1,0 +1,113 @@
+/* metrics.c - see metrics.h: the table, and the readers of its samples. */
+#include "admin/metrics.h"
+
+#include "admin/procinfo.h"
+
+const char *metric_type_name(enum metric_type t)
+{
+    return t == METRIC_COUNTER ? "counter" : "gauge";
+}
+
+const char *const *metric_scope_labels(enum metric_scope s)
+{
+    static const char *const none[] = {NULL};
+    static const char *const listener[] = {"listener", NULL};
+    static const char *const backend[] = {"pool", "backend", NULL};
+    static const char *const path[] = {"pool", "backend", "inside", NULL};
+    switch (s) {
+    case METRIC_GLOBAL: return none;
+    case METRIC_LISTENER: return listener;
+    case METRIC_BACKEND: return backend;
+    case METRIC_PATH: return path;
+    }
+    return none;
+}
+
+/* ---- label values ------------------------------------------------------------------ */
+
+static const char *isn_mode_value(size_t k) { return isn_mode_name((enum isn_mode)(ISN_EXPLICIT + k)); }
+static const char *direction_value(size_t k) { return k == 0 ? "to_backend" : "to_client"; }
+static const char *state_value(size_t k) { return portmap_state_name((enum pm_state)k); }
+
+/* ---- readers ----------------------------------------------------------------------- */
+
+static int64_t rd_isn_mode(const struct metric_src *s, size_t k)
+{
+    return s->isn_mode == (enum isn_mode)(ISN_EXPLICIT + k);
+}
+static int64_t rd_listener_connections(const struct metric_src *s, size_t k)
+{
+    return (int64_t)s->listener_connections;
+}
+static int64_t rd_backend_active(const struct metric_src *s, size_t k) { return s->be.active; }
+#define X(fld, mname, mhelp)                                                             \
+    static int64_t rd_##fld(const struct metric_src *s, size_t k) { return (int64_t)s->be.st->fld; }
+BACKEND_COUNTERS(X)
+#undef X
+static int64_t rd_bytes(const struct metric_src *s, size_t k)
+{
+    return (int64_t)(k == 0 ? s->be.st->bytes_to_backend : s->be.st->bytes_to_client);
+}
+static int64_t rd_ports(const struct metric_src *s, size_t k) { return s->ports[k]; }
+static int64_t rd_reuses(const struct metric_src *s, size_t k) { return (int64_t)s->reuses_total; }
+static int64_t rd_backend_up(const struct metric_src *s, size_t k) { return s->be.up; }
+static int64_t rd_demoted(const struct metric_src *s, size_t k) { return s->be.demoted; }
+static int64_t rd_sessions_active(const struct metric_src *s, size_t k)
+{
+    return (int64_t)s->totals.sessions_active;
+}
+static int64_t rd_no_backend(const struct metric_src *s, size_t k)
+{
+    return (int64_t)s->totals.no_backend_total;
+}
+static int64_t rd_open_fds(const struct metric_src *s, size_t k) { return procinfo_open_fds(); }
+static int64_t rd_resident(const struct metric_src *s, size_t k) { return procinfo_resident_bytes(); }
+
+/* ---- the table --------------------------------------------------------------------- */
+
+#define COUNTER METRIC_COUNTER
+#define GAUGE METRIC_GAUGE
+#define ONE .nvalues = 1
+#define JSON(how, key) .json = METRIC_JSON_##how, .json_key = key
+
+/* Rendered in this order.  Config names are restricted to [A-Za-z0-9_.-] and addresses
+ * to what inet_pton takes; prom.c escapes label values all the same. */
+const struct metric_family metrics_table[] = {
+    {"twlb_isn_mode", GAUGE, "1 for the ISN mode in use", METRIC_GLOBAL, .label = "mode",
+     .nvalues = ISN_OFF - ISN_EXPLICIT + 1, .value = isn_mode_value, .read = rd_isn_mode,
+     JSON(CHOICE, "isn_mode")},
+    {"twlb_listener_connections_total", COUNTER, "Client connections accepted",
+     METRIC_LISTENER, ONE, .read = rd_listener_connections, JSON(INT, "connections_total")},
+    {"twlb_backend_connections_active", GAUGE, "Live backend connections", METRIC_BACKEND,
+     ONE, .read = rd_backend_active, JSON(INT, "active")},
+#define X(fld, mname, mhelp)                                                             \
+    {mname, COUNTER, mhelp, METRIC_BACKEND, ONE, .read = rd_##fld, JSON(INT, #fld)},
+    BACKEND_COUNTERS(X)
+#undef X
+    {"twlb_bytes_total", COUNTER, "Bytes forwarded, by direction", METRIC_BACKEND,
+     .label = "direction", .nvalues = 2, .value = direction_value, .read = rd_bytes,
+     JSON(INT, "bytes_")},
+    {"twlb_ports", GAUGE, "Source ports toward a backend from an inside address, by state",
+     METRIC_PATH, .label = "state", .nvalues = PM_NSTATES, .value = state_value,
+     .read = rd_ports, JSON(INT, "")},
+    {"twlb_port_reuses_total", COUNTER,
+     "Connections opened on a 4-tuple still in TIME_WAIT on the backend", METRIC_PATH, ONE,
+     .read = rd_reuses, JSON(INT, "reuses_total")},
+    {"twlb_backend_up", GAUGE,
+     "1 when the backend may get new connections (healthy, not ejected, enabled)",
+     METRIC_BACKEND, ONE, .read = rd_backend_up, JSON(BOOL, "up")},
+    {"twlb_backend_demoted", GAUGE,
+     "1 when a backend rejected explicit-ISN reuses and is treated as strict",
+     METRIC_BACKEND, ONE, .read = rd_demoted, JSON(BOOL, "demoted")},
+    {"twlb_sessions_active", GAUGE, "Client connections being served", METRIC_GLOBAL, ONE,
+     .read = rd_sessions_active, JSON(INT, "sessions_active")},
+    {"twlb_no_backend_total", COUNTER,
+     "Client connections closed because no backend or source port was usable",
+     METRIC_GLOBAL, ONE, .read = rd_no_backend, JSON(INT, "no_backend_total")},
+    {"twlb_process_open_fds", GAUGE, "Open file descriptors of the process", METRIC_GLOBAL,
+     ONE, .read = rd_open_fds, JSON(INT, "process_open_fds")},
+    {"twlb_process_resident_memory_bytes", GAUGE, "Resident memory of the process",
+     METRIC_GLOBAL, ONE, .read = rd_resident, JSON(INT, "process_resident_memory_bytes")},
+};
+
+const size_t metrics_count = sizeof metrics_table / sizeof metrics_table[0];

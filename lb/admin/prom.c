@@ -1,0 +1,104 @@
+/* prom.c - see prom.h. */
+#include "admin/prom.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "admin/walk.h"
+
+/* A growing string; sticky out-of-memory. */
+struct sb {
+    char *p;
+    size_t len, cap;
+    int oom;
+};
+
+static void sb_printf(struct sb *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(struct sb *b, const char *fmt, ...)
+{
+    while (!b->oom) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            b->oom = 1;
+            return;
+        }
+        if (b->p && b->len + (size_t)n < b->cap) {
+            b->len += (size_t)n;
+            return;
+        }
+        size_t cap = b->cap ? b->cap * 2 : 4096;
+        while (cap < b->len + (size_t)n + 1)
+            cap *= 2;
+        char *np = realloc(b->p, cap);
+        if (!np) {
+            b->oom = 1;
+            return;
+        }
+        b->p = np;
+        b->cap = cap;
+    }
+}
+
+/* A label value, escaped as the text format wants (\\, \", \n). */
+static void sb_label_value(struct sb *b, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '\\' || *s == '"')
+            sb_printf(b, "\\%c", *s);
+        else if (*s == '\n')
+            sb_printf(b, "\\n");
+        else
+            sb_printf(b, "%c", *s);
+    }
+}
+
+struct family_ctx {
+    struct sb *b;
+    const struct metric_family *f;
+};
+
+static void emit_samples(void *arg, const struct metric_src *src)
+{
+    struct family_ctx *x = arg;
+    const struct metric_family *f = x->f;
+    const char *const *names = metric_scope_labels(f->scope);
+    for (size_t k = 0; k < f->nvalues; k++) {
+        sb_printf(x->b, "%s", f->name);
+        int n = 0;
+        for (; names[n]; n++) {
+            sb_printf(x->b, "%s%s=\"", n ? "," : "{", names[n]);
+            sb_label_value(x->b, src->labels[n]);
+            sb_printf(x->b, "\"");
+        }
+        if (f->label) {
+            sb_printf(x->b, "%s%s=\"", n ? "," : "{", f->label);
+            sb_label_value(x->b, f->value(k));
+            sb_printf(x->b, "\"");
+            n++;
+        }
+        sb_printf(x->b, "%s %" PRId64 "\n", n ? "}" : "", f->read(src, k));
+    }
+}
+
+char *prom_render(const struct view *v, size_t *len)
+{
+    struct sb b = {0};
+    for (size_t i = 0; i < metrics_count; i++) {
+        const struct metric_family *f = &metrics_table[i];
+        sb_printf(&b, "# HELP %s %s\n# TYPE %s %s\n", f->name, f->help, f->name,
+                  metric_type_name(f->type));
+        struct family_ctx x = {&b, f};
+        walk_each(v, f->scope, emit_samples, &x);
+    }
+    if (b.oom) {
+        free(b.p);
+        return NULL;
+    }
+    *len = b.len;
+    return b.p;
+}

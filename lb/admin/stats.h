@@ -1,0 +1,17 @@
+/* stats.h - /stats: every family of metrics_table that has a json_key, as JSON, nested
+ * per listener / pool / backend / inside address, with what names those objects:
+ *
+ *   {isn_mode, sessions_active, no_backend_total, process_...,
+ *    listeners: [{name, bind, pool, connections_total}],
+ *    pools: [{name, balance, backends: [{name, address, weight, time_wait_rule, admin,
+ *             health, active, <BACKEND_COUNTERS>, bytes_to_backend, bytes_to_client, up,
+ *             demoted, ports: {<inside>: {free, busy, ..., reuses_total}}}]}]} */
+#ifndef TWLB_STATS_H
+#define TWLB_STATS_H
+
+#include "runtime/view.h"
+
+/* The JSON of <v> as of now: a malloc'ed string, or NULL when out of memory. */
+char *stats_render(const struct view *v);
+
+#endif
