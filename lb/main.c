@@ -12,11 +12,12 @@
 #include <sys/resource.h>
 #include <uv.h>
 
+#include "admin/admin.h"
 #include "config/config.h"
 #include "os/log.h"
-#include "runtime/server.h"
+#include "runtime/view.h"
+#include "runtime/worker.h"
 #include "sim/simulate.h"
-#include "os/statefile.h"
 
 #define TWLB_VERSION "0.1.0"
 
@@ -52,90 +53,69 @@ static struct config *load_or_report(const char *path, int to_log)
     return cfg;
 }
 
-/* One config generation: the server built from it.  A reload makes a new one; the old
- * one lives until its last connection has ended. */
-struct gen {
-    struct gen *next;
-    struct server *srv;
-    struct config *cfg;
-};
-
 struct app {
     uv_loop_t loop;
     uv_signal_t sigterm, sigint, sigusr1, sighup;
-    uv_timer_t deadline; /* the drain deadline, for every generation at once */
     const char *path;
-    struct server *srv;  /* the current generation */
-    struct gen *gens;    /* every generation still alive, the current one included */
-    int stopping;        /* SIGTERM/SIGINT seen: draining every generation */
-    int exiting;         /* the process handles are closing; the loop ends after them */
+    struct worker *w;
+    struct admin *admin;     /* NULL when "admin" is not configured */
+    int stopping;
 };
 
-#include "runtime/session.h"
-
-static void gen_free(struct app *app, struct server *srv)
+static const struct view *admin_view(void *arg)
 {
-    for (struct gen **g = &app->gens; *g; g = &(*g)->next)
-        if ((*g)->srv == srv) {
-            struct gen *dead = *g;
-            *g = dead->next;
-            server_free(dead->srv);
-            config_free(dead->cfg);
-            free(dead);
-            return;
-        }
+    struct app *app = arg;
+    return view_of(app->w);
 }
 
-/* Stopping, and no connection of any generation is left: close what keeps the loop
- * running, once.  The retired generations are gone already (they free themselves when
- * their last connection ends); the current one is freed after the loop. */
-static void maybe_exit(struct app *app)
+static int admin_action(void *arg, const char *pool, const char *backend, const char *action)
 {
-    if (!app->stopping || app->exiting || app->srv->draining != 2)
-        return;
-    for (struct gen *g = app->gens; g; g = g->next)
-        if (g->srv != app->srv)
-            return; /* an older generation still has connections */
-    app->exiting = 1;
+    struct app *app = arg;
+    return worker_backend_action(app->w, pool, backend, action);
+}
+
+/* Start the admin endpoint of <c> unless <keep> already listens on the same address.
+ * Returns 0 with *out set (maybe <keep>, maybe NULL when none is configured), or -1 with
+ * a message in <err>; <token> is read from the token file. */
+static int admin_prepare(struct app *app, const struct config *c, struct admin *keep,
+                         const struct config *kept_cfg, struct admin **out,
+                         char token[ADMIN_TOKEN_MAX], char *err, size_t errlen)
+{
+    *out = NULL;
+    token[0] = 0;
+    if (!c->admin.enabled)
+        return 0;
+    if (admin_read_token(c->admin.token_file, token, err, errlen) < 0)
+        return -1;
+    if (keep && kept_cfg->admin.enabled && kept_cfg->admin.bind.len == c->admin.bind.len &&
+        !memcmp(&kept_cfg->admin.bind.ss, &c->admin.bind.ss, c->admin.bind.len)) {
+        *out = keep; /* same address: keep the socket */
+        return 0;
+    }
+    const struct admin_hooks hooks = {admin_view, admin_action, app};
+    if (admin_start(&app->loop, &c->admin.bind, &hooks, out, err, errlen) < 0)
+        return -1;
+    log_info("admin endpoint on http://%s/ (/metrics, /stats, /healthz)", c->admin.bind.text);
+    return 0;
+}
+
+static void on_drained(struct worker *w)
+{
+    struct app *app = w->data;
     log_info("drained; exiting");
-    server_close(app->srv);
-    uv_close((uv_handle_t *)&app->deadline, NULL);
+    worker_close(app->w);
+    if (app->admin)
+        admin_close(app->admin);
+    app->admin = NULL;
     uv_close((uv_handle_t *)&app->sigterm, NULL);
     uv_close((uv_handle_t *)&app->sigint, NULL);
     uv_close((uv_handle_t *)&app->sigusr1, NULL);
     uv_close((uv_handle_t *)&app->sighup, NULL);
 }
 
-static void on_gen_gone(struct server *srv)
-{
-    struct app *app = srv->loop->data;
-    gen_free(app, srv);
-    maybe_exit(app);
-}
-
-static void on_drained(struct server *srv)
-{
-    maybe_exit(srv->loop->data);
-}
-
-/* The drain time is over: every generation's remaining connections are closed now. */
-static void on_drain_deadline(uv_timer_t *t)
-{
-    struct app *app = t->data;
-    uint64_t open = 0;
-    for (struct gen *g = app->gens; g; g = g->next)
-        open += g->srv->sessions_active;
-    log_warn("drain time (%u ms) is over: closing %llu remaining connections",
-             app->srv->cfg->drain_timeout_ms, (unsigned long long)open);
-    for (struct gen *g = app->gens, *next; g; g = next) {
-        next = g->next; /* an aborted generation may free itself (and g) */
-        session_abort_all(g->srv);
-    }
-}
-
 /* SIGHUP: validate the file again; apply it only if it is valid, atomically: a new
  * generation takes over the unchanged listeners and every port map that still exists,
- * the old one finishes its connections. */
+ * the old one finishes its connections.  A reload that fails changes nothing. */
 static void on_reload_signal(uv_signal_t *h, int signum)
 {
     struct app *app = h->data;
@@ -145,35 +125,27 @@ static void on_reload_signal(uv_signal_t *h, int signum)
     struct config *cfg = load_or_report(app->path, 1);
     if (!cfg)
         return;
-    char err[512] = "";
-    struct gen *g = calloc(1, sizeof *g);
-    struct server *nsrv = g ? server_new(&app->loop, cfg, app->srv, err, sizeof err) : NULL;
-    if (!nsrv || server_start(nsrv, app->srv, err, sizeof err) < 0) {
-        log_error("reload: %s; keeping the running configuration", g ? err : "out of memory");
-        if (nsrv) {
-            server_close(nsrv);
-            g->srv = nsrv;
-            g->cfg = cfg;
-            g->next = app->gens;
-            app->gens = g;
-            server_retire(nsrv, on_gen_gone); /* frees it once its handles are closed */
-        } else {
-            free(g);
-            config_free(cfg);
-        }
+    char err[512] = "", token[ADMIN_TOKEN_MAX];
+    const struct config *old_cfg = worker_config(app->w);
+    struct admin *admin;
+    if (admin_prepare(app, cfg, app->admin, old_cfg, &admin, token, err, sizeof err) < 0) {
+        log_error("reload: %s; keeping the running configuration", err);
+        config_free(cfg);
         return;
     }
-    g->srv = nsrv;
-    g->cfg = cfg;
-    g->next = app->gens;
-    app->gens = g;
-    nsrv->on_drained = on_drained;
-    struct server *old = app->srv;
-    app->srv = nsrv;
-    log_set_level(cfg->log.level);
-    server_retire(old, on_gen_gone);
-    if (cfg->reuse.state_file)
-        statefile_save(nsrv, cfg->reuse.state_file);
+    enum log_level level = cfg->log.level;
+    if (worker_reload(app->w, cfg, err, sizeof err) < 0) { /* cfg is the worker's now */
+        log_error("reload: %s; keeping the running configuration", err);
+        if (admin && admin != app->admin)
+            admin_close(admin);
+        return;
+    }
+    if (app->admin && admin != app->admin)
+        admin_close(app->admin);
+    app->admin = admin;
+    if (admin)
+        admin_set_token(admin, token);
+    log_set_level(level);
     log_info("reloaded %s", app->path);
 }
 
@@ -197,12 +169,7 @@ static void on_stop_signal(uv_signal_t *h, int signum)
     }
     log_info("signal %d: stopping", signum);
     app->stopping = 1;
-    /* Older generations still finishing after a reload get the same deadline. */
-    uv_timer_start(&app->deadline, on_drain_deadline, app->srv->cfg->drain_timeout_ms, 0);
-    for (struct gen *g = app->gens; g; g = g->next)
-        if (g->srv != app->srv)
-            server_drain(g->srv);
-    server_drain(app->srv); /* last: may end the process at once */
+    worker_drain(app->w, on_drained);
 }
 
 /* More connections than the default 1024 descriptors is the normal case for a proxy. */
@@ -235,34 +202,27 @@ static int run(const char *path)
     struct app app;
     memset(&app, 0, sizeof app);
     uv_loop_init(&app.loop);
-    app.loop.data = &app;
     app.path = path;
-    char err[512] = "";
-    app.srv = server_new(&app.loop, cfg, NULL, err, sizeof err);
-    if (!app.srv) {
+    char err[512] = "", token[ADMIN_TOKEN_MAX];
+    app.w = worker_new(&app.loop, cfg, err, sizeof err); /* owns cfg */
+    if (!app.w) {
         fprintf(stderr, "twlb: %s\n", err);
-        config_free(cfg);
         uv_loop_close(&app.loop);
+        log_close();
         return 1;
     }
-    app.gens = calloc(1, sizeof *app.gens);
-    if (!app.gens) {
-        fprintf(stderr, "twlb: out of memory\n");
-        server_free(app.srv);
-        config_free(cfg);
-        return 1;
-    }
-    app.gens->srv = app.srv;
-    app.gens->cfg = cfg;
-    app.srv->on_drained = on_drained;
+    app.w->data = &app;
     int rc = 0;
-    if (server_start(app.srv, NULL, err, sizeof err) < 0) {
+    if (admin_prepare(&app, cfg, NULL, NULL, &app.admin, token, err, sizeof err) < 0 ||
+        worker_start(app.w, err, sizeof err) < 0) {
         fprintf(stderr, "twlb: %s\n", err);
-        server_close(app.srv);
+        worker_close(app.w);
+        if (app.admin)
+            admin_close(app.admin);
         rc = 1;
     } else {
-        uv_timer_init(&app.loop, &app.deadline);
-        app.deadline.data = &app;
+        if (app.admin)
+            admin_set_token(app.admin, token);
         uv_signal_init(&app.loop, &app.sigterm);
         uv_signal_init(&app.loop, &app.sigint);
         app.sigterm.data = app.sigint.data = &app;
@@ -278,8 +238,7 @@ static int run(const char *path)
     uv_run(&app.loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&app.loop) != 0)
         log_warn("event loop closed with handles still open");
-    while (app.gens)
-        gen_free(&app, app.gens->srv);
+    worker_free(app.w);
     log_close();
     return rc;
 }

@@ -13,61 +13,53 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <stdlib.h>
 #include <unistd.h>
 
+#include "os/clock.h"
 #include "os/log.h"
 
-static uint64_t unix_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-struct save_ctx {
+struct statefile_writer {
     json_t *entries;
-    const char *pool, *backend, *inside;
     uint64_t now;
 };
 
-static void save_entry(void *arg, const struct portmap_entry *e)
+struct statefile_writer *statefile_writer_new(uint64_t now_ms)
 {
-    struct save_ctx *c = arg;
-    if (e->state == PM_BUSY || e->until_ms <= c->now)
+    struct statefile_writer *w = calloc(1, sizeof *w);
+    if (w && !(w->entries = json_array())) {
+        free(w);
+        return NULL;
+    }
+    if (w)
+        w->now = now_ms;
+    return w;
+}
+
+void statefile_writer_add(struct statefile_writer *w, const struct statefile_entry *se)
+{
+    const struct portmap_entry *e = &se->e;
+    if (e->state == PM_BUSY || e->until_ms <= w->now)
         return;
     json_array_append_new(
-        c->entries,
-        json_pack("{s:s, s:s, s:s, s:i, s:s, s:I, s:b, s:I}", "pool", c->pool, "backend",
-                  c->backend, "inside", c->inside, "port", (int)e->port, "state",
+        w->entries,
+        json_pack("{s:s, s:s, s:s, s:i, s:s, s:I, s:b, s:I}", "pool", se->pool, "backend",
+                  se->backend, "inside", se->inside, "port", (int)e->port, "state",
                   portmap_state_name(e->state), "remaining_ms",
-                  (json_int_t)(e->until_ms - c->now), "isn_known", e->isn_known, "rcv_nxt",
+                  (json_int_t)(e->until_ms - w->now), "isn_known", e->isn_known, "rcv_nxt",
                   (json_int_t)e->rcv_nxt));
 }
 
-int statefile_save(struct server *srv, const char *path)
+int statefile_writer_commit(struct statefile_writer *w, const char *path)
 {
-    const struct config *cfg = srv->cfg;
-    struct save_ctx c = {.entries = json_array(), .now = server_now_ms(srv)};
-    for (size_t p = 0; p < cfg->n_pools; p++) {
-        const struct cfg_pool *pc = &cfg->pools[p];
-        for (size_t b = 0; b < pc->n_backends; b++)
-            for (size_t i = 0; i < pc->n_inside; i++) {
-                portmap *pm = srv->pools[p].backends[b].paths[i]->pm;
-                if (!pm)
-                    continue;
-                c.pool = pc->name;
-                c.backend = pc->backends[b].name;
-                c.inside = pc->inside[i].text;
-                portmap_foreach(pm, save_entry, &c);
-            }
-    }
-    int n = (int)json_array_size(c.entries);
+    int n = (int)json_array_size(w->entries);
     json_t *root = json_pack("{s:i, s:I, s:o}", "version", 1, "written_unix_ms",
-                             (json_int_t)unix_ms(), "entries", c.entries);
+                             (json_int_t)clock_unix_ms(), "entries", w->entries);
+    free(w);
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *f = fopen(tmp, "w");
-    int ok = f && json_dumpf(root, f, JSON_COMPACT) == 0;
+    int ok = f && root && json_dumpf(root, f, JSON_COMPACT) == 0;
     ok = f && fflush(f) == 0 && fsync(fileno(f)) == 0 && ok;
     if (f && fclose(f) != 0)
         ok = 0;
@@ -81,41 +73,8 @@ int statefile_save(struct server *srv, const char *path)
     return n;
 }
 
-/* No (usable) knowledge: any port may still be in the backend's TIME_WAIT. */
-static void block_everything(struct server *srv)
-{
-    const struct config *cfg = srv->cfg;
-    uint64_t now = server_now_ms(srv);
-    for (size_t p = 0; p < cfg->n_pools; p++)
-        for (size_t b = 0; b < cfg->pools[p].n_backends; b++) {
-            struct backend_rt *be = &srv->pools[p].backends[b];
-            uint64_t until = now + (uint64_t)be->cfg->time_wait.seconds * 1000;
-            for (size_t i = 0; i < cfg->pools[p].n_inside; i++)
-                if (be->paths[i]->pm)
-                    portmap_block_unknown(be->paths[i]->pm, until);
-        }
-}
-
-static portmap *find_path(struct server *srv, const char *pool, const char *backend,
-                          const char *inside)
-{
-    const struct config *cfg = srv->cfg;
-    for (size_t p = 0; p < cfg->n_pools; p++) {
-        const struct cfg_pool *pc = &cfg->pools[p];
-        if (strcmp(pc->name, pool))
-            continue;
-        for (size_t b = 0; b < pc->n_backends; b++) {
-            if (strcmp(pc->backends[b].name, backend))
-                continue;
-            for (size_t i = 0; i < pc->n_inside; i++)
-                if (!strcmp(pc->inside[i].text, inside))
-                    return srv->pools[p].backends[b].paths[i]->pm;
-        }
-    }
-    return NULL;
-}
-
-int statefile_load(struct server *srv, const char *path)
+int statefile_load(const char *path, uint64_t now,
+                   int (*fn)(void *arg, const struct statefile_entry *e), void *arg)
 {
     json_error_t jerr;
     json_t *root = json_load_file(path, 0, &jerr);
@@ -136,10 +95,9 @@ int statefile_load(struct server *srv, const char *path)
                  "TIME_WAIT for one TIME_WAIT period",
                  path, why);
         json_decref(root);
-        block_everything(srv);
         return -1;
     }
-    uint64_t now = server_now_ms(srv), wall = unix_ms();
+    uint64_t wall = clock_unix_ms();
     uint64_t stopped = wall > (uint64_t)written ? wall - (uint64_t)written : 0;
     int restored = 0, skipped = 0;
     size_t i;
@@ -161,10 +119,14 @@ int statefile_load(struct server *srv, const char *path)
         for (int s = 0; s < PM_NSTATES; s++)
             if (!strcmp(state, portmap_state_name((enum pm_state)s)))
                 st = (enum pm_state)s;
-        portmap *pm = find_path(srv, pool, backend, inside);
-        if (!pm || port < 1 || port > 65535 || rcv_nxt < 0 || rcv_nxt > 0xffffffffLL ||
-            portmap_restore(pm, (uint16_t)port, st, now + (uint64_t)remaining - stopped,
-                            isn_known, (uint32_t)rcv_nxt) != 0) {
+        struct statefile_entry se = {
+            .pool = pool, .backend = backend, .inside = inside,
+            .e = {.port = (uint16_t)port, .state = st,
+                  .until_ms = now + (uint64_t)remaining - stopped,
+                  .isn_known = isn_known, .rcv_nxt = (uint32_t)rcv_nxt},
+        };
+        if (port < 1 || port > 65535 || rcv_nxt < 0 || rcv_nxt > 0xffffffffLL ||
+            st == PM_NSTATES || fn(arg, &se) != 0) {
             skipped++; /* a path that no longer exists, or a port outside its range */
             continue;
         }

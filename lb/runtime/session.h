@@ -1,8 +1,8 @@
 /* session.h - one client connection and its backend connection.
  *
  * The state machine (table at the top of session.c) accepts a client, picks a backend
- * and a source port through server_pick(), connects (retrying other backends while no
- * byte has been forwarded), pumps bytes both ways with bounded buffers, follows
+ * and a source port (backend_pick), connects through an upconn (retrying other backends
+ * while no byte has been forwarded), pumps bytes both ways with bounded buffers, follows
  * half-closes, and on the end tells the port bookkeeping who sent the first FIN. */
 #ifndef TWLB_SESSION_H
 #define TWLB_SESSION_H
@@ -23,17 +23,14 @@ enum session_end {
 };
 const char *session_end_name(enum session_end e);
 
-/* Take over an accepted connection: <client> has been uv_accept()ed into a handle that
- * the session owns from now on.  Called by the listener's connection callback. */
-void session_accept(struct listener_rt *lis);
+/* Take over a connection waiting on listener <server> of generation <g> (listener config
+ * <lc>): accept it and start connecting to a backend of the listener's pool. */
+void session_accept(struct gen *g, const struct cfg_listener *lc, uv_stream_t *server);
 
-/* Close every live session on backend <be> at once (the backend was disabled). */
-void session_abort_backend(struct server *srv, const struct backend_rt *be);
-
-/* Close every live session at once (drain deadline). */
-void session_abort_all(struct server *srv);
+/* Close every live session of worker <w> at once (drain deadline). */
+void session_abort_all(struct worker *w);
 
 /* Free the sessions kept for reuse (at exit). */
-void session_free_cache(struct server *srv);
+void session_free_cache(struct worker *w);
 
 #endif

@@ -1,24 +1,29 @@
-/* runtime.h - the live objects of one worker: listeners, pools, backends, sessions.
+/* types.h - the live objects of the runtime, shared by its modules.
  *
- * Everything the data path mutates hangs off one struct server (one event loop), so a
- * later version can run N workers, each with its own server, and no global mutable
- * state is touched per connection.  Shared by server.c (set-up, listeners, picking a
- * backend and a port), session.c (the per-connection state machine) and admin.c (which
- * only reads). */
-#ifndef TWLB_RUNTIME_H
-#define TWLB_RUNTIME_H
+ *   worker      one event loop: its sessions, its config generations, its timers.
+ *               (One today; every per-connection state hangs off a worker, so N workers
+ *               are N of these.)
+ *   gen         what one config generation built: pools, backends, listeners, health
+ *               probes.  A reload builds a new gen; the old one is retired and freed
+ *               when its last session and handle are gone.
+ *   backend_rt  a backend as one gen sees it; backend_shared is what survives reloads
+ *               (counters, health, operator word, live connections of every gen).
+ *
+ * Only the runtime writes these; the admin side reads them through runtime/view.h. */
+#ifndef TWLB_RUNTIME_TYPES_H
+#define TWLB_RUNTIME_TYPES_H
 
 #include <stdint.h>
 #include <uv.h>
 
-#include "core/balance.h"
 #include "config/config.h"
+#include "core/balance.h"
 #include "core/health.h"
 #include "core/isn.h"
-#include "core/portmap.h"
+#include "core/pathset.h"
 
-/* Counters of one backend, declared once: X(field, metric name, help).  admin.c walks
- * this list to render /metrics and /stats. */
+/* Counters of one backend, declared once: X(field, metric name, help).  The admin side
+ * renders /metrics and /stats from this list. */
 #define BACKEND_COUNTERS(X)                                                              \
     X(connections_total, "twlb_backend_connections_total",                             \
       "Backend connections established")                                                \
@@ -41,18 +46,6 @@ struct backend_stats {
     uint64_t bytes_to_client;
 };
 
-/* One (backend, inside address) pair: the port bookkeeping toward that 4-tuple space.
- * Shared by every config generation that has the same pool, backend name, backend
- * address and inside address, so a reload keeps what the backend remembers; freed with
- * the last generation that refers to it. */
-struct path_rt {
-    unsigned refs;
-    portmap *pm;             /* NULL when the families differ (never used) */
-    uint64_t reuses_total;   /* connections opened on a 4-tuple in backend TIME_WAIT */
-};
-
-struct pool_rt;
-
 /* What the operator said (admin endpoint). */
 enum backend_admin {
     BE_ENABLED,  /* takes new connections */
@@ -60,18 +53,26 @@ enum backend_admin {
     BE_DISABLED, /* no new connections; live ones were closed */
 };
 
-/* What a backend keeps across reloads (shared like path_rt): counters, health, the
- * operator's word, live connections of every generation. */
+/* A link in a backend's list of live client connections, so that disabling a backend
+ * visits only its own connections (of every generation).  <abort> ends one. */
+struct be_link {
+    struct be_link *next, *prev;
+    void (*abort)(struct be_link *l);
+};
+
 struct backend_shared {
     unsigned refs;
     struct backend_stats st;
-    uint32_t active;         /* live connections, all generations */
+    uint32_t active;               /* live connections, all generations */
     uint32_t reuse_rejects_in_row; /* SYN retransmits on reused 4-tuples, consecutive */
-    int demoted;             /* treated as strict after repeated rejects */
+    int demoted;                   /* treated as strict after repeated rejects */
     enum backend_admin admin;
-    struct health health;    /* active checks and passive ejection */
-    int was_usable;          /* health_usable() when last looked at, to log changes */
+    struct health health;          /* active checks and passive ejection */
+    int was_usable;                /* health_usable() when last looked at, to log changes */
+    struct be_link conns;          /* list head of live client connections */
 };
+
+struct pool_rt;
 
 /* A backend as one config generation sees it. */
 struct backend_rt {
@@ -79,53 +80,64 @@ struct backend_rt {
     struct pool_rt *pool;
     size_t index;
     struct backend_shared *sh;
-    struct path_rt **paths;  /* one per pool inside address */
+    pathset *ps;                   /* its source ports, one path per pool inside address */
 };
 
 struct pool_rt {
     const struct cfg_pool *cfg;
     size_t index;
     struct backend_rt *backends;
-    struct balance_backend *view; /* balancer's view: name, weight, active */
-    uint8_t *usable;              /* scratch for one pick */
+    struct balance_backend *view;  /* the balancer's view: name, weight, active */
+    uint8_t *usable;               /* scratch for one pick */
     balancer *bal;
-    size_t next_inside;           /* rotates the inside addresses */
 };
 
-struct server;
+struct gen;
 
 struct listener_rt {
-    struct server *srv;
+    struct gen *gen;               /* the generation it serves now (moves on reload) */
     const struct cfg_listener *cfg;
     uv_tcp_t handle;
     uint64_t connections_total;
 };
 
-struct session;
+struct check;
+struct worker;
 
-struct server {
-    uv_loop_t *loop;
-    const struct config *cfg;
+struct gen {
+    struct worker *w;
+    struct config *cfg;            /* owned: freed with the gen */
+    enum isn_mode isn_mode;        /* resolved: explicit, kernel or off */
     struct listener_rt **listeners; /* one per config listener; NULL once closed */
     struct pool_rt *pools;
-    enum isn_mode isn_mode;       /* resolved: explicit, kernel or off */
-    struct isn_key isn_key;       /* RFC 6528 secret, from getrandom() */
-    struct session *free_sessions; /* recycled sessions, at most 1024 */
-    size_t free_count;
-    struct session *active;       /* intrusive list of live sessions */
-    uint64_t sessions_active;
-    uint64_t sessions_total;
-    uint64_t no_backend_total;    /* client connections closed: no backend/port usable */
-    struct admin *admin;
-    struct check *checks;         /* active health checks */
-    unsigned handles_closing;     /* handles it owns still closing (health probes) */
-    int draining;                 /* 1 draining, 2 drained (no session left) */
-    int retired;                  /* replaced by a reload; frees itself when empty */
-    void (*on_gone)(struct server *srv);
-    void (*on_drained)(struct server *srv); /* all sessions gone after server_drain() */
+    struct check *checks;          /* active health probes */
+    uint64_t sessions_active;      /* sessions started under this generation */
+    unsigned handles_closing;      /* handles it owns still closing (health probes) */
+    int retired;                   /* replaced by a reload; freed once empty */
+    struct gen *next;              /* the worker's list, newest first */
 };
 
-/* Monotonic milliseconds of the loop (cheap, cached per loop iteration). */
-static inline uint64_t server_now_ms(const struct server *srv) { return uv_now(srv->loop); }
+struct session;
+
+struct worker {
+    uv_loop_t *loop;
+    struct gen *cur;               /* the current generation */
+    struct gen *gens;              /* every generation alive, the current one first */
+    struct isn_key isn_key;        /* RFC 6528 secret, from getrandom(), kept on reload */
+    struct session *sessions;      /* live sessions of every generation */
+    struct session *free_sessions; /* recycled sessions, at most SESSION_CACHE_MAX */
+    size_t free_count;
+    uint64_t sessions_active;
+    uint64_t sessions_total;
+    uint64_t no_backend_total;     /* client connections closed: no backend/port usable */
+    uv_timer_t tick;               /* housekeeping: health changes, port expiry */
+    uv_timer_t deadline;           /* the drain deadline, for every generation */
+    int draining;                  /* 1 draining, 2 drained (no session left) */
+    void (*on_drained)(struct worker *w);
+    void *data;                    /* the caller's */
+};
+
+/* Monotonic milliseconds of the loop (cached per loop iteration). */
+static inline uint64_t worker_now_ms(const struct worker *w) { return uv_now(w->loop); }
 
 #endif

@@ -22,6 +22,10 @@
 #include "runtime/types.h"
 
 struct view;
+struct worker;
+
+/* The view of worker <w> (the runtime side calls this; the admin side never does). */
+const struct view *view_of(const struct worker *w);
 
 const struct config *view_config(const struct view *v);
 enum isn_mode view_isn_mode(const struct view *v);

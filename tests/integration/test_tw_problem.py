@@ -132,7 +132,7 @@ print(json.dumps({"connect_ex": rc, "writable": bool(w), "elapsed": elapsed,
 s.close()  # still in SYN_SENT: closing sends nothing
 """
 
-TCP_ESTABLISHED, TCP_SYN_SENT, TCP_TIME_WAIT = 1, 2, 6
+TCP_ESTABLISHED, TCP_SYN_SENT, TCP_TIME_WAIT, TCP_CLOSE_WAIT = 1, 2, 6, 8  # tcp_states.h
 USER_HZ = 100  # /proc/net/tcp timers are in clock_t
 
 
@@ -252,7 +252,10 @@ def test_reuse_after_is_accepted_at_once():
     check_old_connection(first, tw_before, 0)
     assert predicted(second["dt_ns"], 0) == "after", second
     assert second["writable"] and second["so_error"] == 0, second
-    assert second["state"] == TCP_ESTABLISHED, second
+    # Established at once; with nothing to upload the backend may already have answered
+    # and closed by the time the state is read (CLOSE_WAIT): the handshake completed
+    # either way.
+    assert second["state"] in (TCP_ESTABLISHED, TCP_CLOSE_WAIT), second
     assert second["total_retrans"] == 0, second
     assert second["elapsed"] < 1.0, second
 

@@ -1,0 +1,52 @@
+/* backend.h - choosing a backend and a source port, and what the runtime knows of each
+ * backend: health as seen by traffic and probes, the operator's word, demotion to the
+ * strict TIME_WAIT rule, and its live connections.
+ *
+ * Health changes are logged and counted here, once per change, by whoever notices first
+ * (a pick, a probe, the worker's housekeeping tick); never by a renderer.
+ *
+ * Return convention: 0 or -1 (nothing usable); backend_set_admin() documents its own. */
+#ifndef TWLB_BACKEND_H
+#define TWLB_BACKEND_H
+
+#include "runtime/types.h"
+
+/* The port policy of <be> under generation <g>: its rule (strict once demoted), the ISN
+ * mode, our own TIME_WAIT handling, quarantine, the kernel-mode margin. */
+void backend_policy(const struct gen *g, const struct backend_rt *be,
+                    struct portmap_policy *pol);
+
+/* May <be> get new connections as of <now_ms> (health and ejection; not the operator's
+ * word)?  Logs and counts a change. */
+int backend_usable(struct backend_rt *be, uint64_t now_ms);
+
+/* A connect of real traffic to <be> succeeded (ok=1) or failed: passive ejection. */
+void backend_connect_result(struct backend_rt *be, int ok, uint64_t now_ms);
+
+/* A connect to <be> completed; <reuse>: on a 4-tuple in the backend's TIME_WAIT;
+ * <retransmitted>: TCP_INFO saw the SYN sent again.  Counts, and demotes the backend to
+ * the strict rule when explicit-ISN reuses keep being rejected. */
+void backend_note_syn(struct gen *g, struct backend_rt *be, int reuse, int retransmitted);
+
+/* A source port toward <be> (pathset_acquire with the clocks read).  Returns 0, or -1
+ * and counts the backend exhausted. */
+int backend_acquire(struct backend_rt *be, uint64_t now_ms, struct pathset_pick *out);
+
+/* Pick a backend of <pool> that is enabled, usable and not among the <ntried> indexes in
+ * <tried>, and a port toward it (the port is BUSY on return).  Backends whose every
+ * path is out of ports are skipped and counted.  Returns 0, or -1. */
+int backend_pick(struct pool_rt *pool, uint64_t client_hash, const uint32_t *tried,
+                 size_t ntried, uint64_t now_ms, struct backend_rt **be,
+                 struct pathset_pick *pick);
+
+/* The operator's word: "enable", "disable" (no new connections, live ones of every
+ * generation are aborted now) or "drain" (no new connections, live ones finish).
+ * Returns 0, or -2 for an unknown action. */
+int backend_set_admin(struct backend_rt *be, const char *action);
+const char *backend_admin_name(enum backend_admin a);
+
+/* Put a live client connection on <be>'s list / take it off (idempotent). */
+void backend_link(struct backend_rt *be, struct be_link *l);
+void backend_unlink(struct be_link *l);
+
+#endif

@@ -1,0 +1,19 @@
+/* listener.h - the listening sockets of a generation.  A reload takes over every
+ * listener whose address and backlog did not change, still open, so no client is refused
+ * while the configuration changes. */
+#ifndef TWLB_LISTENER_H
+#define TWLB_LISTENER_H
+
+#include <stddef.h>
+
+#include "runtime/types.h"
+
+/* Open g's listeners, taking over from <prev> those with the same address and backlog.
+ * On failure everything taken is given back to <prev>, everything opened is closed, and
+ * a negative errno is returned with a message in <err>. */
+int listener_open_all(struct gen *g, struct gen *prev, char *err, size_t errlen);
+
+/* Stop listening on every listener still open in <g>. */
+void listener_close_all(struct gen *g);
+
+#endif

@@ -1,0 +1,19 @@
+/* state.h - what the port bookkeeping knows from outside the process: the state file
+ * (written on drain and after a reload, read at start) and our own TIME_WAIT sockets
+ * that the kernel still holds from a previous run (inet_diag, kernel-facts 5).
+ *
+ * Both loads run once, at the first start, before the loop serves anything; the dump is
+ * a netlink round trip per inside address and never runs on a serving loop. */
+#ifndef TWLB_STATE_H
+#define TWLB_STATE_H
+
+#include "runtime/types.h"
+
+/* Write what every path of the current generation remembers to the state file. */
+void state_save(struct worker *w);
+
+/* At the first start: restore the state file of g's config (a missing or corrupt one
+ * blocks every unknown port for one TIME_WAIT period), then our kernel's TIME_WAIT. */
+void state_load(struct gen *g);
+
+#endif

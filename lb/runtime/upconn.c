@@ -1,0 +1,314 @@
+/* upconn.c - see upconn.h.  Facts: docs/kernel-facts.md sections 2 (ISN by TCP_REPAIR)
+ * and 4 (our own TIME_WAIT overrides a chosen ISN unless destroyed). */
+#include "runtime/upconn.h"
+
+#include <stddef.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "os/clock.h"
+#include "os/kdiag.h"
+#include "os/log.h"
+#include "os/sockprep.h"
+#include "runtime/backend.h"
+
+/* Ports the kernel may refuse in a row toward one backend before we give up on it. */
+#define REFUSED_PORTS_MAX 16
+
+#define UPCONN_OF(h) ((struct upconn *)((char *)(h) - offsetof(struct upconn, tcp)))
+
+static uv_loop_t *loop_of(const struct upconn *u)
+{
+    return u->g->w->loop;
+}
+
+static uint64_t now_ms(const struct upconn *u)
+{
+    return uv_now(loop_of(u));
+}
+
+static const struct cfg_addr *inside_of(const struct upconn *u)
+{
+    return &u->be->pool->cfg->inside[u->pick.path];
+}
+
+/* The 4-tuple as the ISN functions hash it. */
+static void isn_tuple(struct isn_tuple *t, const struct cfg_addr *inside, uint16_t sport,
+                      const struct cfg_addr *backend)
+{
+    memset(t, 0, sizeof *t);
+    if (inside->ss.ss_family == AF_INET) {
+        t->addr_len = 4;
+        memcpy(t->saddr, &((const struct sockaddr_in *)&inside->ss)->sin_addr, 4);
+        memcpy(t->daddr, &((const struct sockaddr_in *)&backend->ss)->sin_addr, 4);
+        t->dport = ntohs(((const struct sockaddr_in *)&backend->ss)->sin_port);
+    } else {
+        t->addr_len = 16;
+        memcpy(t->saddr, &((const struct sockaddr_in6 *)&inside->ss)->sin6_addr, 16);
+        memcpy(t->daddr, &((const struct sockaddr_in6 *)&backend->ss)->sin6_addr, 16);
+        t->dport = ntohs(((const struct sockaddr_in6 *)&backend->ss)->sin6_port);
+    }
+    t->sport = sport;
+}
+
+static void sockaddr_with_port(struct sockaddr_storage *out, const struct cfg_addr *a,
+                               uint16_t port)
+{
+    memcpy(out, &a->ss, a->len);
+    if (a->ss.ss_family == AF_INET)
+        ((struct sockaddr_in *)out)->sin_port = htons(port);
+    else
+        ((struct sockaddr_in6 *)out)->sin6_port = htons(port);
+}
+
+/* Give the port back, telling the bookkeeping who holds TIME_WAIT. */
+static void release(struct upconn *u, enum pm_closer closer)
+{
+    if (!u->have_port)
+        return;
+    struct portmap_release r = {
+        .closer = closer,
+        .isn_known = u->isn_known,
+        .isn = u->isn,
+        .syn_real_ns = u->syn_real_ns,
+        .syn_mono_ns = u->syn_mono_ns,
+        .bytes_to_backend = u->bytes_to_backend,
+        .timestamps = u->timestamps,
+    };
+    pathset_release(u->be->ps, &u->pick, &r, now_ms(u));
+    u->have_port = 0;
+}
+
+/* The kernel refused the port: set it aside and take another toward the same backend.
+ * Returns 0, or UPCONN_NO_PORT (nothing held). */
+static int next_port(struct upconn *u)
+{
+    pathset_quarantine(u->be->ps, &u->pick, now_ms(u));
+    u->have_port = 0;
+    if (++u->tries >= REFUSED_PORTS_MAX) {
+        log_warn("pool %s: %d source ports toward %s refused by the kernel in a row",
+                 u->be->pool->cfg->name, REFUSED_PORTS_MAX, u->be->cfg->name);
+        return UPCONN_NO_PORT;
+    }
+    if (backend_acquire(u->be, now_ms(u), &u->pick) < 0)
+        return UPCONN_NO_PORT;
+    u->have_port = 1;
+    u->destroyed = 0;
+    return 0;
+}
+
+static int is_port_refusal(int err)
+{
+    return err == UV_EADDRNOTAVAIL || err == UV_EADDRINUSE;
+}
+
+static int step(struct upconn *u);
+
+/* Carry on after an asynchronous stage; a failure now goes to the callback. */
+static void resume(struct upconn *u)
+{
+    int r = step(u);
+    if (r < 0)
+        u->on_connect(u, r);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    struct upconn *u = UPCONN_OF(h);
+    u->tcp_open = 0;
+    release(u, u->closer);
+    u->on_closed(u);
+}
+
+/* A socket that failed before it connected is closed: a refused source port moves on to
+ * the next port, any other failure is reported (unless the owner closed meanwhile). */
+static void on_failed_closed(uv_handle_t *h)
+{
+    struct upconn *u = UPCONN_OF(h);
+    u->tcp_open = 0;
+    if (u->closing) {
+        release(u, PM_CLOSER_NONE);
+        u->on_closed(u);
+        return;
+    }
+    if (!is_port_refusal(u->fail_status)) {
+        release(u, PM_CLOSER_NONE);
+        u->on_connect(u, u->fail_status);
+        return;
+    }
+    int r = next_port(u);
+    if (r < 0)
+        u->on_connect(u, r);
+    else
+        resume(u);
+}
+
+static void close_failed(struct upconn *u, int status)
+{
+    u->fail_status = status;
+    if (uv_tcp_close_reset(&u->tcp, on_failed_closed) != 0)
+        uv_close((uv_handle_t *)&u->tcp, on_failed_closed);
+}
+
+static void do_destroy(uv_work_t *w)
+{
+    struct upconn *u = (struct upconn *)((char *)w - offsetof(struct upconn, work));
+    struct sockaddr_storage local;
+    sockaddr_with_port(&local, inside_of(u), u->pick.port.port);
+    u->destroy_result = kdiag_destroy((struct sockaddr *)&local,
+                                      (const struct sockaddr *)&u->be->cfg->addr.ss);
+}
+
+static void after_destroy(uv_work_t *w, int status)
+{
+    struct upconn *u = (struct upconn *)((char *)w - offsetof(struct upconn, work));
+    u->work_pending = 0;
+    if (u->closing) {
+        release(u, PM_CLOSER_NONE);
+        u->on_closed(u);
+        return;
+    }
+    if (status < 0)
+        u->destroy_result = status;
+    u->destroyed = 1;
+    resume(u);
+}
+
+static void on_tcp_connect(uv_connect_t *req, int status)
+{
+    struct upconn *u = req->data;
+    if (u->closing)
+        return; /* the close path owns it */
+    if (is_port_refusal(status)) {
+        close_failed(u, status);
+        return;
+    }
+    if (status == 0) {
+        uv_os_fd_t fd;
+        struct sockprep_info info;
+        if (uv_fileno((uv_handle_t *)&u->tcp, &fd) == 0 && sockprep_tcp_info(fd, &info) == 0) {
+            u->timestamps = info.timestamps;
+            backend_note_syn(u->g, u->be, u->pick.port.kind == PM_PICK_REMOTE_TW,
+                             info.total_retrans > 0);
+        }
+    }
+    u->on_connect(u, status);
+}
+
+/* Our own TIME_WAIT on this 4-tuple must go first when the policy says so, and always in
+ * explicit mode, where otherwise the kernel would override our ISN (kernel-facts 4). */
+static int needs_destroy(const struct upconn *u)
+{
+    return u->pick.port.kind == PM_PICK_LOCAL_TW &&
+           (u->pick.port.destroy_local_tw || u->g->isn_mode == ISN_EXPLICIT);
+}
+
+/* Prepare a socket for the current port and start the connect.  Returns 0 when an
+ * asynchronous stage is under way, or an error with nothing held. */
+static int step(struct upconn *u)
+{
+    for (;;) {
+        const struct cfg_addr *inside = inside_of(u);
+        if (needs_destroy(u) && !u->destroyed) {
+            u->work_pending = 1;
+            int r = uv_queue_work(loop_of(u), &u->work, do_destroy, after_destroy);
+            if (r == 0)
+                return 0;
+            u->work_pending = 0;
+            u->destroyed = 1;
+            u->destroy_result = r;
+        }
+        int refused = 0;
+        if (u->destroyed && u->destroy_result < 0 && u->destroy_result != -ENOENT &&
+            u->pick.port.destroy_local_tw) {
+            log_debug("SOCK_DESTROY %s:%u failed: %s", inside->text, u->pick.port.port,
+                      strerror(-u->destroy_result));
+            refused = 1;
+        }
+        int fd = -EADDRINUSE;
+        if (!refused) {
+            u->isn_known = 0;
+            if (u->g->isn_mode == ISN_EXPLICIT) {
+                struct isn_tuple t;
+                isn_tuple(&t, inside, u->pick.port.port, &u->be->cfg->addr);
+                uint64_t now = clock_real_ns();
+                u->isn = u->pick.port.kind == PM_PICK_REMOTE_TW
+                             ? isn_reuse(&u->g->w->isn_key, &t, u->pick.port.rcv_nxt, now)
+                             : isn_fresh(&u->g->w->isn_key, &t, now);
+                u->isn_known = 1;
+            }
+            fd = sockprep_socket((const struct sockaddr *)&inside->ss, u->pick.port.port,
+                                 u->isn_known, u->isn);
+        }
+        if (fd == -EADDRINUSE || fd == -EADDRNOTAVAIL) {
+            int r = next_port(u);
+            if (r < 0)
+                return r;
+            continue;
+        }
+        if (fd < 0) {
+            release(u, PM_CLOSER_NONE);
+            return fd;
+        }
+        void *owner = u->tcp.data;
+        uv_tcp_init(loop_of(u), &u->tcp);
+        u->tcp.data = owner;
+        u->tcp_open = 1;
+        if (uv_tcp_open(&u->tcp, fd) != 0) {
+            close(fd); /* libuv did not take it; the handle closes without an fd */
+            u->fail_status = UV_EBADF;
+            uv_close((uv_handle_t *)&u->tcp, on_failed_closed);
+            return 0;
+        }
+        u->creq.data = u;
+        u->syn_real_ns = clock_real_ns();
+        u->syn_mono_ns = clock_mono_ns();
+        int r = uv_tcp_connect(&u->creq, &u->tcp, (const struct sockaddr *)&u->be->cfg->addr.ss,
+                               on_tcp_connect);
+        if (r < 0) {
+            /* connect() itself failed at once: a refused port, or the route; either way
+             * the handle closes first, then the next port or the report follows. */
+            close_failed(u, r);
+            return 0;
+        }
+        if (u->pick.port.kind == PM_PICK_REMOTE_TW)
+            pathset_count_reuse(u->be->ps, &u->pick);
+        return 0;
+    }
+}
+
+int upconn_open(struct upconn *u, struct gen *g, struct backend_rt *be,
+                const struct pathset_pick *pick, upconn_connect_cb on_connect)
+{
+    void *data = u->tcp.data;
+    memset(u, 0, sizeof *u);
+    u->tcp.data = data;
+    u->g = g;
+    u->be = be;
+    u->pick = *pick;
+    u->have_port = 1;
+    u->on_connect = on_connect;
+    return step(u);
+}
+
+int upconn_close(struct upconn *u, int reset, upconn_closed_cb on_closed)
+{
+    u->closing = 1;
+    u->on_closed = on_closed;
+    if (reset)
+        u->closer = PM_CLOSER_NONE;
+    if (u->work_pending)
+        return 1; /* after_destroy finishes */
+    if (u->tcp_open) {
+        if (uv_is_closing((uv_handle_t *)&u->tcp))
+            return 1; /* on_failed_closed sees <closing> */
+        /* A reset leaves no TIME_WAIT behind on either side.  uv_tcp_close_reset refuses
+         * a handle with a shutdown in flight. */
+        if (reset && uv_tcp_close_reset(&u->tcp, on_handle_closed) == 0)
+            return 1;
+        uv_close((uv_handle_t *)&u->tcp, on_handle_closed);
+        return 1;
+    }
+    release(u, u->closer);
+    return 0;
+}

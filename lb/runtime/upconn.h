@@ -1,0 +1,66 @@
+/* upconn.h - one TCP connection from twlb to a backend, for client sessions and health
+ * probes alike: the source port the reuse engine chose, our own TIME_WAIT on that
+ * 4-tuple destroyed where needed (SOCK_DESTROY, on the libuv thread pool: it is a
+ * netlink round trip), the ISN chosen (explicit mode), the socket bound and connected,
+ * TCP_INFO read once at connect, and on close the port handed back to the bookkeeping
+ * with who sent the first FIN.
+ *
+ *   upconn_open()  -> 0: exactly one on_connect(u, status) follows, unless upconn_close()
+ *                    comes first.  status 0: connected; UPCONN_NO_PORT: the kernel
+ *                    refused every port toward this backend (not the backend's fault;
+ *                    nothing is held); another negative errno: the connect failed.
+ *                  -> UPCONN_NO_PORT or a negative errno at once: nothing is held, no
+ *                    callback.
+ *   upconn_close() -> 1: on_closed(u) follows once everything is released; 0: nothing
+ *                    was open, the port is released already and on_closed is not called.
+ *                    Either way the struct may be reused or freed after that.
+ *
+ * The owner keeps <closer> and <bytes_to_backend> current; tcp.data is the owner's. */
+#ifndef TWLB_UPCONN_H
+#define TWLB_UPCONN_H
+
+#include <errno.h>
+
+#include "runtime/types.h"
+
+#define UPCONN_NO_PORT (-ENOSPC)
+
+struct upconn;
+typedef void (*upconn_connect_cb)(struct upconn *u, int status);
+typedef void (*upconn_closed_cb)(struct upconn *u);
+
+struct upconn {
+    uv_tcp_t tcp;                /* the stream toward the backend once connected */
+    struct gen *g;
+    struct backend_rt *be;
+    struct pathset_pick pick;    /* the source port, BUSY while have_port */
+    int isn_known;               /* we chose the ISN */
+    uint32_t isn;
+    uint64_t syn_real_ns, syn_mono_ns;
+    int timestamps;              /* negotiated (TCP_INFO at connect) */
+    enum pm_closer closer;       /* who sent the first FIN: kept by the owner */
+    uint64_t bytes_to_backend;   /* payload sent, PROXY header included: by the owner */
+    /* private */
+    uv_connect_t creq;
+    uv_work_t work;
+    int destroy_result;
+    int fail_status;
+    unsigned have_port : 1, tcp_open : 1, work_pending : 1, closing : 1, destroyed : 1;
+    int tries;
+    upconn_connect_cb on_connect;
+    upconn_closed_cb on_closed;
+};
+
+/* Connect to <be> from the port in <pick> (BUSY; the upconn owns it from now on). */
+int upconn_open(struct upconn *u, struct gen *g, struct backend_rt *be,
+                const struct pathset_pick *pick, upconn_connect_cb on_connect);
+
+/* End the connection: <reset> aborts it (RST, no TIME_WAIT anywhere, the port is free
+ * again), otherwise a normal close.  Returns 1 when <on_closed> will be called, 0 when
+ * everything is released already (see above). */
+int upconn_close(struct upconn *u, int reset, upconn_closed_cb on_closed);
+
+/* Is the connection's socket open (connect in flight or established)? */
+static inline int upconn_is_open(const struct upconn *u) { return u->tcp_open; }
+
+#endif

@@ -1,0 +1,177 @@
+/* worker.c - see worker.h. */
+#include "runtime/worker.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "os/log.h"
+#include "runtime/backend.h"
+#include "runtime/check.h"
+#include "runtime/gen.h"
+#include "runtime/listener.h"
+#include "runtime/session.h"
+#include "runtime/state.h"
+
+/* How often the worker looks at every backend: health changes that no connection
+ * noticed (an ejection that ended) are logged, expired port entries are dropped. */
+#define TICK_MS 1000
+
+static void on_tick(uv_timer_t *t)
+{
+    struct worker *w = t->data;
+    uint64_t now = worker_now_ms(w);
+    struct gen *g = w->cur;
+    for (size_t p = 0; p < g->cfg->n_pools; p++)
+        for (size_t b = 0; b < g->cfg->pools[p].n_backends; b++) {
+            struct backend_rt *be = &g->pools[p].backends[b];
+            (void)backend_usable(be, now);
+            pathset_expire(be->ps, now);
+        }
+}
+
+static void on_deadline(uv_timer_t *t)
+{
+    struct worker *w = t->data;
+    log_warn("drain time (%u ms) is over: closing %llu remaining connections",
+             w->cur->cfg->drain_timeout_ms, (unsigned long long)w->sessions_active);
+    session_abort_all(w);
+}
+
+struct worker *worker_new(uv_loop_t *loop, struct config *cfg, char *err, size_t errlen)
+{
+    struct worker *w = calloc(1, sizeof *w);
+    if (!w) {
+        snprintf(err, errlen, "out of memory");
+        config_free(cfg);
+        return NULL;
+    }
+    w->loop = loop;
+    /* RFC 6528: the ISN hash key must be secret and unpredictable. */
+    if (getrandom(w->isn_key.k, sizeof w->isn_key.k, 0) != sizeof w->isn_key.k) {
+        snprintf(err, errlen, "getrandom: %s", strerror(errno));
+        goto fail;
+    }
+    if (!(w->cur = gen_new(w, cfg, NULL, err, errlen)))
+        goto fail;
+    w->gens = w->cur;
+    uv_timer_init(loop, &w->tick);
+    uv_timer_init(loop, &w->deadline);
+    w->tick.data = w->deadline.data = w;
+    return w;
+fail:
+    config_free(cfg);
+    free(w);
+    return NULL;
+}
+
+int worker_start(struct worker *w, char *err, size_t errlen)
+{
+    struct gen *g = w->cur;
+    /* What the backends and our kernel still remember, before the first connect. */
+    state_load(g);
+    int r = listener_open_all(g, NULL, err, errlen);
+    if (r < 0)
+        return r;
+    gen_commit(g);
+    int n = check_start_all(g);
+    if (n < 0) {
+        snprintf(err, errlen, "health checks: %s", strerror(-n));
+        return n;
+    }
+    uv_timer_start(&w->tick, on_tick, TICK_MS, TICK_MS);
+    log_info("isn mode %s (configured %s)", isn_mode_name(g->isn_mode),
+             isn_mode_name(g->cfg->reuse.isn));
+    return 0;
+}
+
+int worker_reload(struct worker *w, struct config *cfg, char *err, size_t errlen)
+{
+    if (w->draining) {
+        snprintf(err, errlen, "draining");
+        config_free(cfg);
+        return -EBUSY;
+    }
+    struct gen *old = w->cur;
+    struct gen *g = gen_new(w, cfg, old, err, errlen);
+    if (!g) {
+        config_free(cfg);
+        return -ENOMEM;
+    }
+    int r = listener_open_all(g, old, err, errlen);
+    if (r < 0) {
+        gen_free(g);
+        return r;
+    }
+    /* Nothing can fail from here on: the new generation takes over. */
+    g->next = w->gens;
+    w->gens = g;
+    w->cur = g;
+    gen_commit(g);
+    check_stop_all(old);
+    listener_close_all(old); /* the listeners that are not in the new config */
+    gen_retire(old);         /* its sessions finish on their old backends */
+    int n = check_start_all(g);
+    if (n < 0)
+        log_error("reload: health checks: %s", strerror(-n));
+    log_info("isn mode %s (configured %s)", isn_mode_name(g->isn_mode),
+             isn_mode_name(g->cfg->reuse.isn));
+    if (g->cfg->reuse.state_file)
+        state_save(w);
+    return 0;
+}
+
+void worker_drain(struct worker *w, void (*on_drained)(struct worker *w))
+{
+    if (w->draining)
+        return;
+    w->draining = 1;
+    w->on_drained = on_drained;
+    for (struct gen *g = w->gens; g; g = g->next)
+        listener_close_all(g);
+    const struct config *c = w->cur->cfg;
+    log_info("draining: %llu connections open, waiting up to %u ms",
+             (unsigned long long)w->sessions_active, c->drain_timeout_ms);
+    if (w->sessions_active)
+        uv_timer_start(&w->deadline, on_deadline, c->drain_timeout_ms, 0);
+    gen_check_drained(w);
+}
+
+void worker_close(struct worker *w)
+{
+    for (struct gen *g = w->gens; g; g = g->next) {
+        listener_close_all(g);
+        check_stop_all(g);
+    }
+    if (!uv_is_closing((uv_handle_t *)&w->tick)) {
+        uv_close((uv_handle_t *)&w->tick, NULL);
+        uv_close((uv_handle_t *)&w->deadline, NULL);
+    }
+}
+
+void worker_free(struct worker *w)
+{
+    if (!w)
+        return;
+    session_free_cache(w);
+    while (w->gens) {
+        struct gen *g = w->gens;
+        w->gens = g->next;
+        gen_free(g);
+    }
+    free(w);
+}
+
+const struct config *worker_config(const struct worker *w)
+{
+    return w->cur->cfg;
+}
+
+int worker_backend_action(struct worker *w, const char *pool, const char *backend,
+                          const char *action)
+{
+    struct backend_rt *be = gen_find_backend(w->cur, pool, backend);
+    return be ? backend_set_admin(be, action) : -1;
+}
