@@ -10,80 +10,23 @@
  *   S_CLOSING     uv_close() on every open handle; the      last close callback:
  *                 session is freed by the last callback     port released, session recycled
  *
- * Backpressure: a direction reads into its one fixed buffer and writes it to the other
- * side; when the kernel does not take all of it at once (uv_try_write), reading stops
- * until the write completes.  So a session never holds more than one buffer per
- * direction, whatever the peers do.
- *
- * The first FIN on the BACKEND connection decides who holds TIME_WAIT there: if the
- * backend's EOF arrives before we shut down our write side toward it, the backend closed
- * first (it keeps TIME_WAIT, and the reuse engine must choose the next ISN with care);
- * if we shut down first, TIME_WAIT is ours.  Aborted connections are reset (no
- * TIME_WAIT anywhere). */
+ * Pumping (bytes both ways, backpressure, who sends the first FIN) is pump.c; the struct
+ * both halves share is session_int.h.  Aborted connections are reset (no TIME_WAIT
+ * anywhere). */
 #include "runtime/session.h"
+#include "runtime/session_int.h"
 
 #include <errno.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/proxyproto.h"
 #include "os/log.h"
 #include "runtime/accesslog.h"
 #include "runtime/backend.h"
 #include "runtime/gen.h"
+#include "runtime/pump.h"
 #include "runtime/upconn.h"
-
-enum session_state { S_CONNECTING, S_RETRY, S_PUMPING, S_CLOSING };
-
-/* One direction of the pump: bytes read from <src> are written to <dst>. */
-struct pump {
-    uv_stream_t *src, *dst;
-    char *buf;
-    uv_write_t wreq;
-    uv_shutdown_t sreq;
-    uint64_t bytes;
-    unsigned reading : 1; /* uv_read_start active on src */
-    unsigned writing : 1; /* a uv_write to dst is pending */
-    unsigned eof : 1;     /* src sent FIN */
-    unsigned shut : 1;    /* uv_shutdown(dst) issued */
-    unsigned shut_done : 1;
-};
-
-struct session {
-    struct session *next, *prev; /* w->sessions, or w->free_sessions */
-    struct worker *w;
-    struct gen *g;               /* the generation it was accepted under */
-    const char *lis_name;        /* in that generation's config */
-    struct pool_rt *pool;
-    enum session_state state;
-    enum session_end end;
-
-    uv_tcp_t client;
-    uv_timer_t timer;            /* connect timeout, then idle timeout */
-    struct upconn up;            /* the current (or last) backend connection */
-    struct be_link link;         /* on up.be's list while it has a backend */
-    unsigned client_open : 1, timer_open : 1, up_used : 1;
-    int pending_closes;
-
-    uint64_t client_hash;
-    struct sockaddr_storage peer; /* the client's address (access log, PROXY header) */
-    uint64_t start_ms;
-    enum { FIN_NONE, FIN_CLIENT, FIN_BACKEND } first_fin; /* session level, for the log */
-    int connected;               /* a backend connection was established */
-    int counted_active;          /* be->sh->active incremented */
-    uint32_t *tried;             /* backend indexes not to pick again */
-    size_t ntried, tried_cap;
-    size_t nfailed;              /* tries that failed (pool "retries" bounds them) */
-
-    struct pump c2b, b2c;
-    char pphdr[PROXYPROTO_MAX];  /* PROXY protocol header toward the backend */
-    size_t pplen;
-    uv_write_t ppreq;
-    size_t bufsize;
-    char *bufs;                  /* 2 * bufsize, kept across reuse of the session */
-    uint64_t last_activity;
-};
 
 const char *session_end_name(enum session_end e)
 {
@@ -101,14 +44,7 @@ const char *session_end_name(enum session_end e)
     return e <= END_BACKEND_DISABLED ? names[e] : "?";
 }
 
-static void session_close(struct session *s, enum session_end why);
 static void try_connect(struct session *s);
-static void start_pumping(struct session *s);
-
-static uint64_t now_ms(const struct session *s)
-{
-    return worker_now_ms(s->w);
-}
 
 /* ---- allocation ------------------------------------------------------------------ */
 
@@ -198,7 +134,7 @@ static void access_log(const struct session *s)
         .reused_time_wait = be && s->up.pick.port.kind == PM_PICK_REMOTE_TW,
         .bytes_to_backend = s->c2b.bytes,
         .bytes_to_client = s->b2c.bytes,
-        .duration_ms = now_ms(s) - s->start_ms,
+        .duration_ms = session_now_ms(s) - s->start_ms,
         .tries = s->nfailed + (s->connected ? 1 : 0),
         .first_fin = fins[s->first_fin],
         .end = session_end_name(s->end),
@@ -242,7 +178,7 @@ static void close_handle(struct session *s, uv_handle_t *h, int reset)
 
 /* End the session: the first reason is kept.  Graceful (END_DONE) closes normally; any
  * other reason resets the backend connection. */
-static void session_close(struct session *s, enum session_end why)
+void session_close(struct session *s, enum session_end why)
 {
     if (s->state == S_CLOSING)
         return;
@@ -314,7 +250,7 @@ static void blame_backend(struct session *s, int err)
 {
     struct backend_rt *be = s->up.be;
     be->sh->st.connect_errors_total++;
-    backend_connect_result(be, 0, now_ms(s));
+    backend_connect_result(be, 0, session_now_ms(s));
     s->nfailed++;
     (void)tried_add(s, (uint32_t)be->index);
     log_debug("pool %s: connect to %s (%s) failed: %s", s->pool->cfg->name, be->cfg->name,
@@ -405,7 +341,7 @@ static void on_up_connect(struct upconn *u, int status)
     uv_timer_stop(&s->timer);
     struct backend_rt *be = u->be;
     be->sh->st.connections_total++;
-    backend_connect_result(be, 1, now_ms(s));
+    backend_connect_result(be, 1, session_now_ms(s));
     be->sh->active++;
     s->counted_active = 1;
     s->connected = 1;
@@ -413,7 +349,7 @@ static void on_up_connect(struct upconn *u, int status)
         session_close(s, END_BACKEND_ERROR);
         return;
     }
-    start_pumping(s);
+    pump_start(s);
 }
 
 /* Start the next try: pick a backend and a port, connect.  Each backend is picked at
@@ -429,7 +365,7 @@ static void try_connect(struct session *s)
         }
         struct backend_rt *be;
         struct pathset_pick pick;
-        if (backend_pick(s->pool, s->client_hash, s->tried, s->ntried, now_ms(s), &be,
+        if (backend_pick(s->pool, s->client_hash, s->tried, s->ntried, session_now_ms(s), &be,
                          &pick) < 0) {
             s->w->no_backend_total++;
             session_close(s, s->nfailed ? END_CONNECT_FAILED : END_NO_BACKEND);
@@ -452,172 +388,6 @@ static void try_connect(struct session *s)
         blame_backend(s, r);
     }
     session_close(s, END_NO_BACKEND);
-}
-
-/* ---- pumping --------------------------------------------------------------------- */
-
-static void on_idle_timer(uv_timer_t *t)
-{
-    struct session *s = t->data;
-    uint64_t now = now_ms(s), limit = s->pool->cfg->idle_timeout_ms;
-    if (now - s->last_activity >= limit) {
-        session_close(s, END_IDLE_TIMEOUT);
-        return;
-    }
-    /* Activity refreshes a timestamp only; the timer is re-armed lazily here. */
-    uv_timer_start(&s->timer, on_idle_timer, limit - (now - s->last_activity), 0);
-}
-
-static void pump_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-    struct session *s = h->data;
-    struct pump *p = h == (uv_handle_t *)&s->client ? &s->c2b : &s->b2c;
-    *buf = uv_buf_init(p->buf, (unsigned)s->bufsize);
-}
-
-static void pump_read(uv_stream_t *src, ssize_t nread, const uv_buf_t *buf);
-
-static int pump_is_backend_side(const struct session *s, const struct pump *p)
-{
-    return p == &s->c2b; /* c2b writes to (and shuts down) the backend */
-}
-
-static void maybe_done(struct session *s)
-{
-    if (s->c2b.shut_done && s->b2c.shut_done)
-        session_close(s, END_DONE);
-}
-
-static void on_shutdown(uv_shutdown_t *req, int status)
-{
-    struct session *s = req->data;
-    if (s->state == S_CLOSING)
-        return;
-    struct pump *p = req == &s->c2b.sreq ? &s->c2b : &s->b2c;
-    if (status < 0) {
-        session_close(s, pump_is_backend_side(s, p) ? END_BACKEND_ERROR : END_CLIENT_ERROR);
-        return;
-    }
-    p->shut_done = 1;
-    maybe_done(s);
-}
-
-/* <p>'s source sent FIN and everything read is written: pass the FIN on. */
-static void pump_shutdown(struct session *s, struct pump *p)
-{
-    if (p->shut)
-        return;
-    p->shut = 1;
-    if (pump_is_backend_side(s, p) && s->up.closer == PM_CLOSER_NONE && !s->b2c.eof)
-        s->up.closer = PM_CLOSER_LOCAL; /* our FIN toward the backend goes first */
-    p->sreq.data = s;
-    int r = uv_shutdown(&p->sreq, p->dst, on_shutdown);
-    if (r < 0)
-        session_close(s, pump_is_backend_side(s, p) ? END_BACKEND_ERROR : END_CLIENT_ERROR);
-}
-
-static void on_write(uv_write_t *req, int status)
-{
-    struct session *s = req->data;
-    if (s->state == S_CLOSING)
-        return;
-    struct pump *p = req == &s->c2b.wreq ? &s->c2b : &s->b2c;
-    p->writing = 0;
-    if (status < 0) {
-        session_close(s, pump_is_backend_side(s, p) ? END_BACKEND_ERROR : END_CLIENT_ERROR);
-        return;
-    }
-    if (p->eof) {
-        pump_shutdown(s, p);
-    } else if (!p->reading) {
-        p->reading = 1;
-        uv_read_start(p->src, pump_alloc, pump_read);
-    }
-}
-
-static void pump_read(uv_stream_t *src, ssize_t nread, const uv_buf_t *buf)
-{
-    struct session *s = src->data;
-    if (s->state != S_PUMPING)
-        return;
-    struct pump *p = src == (uv_stream_t *)&s->client ? &s->c2b : &s->b2c;
-    int backend_src = src == (uv_stream_t *)&s->up.tcp;
-    if (nread == 0)
-        return;
-    if (nread == UV_EOF) {
-        if (s->first_fin == FIN_NONE)
-            s->first_fin = backend_src ? FIN_BACKEND : FIN_CLIENT;
-        p->eof = 1;
-        p->reading = 0;
-        uv_read_stop(src);
-        if (backend_src && s->up.closer == PM_CLOSER_NONE && !s->c2b.shut)
-            s->up.closer = PM_CLOSER_BACKEND;
-        if (!p->writing)
-            pump_shutdown(s, p);
-        return;
-    }
-    if (nread < 0) {
-        session_close(s, backend_src ? END_BACKEND_ERROR : END_CLIENT_ERROR);
-        return;
-    }
-    s->last_activity = now_ms(s);
-    p->bytes += (uint64_t)nread;
-    struct backend_stats *st = &s->up.be->sh->st;
-    if (backend_src)
-        st->bytes_to_client += (uint64_t)nread;
-    else
-        st->bytes_to_backend += (uint64_t)nread;
-
-    /* Most writes complete at once: then keep reading into the same buffer. */
-    uv_buf_t b = uv_buf_init(buf->base, (unsigned)nread);
-    int w = uv_try_write(p->dst, &b, 1);
-    if (w == nread)
-        return;
-    if (w < 0 && w != UV_EAGAIN) {
-        session_close(s, backend_src ? END_CLIENT_ERROR : END_BACKEND_ERROR);
-        return;
-    }
-    if (w > 0)
-        b = uv_buf_init(buf->base + w, (unsigned)(nread - w));
-    /* The rest waits in the buffer: stop reading until it is written (backpressure). */
-    p->reading = 0;
-    uv_read_stop(src);
-    p->writing = 1;
-    p->wreq.data = s;
-    int r = uv_write(&p->wreq, p->dst, &b, 1, on_write);
-    if (r < 0) {
-        p->writing = 0;
-        session_close(s, backend_src ? END_CLIENT_ERROR : END_BACKEND_ERROR);
-    }
-}
-
-static void start_pumping(struct session *s)
-{
-    size_t want = s->pool->cfg->buffer_bytes;
-    if (!s->bufs || s->bufsize != want) {
-        free(s->bufs);
-        s->bufs = malloc(2 * want);
-        s->bufsize = s->bufs ? want : 0;
-        if (!s->bufs) {
-            session_close(s, END_BACKEND_ERROR);
-            return;
-        }
-    }
-    s->state = S_PUMPING;
-    s->c2b = (struct pump){.src = (uv_stream_t *)&s->client,
-                           .dst = (uv_stream_t *)&s->up.tcp,
-                           .buf = s->bufs};
-    s->b2c = (struct pump){.src = (uv_stream_t *)&s->up.tcp,
-                           .dst = (uv_stream_t *)&s->client,
-                           .buf = s->bufs + s->bufsize};
-    s->last_activity = now_ms(s);
-    s->c2b.reading = s->b2c.reading = 1;
-    if (uv_read_start(s->c2b.src, pump_alloc, pump_read) < 0 ||
-        uv_read_start(s->b2c.src, pump_alloc, pump_read) < 0) {
-        session_close(s, END_CLIENT_ERROR);
-        return;
-    }
-    uv_timer_start(&s->timer, on_idle_timer, s->pool->cfg->idle_timeout_ms, 0);
 }
 
 /* ---- accept ---------------------------------------------------------------------- */
@@ -655,7 +425,7 @@ void session_accept(struct gen *g, const struct cfg_listener *lc, uv_stream_t *s
     g->sessions_active++;
     s->lis_name = lc->name;
     s->pool = &g->pools[lc->pool];
-    s->start_ms = now_ms(s);
+    s->start_ms = session_now_ms(s);
     uv_tcp_init(w->loop, &s->client);
     s->client.data = s;
     s->client_open = 1;

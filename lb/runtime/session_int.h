@@ -1,0 +1,69 @@
+/* session_int.h - the inside of a session, shared by its two halves: session.c (accept,
+ * connect, retry, close) and pump.c (bytes both ways).  Not for other modules. */
+#ifndef TWLB_SESSION_INT_H
+#define TWLB_SESSION_INT_H
+
+#include "core/proxyproto.h"
+#include "runtime/session.h"
+#include "runtime/upconn.h"
+
+enum session_state { S_CONNECTING, S_RETRY, S_PUMPING, S_CLOSING };
+
+/* One direction of the pump: bytes read from <src> are written to <dst>. */
+struct pump {
+    uv_stream_t *src, *dst;
+    char *buf;
+    uv_write_t wreq;
+    uv_shutdown_t sreq;
+    uint64_t bytes;
+    unsigned reading : 1; /* uv_read_start active on src */
+    unsigned writing : 1; /* a uv_write to dst is pending */
+    unsigned eof : 1;     /* src sent FIN */
+    unsigned shut : 1;    /* uv_shutdown(dst) issued */
+    unsigned shut_done : 1;
+};
+
+struct session {
+    struct session *next, *prev; /* w->sessions, or w->free_sessions */
+    struct worker *w;
+    struct gen *g;               /* the generation it was accepted under */
+    const char *lis_name;        /* in that generation's config */
+    struct pool_rt *pool;
+    enum session_state state;
+    enum session_end end;
+
+    uv_tcp_t client;
+    uv_timer_t timer;            /* connect timeout, then idle timeout */
+    struct upconn up;            /* the current (or last) backend connection */
+    struct be_link link;         /* on up.be's list while it has a backend */
+    unsigned client_open : 1, timer_open : 1, up_used : 1;
+    int pending_closes;
+
+    uint64_t client_hash;
+    struct sockaddr_storage peer; /* the client's address (access log, PROXY header) */
+    uint64_t start_ms;
+    enum { FIN_NONE, FIN_CLIENT, FIN_BACKEND } first_fin; /* session level, for the log */
+    int connected;               /* a backend connection was established */
+    int counted_active;          /* be->sh->active incremented */
+    uint32_t *tried;             /* backend indexes not to pick again */
+    size_t ntried, tried_cap;
+    size_t nfailed;              /* tries that failed (pool "retries" bounds them) */
+
+    struct pump c2b, b2c;
+    char pphdr[PROXYPROTO_MAX];  /* PROXY protocol header toward the backend */
+    size_t pplen;
+    uv_write_t ppreq;
+    size_t bufsize;
+    char *bufs;                  /* 2 * bufsize, kept across reuse of the session */
+    uint64_t last_activity;
+};
+
+/* End the session: the first reason is kept (session.c). */
+void session_close(struct session *s, enum session_end why);
+
+static inline uint64_t session_now_ms(const struct session *s)
+{
+    return worker_now_ms(s->w);
+}
+
+#endif
