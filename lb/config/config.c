@@ -758,7 +758,7 @@ static void parse_top(struct ctx *c, json_t *root, struct config *cfg)
     cfg->reuse.local_time_wait = PM_LOCAL_TW_AVOID;
     cfg->reuse.local_time_wait_seconds = 60;
     cfg->reuse.quarantine_ms = 1000;
-    cfg->log.level = LOG_INFO;
+    cfg->log.level = LOGL_INFO;
     cfg->drain_timeout_ms = 10000;
     if (check_keys(c, root, "", top_keys, 6) < 0 && !json_is_object(root))
         return;
@@ -859,9 +859,9 @@ static void parse_top(struct ctx *c, json_t *root, struct config *cfg)
         const char *s = get_str(log, "level");
         if (s) {
             enum log_level l;
-            for (l = LOG_ERROR; l <= LOG_DEBUG && strcmp(log_level_name(l), s); l++)
+            for (l = LOGL_ERROR; l <= LOGL_DEBUG && strcmp(log_level_name(l), s); l++)
                 ;
-            if (l > LOG_DEBUG)
+            if (l > LOGL_DEBUG)
                 err(c, "log.level", "\"%s\" is not a log level (expected error, warn, info or debug)", s);
             else
                 cfg->log.level = l;

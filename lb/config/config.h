@@ -17,6 +17,7 @@
 #include "core/isn.h"
 #include "core/portmap.h"
 #include "core/twrule.h"
+#include "os/log.h"
 
 /* A parsed "ip:port" or "[ipv6]:port" (ip alone for inside addresses: port 0). */
 struct cfg_addr {
@@ -81,8 +82,6 @@ struct cfg_listener {
     uint32_t backlog; /* default 511 */
 };
 
-enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
-
 struct config {
     char *path;
     struct cfg_listener *listeners; /* >= 1 */
@@ -123,7 +122,5 @@ void cfg_errors_free(struct cfg_errors *e);
  * (each message complete: "file[:line:col]: path: problem"). */
 struct config *config_load(const char *path, struct cfg_errors *errs);
 void config_free(struct config *c); /* NULL ok */
-
-const char *log_level_name(enum log_level l);
 
 #endif
