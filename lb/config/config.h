@@ -13,22 +13,17 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "config/addr.h"
 #include "core/balance.h"
 #include "core/isn.h"
 #include "core/portmap.h"
 #include "core/twrule.h"
 #include "os/log.h"
 
-/* A parsed "ip:port" or "[ipv6]:port" (ip alone for inside addresses: port 0). */
-struct cfg_addr {
-    struct sockaddr_storage ss;
-    socklen_t len;
-    char text[64]; /* as written in the config, for logs and metric labels */
-};
-
-/* Parse "1.2.3.4:80", "[::1]:80" (want_port=1) or "1.2.3.4", "::1" (want_port=0).
- * Returns 0, or -1 with a short reason in <why> (a static string). */
-int cfg_addr_parse(const char *s, int want_port, struct cfg_addr *out, const char **why);
+/* Bounds other modules size arrays by; the key table uses the same names. */
+#define CFG_RETRIES_MAX 100      /* pools[].retries */
+#define CFG_NAME_MAX 64          /* listener, pool and backend names, in bytes */
+#define CFG_HEALTH_EXPECT_MAX 256 /* health.expect, in bytes */
 
 struct cfg_time_wait {
     enum twrule_kind rule; /* default bsd */
@@ -88,19 +83,19 @@ struct config {
     size_t n_listeners;
     struct cfg_pool *pools;         /* >= 1 */
     size_t n_pools;
-    struct {
+    struct cfg_reuse {
         enum isn_mode isn;          /* default auto */
         enum pm_local_tw local_time_wait; /* default avoid */
         uint32_t local_time_wait_seconds; /* default 60 (Linux TCP_TIMEWAIT_LEN) */
         uint32_t quarantine_ms;     /* default 1000 */
         char *state_file;           /* NULL: none */
     } reuse;
-    struct {
+    struct cfg_admin {
         int enabled;                /* "admin" present */
         struct cfg_addr bind;       /* default 127.0.0.1:9901 */
         char *token_file;           /* bearer token required for POST; NULL: none */
     } admin;
-    struct {
+    struct cfg_log {
         enum log_level level;       /* default info */
         char *file;                 /* NULL: stderr; reopened on SIGUSR1 */
         char *access_log;           /* NULL: no access log; "-": stderr */
@@ -122,5 +117,13 @@ void cfg_errors_free(struct cfg_errors *e);
  * (each message complete: "file[:line:col]: path: problem"). */
 struct config *config_load(const char *path, struct cfg_errors *errs);
 void config_free(struct config *c); /* NULL ok */
+
+/* A reload applies a new config in place of <old>; some keys only take effect at the
+ * next start (their table entry is not "reloadable").  Adds one message per such key
+ * whose value differs ("log.file: changed; takes effect at the next restart"; array
+ * elements matched by name, shown by their index in <neu>) to <out>, and returns the
+ * count. */
+int config_unreloadable_changes(const struct config *old, const struct config *neu,
+                                struct cfg_errors *out);
 
 #endif

@@ -51,7 +51,7 @@ struct pump {
     unsigned shut_done : 1;
 };
 
-#define MAX_TRIED 101 /* retries is at most 100 (config), plus the first try */
+#define MAX_TRIED (CFG_RETRIES_MAX + 1) /* retries at most, plus the first try */
 
 struct session {
     struct session *next, *prev; /* srv->active list, or srv->free_sessions */
