@@ -5,7 +5,12 @@
  *     FILE[:LINE:COL]: JSON.PATH: what is wrong
  * before refusing.  A config that loads is complete: defaults are filled in, names
  * are resolved (listener -> pool index), and cross-field rules hold.  Boot-time
- * objects: allocated once, freed together by config_free(). */
+ * objects: allocated once, freed together by config_free().
+ *
+ * Every key's bounds, default and reloadability are written once, in the key tables of
+ * keys.c (and documented in docs/configuration.md, which test_config checks); the
+ * fields below do not repeat them.  The module is config.c (loading), keys.c (the
+ * tables), jsonpos.c (positions for messages) and addr.c (addresses). */
 #ifndef TWLB_CONFIG_H
 #define TWLB_CONFIG_H
 
@@ -26,16 +31,16 @@
 #define CFG_HEALTH_EXPECT_MAX 256 /* health.expect, in bytes */
 
 struct cfg_time_wait {
-    enum twrule_kind rule; /* default bsd */
-    uint32_t seconds;      /* default 60 */
+    enum twrule_kind rule;
+    uint32_t seconds;
 };
 
 /* Active health checks ("health" in a pool, overridable per backend).  Absent: none. */
 struct cfg_health {
     int enabled;
-    uint32_t interval_ms;  /* default 2000 */
-    uint32_t timeout_ms;   /* default 1000 */
-    uint32_t rise, fall;   /* defaults 2 and 3 (HAProxy) */
+    uint32_t interval_ms;
+    uint32_t timeout_ms;
+    uint32_t rise, fall;   /* HAProxy semantics */
     char *send;            /* bytes to send after connecting, or NULL */
     size_t send_len;
     char *expect;          /* the reply must start with these bytes, or NULL */
@@ -47,22 +52,22 @@ enum proxy_protocol { PROXY_NONE, PROXY_V1, PROXY_V2 };
 struct cfg_backend {
     char *name;
     struct cfg_addr addr;
-    uint32_t weight;                /* default 1, 1..1000 */
+    uint32_t weight;
     struct cfg_time_wait time_wait; /* the pool's unless overridden */
     struct cfg_health health;       /* the pool's unless overridden */
-    enum proxy_protocol proxy_protocol; /* default none */
+    enum proxy_protocol proxy_protocol;
 };
 
 struct cfg_pool {
     char *name;
-    enum balance_algo balance;      /* default round_robin */
+    enum balance_algo balance;
     struct cfg_addr *inside;        /* >= 1 addresses, port 0 */
     size_t n_inside;
-    uint16_t port_lo, port_hi;      /* "source_ports": "LO-HI"; default 20000-29999 */
-    uint32_t connect_timeout_ms;    /* default 2000 */
-    uint32_t idle_timeout_ms;       /* default 60000 */
-    uint32_t retries;               /* default 2 */
-    uint32_t buffer_bytes;          /* per direction, default 65536 */
+    uint16_t port_lo, port_hi;      /* "source_ports": "LO-HI" */
+    uint32_t connect_timeout_ms;
+    uint32_t idle_timeout_ms;
+    uint32_t retries;               /* at most CFG_RETRIES_MAX */
+    uint32_t buffer_bytes;          /* per direction */
     struct cfg_time_wait time_wait; /* default for its backends */
     struct cfg_health health;       /* default for its backends */
     struct cfg_backend *backends;   /* >= 1 */
@@ -74,7 +79,7 @@ struct cfg_listener {
     struct cfg_addr bind;
     char *pool_name;
     size_t pool;     /* index into config.pools */
-    uint32_t backlog; /* default 511 */
+    uint32_t backlog;
 };
 
 struct config {
@@ -84,24 +89,24 @@ struct config {
     struct cfg_pool *pools;         /* >= 1 */
     size_t n_pools;
     struct cfg_reuse {
-        enum isn_mode isn;          /* default auto */
-        enum pm_local_tw local_time_wait; /* default avoid */
-        uint32_t local_time_wait_seconds; /* default 60 (Linux TCP_TIMEWAIT_LEN) */
-        uint32_t quarantine_ms;     /* default 1000 */
+        enum isn_mode isn;
+        enum pm_local_tw local_time_wait;
+        uint32_t local_time_wait_seconds; /* Linux: TCP_TIMEWAIT_LEN */
+        uint32_t quarantine_ms;
         char *state_file;           /* NULL: none */
     } reuse;
     struct cfg_admin {
         int enabled;                /* "admin" present */
-        struct cfg_addr bind;       /* default 127.0.0.1:9901 */
+        struct cfg_addr bind;
         char *token_file;           /* bearer token required for POST; NULL: none */
     } admin;
     struct cfg_log {
-        enum log_level level;       /* default info */
+        enum log_level level;
         char *file;                 /* NULL: stderr; reopened on SIGUSR1 */
         char *access_log;           /* NULL: no access log; "-": stderr */
         int access_log_json;        /* JSON lines instead of key=value */
     } log;
-    uint32_t drain_timeout_ms;      /* default 10000 */
+    uint32_t drain_timeout_ms;
 };
 
 /* A growing list of error messages. */

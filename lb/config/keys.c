@@ -335,6 +335,9 @@ static int valid_name(const char *s)
     return 1;
 }
 
+#define DIGITS_(n) #n
+#define DIGITS(n) DIGITS_(n) /* a number macro as a string literal */
+
 static void set_str(void *field, const char *s)
 {
     char **p = field;
@@ -361,7 +364,7 @@ static int store_str(const struct key *k, const char *s, void *field, const char
         return 0;
     case KS_NAME:
         set_str(field, s);
-        *why = "is not a valid name (1 to 64 of A-Z a-z 0-9 _ . -)";
+        *why = "is not a valid name (1 to " DIGITS(CFG_NAME_MAX) " of A-Z a-z 0-9 _ . -)";
         return valid_name(s) ? 0 : -1;
     case KS_ADDR:
         return cfg_addr_parse(s, 1, a, why);

@@ -274,7 +274,7 @@ static void test_doc_lists_every_key_with_its_default(void **state)
         const char *sec = strstr(doc, head);
         if (!sec)
             fail_msg("docs/configuration.md has no section \"%s\"", head + 1);
-        const char *end = strstr(sec + 1, "\n## ");
+        const char *end = strstr(doc + (sec - doc) + strlen(head), "\n## ");
         size_t seclen = end ? (size_t)(end - sec) : strlen(sec);
         for (size_t i = 0; i < kt->n; i++) {
             const struct key *k = &kt->keys[i];
