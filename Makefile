@@ -49,6 +49,7 @@ BENCH_BINS := $(BENCH_SRCS:tests/bench/%.c=$(BUILD)/bench/%)
 # What a unit test links besides the core library (default: nothing).
 UNIT_LINK_test_kdiag    := $(OS_OBJS)
 UNIT_LINK_test_simulate := $(SIM_OBJS) $(CONFIG_OBJS) $(OS_OBJS)
+UNIT_LINK_test_config := $(CONFIG_OBJS) $(OS_OBJS)
 
 DEB_PKGS := gcc make libc6-dev pkg-config libuv1-dev libjansson-dev libcmocka-dev \
             python3 iproute2 procps curl

@@ -5,7 +5,12 @@
  *     FILE[:LINE:COL]: JSON.PATH: what is wrong
  * before refusing.  A config that loads is complete: defaults are filled in, names
  * are resolved (listener -> pool index), and cross-field rules hold.  Boot-time
- * objects: allocated once, freed together by config_free(). */
+ * objects: allocated once, freed together by config_free().
+ *
+ * Every key's bounds, default and reloadability are written once, in the key tables of
+ * keys.c (and documented in docs/configuration.md, which test_config checks); the
+ * fields below do not repeat them.  The module is config.c (loading), keys.c (the
+ * tables), jsonpos.c (positions for messages) and addr.c (addresses). */
 #ifndef TWLB_CONFIG_H
 #define TWLB_CONFIG_H
 
@@ -13,33 +18,29 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "config/addr.h"
 #include "core/balance.h"
 #include "core/isn.h"
 #include "core/portmap.h"
 #include "core/twrule.h"
+#include "os/log.h"
 
-/* A parsed "ip:port" or "[ipv6]:port" (ip alone for inside addresses: port 0). */
-struct cfg_addr {
-    struct sockaddr_storage ss;
-    socklen_t len;
-    char text[64]; /* as written in the config, for logs and metric labels */
-};
-
-/* Parse "1.2.3.4:80", "[::1]:80" (want_port=1) or "1.2.3.4", "::1" (want_port=0).
- * Returns 0, or -1 with a short reason in <why> (a static string). */
-int cfg_addr_parse(const char *s, int want_port, struct cfg_addr *out, const char **why);
+/* Bounds other modules size arrays by; the key table uses the same names. */
+#define CFG_RETRIES_MAX 100      /* pools[].retries */
+#define CFG_NAME_MAX 64          /* listener, pool and backend names, in bytes */
+#define CFG_HEALTH_EXPECT_MAX 256 /* health.expect, in bytes */
 
 struct cfg_time_wait {
-    enum twrule_kind rule; /* default bsd */
-    uint32_t seconds;      /* default 60 */
+    enum twrule_kind rule;
+    uint32_t seconds;
 };
 
 /* Active health checks ("health" in a pool, overridable per backend).  Absent: none. */
 struct cfg_health {
     int enabled;
-    uint32_t interval_ms;  /* default 2000 */
-    uint32_t timeout_ms;   /* default 1000 */
-    uint32_t rise, fall;   /* defaults 2 and 3 (HAProxy) */
+    uint32_t interval_ms;
+    uint32_t timeout_ms;
+    uint32_t rise, fall;   /* HAProxy semantics */
     char *send;            /* bytes to send after connecting, or NULL */
     size_t send_len;
     char *expect;          /* the reply must start with these bytes, or NULL */
@@ -51,22 +52,22 @@ enum proxy_protocol { PROXY_NONE, PROXY_V1, PROXY_V2 };
 struct cfg_backend {
     char *name;
     struct cfg_addr addr;
-    uint32_t weight;                /* default 1, 1..1000 */
+    uint32_t weight;
     struct cfg_time_wait time_wait; /* the pool's unless overridden */
     struct cfg_health health;       /* the pool's unless overridden */
-    enum proxy_protocol proxy_protocol; /* default none */
+    enum proxy_protocol proxy_protocol;
 };
 
 struct cfg_pool {
     char *name;
-    enum balance_algo balance;      /* default round_robin */
+    enum balance_algo balance;
     struct cfg_addr *inside;        /* >= 1 addresses, port 0 */
     size_t n_inside;
-    uint16_t port_lo, port_hi;      /* "source_ports": "LO-HI"; default 20000-29999 */
-    uint32_t connect_timeout_ms;    /* default 2000 */
-    uint32_t idle_timeout_ms;       /* default 60000 */
-    uint32_t retries;               /* default 2 */
-    uint32_t buffer_bytes;          /* per direction, default 65536 */
+    uint16_t port_lo, port_hi;      /* "source_ports": "LO-HI" */
+    uint32_t connect_timeout_ms;
+    uint32_t idle_timeout_ms;
+    uint32_t retries;               /* at most CFG_RETRIES_MAX */
+    uint32_t buffer_bytes;          /* per direction */
     struct cfg_time_wait time_wait; /* default for its backends */
     struct cfg_health health;       /* default for its backends */
     struct cfg_backend *backends;   /* >= 1 */
@@ -78,10 +79,8 @@ struct cfg_listener {
     struct cfg_addr bind;
     char *pool_name;
     size_t pool;     /* index into config.pools */
-    uint32_t backlog; /* default 511 */
+    uint32_t backlog;
 };
-
-enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
 struct config {
     char *path;
@@ -89,25 +88,25 @@ struct config {
     size_t n_listeners;
     struct cfg_pool *pools;         /* >= 1 */
     size_t n_pools;
-    struct {
-        enum isn_mode isn;          /* default auto */
-        enum pm_local_tw local_time_wait; /* default avoid */
-        uint32_t local_time_wait_seconds; /* default 60 (Linux TCP_TIMEWAIT_LEN) */
-        uint32_t quarantine_ms;     /* default 1000 */
+    struct cfg_reuse {
+        enum isn_mode isn;
+        enum pm_local_tw local_time_wait;
+        uint32_t local_time_wait_seconds; /* Linux: TCP_TIMEWAIT_LEN */
+        uint32_t quarantine_ms;
         char *state_file;           /* NULL: none */
     } reuse;
-    struct {
+    struct cfg_admin {
         int enabled;                /* "admin" present */
-        struct cfg_addr bind;       /* default 127.0.0.1:9901 */
+        struct cfg_addr bind;
         char *token_file;           /* bearer token required for POST; NULL: none */
     } admin;
-    struct {
-        enum log_level level;       /* default info */
+    struct cfg_log {
+        enum log_level level;
         char *file;                 /* NULL: stderr; reopened on SIGUSR1 */
         char *access_log;           /* NULL: no access log; "-": stderr */
         int access_log_json;        /* JSON lines instead of key=value */
     } log;
-    uint32_t drain_timeout_ms;      /* default 10000 */
+    uint32_t drain_timeout_ms;
 };
 
 /* A growing list of error messages. */
@@ -124,6 +123,12 @@ void cfg_errors_free(struct cfg_errors *e);
 struct config *config_load(const char *path, struct cfg_errors *errs);
 void config_free(struct config *c); /* NULL ok */
 
-const char *log_level_name(enum log_level l);
+/* A reload applies a new config in place of <old>; some keys only take effect at the
+ * next start (their table entry is not "reloadable").  Adds one message per such key
+ * whose value differs ("log.file: changed; takes effect at the next restart"; array
+ * elements matched by name, shown by their index in <neu>) to <out>, and returns the
+ * count. */
+int config_unreloadable_changes(const struct config *old, const struct config *neu,
+                                struct cfg_errors *out);
 
 #endif

@@ -16,7 +16,7 @@ struct sink {
     char *path; /* NULL: stderr */
 };
 
-static enum log_level current_level = LOG_INFO;
+static enum log_level current_level = LOGL_INFO;
 static struct sink msg_sink = {2, NULL};
 static struct sink access_sink = {-1, NULL};
 static int access_json;
@@ -29,12 +29,22 @@ int log_access_json(void) { return access_json; }
 const char *log_level_name(enum log_level l)
 {
     switch (l) {
-    case LOG_ERROR: return "error";
-    case LOG_WARN: return "warn";
-    case LOG_INFO: return "info";
-    case LOG_DEBUG: return "debug";
+    case LOGL_ERROR: return "error";
+    case LOGL_WARN: return "warn";
+    case LOGL_INFO: return "info";
+    case LOGL_DEBUG: return "debug";
     }
     return "?";
+}
+
+int log_level_parse(const char *s, enum log_level *out)
+{
+    for (enum log_level l = LOGL_ERROR; l <= LOGL_DEBUG; l++)
+        if (!strcmp(log_level_name(l), s)) {
+            *out = l;
+            return 0;
+        }
+    return -1;
 }
 
 static int open_append(const char *path)

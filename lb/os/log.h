@@ -10,16 +10,22 @@
 
 #include <stddef.h>
 
-#include "config/config.h"
+/* LOGL_*, not LOG_*: <syslog.h> owns LOGL_INFO and LOGL_DEBUG. */
+enum log_level { LOGL_ERROR, LOGL_WARN, LOGL_INFO, LOGL_DEBUG };
+
+/* "error", "warn", "info", "debug". */
+const char *log_level_name(enum log_level l);
+/* The level named <s>: 0, or -1 when <s> names none. */
+int log_level_parse(const char *s, enum log_level *out);
 
 void log_set_level(enum log_level l);
 enum log_level log_get_level(void);
 void log_msg(enum log_level l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-#define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
-#define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
-#define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
-#define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
+#define log_error(...) log_msg(LOGL_ERROR, __VA_ARGS__)
+#define log_warn(...) log_msg(LOGL_WARN, __VA_ARGS__)
+#define log_info(...) log_msg(LOGL_INFO, __VA_ARGS__)
+#define log_debug(...) log_msg(LOGL_DEBUG, __VA_ARGS__)
 
 /* The current UTC time as "2026-11-24T13:30:00.123Z". */
 #define LOG_TIME_LEN 32

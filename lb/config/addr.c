@@ -1,0 +1,98 @@
+/* addr.c - see addr.h. */
+#include "config/addr.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int cfg_addr_parse(const char *s, int want_port, struct cfg_addr *out, const char **why)
+{
+    memset(out, 0, sizeof *out);
+    snprintf(out->text, sizeof out->text, "%s", s);
+    char host[64];
+    const char *port = NULL;
+    size_t hlen;
+    if (s[0] == '[') {
+        const char *rb = strchr(s, ']');
+        if (!rb) {
+            *why = "missing ']'";
+            return -1;
+        }
+        hlen = (size_t)(rb - s - 1);
+        if (hlen >= sizeof host) {
+            *why = "address too long";
+            return -1;
+        }
+        memcpy(host, s + 1, hlen);
+        host[hlen] = 0;
+        if (rb[1] == ':')
+            port = rb + 2;
+        else if (rb[1]) {
+            *why = "junk after ']'";
+            return -1;
+        }
+    } else {
+        const char *colon = strrchr(s, ':');
+        if (want_port && colon && strchr(s, ':') == colon) {
+            hlen = (size_t)(colon - s);
+            port = colon + 1;
+        } else {
+            hlen = strlen(s);
+        }
+        if (hlen >= sizeof host) {
+            *why = "address too long";
+            return -1;
+        }
+        memcpy(host, s, hlen);
+        host[hlen] = 0;
+    }
+    struct sockaddr_in *a4 = (struct sockaddr_in *)&out->ss;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&out->ss;
+    if (inet_pton(AF_INET, host, &a4->sin_addr) == 1 && s[0] != '[') {
+        a4->sin_family = AF_INET;
+        out->len = sizeof *a4;
+    } else if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        out->len = sizeof *a6;
+    } else {
+        *why = want_port ? "is not an IPv4 or IPv6 address with a port (expected \"IP:PORT\" or "
+                           "\"[IPv6]:PORT\")"
+                         : "is not an IPv4 or IPv6 address";
+        return -1;
+    }
+    if (!want_port) {
+        if (port) {
+            *why = "must not have a port";
+            return -1;
+        }
+        return 0;
+    }
+    if (!port || !*port) {
+        *why = "has no port (expected \"IP:PORT\" or \"[IPv6]:PORT\")";
+        return -1;
+    }
+    char *end;
+    errno = 0;
+    long p = strtol(port, &end, 10);
+    if (*end || errno || end == port) {
+        *why = "has a port that is not a number";
+        return -1;
+    }
+    if (p < 1 || p > 65535) {
+        *why = "has a port out of range 1..65535";
+        return -1;
+    }
+    if (out->ss.ss_family == AF_INET)
+        a4->sin_port = htons((uint16_t)p);
+    else
+        a6->sin6_port = htons((uint16_t)p);
+    return 0;
+}
+
+int cfg_addr_same(const struct cfg_addr *a, const struct cfg_addr *b)
+{
+    return a->len && a->len == b->len && !memcmp(&a->ss, &b->ss, a->len);
+}

@@ -1,0 +1,22 @@
+/* addr.h - addresses as the configuration writes them: "IP:PORT", "[IPv6]:PORT", or an
+ * IP alone (inside addresses).  Returns 0, or -1 with a short reason. */
+#ifndef TWLB_CONFIG_ADDR_H
+#define TWLB_CONFIG_ADDR_H
+
+#include <sys/socket.h>
+
+/* A parsed "ip:port" or "[ipv6]:port" (ip alone for inside addresses: port 0). */
+struct cfg_addr {
+    struct sockaddr_storage ss;
+    socklen_t len;
+    char text[64]; /* as written in the config, for logs and metric labels */
+};
+
+/* Parse "1.2.3.4:80", "[::1]:80" (want_port=1) or "1.2.3.4", "::1" (want_port=0).
+ * Returns 0, or -1 with a short reason in <why> (a static string). */
+int cfg_addr_parse(const char *s, int want_port, struct cfg_addr *out, const char **why);
+
+/* 1 when both are parsed and name the same address and port, else 0. */
+int cfg_addr_same(const struct cfg_addr *a, const struct cfg_addr *b);
+
+#endif

@@ -1,0 +1,342 @@
+/* Unit tests for lb/config: small config files written to a temp dir are loaded; the
+ * defaults must come from the key tables, bounds and unknown keys give their exact
+ * errors, config_unreloadable_changes() names what a reload does not apply, and
+ * docs/configuration.md documents every key of the tables with its default. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config/config.h"
+#include "config/keys.h"
+
+static char dir[64];
+static char file[128];
+
+static int group_setup(void **state)
+{
+    snprintf(dir, sizeof dir, "/tmp/twlb-test-config-XXXXXX");
+    if (!mkdtemp(dir))
+        return -1;
+    snprintf(file, sizeof file, "%s/c.json", dir);
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    unlink(file);
+    rmdir(dir);
+    return 0;
+}
+
+/* The smallest valid config, with <pool_extra> inside the pool object (before
+ * "inside") and <top_extra> at the end of the top-level object.  Line 2 is the pool. */
+static void write_config(const char *pool_extra, const char *top_extra)
+{
+    FILE *f = fopen(file, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "{\"listeners\": [{\"name\": \"l\", \"bind\": \"127.0.0.1:18080\", \"pool\": \"p\"}],\n"
+            "\"pools\": [{\"name\": \"p\", %s\"inside\": [\"127.0.0.2\"], "
+            "\"backends\": [{\"name\": \"b\", \"address\": \"127.0.1.1:9001\"}]}]%s\n}\n",
+            pool_extra, top_extra);
+    fclose(f);
+}
+
+static struct config *load_ok(const char *pool_extra, const char *top_extra)
+{
+    write_config(pool_extra, top_extra);
+    struct cfg_errors errs = {0};
+    struct config *c = config_load(file, &errs);
+    for (size_t i = 0; i < errs.n; i++)
+        fprintf(stderr, "unexpected: %s\n", errs.msg[i]);
+    assert_int_equal(errs.n, 0);
+    assert_non_null(c);
+    cfg_errors_free(&errs);
+    return c;
+}
+
+/* Where <needle> first is in the file: "LINE:COL" as error messages give it. */
+static void pos_of(const char *needle, char *out, size_t len)
+{
+    FILE *f = fopen(file, "r");
+    assert_non_null(f);
+    char text[4096];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = 0;
+    const char *at = strstr(text, needle);
+    assert_non_null(at);
+    int line = 1, col = 1;
+    for (const char *p = text; p < at; p++, col++)
+        if (*p == '\n') {
+            line++;
+            col = 0;
+        }
+    snprintf(out, len, "%d:%d", line, col);
+}
+
+/* Loading must fail with exactly one error: "FILE:LINE:COL: <want>", the position being
+ * that of <needle> (the bad value) in the file. */
+static void load_fails(const char *pool_extra, const char *top_extra, const char *needle,
+                       const char *want)
+{
+    write_config(pool_extra, top_extra);
+    struct cfg_errors errs = {0};
+    assert_null(config_load(file, &errs));
+    char pos[32], full[1024];
+    pos_of(needle, pos, sizeof pos);
+    snprintf(full, sizeof full, "%s:%s: %s", file, pos, want);
+    if (errs.n != 1 || strcmp(errs.msg[0], full))
+        for (size_t i = 0; i < errs.n; i++)
+            fprintf(stderr, "got: %s\nwant: %s\n", errs.msg[i], full);
+    assert_int_equal(errs.n, 1);
+    assert_string_equal(errs.msg[0], full);
+    cfg_errors_free(&errs);
+}
+
+static void test_tables_are_consistent(void **state)
+{
+    for (size_t t = 0; t < keys_all_n; t++) {
+        const struct key_table *kt = keys_all[t];
+        assert_true(kt->n > 0);
+        for (size_t i = 0; i < kt->n; i++) {
+            const struct key *k = &kt->keys[i];
+            assert_ptr_equal(keys_find(kt, k->name), k); /* names are unique */
+            if (k->store == KS_U32) {
+                assert_int_equal(k->type, KT_INT);
+                assert_true(k->min <= k->dint && k->dint <= k->max);
+                assert_int_equal(k->size, sizeof(uint32_t));
+            }
+            if (k->type == KT_OBJ || k->type == KT_ARR)
+                assert_int_equal(k->store, KS_NONE);
+        }
+    }
+    assert_int_equal(keys_find(&keys_pool, "retries")->max, CFG_RETRIES_MAX);
+}
+
+static void test_defaults_come_from_the_tables(void **state)
+{
+    struct config *c = load_ok("", "");
+    assert_int_equal(c->drain_timeout_ms, keys_find(&keys_top, "drain_timeout_ms")->dint);
+    assert_int_equal(c->drain_timeout_ms, 10000);
+    assert_int_equal(c->listeners[0].backlog, 511);
+    const struct cfg_pool *p = &c->pools[0];
+    assert_int_equal(p->balance, BAL_ROUND_ROBIN);
+    assert_int_equal(p->port_lo, 20000);
+    assert_int_equal(p->port_hi, 29999);
+    assert_int_equal(p->connect_timeout_ms, 2000);
+    assert_int_equal(p->idle_timeout_ms, 60000);
+    assert_int_equal(p->retries, 2);
+    assert_int_equal(p->buffer_bytes, 65536);
+    assert_int_equal(p->time_wait.rule, TWRULE_BSD);
+    assert_int_equal(p->time_wait.seconds, 60);
+    assert_int_equal(p->health.enabled, 0);
+    const struct cfg_backend *b = &p->backends[0];
+    assert_int_equal(b->weight, 1);
+    assert_int_equal(b->proxy_protocol, PROXY_NONE);
+    assert_int_equal(b->time_wait.rule, TWRULE_BSD);
+    assert_int_equal(b->time_wait.seconds, 60);
+    assert_int_equal(c->reuse.isn, ISN_AUTO);
+    assert_int_equal(c->reuse.local_time_wait, PM_LOCAL_TW_AVOID);
+    assert_int_equal(c->reuse.local_time_wait_seconds, 60);
+    assert_int_equal(c->reuse.quarantine_ms, 1000);
+    assert_null(c->reuse.state_file);
+    assert_int_equal(c->admin.enabled, 0);
+    assert_int_equal(c->log.level, LOGL_INFO);
+    assert_null(c->log.file);
+    assert_null(c->log.access_log);
+    assert_int_equal(c->log.access_log_json, 0);
+    config_free(c);
+
+    /* Present but empty objects get their own defaults. */
+    c = load_ok("\"health\": {}, ", ", \"admin\": {}");
+    assert_int_equal(c->admin.enabled, 1);
+    assert_string_equal(c->admin.bind.text, "127.0.0.1:9901");
+    const struct cfg_health *h = &c->pools[0].health;
+    assert_int_equal(h->enabled, 1);
+    assert_int_equal(h->interval_ms, 2000);
+    assert_int_equal(h->timeout_ms, 1000);
+    assert_int_equal(h->rise, 2);
+    assert_int_equal(h->fall, 3);
+    assert_int_equal(c->pools[0].backends[0].health.enabled, 1); /* inherited */
+    assert_int_equal(c->pools[0].backends[0].health.fall, 3);
+    config_free(c);
+}
+
+static void test_values_are_stored(void **state)
+{
+    struct config *c = load_ok("\"retries\": 100, \"source_ports\": \"3000-3009\", "
+                               "\"balance\": \"maglev\", \"time_wait\": {\"seconds\": 30}, ",
+                               ", \"log\": {\"level\": \"debug\", \"access_log_format\": \"json\"}");
+    assert_int_equal(c->pools[0].retries, CFG_RETRIES_MAX);
+    assert_int_equal(c->pools[0].port_lo, 3000);
+    assert_int_equal(c->pools[0].port_hi, 3009);
+    assert_int_equal(c->pools[0].balance, BAL_MAGLEV);
+    assert_int_equal(c->pools[0].backends[0].time_wait.seconds, 30);
+    assert_int_equal(c->pools[0].backends[0].time_wait.rule, TWRULE_BSD);
+    assert_int_equal(c->log.level, LOGL_DEBUG);
+    assert_int_equal(c->log.access_log_json, 1);
+    config_free(c);
+}
+
+static void test_bounds_give_the_exact_error(void **state)
+{
+    load_fails("\"retries\": 101, ", "", "101",
+               "pools[0].retries: 101 is out of range 0..100");
+    load_fails("\"buffer_bytes\": 4095, ", "", "4095",
+               "pools[0].buffer_bytes: 4095 is out of range 4096..16777216");
+    load_fails("\"source_ports\": \"9-8\", ", "", "\"9-8\"",
+               "pools[0].source_ports: \"9-8\" starts above its end (expected LO <= HI)");
+    load_fails("\"health\": {\"expect\": \"\"}, ", "", "\"\"}",
+               "pools[0].health.expect: must be 1 to 256 bytes");
+    load_fails("", ", \"drain_timeout_ms\": -1", "-1",
+               "drain_timeout_ms: -1 is out of range 0..3600000");
+}
+
+static void test_unknown_keys_are_rejected(void **state)
+{
+    load_fails("\"retry\": 1, ", "", "1, \"inside\"",
+               "pools[0].retry: unknown key (expected one of: name, balance, inside, "
+               "source_ports, connect_timeout_ms, idle_timeout_ms, retries, buffer_bytes, "
+               "time_wait, health, backends)");
+    load_fails("", ", \"log\": {\"colour\": true}", "true",
+               "log.colour: unknown key (expected one of: level, file, access_log, "
+               "access_log_format)");
+    load_fails("\"retries\": \"2\", ", "", "\"2\"",
+               "pools[0].retries: \"2\" is not an integer");
+}
+
+static void test_unreloadable_changes(void **state)
+{
+    struct config *old = load_ok("", ", \"log\": {\"file\": \"/tmp/a.log\"}");
+    struct config *same = load_ok("", ", \"log\": {\"file\": \"/tmp/a.log\"}");
+    struct cfg_errors out = {0};
+    assert_int_equal(config_unreloadable_changes(old, same, &out), 0);
+    assert_int_equal(out.n, 0);
+
+    /* Reloadable keys may change freely. */
+    struct config *neu = load_ok("\"retries\": 5, \"time_wait\": {\"seconds\": 9}, ",
+                                 ", \"log\": {\"file\": \"/tmp/a.log\", \"level\": \"warn\"}");
+    assert_int_equal(config_unreloadable_changes(old, neu, &out), 0);
+    config_free(neu);
+
+    neu = load_ok("", ", \"log\": {\"file\": \"/tmp/b.log\", \"access_log\": \"-\", "
+                      "\"access_log_format\": \"json\"}");
+    assert_int_equal(config_unreloadable_changes(old, neu, &out), 3);
+    assert_int_equal(out.n, 3);
+    assert_string_equal(out.msg[0], "log.file: changed; takes effect at the next restart");
+    assert_string_equal(out.msg[1], "log.access_log: changed; takes effect at the next restart");
+    assert_string_equal(out.msg[2],
+                        "log.access_log_format: changed; takes effect at the next restart");
+    cfg_errors_free(&out);
+
+    /* Removing the file is a change too. */
+    config_free(neu);
+    neu = load_ok("", "");
+    assert_int_equal(config_unreloadable_changes(old, neu, &out), 1);
+    assert_string_equal(out.msg[0], "log.file: changed; takes effect at the next restart");
+    cfg_errors_free(&out);
+    config_free(neu);
+    config_free(same);
+    config_free(old);
+}
+
+/* docs/configuration.md: a "## " heading per table, holding a row "| `KEY` | ... |
+ * DEFAULT | ... |" per key whose default cell shows the table's default. */
+static char *read_doc(void)
+{
+    FILE *f = fopen("docs/configuration.md", "r");
+    assert_non_null(f);
+    static char buf[1 << 17];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    return buf;
+}
+
+static void test_doc_lists_every_key_with_its_default(void **state)
+{
+    const char *doc = read_doc();
+    for (size_t t = 0; t < keys_all_n; t++) {
+        const struct key_table *kt = keys_all[t];
+        char head[128];
+        if (*kt->name)
+            snprintf(head, sizeof head, "\n## `%s`", kt->name);
+        else
+            snprintf(head, sizeof head, "\n## Top level");
+        const char *sec = strstr(doc, head);
+        if (!sec)
+            fail_msg("docs/configuration.md has no section \"%s\"", head + 1);
+        const char *end = strstr(doc + (sec - doc) + strlen(head), "\n## ");
+        size_t seclen = end ? (size_t)(end - sec) : strlen(sec);
+        for (size_t i = 0; i < kt->n; i++) {
+            const struct key *k = &kt->keys[i];
+            char row[128];
+            snprintf(row, sizeof row, "\n| `%s` |", k->name);
+            const char *r = strstr(sec, row);
+            if (!r || (size_t)(r - sec) > seclen)
+                fail_msg("docs/configuration.md, %s: no row for `%s`", head + 1, k->name);
+            /* The third cell is the default. */
+            const char *cell = r + 1;
+            for (int bar = 0; bar < 2; bar++) {
+                cell = strchr(cell + 1, '|');
+                assert_non_null(cell);
+            }
+            const char *cell_end = strchr(cell + 1, '|');
+            assert_non_null(cell_end);
+            char def[64] = "";
+            if (k->store == KS_U32)
+                snprintf(def, sizeof def, "%lld", k->dint);
+            else if (k->def)
+                snprintf(def, sizeof def, "%s", k->def);
+            if (!*def)
+                continue;
+            char got[256];
+            snprintf(got, sizeof got, "%.*s", (int)(cell_end - cell - 1), cell + 1);
+            if (!strstr(got, def))
+                fail_msg("docs/configuration.md, %s: `%s` default is \"%s\", the doc says \"%s\"",
+                         head + 1, k->name, def, got);
+        }
+    }
+}
+
+/* The doc's Reload section names every key a reload does not apply. */
+static void test_doc_names_the_unreloadable_keys(void **state)
+{
+    const char *sec = strstr(read_doc(), "\n## Reload");
+    assert_non_null(sec);
+    for (size_t t = 0; t < keys_all_n; t++)
+        for (size_t i = 0; i < keys_all[t]->n; i++) {
+            const struct key *k = &keys_all[t]->keys[i];
+            if (k->reloadable)
+                continue;
+            char name[128];
+            snprintf(name, sizeof name, "`%s%s%s`", keys_all[t]->name,
+                     *keys_all[t]->name ? "." : "", k->name);
+            if (!strstr(sec, name))
+                fail_msg("docs/configuration.md, ## Reload: %s is not reloadable but not named",
+                         name);
+        }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tables_are_consistent),
+        cmocka_unit_test(test_defaults_come_from_the_tables),
+        cmocka_unit_test(test_values_are_stored),
+        cmocka_unit_test(test_bounds_give_the_exact_error),
+        cmocka_unit_test(test_unknown_keys_are_rejected),
+        cmocka_unit_test(test_unreloadable_changes),
+        cmocka_unit_test(test_doc_lists_every_key_with_its_default),
+        cmocka_unit_test(test_doc_names_the_unreloadable_keys),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
