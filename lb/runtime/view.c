@@ -1,6 +1,7 @@
 /* view.c - see view.h.  On the current runtime a view is the current struct server,
  * read through const pointers only: no port map is expired, no health change noticed
- * (the runtime does both on its own paths). */
+ * (the runtime does both on its own paths).  Until the worker rewrite, view_totals()
+ * and the listener counts are the current generation's, as /metrics always showed. */
 #include "runtime/view.h"
 
 #include "core/health.h"
