@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "admin/walk.h"
 
@@ -44,17 +45,49 @@ static void sb_printf(struct sb *b, const char *fmt, ...)
     }
 }
 
+static void sb_append(struct sb *b, const char *s, size_t n)
+{
+    if (b->oom || n == 0)
+        return;
+    if (b->len + n >= b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 4096;
+        while (cap <= b->len + n)
+            cap *= 2;
+        char *np = realloc(b->p, cap);
+        if (!np) {
+            b->oom = 1;
+            return;
+        }
+        b->p = np;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = 0;
+}
+
 /* A label value, escaped as the text format wants (\\, \", \n). */
 static void sb_label_value(struct sb *b, const char *s)
 {
-    for (; *s; s++) {
-        if (*s == '\\' || *s == '"')
-            sb_printf(b, "\\%c", *s);
-        else if (*s == '\n')
-            sb_printf(b, "\\n");
-        else
-            sb_printf(b, "%c", *s);
+    for (;;) {
+        size_t n = strcspn(s, "\\\"\n");
+        sb_append(b, s, n);
+        s += n;
+        if (!*s)
+            return;
+        sb_append(b, *s == '\n' ? "\\n" : *s == '"' ? "\\\"" : "\\\\", 2);
+        s++;
     }
+}
+
+/* One name="value" pair, opening the braces when it is the first. */
+static void sb_label(struct sb *b, int first, const char *name, const char *value)
+{
+    sb_append(b, first ? "{" : ",", 1);
+    sb_append(b, name, strlen(name));
+    sb_append(b, "=\"", 2);
+    sb_label_value(b, value);
+    sb_append(b, "\"", 1);
 }
 
 struct family_ctx {
@@ -68,19 +101,12 @@ static void emit_samples(void *arg, const struct metric_src *src)
     const struct metric_family *f = x->f;
     const char *const *names = metric_scope_labels(f->scope);
     for (size_t k = 0; k < f->nvalues; k++) {
-        sb_printf(x->b, "%s", f->name);
+        sb_append(x->b, f->name, strlen(f->name));
         int n = 0;
-        for (; names[n]; n++) {
-            sb_printf(x->b, "%s%s=\"", n ? "," : "{", names[n]);
-            sb_label_value(x->b, src->labels[n]);
-            sb_printf(x->b, "\"");
-        }
-        if (f->label) {
-            sb_printf(x->b, "%s%s=\"", n ? "," : "{", f->label);
-            sb_label_value(x->b, f->value(k));
-            sb_printf(x->b, "\"");
-            n++;
-        }
+        for (; names[n]; n++)
+            sb_label(x->b, n == 0, names[n], src->labels[n]);
+        if (f->label)
+            sb_label(x->b, n++ == 0, f->label, f->value(k));
         sb_printf(x->b, "%s %" PRId64 "\n", n ? "}" : "", f->read(src, k));
     }
 }
