@@ -15,7 +15,7 @@
 #include "config/config.h"
 #include "os/log.h"
 #include "runtime/server.h"
-#include "sim/simulate.h"
+#include "sim/cli.h"
 #include "os/statefile.h"
 
 #define TWLB_VERSION "0.1.0"
