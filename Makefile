@@ -46,10 +46,13 @@ UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 BENCH_SRCS := $(wildcard tests/bench/bench_*.c)
 BENCH_BINS := $(BENCH_SRCS:tests/bench/%.c=$(BUILD)/bench/%)
-# What a unit test links besides the core library (default: nothing).
+# What a unit test links besides the core library (default: nothing), and its libraries
+# (default: -lm alone for a test of the core, $(LDLIBS) once it links anything else).
 UNIT_LINK_test_kdiag    := $(OS_OBJS)
-UNIT_LINK_test_simulate := $(SIM_OBJS) $(CONFIG_OBJS) $(OS_OBJS)
-UNIT_LINK_test_config := $(CONFIG_OBJS) $(OS_OBJS)
+UNIT_LINK_test_config   := $(CONFIG_OBJS) $(OS_OBJS)
+UNIT_LINK_test_simulate := $(BUILD)/lb/sim/model.o
+# The model is pure, on the core: a call into libuv or jansson must fail its link.
+UNIT_LIBS_test_simulate := -lm
 
 DEB_PKGS := gcc make libc6-dev pkg-config libuv1-dev libjansson-dev libcmocka-dev \
             python3 iproute2 procps curl
@@ -107,7 +110,7 @@ tests/stress/twstress: $(STRESS_OBJS)
 .SECONDEXPANSION:
 $(BUILD)/tests/test_%: $(BUILD)/tests/unit/test_%.o $$(UNIT_LINK_test_$$*) $(CORE_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(if $(UNIT_LINK_test_$*),$(LDLIBS),-lm) $(CMOCKA_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(or $(UNIT_LIBS_test_$*),$(if $(UNIT_LINK_test_$*),$(LDLIBS),-lm)) $(CMOCKA_LIBS)
 
 $(BUILD)/bench/bench_%: $(BUILD)/tests/bench/bench_%.o $(CORE_LIB)
 	@mkdir -p $(dir $@)

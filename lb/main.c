@@ -17,7 +17,7 @@
 #include "os/log.h"
 #include "runtime/view.h"
 #include "runtime/worker.h"
-#include "sim/simulate.h"
+#include "sim/cli.h"
 
 #define TWLB_VERSION "0.1.0"
 

@@ -43,10 +43,63 @@ def test_csv_and_svg_are_written():
         assert len(root.findall("{http://www.w3.org/2000/svg}polyline")) == 9
 
 
+def run_simulate(*args):
+    return subprocess.run([h.TWLB, "simulate", *args], capture_output=True, text=True,
+                          timeout=10)
+
+
 def test_bad_arguments():
-    r = subprocess.run([h.TWLB, "simulate", "-c", SEED, "--rate", "10"], capture_output=True,
-                       text=True, timeout=10)
+    r = run_simulate("-c", SEED, "--rate", "10")
     assert r.returncode == 2 and "usage" in r.stderr
-    r = subprocess.run([h.TWLB, "simulate", "-c", SEED, "--rate", "10", "--duration", "5",
-                        "--profile", "solaris"], capture_output=True, text=True, timeout=10)
+    r = run_simulate("-c", SEED, "--rate", "10", "--duration", "5", "--profile", "solaris")
     assert r.returncode == 2 and "bad --profile" in r.stderr
+    r = run_simulate("-c", SEED, "--rate", "10", "--duration", "5", "--bogus")
+    assert r.returncode == 2 and "--bogus" in r.stderr and "usage" in r.stderr, r.stderr
+    r = run_simulate("-c", SEED, "--rate", "10", "--duration", "5", "stray")
+    assert r.returncode == 2 and "stray" in r.stderr, r.stderr
+    r = run_simulate("-c", SEED, "--rate", "10", "--duration")
+    assert r.returncode == 2 and "--duration needs a value" in r.stderr, r.stderr
+
+
+def test_help_goes_to_stdout():
+    for flag in ("--help", "-h"):
+        r = run_simulate(flag)
+        assert r.returncode == 0, (flag, r.returncode, r.stderr)
+        assert r.stdout.startswith("usage: twlb simulate") and r.stderr == "", (flag, r)
+    # --help wins over a command line that is not complete yet
+    r = run_simulate("-c", SEED, "--rate", "10", "--help")
+    assert r.returncode == 0 and "usage" in r.stdout
+
+
+def test_bad_numbers_name_the_flag():
+    good = {"--rate": "10", "--duration": "5", "--hold-ms": "10", "--upload-bytes": "100"}
+    bad = [("--rate", "10abc"), ("--rate", "abc"), ("--rate", ""), ("--rate", "nan"),
+           ("--rate", "inf"), ("--duration", "5s"), ("--duration", "-5"),
+           ("--duration", "86401"), ("--hold-ms", "1.5"), ("--hold-ms", "4294967296"),
+           ("--upload-bytes", "-1"), ("--upload-bytes", "1e3"),
+           ("--upload-bytes", "99999999999999999999")]
+    for flag, value in bad:
+        args = dict(good, **{flag: value})
+        r = run_simulate("-c", SEED, *[x for kv in args.items() for x in kv])
+        assert r.returncode == 2, (flag, value, r.returncode, r.stderr)
+        assert ("bad %s %s" % (flag, value)) in r.stderr, (flag, value, r.stderr)
+        assert r.stdout == "", (flag, value, r.stdout)
+    # the same numbers written well are taken, also as --flag=value
+    r = run_simulate("-c", SEED, "--rate=10.5", "--duration=5", "--hold-ms=0",
+                     "--upload-bytes=18446744073709551615", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["rate"] == 10.5
+
+
+def test_unwritable_outputs_fail():
+    with h.Env() as env:
+        for flag in ("--svg", "--csv"):
+            r = run_simulate("-c", SEED, "--rate", "10", "--duration", "5",
+                             flag, "/nonexistent/x." + flag[2:])
+            assert r.returncode != 0, (flag, r.stdout)
+            assert "/nonexistent/x." + flag[2:] in r.stderr, (flag, r.stderr)
+            assert r.stdout == "", (flag, r.stdout)
+        if os.path.exists("/dev/full"):  # opens, then fails to write
+            r = run_simulate("-c", SEED, "--rate", "10", "--duration", "5",
+                             "--csv", env.path("ok.csv"), "--svg", "/dev/full")
+            assert r.returncode != 0 and "/dev/full" in r.stderr, r.stderr

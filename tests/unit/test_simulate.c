@@ -1,4 +1,4 @@
-/* Unit tests for lb/simulate.c: the seed's arithmetic, and what each policy does against
+/* Unit tests for lb/sim/model.c: the seed's arithmetic, and what each policy does against
  * each modelled stack. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -8,7 +8,7 @@
 
 #include <stdlib.h>
 
-#include "sim/simulate.h"
+#include "sim/model.h"
 
 static struct sim_params base(const char *profile, enum sim_policy pol, double rate,
                               uint32_t secs)
@@ -92,6 +92,24 @@ static void test_profiles(void **state)
     assert_int_equal(sim_stack_parse("solaris", &s), -1);
     assert_int_equal(sim_stack_parse("windows", &s), 0);
     assert_int_equal(s.tw_seconds, 240);
+    assert_int_equal(sim_stack_parse("custom:timestamps:3600", &s), 0);
+    assert_int_equal(s.rule, TWRULE_TIMESTAMPS);
+    const char *bad[] = {"custom:bsd:0", "custom:bsd:3601", "custom:bsd:", "custom::60",
+                         "custom:bsd", "custom:bsd:60s", "custom:bsd:-60", "custom:bsd: 60",
+                         "custom:bsd:99999999999", "custom:bsdbsdbsdbsdbsdbsdbsdbsdbsdbsd:60"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        assert_int_equal(sim_stack_parse(bad[i], &s), -1);
+}
+
+static void test_policy_names(void **state)
+{
+    enum sim_policy p;
+    for (enum sim_policy k = SIM_EXPLICIT; k <= SIM_NAIVE; k++) {
+        assert_int_equal(sim_policy_parse(sim_policy_name(k), &p), 0);
+        assert_int_equal(p, k);
+    }
+    assert_int_equal(sim_policy_parse("twlb", &p), -1);
+    assert_string_equal(sim_policy_name(SIM_NAIVE), "naive");
 }
 
 int main(void)
@@ -102,6 +120,7 @@ int main(void)
         cmocka_unit_test(test_naive_proxy_stalls_where_twlb_does_not),
         cmocka_unit_test(test_off_policy_is_the_port_bound),
         cmocka_unit_test(test_profiles),
+        cmocka_unit_test(test_policy_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,4 +1,4 @@
-/* simulate.c - see simulate.h.
+/* model.c - see model.h.
  *
  * The model, per virtual millisecond:
  *   arrivals  rate/1000 connections, round robin over the backends, from one inside
@@ -16,13 +16,11 @@
  *   end       after hold_ms; the closer's side keeps TIME_WAIT (the backend remembers
  *             rcv_nxt = ISN + bytes + 2).
  * Not modelled: packet loss, RTT, CPU, the proxy's own ephemeral-port collisions. */
-#include "sim/simulate.h"
+#include "sim/model.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "config/config.h"
 #include "core/isn.h"
 #include "core/portmap.h"
 
@@ -33,6 +31,16 @@ const char *sim_policy_name(enum sim_policy p)
 {
     static const char *const n[] = {"twlb-explicit", "twlb-kernel", "twlb-off", "naive"};
     return p <= SIM_NAIVE ? n[p] : "?";
+}
+
+int sim_policy_parse(const char *s, enum sim_policy *out)
+{
+    for (enum sim_policy k = SIM_EXPLICIT; k <= SIM_NAIVE; k++)
+        if (!strcmp(s, sim_policy_name(k))) {
+            *out = k;
+            return 0;
+        }
+    return -1;
 }
 
 int sim_stack_parse(const char *s, struct sim_stack *out)
@@ -47,10 +55,22 @@ int sim_stack_parse(const char *s, struct sim_stack *out)
     else if (!strcmp(s, "strict"))
         *out = (struct sim_stack){"strict", TWRULE_STRICT, 240, 0};
     else if (!strncmp(s, "custom:", 7)) {
+        /* custom:RULE:SECONDS, SECONDS plain decimal digits, 1..3600 */
+        const char *r = s + 7, *colon = strchr(r, ':');
         char rule[32];
-        unsigned secs;
-        if (sscanf(s + 7, "%31[^:]:%u", rule, &secs) != 2 || secs < 1 || secs > 3600 ||
-            twrule_kind_parse(rule, &out->rule) < 0)
+        if (!colon || colon == r || (size_t)(colon - r) >= sizeof rule)
+            return -1;
+        memcpy(rule, r, (size_t)(colon - r));
+        rule[colon - r] = '\0';
+        uint32_t secs = 0;
+        const char *d = colon + 1;
+        if (!*d)
+            return -1;
+        for (; *d; d++) {
+            if (*d < '0' || *d > '9' || (secs = secs * 10 + (uint32_t)(*d - '0')) > 3600)
+                return -1;
+        }
+        if (secs < 1 || twrule_kind_parse(rule, &out->rule) < 0)
             return -1;
         out->name = "custom";
         out->tw_seconds = secs;
@@ -137,7 +157,7 @@ static uint32_t kernel_isn(uint32_t backend, uint16_t port, uint64_t t_ms)
 int sim_run(const struct sim_params *p, struct sim_result *out)
 {
     memset(out, 0, sizeof *out);
-    if (p->rate <= 0 || p->duration_s == 0 || p->n_backends == 0 || p->port_lo == 0 ||
+    if (!(p->rate > 0) || p->duration_s == 0 || p->n_backends == 0 || p->port_lo == 0 ||
         p->port_lo > p->port_hi)
         return -1;
     uint32_t nports = (uint32_t)p->port_hi - p->port_lo + 1, nb = p->n_backends;
@@ -165,9 +185,6 @@ int sim_run(const struct sim_params *p, struct sim_result *out)
     uint64_t rng = 0x243f6a8885a308d3ull;
     double owed = 0;
     uint32_t rr = 0;
-    if (p->csv)
-        fprintf(p->csv, "t,attempted,accepted,stalled,failed,free,busy,remote_time_wait,"
-                        "local_time_wait,quarantined\n");
 
     for (uint64_t t = 0; t < (uint64_t)p->duration_s * 1000; t++) {
         struct sim_second *sec = &out->per_second[t / 1000];
@@ -297,11 +314,6 @@ int sim_run(const struct sim_params *p, struct sim_result *out)
                     }
                 }
             }
-            if (p->csv)
-                fprintf(p->csv, "%llu,%u,%u,%u,%u,%u,%u,%u,%u,%u\n",
-                        (unsigned long long)(t / 1000 + 1), sec->attempted, sec->accepted,
-                        sec->stalled, sec->failed, sec->ports[0], sec->ports[1], sec->ports[2],
-                        sec->ports[3], sec->ports[4]);
         }
     }
     /* the steady state: the last TIME_WAIT period, or the second half of a shorter run */
@@ -325,200 +337,4 @@ done:
         out->per_second = NULL;
     }
     return rc;
-}
-
-/* ---- SVG ------------------------------------------------------------------------------- */
-
-static void polyline(FILE *f, const struct sim_result *r, uint32_t n, int field, double ymax,
-                     double x0, double y0, double w, double hgt, const char *color)
-{
-    fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.5\" points=\"", color);
-    for (uint32_t i = 0; i < n; i++) {
-        const struct sim_second *s = &r->per_second[i];
-        double v = field < 5 ? s->ports[field]
-                   : field == 5 ? s->attempted : field == 6 ? s->accepted
-                   : field == 7 ? s->stalled : s->failed;
-        fprintf(f, "%.1f,%.1f ", x0 + w * i / (n > 1 ? n - 1 : 1),
-                y0 + hgt - (ymax > 0 ? hgt * v / ymax : 0));
-    }
-    fprintf(f, "\"/>\n");
-}
-
-int sim_write_svg(const char *path, const struct sim_params *p, const struct sim_result *r)
-{
-    FILE *f = fopen(path, "w");
-    if (!f)
-        return -1;
-    uint32_t n = p->duration_s;
-    double pmax = (double)((uint32_t)p->port_hi - p->port_lo + 1) * p->n_backends, cmax = 1;
-    for (uint32_t i = 0; i < n; i++)
-        if (r->per_second[i].attempted > cmax)
-            cmax = r->per_second[i].attempted;
-    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"900\" height=\"560\" "
-               "font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"900\" height=\"560\" "
-               "fill=\"white\"/>\n");
-    fprintf(f, "<text x=\"60\" y=\"20\">twlb simulate: %s, %s stack (%s, %u s), %.0f conn/s, "
-               "sustainable %.1f conn/s</text>\n",
-            sim_policy_name(p->policy), p->stack.name, twrule_kind_name(p->stack.rule),
-            p->stack.tw_seconds, p->rate, r->sustainable_rate);
-    const char *pc[5] = {"#2a9d8f", "#e76f51", "#264653", "#e9c46a", "#999999"};
-    const char *pn[5] = {"free", "busy", "remote TIME_WAIT", "local TIME_WAIT", "quarantined"};
-    fprintf(f, "<text x=\"60\" y=\"45\">source ports by state (max %.0f)</text>\n", pmax);
-    fprintf(f, "<rect x=\"60\" y=\"50\" width=\"800\" height=\"200\" fill=\"none\" stroke=\"#ccc\"/>\n");
-    for (int s = 0; s < 5; s++) {
-        polyline(f, r, n, s, pmax, 60, 50, 800, 200, pc[s]);
-        fprintf(f, "<text x=\"%d\" y=\"268\" fill=\"%s\">%s</text>\n", 60 + s * 150, pc[s], pn[s]);
-    }
-    const char *cc[4] = {"#555555", "#2a9d8f", "#e9c46a", "#e63946"};
-    const char *cn[4] = {"attempted", "accepted at once", "stalled", "failed"};
-    fprintf(f, "<text x=\"60\" y=\"300\">connections per second (max %.0f), over %u s</text>\n",
-            cmax, n);
-    fprintf(f, "<rect x=\"60\" y=\"305\" width=\"800\" height=\"200\" fill=\"none\" stroke=\"#ccc\"/>\n");
-    for (int k = 0; k < 4; k++) {
-        polyline(f, r, n, 5 + k, cmax, 60, 305, 800, 200, cc[k]);
-        fprintf(f, "<text x=\"%d\" y=\"525\" fill=\"%s\">%s</text>\n", 60 + k * 150, cc[k], cn[k]);
-    }
-    fprintf(f, "</svg>\n");
-    return fclose(f) == 0 ? 0 : -1;
-}
-
-/* ---- the command --------------------------------------------------------------------- */
-
-static int usage(void)
-{
-    fprintf(stderr,
-            "usage: twlb simulate -c FILE --rate R --duration SECONDS [--pool NAME]\n"
-            "         [--profile linux|freebsd|windows|strict|custom:RULE:SECONDS]\n"
-            "         [--policy twlb-explicit|twlb-kernel|twlb-off|naive]\n"
-            "         [--hold-ms N] [--upload-bytes N] [--closer backend|proxy]\n"
-            "         [--csv FILE] [--svg FILE] [--json]\n");
-    return 2;
-}
-
-int simulate_main(int argc, char **argv)
-{
-    const char *cfgpath = NULL, *pool = NULL, *profile = NULL, *policy = NULL;
-    const char *csv = NULL, *svg = NULL;
-    double rate = 0;
-    long duration = 0;
-    struct sim_params p = {.hold_ms = 10, .upload_bytes = 100, .closer_backend = 1};
-    int json = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--json")) {
-            json = 1;
-            continue;
-        }
-        if (!v)
-            return usage();
-        i++;
-        if (!strcmp(a, "-c")) cfgpath = v;
-        else if (!strcmp(a, "--rate")) rate = atof(v);
-        else if (!strcmp(a, "--duration")) duration = atol(v);
-        else if (!strcmp(a, "--pool")) pool = v;
-        else if (!strcmp(a, "--profile")) profile = v;
-        else if (!strcmp(a, "--policy")) policy = v;
-        else if (!strcmp(a, "--hold-ms")) p.hold_ms = (uint32_t)atol(v);
-        else if (!strcmp(a, "--upload-bytes")) p.upload_bytes = strtoull(v, NULL, 10);
-        else if (!strcmp(a, "--closer")) {
-            if (!strcmp(v, "proxy")) p.closer_backend = 0;
-            else if (strcmp(v, "backend")) return usage();
-        } else if (!strcmp(a, "--csv")) csv = v;
-        else if (!strcmp(a, "--svg")) svg = v;
-        else return usage();
-    }
-    if (!cfgpath || rate <= 0 || duration <= 0 || duration > 86400) {
-        fprintf(stderr, "twlb simulate: -c, --rate > 0 and --duration 1..86400 are needed\n");
-        return usage();
-    }
-    struct cfg_errors errs = {0};
-    struct config *cfg = config_load(cfgpath, &errs);
-    if (!cfg) {
-        for (size_t i = 0; i < errs.n; i++)
-            fprintf(stderr, "%s\n", errs.msg[i]);
-        cfg_errors_free(&errs);
-        return 1;
-    }
-    const struct cfg_pool *pc = &cfg->pools[0];
-    for (size_t i = 0; pool && i < cfg->n_pools; i++)
-        if (!strcmp(cfg->pools[i].name, pool))
-            pc = &cfg->pools[i];
-    if (pool && strcmp(pc->name, pool)) {
-        fprintf(stderr, "twlb simulate: no pool \"%s\" in %s\n", pool, cfgpath);
-        config_free(cfg);
-        return 1;
-    }
-    p.rate = rate;
-    p.duration_s = (uint32_t)duration;
-    p.n_backends = (uint32_t)pc->n_backends;
-    p.port_lo = pc->port_lo;
-    p.port_hi = pc->port_hi;
-    p.connect_timeout_ms = pc->connect_timeout_ms;
-    if (profile) {
-        if (sim_stack_parse(profile, &p.stack) < 0) {
-            fprintf(stderr, "twlb simulate: bad --profile %s\n", profile);
-            config_free(cfg);
-            return 2;
-        }
-    } else { /* the first backend's configured rule, conservatively without RST relief */
-        p.stack = (struct sim_stack){"config", pc->backends[0].time_wait.rule,
-                                     pc->backends[0].time_wait.seconds, 0};
-    }
-    enum isn_mode m = cfg->reuse.isn;
-    p.policy = m == ISN_KERNEL ? SIM_KERNEL : m == ISN_OFF ? SIM_OFF : SIM_EXPLICIT;
-    if (policy) {
-        int found = 0;
-        for (enum sim_policy k = SIM_EXPLICIT; k <= SIM_NAIVE; k++)
-            if (!strcmp(policy, sim_policy_name(k))) {
-                p.policy = k;
-                found = 1;
-            }
-        if (!found) {
-            fprintf(stderr, "twlb simulate: bad --policy %s\n", policy);
-            config_free(cfg);
-            return 2;
-        }
-    }
-    FILE *cf = NULL;
-    if (csv && !(cf = fopen(csv, "w"))) {
-        fprintf(stderr, "twlb simulate: %s: %s\n", csv, strerror(errno));
-        config_free(cfg);
-        return 1;
-    }
-    p.csv = cf;
-    struct sim_result r;
-    int rc = sim_run(&p, &r);
-    if (cf)
-        fclose(cf);
-    if (rc < 0) {
-        fprintf(stderr, "twlb simulate: out of memory or bad parameters\n");
-        config_free(cfg);
-        return 1;
-    }
-    if (svg && sim_write_svg(svg, &p, &r) < 0)
-        fprintf(stderr, "twlb simulate: cannot write %s\n", svg);
-    uint32_t ports = (uint32_t)p.port_hi - p.port_lo + 1;
-    if (json) {
-        printf("{\"policy\": \"%s\", \"profile\": \"%s\", \"rule\": \"%s\", \"time_wait_s\": %u, "
-               "\"rate\": %.1f, \"duration_s\": %u, \"backends\": %u, \"ports\": %u, "
-               "\"attempted\": %llu, \"accepted\": %llu, \"stalled\": %llu, \"failed\": %llu, "
-               "\"sustainable_rate\": %.2f}\n",
-               sim_policy_name(p.policy), p.stack.name, twrule_kind_name(p.stack.rule),
-               p.stack.tw_seconds, p.rate, p.duration_s, p.n_backends, ports,
-               (unsigned long long)r.attempted, (unsigned long long)r.accepted,
-               (unsigned long long)r.stalled, (unsigned long long)r.failed, r.sustainable_rate);
-    } else {
-        printf("policy %s, %s stack (%s rule, %u s TIME_WAIT), %u backend(s), %u source ports\n",
-               sim_policy_name(p.policy), p.stack.name, twrule_kind_name(p.stack.rule),
-               p.stack.tw_seconds, p.n_backends, ports);
-        printf("offered %.0f connections per second for %u s\n", p.rate, p.duration_s);
-        printf("attempted %llu  accepted at once %llu  stalled %llu  failed %llu\n",
-               (unsigned long long)r.attempted, (unsigned long long)r.accepted,
-               (unsigned long long)r.stalled, (unsigned long long)r.failed);
-        printf("sustainable rate %.1f connections per second%s\n", r.sustainable_rate,
-               r.sustainable_rate + 0.5 >= p.rate ? " (holds the offered rate)" : "");
-    }
-    free(r.per_second);
-    config_free(cfg);
-    return 0;
 }

@@ -1,20 +1,26 @@
-/* simulate.h - the capacity planner behind `twlb simulate`.
+/* model.h - the capacity model behind `twlb simulate`.
  *
  * Runs the proxy's own port bookkeeping, ISN and TIME_WAIT rule code (portmap_*, isn_*,
  * twrule_*) against virtual time and modelled backend stacks, so an operator can ask
  * "will one inside address hold R connections per second to these backends?" before
- * deploying.  Pure: no sockets; the only clock is the virtual one. */
-#ifndef TWLB_SIMULATE_H
-#define TWLB_SIMULATE_H
+ * deploying.
+ *
+ * Contract: pure, on the core library only.  No sockets, no stdio, no config, no clock
+ * (the only time is the virtual one): the same parameters always give the same result.
+ * Returns follow core/: 0 / -1.  What the model does, per virtual millisecond, is
+ * written at the top of model.c.  Printing, CSV and SVG are the CLI's (sim/cli.h,
+ * sim/svg.h), from the per-second rows of the result. */
+#ifndef TWLB_SIM_MODEL_H
+#define TWLB_SIM_MODEL_H
 
 #include <stdint.h>
-#include <stdio.h>
 
 #include "core/twrule.h"
 
 /* How a modelled backend stack treats a SYN that hits its TIME_WAIT. */
 struct sim_stack {
-    const char *name;          /* "linux", "freebsd", "windows", "strict", "custom" */
+    const char *name;          /* "linux", "freebsd", "windows", "strict", "custom", or
+                                  whatever the caller sets (a static string) */
     enum twrule_kind rule;
     uint32_t tw_seconds;
     int reject_resets;         /* 1: a rejected SYN costs ~12 ms (Linux, rfc1337=0: the
@@ -22,8 +28,17 @@ struct sim_stack {
                                   ends (rfc1337, FreeBSD-like, Windows, strict) */
 };
 
+/* Parse a stack profile: linux, freebsd, windows, strict, custom:RULE:SECONDS (RULE a
+ * twrule_kind_parse() name, SECONDS 1..3600).  Returns 0, or -1 if unknown. */
+int sim_stack_parse(const char *s, struct sim_stack *out);
+
+/* Who picks ports and ISNs: twlb in each ISN mode, or a naive proxy that leaves both to
+ * the kernel. */
 enum sim_policy { SIM_EXPLICIT, SIM_KERNEL, SIM_OFF, SIM_NAIVE };
+/* "twlb-explicit", "twlb-kernel", "twlb-off", "naive"; "?" for anything else. */
 const char *sim_policy_name(enum sim_policy p);
+/* The inverse of sim_policy_name().  Returns 0 and sets *out, or -1 if unknown. */
+int sim_policy_parse(const char *s, enum sim_policy *out);
 
 struct sim_params {
     double rate;               /* offered connections per second */
@@ -36,31 +51,25 @@ struct sim_params {
     uint64_t upload_bytes;     /* client bytes per connection */
     int closer_backend;        /* 1: the backend sends the first FIN */
     uint32_t connect_timeout_ms; /* a stall longer than this is a failure */
-    FILE *csv;                 /* per-second rows, or NULL */
 };
 
+/* One virtual second: connections that began in it, and the ports at its end. */
 struct sim_second {
     uint32_t attempted, accepted, stalled, failed;
-    uint32_t ports[5];         /* free, busy, remote_tw, local_tw, quarantined (summed) */
+    uint32_t ports[5];         /* by enum pm_state: free, busy, remote_tw, local_tw,
+                                  quarantined, summed over the backends */
 };
 
 struct sim_result {
     uint64_t attempted, accepted, stalled, failed;
     double sustainable_rate;   /* accepted at once per second over the last TIME_WAIT
                                   period (or the second half of the run if shorter) */
-    struct sim_second *per_second; /* duration_s entries (caller frees) */
+    struct sim_second *per_second; /* duration_s entries, second 1 first (caller frees) */
 };
 
-/* Run one simulation.  Returns 0, or -1 on bad parameters or out of memory. */
+/* Run one simulation.  Returns 0, or -1 on bad parameters (rate <= 0, no duration, no
+ * backend, port_lo 0 or above port_hi) or out of memory; on -1 *out holds nothing to
+ * free. */
 int sim_run(const struct sim_params *p, struct sim_result *out);
-
-/* Parse a stack profile: linux, freebsd, windows, strict, custom:RULE:SECONDS. */
-int sim_stack_parse(const char *s, struct sim_stack *out);
-
-/* Write the SVG plot (ports per state, and attempted/accepted/stalled/failed). */
-int sim_write_svg(const char *path, const struct sim_params *p, const struct sim_result *r);
-
-/* `twlb simulate ...`; argv[0] is "simulate".  Returns the exit status. */
-int simulate_main(int argc, char **argv);
 
 #endif
