@@ -1,7 +1,7 @@
 /* twrule.h - what a backend's TCP stack accepts on a 4-tuple it still holds in
  * TIME_WAIT (the backend sent the first FIN).  Pure: no sockets, no clocks.
  *
- * Facts behind the rules: ../shared/notes/kernel-facts.md section 1.  rcv_nxt is the
+ * Facts behind the rules: docs/kernel-facts.md section 1.  rcv_nxt is the
  * old connection's last sequence number as the backend expects it:
  * old_isn + bytes_sent + 2 (SYN and FIN each take one). */
 #ifndef TWLB_TWRULE_H

@@ -1,4 +1,4 @@
-/* upstream.c - see upstream.h.  Facts: ../shared/notes/kernel-facts.md section 2. */
+/* sockprep.c - see sockprep.h.  Facts: docs/kernel-facts.md section 2 (kernel-facts 2). */
 #include "os/sockprep.h"
 
 #include <errno.h>

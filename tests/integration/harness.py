@@ -254,6 +254,23 @@ def proc_rss_kb(pid):
     return 0
 
 
+def open_tcp(n):
+    """TCP sockets whose local address is on test net <n> (127.N.0.0/16: twlb's and the
+    backends' sides, not a client bound to 127.0.0.1) that some process still holds open:
+    everything but listeners and what only the kernel keeps (TIME_WAIT, orphans; their
+    inode is 0).  0 means every connection of the test has been closed on both sides."""
+    suffix = "%02X7F" % n  # /proc/net/tcp prints the address as a little-endian u32
+    count = 0
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if local.split(":")[0].endswith(suffix) and state != "0A" and inode != "0":
+                count += 1
+    return count
+
+
 def request(addr, data=b"hi\n", src=None, timeout=5, shut=False):
     """One connection: send <data>, read to EOF; returns the bytes received."""
     host, port = split_addr(addr)

@@ -75,12 +75,8 @@ def test_client_reset_midstream_costs_only_itself():
             s.close()  # RST
         got = h.request(h.listen_addr(cfg), b"still here", shut=True)
         assert got == b"still here"
-        deadline = time.monotonic() + 3
-        while time.monotonic() < deadline:
-            if h.metric(h.metrics(h.admin_addr(cfg)), "twlb_sessions_active") == 0:
-                break
-            time.sleep(0.05)
-        assert h.metric(h.metrics(h.admin_addr(cfg)), "twlb_sessions_active") == 0
+        h.wait_for(lambda: h.metric(h.metrics(h.admin_addr(cfg)), "twlb_sessions_active") == 0,
+                   3, "every reset session to end")
 
 
 def test_admin_errors():

@@ -27,7 +27,8 @@ def test_reload_while_health_probes_are_open():
                             health={"interval_ms": 200, "timeout_ms": 150})
         p = env.twlb(cfg)
         for i in range(12):
-            time.sleep(0.07 + 0.03 * (i % 4))  # lands in every phase of the probes
+            # pacing, the test itself: the SIGHUPs land in every phase of the probes
+            time.sleep(0.07 + 0.03 * (i % 4))
             p.send_signal(signal.SIGHUP)
         h.wait_for(lambda: "reloaded" in open(p.log_path).read().split("SIGHUP")[-1],
                    5, "the last reload to finish")
@@ -86,15 +87,17 @@ def test_sigterm_after_reload_exits_when_old_connections_end():
         p = env.twlb(cfg)
         host, port = h.split_addr(h.listen_addr(cfg))
         conns = []
-        for _ in range(3):
+        for i in range(3):
             s = socket.create_connection((host, port), timeout=5)
             s.sendall(b"x")
             assert s.recv(1) == b"x"
             conns.append(s)
             p.send_signal(signal.SIGHUP)
-            time.sleep(0.2)
+            # the next connection lands in the next generation
+            h.wait_for(lambda: open(p.log_path).read().count("reloaded") == i + 1, 5,
+                       "reload %d" % (i + 1))
         p.send_signal(signal.SIGTERM)
-        time.sleep(0.3)
+        time.sleep(0.3)  # the test: 0.3 s into the drain, with connections open, twlb is up
         _alive(p, "while old generations drain")
         for s in conns:
             s.close()

@@ -10,16 +10,6 @@ import time
 import harness as h
 
 
-def wait_for(fn, timeout=5.0, step=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = fn()
-        if v:
-            return v
-        time.sleep(step)
-    return fn()
-
-
 def test_active_health_checks_rise_and_fall():
     n = h.new_net()
     with h.Env() as env:
@@ -32,17 +22,18 @@ def test_active_health_checks_rise_and_fall():
         env.twlb(cfg)
         a = h.admin_addr(cfg)
         up = lambda: h.metric(h.metrics(a), "twlb_backend_up", backend="b1")
-        assert wait_for(lambda: up() == 1)
+        h.wait_for(lambda: up() == 1, 5, "b1 up")
         # probes took their ports from the bookkeeping: the backend closed first, so
         # they are in its TIME_WAIT, with no client traffic at all
-        assert wait_for(lambda: h.metric(h.metrics(a), "twlb_ports", backend="b1",
-                                         state="remote_time_wait") >= 2)
+        h.wait_for(lambda: h.metric(h.metrics(a), "twlb_ports", backend="b1",
+                                    state="remote_time_wait") >= 2,
+                   5, "two probe ports in b1's TIME_WAIT")
         h.stop(b1)
-        assert wait_for(lambda: up() == 0, 3), "b1 not marked down"
+        h.wait_for(lambda: up() == 0, 3, "b1 marked down")
         names = {h.first_line(h.listen_addr(cfg)) for _ in range(6)}
         assert names == {"b2"}, names
         env.backend("b1", addr, "close-first")
-        assert wait_for(lambda: up() == 1, 3), "b1 did not come back"
+        h.wait_for(lambda: up() == 1, 3, "b1 to come back")
         assert h.metric(h.metrics(a), "twlb_backend_state_changes_total", backend="b1") >= 2
         names = {h.first_line(h.listen_addr(cfg)) for _ in range(6)}
         assert names == {"b1", "b2"}, names
@@ -57,7 +48,8 @@ def test_health_expect_mismatch_marks_down():
                                             "expect": "nope"}}])
         env.twlb(cfg)
         a = h.admin_addr(cfg)
-        assert wait_for(lambda: h.metric(h.metrics(a), "twlb_backend_up", backend="b1") == 0)
+        h.wait_for(lambda: h.metric(h.metrics(a), "twlb_backend_up", backend="b1") == 0,
+                   5, "b1 marked down")
         st = h.stats(a)
         assert st["pools"][0]["backends"][0]["health"] == "down"
 
@@ -147,7 +139,7 @@ def load(addr, stop, out, rate=300):
             out["failed"] += 1
             out["errors"].append(str(e))
         i += 1
-        time.sleep(max(0, 1.0 / rate - (time.monotonic() - t0)))
+        time.sleep(max(0, 1.0 / rate - (time.monotonic() - t0)))  # pacing: <rate> per second
 
 
 def test_reload_under_load_loses_nothing():
@@ -163,21 +155,34 @@ def test_reload_under_load_loses_nothing():
                    for _ in range(2)]
         for t in threads:
             t.start()
+
+        def log_text():
+            return open(p.log_path).read()
+
+        def served(k):
+            """Wait until the load has had <k> more connections served (under the
+            configuration now in force)."""
+            target = out["ok"] + k
+            h.wait_for(lambda: out["ok"] >= target or out["failed"], 10,
+                       "%d more connections served" % k)
         try:
-            time.sleep(0.5)
+            served(100)
             steps = [backends[:3],                                   # add b3
                      [dict(backends[0], weight=5), backends[2]],     # remove b2, re-weight b1
                      [backends[1], backends[2]]]                     # remove b1, b2 back
-            for bset in steps:
+            for i, bset in enumerate(steps, 1):
                 cfg["pools"][0]["backends"] = bset
                 env.write_config(cfg)
                 p.send_signal(signal.SIGHUP)
-                time.sleep(0.7)
+                h.wait_for(lambda: log_text().count("reloaded") == i, 5, "reload %d" % i)
+                served(100)
             # an invalid file is refused and changes nothing
             with open(p.cfg_path, "w") as f:
                 f.write('{"listeners": [')
             p.send_signal(signal.SIGHUP)
-            time.sleep(0.5)
+            h.wait_for(lambda: "keeping the running configuration" in log_text(), 5,
+                       "the bad file refused")
+            served(100)
         finally:
             stop.set()
             for t in threads:
@@ -209,7 +214,7 @@ def test_reload_keeps_port_bookkeeping():
         cfg["pools"][0]["connect_timeout_ms"] = 1500
         env.write_config(cfg)
         p.send_signal(signal.SIGHUP)
-        assert wait_for(lambda: "reloaded" in open(p.log_path).read())
+        h.wait_for(lambda: "reloaded" in open(p.log_path).read(), 5, "the reload")
         ms = h.metrics(a)
         assert h.metric(ms, "twlb_ports", backend="b1", state="remote_time_wait") == 5
         assert h.metric(ms, "twlb_backend_connections_total", backend="b1") == 5
@@ -245,7 +250,7 @@ def test_access_log_json_and_rotation():
         cfg["log"] = {"level": "info", "access_log": logf, "access_log_format": "json"}
         p = env.twlb(cfg)
         h.first_line(h.listen_addr(cfg), src="127.%d.5.9" % n)
-        assert wait_for(lambda: os.path.getsize(logf) > 0)
+        h.wait_for(lambda: os.path.getsize(logf) > 0, 5, "the access log record")
         rec = json.loads(open(logf).read().splitlines()[0])
         assert rec["listener"] == "web" and rec["backend"] == "b1"
         assert rec["client"].startswith("127.%d.5.9:" % n)
@@ -255,8 +260,8 @@ def test_access_log_json_and_rotation():
         assert rec["reused_time_wait"] == "no" and rec["isn_mode"] == "off"
         os.rename(logf, logf + ".1")
         p.send_signal(signal.SIGUSR1)
-        assert wait_for(lambda: os.path.exists(logf))
+        h.wait_for(lambda: os.path.exists(logf), 5, "the access log reopened")
         h.first_line(h.listen_addr(cfg))
-        assert wait_for(lambda: os.path.getsize(logf) > 0)
+        h.wait_for(lambda: os.path.getsize(logf) > 0, 5, "a record in the new access log")
         assert len(open(logf + ".1").read().splitlines()) == 1
         assert len(open(logf).read().splitlines()) == 1

@@ -61,13 +61,13 @@ def start_twlb(t, env, cfg, name="twlb.json"):
     log = open(env.path(name + ".log"), "a")
     p = t.popen("lb", [h.TWLB, "-c", path], stdout=log, stderr=subprocess.STDOUT)
     p.log_path = log.name
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        assert p.poll() is None, open(log.name).read()
-        if metrics(t) is not None:
-            return p
-        time.sleep(0.05)
-    raise AssertionError("twlb did not start:\n" + open(log.name).read())
+    try:
+        h.wait_for(lambda: p.poll() is not None or metrics(t) is not None, 10,
+                   "twlb's admin endpoint", interval=0.05)
+    except AssertionError as e:
+        raise AssertionError("twlb did not start (%s):\n%s" % (e, open(log.name).read()))
+    assert p.poll() is None, "twlb exited:\n" + open(log.name).read()
+    return p
 
 
 def metrics(t):
@@ -158,10 +158,16 @@ def conn(upload):
     s.close()
     return True
 assert conn(%(upload)d)
-time.sleep(0.1)
+sys.path.insert(0, %(here)r)
+import harness as h
+# the backend closed first: it holds the TIME_WAIT once our last ACK is in, i.e. once
+# our side of the 4-tuple (port 31000 = 0x7918) has left /proc/net/tcp
+h.wait_for(lambda: not any(l.split()[1].endswith(":7918") for l in open("/proc/net/tcp")),
+           5, "our side of the first connection to close")
 t0 = time.monotonic()
 print("connected" if conn(0) else "pending", round(time.monotonic() - t0, 2))
-""" % {"lb": LB, "be": BE, "secs": seconds, "upload": upload}
+""" % {"lb": LB, "be": BE, "secs": seconds, "upload": upload,
+       "here": os.path.dirname(os.path.abspath(__file__))}
     r = t.run("lb", ["python3", "-c", code], timeout=60)
     assert r.returncode == 0, r.stderr
     return r.stdout.split()[0]

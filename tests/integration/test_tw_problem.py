@@ -31,6 +31,7 @@ import time
 import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as h  # noqa: E402
 import netns  # noqa: E402
 
 CLIENT = "198.18.0.1"
@@ -132,7 +133,7 @@ print(json.dumps({"connect_ex": rc, "writable": bool(w), "elapsed": elapsed,
 s.close()  # still in SYN_SENT: closing sends nothing
 """
 
-TCP_ESTABLISHED, TCP_SYN_SENT, TCP_TIME_WAIT, TCP_CLOSE_WAIT = 1, 2, 6, 8  # tcp_states.h
+TCP_ESTABLISHED, TCP_SYN_SENT, TCP_TIME_WAIT, TCP_CLOSE_WAIT = 1, 2, 6, 8
 USER_HZ = 100  # /proc/net/tcp timers are in clock_t
 
 
@@ -193,7 +194,7 @@ def scenario(tw, nbytes, pause=0.0, wait=STALL_S):
         try:
             first = read_json(cli, 15)
             tw_before = time_wait_left(t, "backend", *tuple_)
-            time.sleep(pause)
+            time.sleep(pause)  # the test's own parameter: time between the two connections
             cli.stdin.write(b"go\n")
             cli.stdin.flush()
             second = read_json(cli, wait + 5)
@@ -252,9 +253,8 @@ def test_reuse_after_is_accepted_at_once():
     check_old_connection(first, tw_before, 0)
     assert predicted(second["dt_ns"], 0) == "after", second
     assert second["writable"] and second["so_error"] == 0, second
-    # Established at once; with nothing to upload the backend may already have answered
-    # and closed by the time the state is read (CLOSE_WAIT): the handshake completed
-    # either way.
+    # accepted: ESTABLISHED, or already CLOSE_WAIT when the backend (it expects 0 bytes)
+    # answered and closed before TCP_INFO was read
     assert second["state"] in (TCP_ESTABLISHED, TCP_CLOSE_WAIT), second
     assert second["total_retrans"] == 0, second
     assert second["elapsed"] < 1.0, second
@@ -302,16 +302,20 @@ def test_topology_isolation_and_cleanup():
     assert not ours & set(netns._list_netns()), "namespaces left behind"
 
     # A run killed with SIGKILL: its namespace and the process inside must go, while a
-    # namespace whose owner still runs (this process) stays.
+    # namespace whose owner still runs (this process) stays.  Both are made under a
+    # prefix of our own ("twlb-<our pid>-0-"): any other test run's sweep sees us as the
+    # owner and leaves them alone (a plain "twlb-<dead pid>-..." could be deleted by a
+    # parallel run before we look), and our sweep touches nothing but these two.
     dead = subprocess.Popen(["true"])
     dead.wait()
-    stale, live = "twlb-%d-1-left" % dead.pid, "twlb-%d-999-live" % os.getpid()
+    prefix = "%s%d-0-" % (netns.PREFIX, os.getpid())
+    stale, live = prefix + "%d-1-left" % dead.pid, prefix + "%d-999-live" % os.getpid()
     for name in (stale, live):
         subprocess.run(["ip", "netns", "add", name], check=True, timeout=10)
     try:
         inside = subprocess.Popen(["ip", "netns", "exec", stale, "sleep", "30"])
-        time.sleep(0.1)
-        removed = netns.cleanup_leftovers()
+        h.wait_for(lambda: inside.pid in netns._ns_pids(stale), 5, "sleep inside " + stale)
+        removed = netns.cleanup_leftovers(prefix)
         assert stale in removed and live not in removed, removed
         assert inside.wait(5) is not None
         left = set(netns._list_netns())
