@@ -3,7 +3,8 @@
 #   make            build lb/twlb, backends/twbackend and the unit tests
 #   make deps       apt-get install whatever is missing (Debian 12, as root)
 #   make run        deps + build + three demo backends + twlb on config/demo.json
-#   make test       deps + unit tests + unit tests under ASan/UBSan + integration tests
+#   make test       deps + lint + unit tests and integration tests, each plain and
+#                   under ASan/UBSan
 #   make lint       lb/ structure: no include cycles, layers (lb/README.md), <= 600 lines
 #   make integration-san  the integration tests through ASan+UBSan builds of the binaries
 #   make bench      benchmarks (not part of make test)
@@ -29,7 +30,7 @@ else
 BUILD   := build/rel
 endif
 
-# lb/ is layered (docs/design.md): core (pure) <- os, config <- sim, runtime <- admin <-
+# lb/ is layered (lb/README.md): core (pure) <- os, config <- sim, runtime <- admin <-
 # main.c.  The core is a static library of its own: its unit tests link nothing else, so
 # a socket or clock call in it fails the build.
 objs = $(patsubst %.c,$(BUILD)/%.o,$(wildcard $(1)/*.c))
@@ -52,12 +53,13 @@ BENCH_BINS := $(BENCH_SRCS:tests/bench/%.c=$(BUILD)/bench/%)
 # (default: -lm alone for a test of the core, $(LDLIBS) once it links anything else).
 UNIT_LINK_test_kdiag    := $(OS_OBJS)
 UNIT_LINK_test_config   := $(CONFIG_OBJS) $(OS_OBJS)
+UNIT_LINK_test_worker   := $(RUNTIME_OBJS) $(CONFIG_OBJS) $(OS_OBJS)
 UNIT_LINK_test_simulate := $(BUILD)/lb/sim/model.o
 # The model is pure, on the core: a call into libuv or jansson must fail its link.
 UNIT_LIBS_test_simulate := -lm
 
 DEB_PKGS := gcc make libc6-dev pkg-config libuv1-dev libjansson-dev libcmocka-dev \
-            python3 iproute2 procps curl
+            python3 iproute2 procps curl python3-prometheus-client
 
 STRESS_SRCS := $(wildcard tests/stress/*.c)
 STRESS_OBJS := $(STRESS_SRCS:%.c=$(BUILD)/%.o)
@@ -146,9 +148,11 @@ lint: lint-selftest
 
 test: deps
 	$(MAKE) all
+	$(MAKE) lint
 	$(MAKE) unit
 	$(MAKE) unit-san
 	$(MAKE) integration
+	$(MAKE) integration-san
 
 run: deps
 	$(MAKE) all

@@ -15,7 +15,8 @@
 #include <jansson.h>
 #include <stddef.h>
 
-#include "config/config.h"
+#include "config/errors.h"
+#include "config/types.h"
 #include "config/jsonpos.h"
 
 enum key_type { KT_STR, KT_INT, KT_OBJ, KT_ARR, KT_BOOL };

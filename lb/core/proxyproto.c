@@ -1,58 +1,95 @@
 /* proxyproto.c - see proxyproto.h and https://www.haproxy.org/download/2.6/doc/proxy-protocol.txt */
 #include "core/proxyproto.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
 static const char v2_sig[12] = "\r\n\r\n\0\r\nQUIT\n";
 
-size_t proxyproto_build(int version, const struct sockaddr *src, const struct sockaddr *dst,
-                        char out[PROXYPROTO_MAX])
+static size_t ipv4_text(const uint8_t *a, char *out)
 {
-    int fam = src->sa_family == dst->sa_family ? src->sa_family : AF_UNSPEC;
-    if (fam != AF_INET && fam != AF_INET6)
-        fam = AF_UNSPEC;
-    const struct sockaddr_in *s4 = (const void *)src, *d4 = (const void *)dst;
-    const struct sockaddr_in6 *s6 = (const void *)src, *d6 = (const void *)dst;
+    return (size_t)sprintf(out, "%u.%u.%u.%u", a[0], a[1], a[2], a[3]);
+}
+
+size_t proxyproto_addr_text(const struct proxyproto_addr *a, char out[46])
+{
+    if (a->family == PROXYPROTO_INET)
+        return ipv4_text(a->addr, out);
+    uint16_t w[8];
+    for (int i = 0; i < 8; i++)
+        w[i] = (uint16_t)(a->addr[2 * i] << 8 | a->addr[2 * i + 1]);
+    /* The longest run of zero groups (two or more), the first one on a tie. */
+    int best = -1, best_len = 0;
+    for (int i = 0; i < 8;) {
+        if (w[i]) {
+            i++;
+            continue;
+        }
+        int j = i;
+        while (j < 8 && !w[j])
+            j++;
+        if (j - i > best_len) {
+            best = i;
+            best_len = j - i;
+        }
+        i = j;
+    }
+    if (best_len < 2)
+        best = -1;
+    char *p = out;
+    for (int i = 0; i < 8; i++) {
+        if (i == best) {
+            *p++ = ':';
+            if (i + best_len == 8)
+                *p++ = ':';
+            i += best_len - 1;
+            continue;
+        }
+        if (i)
+            *p++ = ':';
+        /* ::a.b.c.d and ::ffff:a.b.c.d carry an IPv4 address (what glibc prints). */
+        if (i == 6 && best == 0 && (best_len == 6 || (best_len == 5 && w[5] == 0xffff))) {
+            p += ipv4_text(a->addr + 12, p);
+            break;
+        }
+        p += sprintf(p, "%x", w[i]);
+    }
+    *p = 0;
+    return (size_t)(p - out);
+}
+
+size_t proxyproto_build(int version, const struct proxyproto_addr *src,
+                        const struct proxyproto_addr *dst, char out[PROXYPROTO_MAX])
+{
+    int fam = src->family == dst->family ? src->family : 0;
+    if (fam != PROXYPROTO_INET && fam != PROXYPROTO_INET6)
+        fam = 0;
 
     if (version == 1) {
-        if (fam == AF_UNSPEC)
+        if (!fam)
             return (size_t)snprintf(out, PROXYPROTO_MAX, "PROXY UNKNOWN\r\n");
-        char sa[INET6_ADDRSTRLEN], da[INET6_ADDRSTRLEN];
-        if (fam == AF_INET) {
-            inet_ntop(AF_INET, &s4->sin_addr, sa, sizeof sa);
-            inet_ntop(AF_INET, &d4->sin_addr, da, sizeof da);
-            return (size_t)snprintf(out, PROXYPROTO_MAX, "PROXY TCP4 %s %s %u %u\r\n", sa, da,
-                                    ntohs(s4->sin_port), ntohs(d4->sin_port));
-        }
-        inet_ntop(AF_INET6, &s6->sin6_addr, sa, sizeof sa);
-        inet_ntop(AF_INET6, &d6->sin6_addr, da, sizeof da);
-        return (size_t)snprintf(out, PROXYPROTO_MAX, "PROXY TCP6 %s %s %u %u\r\n", sa, da,
-                                ntohs(s6->sin6_port), ntohs(d6->sin6_port));
+        char sa[46], da[46];
+        proxyproto_addr_text(src, sa);
+        proxyproto_addr_text(dst, da);
+        return (size_t)snprintf(out, PROXYPROTO_MAX, "PROXY TCP%c %s %s %u %u\r\n",
+                                fam == PROXYPROTO_INET ? '4' : '6', sa, da, src->port,
+                                dst->port);
     }
 
     unsigned char *p = (unsigned char *)out;
     memcpy(p, v2_sig, sizeof v2_sig);
-    size_t alen = 0;
-    if (fam == AF_INET) {
-        p[12] = 0x21; /* version 2, PROXY */
-        p[13] = 0x11; /* TCP over IPv4 */
-        memcpy(p + 16, &s4->sin_addr, 4);
-        memcpy(p + 20, &d4->sin_addr, 4);
-        memcpy(p + 24, &s4->sin_port, 2); /* ports stay in network order */
-        memcpy(p + 26, &d4->sin_port, 2);
-        alen = 12;
-    } else if (fam == AF_INET6) {
-        p[12] = 0x21;
-        p[13] = 0x21; /* TCP over IPv6 */
-        memcpy(p + 16, &s6->sin6_addr, 16);
-        memcpy(p + 32, &d6->sin6_addr, 16);
-        memcpy(p + 48, &s6->sin6_port, 2);
-        memcpy(p + 50, &d6->sin6_port, 2);
-        alen = 36;
+    size_t n = fam == PROXYPROTO_INET ? 4 : 16, alen = 0;
+    if (fam) {
+        p[12] = 0x21;                                  /* version 2, PROXY */
+        p[13] = fam == PROXYPROTO_INET ? 0x11 : 0x21;  /* TCP over IPv4 / IPv6 */
+        memcpy(p + 16, src->addr, n);
+        memcpy(p + 16 + n, dst->addr, n);
+        unsigned char *ports = p + 16 + 2 * n;         /* network order */
+        ports[0] = (unsigned char)(src->port >> 8);
+        ports[1] = (unsigned char)(src->port & 0xff);
+        ports[2] = (unsigned char)(dst->port >> 8);
+        ports[3] = (unsigned char)(dst->port & 0xff);
+        alen = 2 * n + 4;
     } else {
         p[12] = 0x20; /* version 2, LOCAL: no address block */
         p[13] = 0x00;

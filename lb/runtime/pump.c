@@ -9,8 +9,6 @@
  * backend's EOF arrives before we shut down our write side toward it, the backend closed
  * first (it keeps TIME_WAIT, and the reuse engine must choose the next ISN with care);
  * if we shut down first, TIME_WAIT is ours. */
-#include "runtime/pump.h"
-
 #include <stdlib.h>
 
 #include "runtime/session_int.h"

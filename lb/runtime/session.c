@@ -16,6 +16,7 @@
 #include "runtime/session.h"
 #include "runtime/session_int.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -25,7 +26,6 @@
 #include "runtime/accesslog.h"
 #include "runtime/backend.h"
 #include "runtime/gen.h"
-#include "runtime/pump.h"
 #include "runtime/upconn.h"
 
 const char *session_end_name(enum session_end e)
@@ -303,6 +303,22 @@ static void on_proxy_header_written(uv_write_t *req, int status)
         session_close(s, END_BACKEND_ERROR);
 }
 
+static void pp_addr(const struct sockaddr_storage *ss, struct proxyproto_addr *out)
+{
+    memset(out, 0, sizeof *out);
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const void *)ss;
+        out->family = PROXYPROTO_INET;
+        memcpy(out->addr, &a->sin_addr, 4);
+        out->port = ntohs(a->sin_port);
+    } else if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const void *)ss;
+        out->family = PROXYPROTO_INET6;
+        memcpy(out->addr, &a->sin6_addr, 16);
+        out->port = ntohs(a->sin6_port);
+    }
+}
+
 /* The PROXY protocol header goes first on the backend connection.  It is written before
  * the pump starts; anything the kernel does not take at once is queued, and libuv keeps
  * later writes behind it (uv_try_write refuses while the queue is not empty). */
@@ -314,8 +330,10 @@ static int send_proxy_header(struct session *s)
         uv_tcp_getsockname(&s->client, (struct sockaddr *)&local, &llen) != 0)
         return -1;
     int version = s->up.be->cfg->proxy_protocol == PROXY_V1 ? 1 : 2;
-    s->pplen = proxyproto_build(version, (struct sockaddr *)&s->peer, (struct sockaddr *)&local,
-                                s->pphdr);
+    struct proxyproto_addr src, dst;
+    pp_addr(&s->peer, &src);
+    pp_addr(&local, &dst);
+    s->pplen = proxyproto_build(version, &src, &dst, s->pphdr);
     s->up.be->sh->st.bytes_to_backend += s->pplen;
     uv_buf_t b = uv_buf_init(s->pphdr, (unsigned)s->pplen);
     int w = uv_try_write((uv_stream_t *)&s->up.tcp, &b, 1);

@@ -58,6 +58,10 @@ struct session {
     uint64_t last_activity;
 };
 
+/* The backend connection is established: start moving bytes both ways, with the idle
+ * timeout of the session's pool (pump.c). */
+void pump_start(struct session *s);
+
 /* End the session: the first reason is kept (session.c). */
 void session_close(struct session *s, enum session_end why);
 

@@ -56,8 +56,10 @@ def layer_of(rel):
 
 
 def module_of(rel):
-    """"core/portmap" for core/portmap.c and core/portmap.h."""
-    return os.path.splitext(rel)[0]
+    """The module of a file: foo.c and foo.h are module foo; a private header foo_int.h
+    (the inside of one module, shared by its files) is module foo too."""
+    base = os.path.splitext(rel)[0]
+    return base[:-4] if rel.endswith("_int.h") else base
 
 
 def sources(lb):

@@ -79,6 +79,21 @@ class Lint(unittest.TestCase):
         self.assertNotIn("lint (b)", out)
         self.assertNotIn("lint (c)", out)
 
+    def test_private_header_belongs_to_its_module(self):
+        # runtime/session_int.h is the inside of runtime/session: no cycle with it, but a
+        # third module that session includes and that includes the private header is one
+        ok = tree({"runtime/session.c": '#include "runtime/session.h"\n'
+                                        '#include "runtime/session_int.h"\n',
+                   "runtime/session_int.h": '#include "runtime/session.h"\n',
+                   "runtime/pump.c": '#include "runtime/session_int.h"\n'})
+        rc, out = run_lint(ok)
+        self.assertEqual(rc, 0, out)
+        self.fails(tree({"runtime/session.c": '#include "runtime/session_int.h"\n'
+                                              '#include "runtime/pump.h"\n',
+                         "runtime/session_int.h": '#include "runtime/session.h"\n',
+                         "runtime/pump.c": '#include "runtime/session_int.h"\n'}),
+                   "cycle: runtime/pump -> runtime/session -> runtime/pump")
+
     def test_longer_cycle_through_layers(self):
         # os -> config -> ... -> os: both a cycle and a forbidden include
         self.fails(tree({"os/log.c": '#include "os/log.h"\n#include "config/config.h"\n',

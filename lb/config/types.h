@@ -1,0 +1,102 @@
+/* types.h - the decoded configuration: what config_load() returns, as plain data.  Kept
+ * apart from the loader (config.h) so that the key tables (keys.h), which say where each
+ * value lives, can name these structs without depending on the loader. */
+#ifndef TWLB_CONFIG_TYPES_H
+#define TWLB_CONFIG_TYPES_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "config/addr.h"
+#include "core/balance.h"
+#include "core/isn.h"
+#include "core/portmap.h"
+#include "core/twrule.h"
+#include "os/log.h"
+
+/* Bounds other modules size arrays by; the key table uses the same names. */
+#define CFG_RETRIES_MAX 100      /* pools[].retries */
+#define CFG_NAME_MAX 64          /* listener, pool and backend names, in bytes */
+#define CFG_HEALTH_EXPECT_MAX 256 /* health.expect, in bytes */
+
+struct cfg_time_wait {
+    enum twrule_kind rule;
+    uint32_t seconds;
+};
+
+/* Active health checks ("health" in a pool, overridable per backend).  Absent: none. */
+struct cfg_health {
+    int enabled;
+    uint32_t interval_ms;
+    uint32_t timeout_ms;
+    uint32_t rise, fall;   /* HAProxy semantics */
+    char *send;            /* bytes to send after connecting, or NULL */
+    size_t send_len;
+    char *expect;          /* the reply must start with these bytes, or NULL */
+    size_t expect_len;
+};
+
+enum proxy_protocol { PROXY_NONE, PROXY_V1, PROXY_V2 };
+
+struct cfg_backend {
+    char *name;
+    struct cfg_addr addr;
+    uint32_t weight;
+    struct cfg_time_wait time_wait; /* the pool's unless overridden */
+    struct cfg_health health;       /* the pool's unless overridden */
+    enum proxy_protocol proxy_protocol;
+};
+
+struct cfg_pool {
+    char *name;
+    enum balance_algo balance;
+    struct cfg_addr *inside;        /* >= 1 addresses, port 0 */
+    size_t n_inside;
+    uint16_t port_lo, port_hi;      /* "source_ports": "LO-HI" */
+    uint32_t connect_timeout_ms;
+    uint32_t idle_timeout_ms;
+    uint32_t retries;               /* at most CFG_RETRIES_MAX */
+    uint32_t buffer_bytes;          /* per direction */
+    struct cfg_time_wait time_wait; /* default for its backends */
+    struct cfg_health health;       /* default for its backends */
+    struct cfg_backend *backends;   /* >= 1 */
+    size_t n_backends;
+};
+
+struct cfg_listener {
+    char *name;
+    struct cfg_addr bind;
+    char *pool_name;
+    size_t pool;     /* index into config.pools */
+    uint32_t backlog;
+};
+
+struct config {
+    char *path;
+    struct cfg_listener *listeners; /* >= 1 */
+    size_t n_listeners;
+    struct cfg_pool *pools;         /* >= 1 */
+    size_t n_pools;
+    struct cfg_reuse {
+        enum isn_mode isn;
+        enum pm_local_tw local_time_wait;
+        uint32_t local_time_wait_seconds; /* Linux: TCP_TIMEWAIT_LEN */
+        uint32_t quarantine_ms;
+        char *state_file;           /* NULL: none */
+    } reuse;
+    struct cfg_admin {
+        int enabled;                /* "admin" present */
+        struct cfg_addr bind;
+        char *token_file;           /* bearer token required for POST; NULL: none */
+    } admin;
+    struct cfg_log {
+        enum log_level level;
+        char *file;                 /* NULL: stderr; reopened on SIGUSR1 */
+        char *access_log;           /* NULL: no access log; "-": stderr */
+        int access_log_json;        /* JSON lines instead of key=value */
+    } log;
+    uint32_t drain_timeout_ms;
+};
+
+#endif

@@ -1,0 +1,158 @@
+/* Loop-level tests of lb/runtime/worker.c: a worker started, reloaded and drained leaves
+ * no handle behind (uv_loop_close() returns 0), whatever was in flight: health probes
+ * connecting to a backend that never answers, a retired generation still closing. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "config/config.h"
+#include "runtime/worker.h"
+
+/* A listening socket nobody accepts from: SYNs are answered by the kernel and the
+ * connections stay queued, so probes stay open until their timeout (a blackhole would
+ * need a firewall).  Returns the fd; *port gets its port. */
+static int quiet_listener(int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(fd, 0), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+static int free_port(void)
+{
+    int p, fd = quiet_listener(&p);
+    close(fd);
+    return p;
+}
+
+static struct config *load(const char *text)
+{
+    char path[] = "/tmp/twlb-test-worker-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    struct cfg_errors errs = {0};
+    struct config *c = config_load(path, &errs);
+    for (size_t i = 0; i < errs.n; i++)
+        fprintf(stderr, "%s\n", errs.msg[i]);
+    cfg_errors_free(&errs);
+    unlink(path);
+    assert_non_null(c);
+    return c;
+}
+
+static struct config *config_for(int listen_port, int backend_port, int probe_ms)
+{
+    char text[2048];
+    snprintf(text, sizeof text,
+             "{\"listeners\": [{\"name\": \"l\", \"bind\": \"127.0.0.1:%d\", \"pool\": \"p\"}],"
+             " \"pools\": [{\"name\": \"p\", \"inside\": [\"127.0.0.1\"],"
+             "   \"source_ports\": \"40000-40099\","
+             "   \"health\": {\"interval_ms\": %d, \"timeout_ms\": %d},"
+             "   \"backends\": [{\"name\": \"b\", \"address\": \"127.0.0.1:%d\"}]}],"
+             " \"reuse\": {\"isn\": \"off\"}, \"log\": {\"level\": \"error\"},"
+             " \"drain_timeout_ms\": 200}",
+             listen_port, probe_ms, probe_ms, backend_port);
+    return load(text);
+}
+
+struct run {
+    struct worker *w;
+    int drained;
+};
+
+static void on_drained(struct worker *w)
+{
+    struct run *r = w->data;
+    r->drained = 1;
+    worker_close(w);
+}
+
+static void on_step(uv_timer_t *t)
+{
+    struct run *r = t->data;
+    char err[256];
+    static int step;
+    if (step++ == 0) {
+        /* a reload while the first generation's probe is open */
+        struct config *c = config_for(r->w->cur->cfg->listeners[0].bind.ss.ss_family == AF_INET
+                                          ? ntohs(((struct sockaddr_in *)&r->w->cur->cfg
+                                                       ->listeners[0].bind.ss)->sin_port)
+                                          : 0,
+                                      ntohs(((struct sockaddr_in *)&r->w->cur->cfg->pools[0]
+                                                 .backends[0].addr.ss)->sin_port),
+                                      50);
+        assert_int_equal(worker_reload(r->w, c, err, sizeof err), 0);
+        uv_timer_start(t, on_step, 20, 0);
+        return;
+    }
+    uv_close((uv_handle_t *)t, NULL);
+    worker_drain(r->w, on_drained);
+}
+
+static void test_stop_leaves_no_handle(void **state)
+{
+    int backend_port, hole = quiet_listener(&backend_port);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    char err[256] = "";
+    struct run r = {0};
+    r.w = worker_new(&loop, config_for(free_port(), backend_port, 1000), err, sizeof err);
+    assert_non_null(r.w);
+    r.w->data = &r;
+    assert_int_equal(worker_start(r.w, err, sizeof err), 0);
+    uv_timer_t step;
+    uv_timer_init(&loop, &step);
+    step.data = &r;
+    uv_timer_start(&step, on_step, 30, 0);
+    uv_run(&loop, UV_RUN_DEFAULT); /* returns only when every handle is closed */
+    assert_true(r.drained);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    worker_free(r.w);
+    close(hole);
+}
+
+static void test_start_failure_leaves_no_handle(void **state)
+{
+    int busy_port, busy = quiet_listener(&busy_port); /* the listener cannot bind there */
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    char err[256] = "";
+    struct worker *w = worker_new(&loop, config_for(busy_port, busy_port, 1000), err,
+                                  sizeof err);
+    assert_non_null(w);
+    assert_true(worker_start(w, err, sizeof err) < 0);
+    assert_non_null(strstr(err, "cannot listen"));
+    worker_close(w);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    worker_free(w);
+    close(busy);
+}
+
+int main(void)
+{
+    alarm(30); /* a handle that keeps the loop alive would hang uv_run: fail instead */
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_stop_leaves_no_handle),
+        cmocka_unit_test(test_start_failure_leaves_no_handle),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
