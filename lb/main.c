@@ -127,6 +127,11 @@ static void on_reload_signal(uv_signal_t *h, int signum)
         return;
     char err[512] = "", token[ADMIN_TOKEN_MAX];
     const struct config *old_cfg = worker_config(app->w);
+    struct cfg_errors later = {0};
+    config_unreloadable_changes(old_cfg, cfg, &later);
+    for (size_t i = 0; i < later.n; i++)
+        log_warn("reload: %s", later.msg[i]);
+    cfg_errors_free(&later);
     struct admin *admin;
     if (admin_prepare(app, cfg, app->admin, old_cfg, &admin, token, err, sizeof err) < 0) {
         log_error("reload: %s; keeping the running configuration", err);
