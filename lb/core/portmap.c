@@ -68,11 +68,6 @@ const char *portmap_state_name(enum pm_state s)
     return "?";
 }
 
-const char *portmap_local_tw_name(enum pm_local_tw p)
-{
-    return p == PM_LOCAL_TW_DESTROY ? "destroy" : "avoid";
-}
-
 int portmap_local_tw_parse(const char *s, enum pm_local_tw *out)
 {
     if (!strcmp(s, "avoid"))
@@ -216,7 +211,6 @@ void portmap_free(portmap *pm)
 }
 
 void portmap_set_policy(portmap *pm, const struct portmap_policy *pol) { pm->pol = *pol; }
-const struct portmap_policy *portmap_policy(const portmap *pm) { return &pm->pol; }
 
 size_t portmap_memory(const portmap *pm)
 {

@@ -47,7 +47,6 @@ enum pm_local_tw {
     PM_LOCAL_TW_DESTROY, /* reuse it; the caller destroys our TIME_WAIT socket first
                             (SOCK_DESTROY, needs CAP_NET_ADMIN) */
 };
-const char *portmap_local_tw_name(enum pm_local_tw p);      /* "avoid" / "destroy" */
 int portmap_local_tw_parse(const char *s, enum pm_local_tw *out); /* 0 ok, -1 unknown */
 
 struct portmap_policy {
@@ -67,7 +66,6 @@ void portmap_free(portmap *pm); /* NULL ok */
 
 /* Replace the policy (reload; or a backend demoted to strict).  Entries are kept. */
 void portmap_set_policy(portmap *pm, const struct portmap_policy *pol);
-const struct portmap_policy *portmap_policy(const portmap *pm);
 
 enum pm_pick_kind {
     PM_PICK_FRESH,     /* nobody remembers the 4-tuple: any ISN works */

@@ -22,11 +22,10 @@ static struct sink access_sink = {-1, NULL};
 static int access_json;
 
 void log_set_level(enum log_level l) { current_level = l; }
-enum log_level log_get_level(void) { return current_level; }
 int log_access_enabled(void) { return access_sink.fd >= 0; }
 int log_access_json(void) { return access_json; }
 
-const char *log_level_name(enum log_level l)
+static const char *log_level_name(enum log_level l)
 {
     switch (l) {
     case LOGL_ERROR: return "error";

@@ -14,12 +14,10 @@
 enum log_level { LOGL_ERROR, LOGL_WARN, LOGL_INFO, LOGL_DEBUG };
 
 /* "error", "warn", "info", "debug". */
-const char *log_level_name(enum log_level l);
 /* The level named <s>: 0, or -1 when <s> names none. */
 int log_level_parse(const char *s, enum log_level *out);
 
 void log_set_level(enum log_level l);
-enum log_level log_get_level(void);
 void log_msg(enum log_level l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define log_error(...) log_msg(LOGL_ERROR, __VA_ARGS__)

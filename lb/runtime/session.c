@@ -28,7 +28,7 @@
 #include "runtime/gen.h"
 #include "runtime/upconn.h"
 
-const char *session_end_name(enum session_end e)
+static const char *session_end_name(enum session_end e)
 {
     static const char *const names[] = {
         [END_NONE] = "none",

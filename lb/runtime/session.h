@@ -21,7 +21,6 @@ enum session_end {
     END_DRAIN_DEADLINE,  /* still open when the drain time ran out */
     END_BACKEND_DISABLED, /* the operator disabled its backend */
 };
-const char *session_end_name(enum session_end e);
 
 /* Take over a connection waiting on listener <server> of generation <g> (listener config
  * <lc>): accept it and start connecting to a backend of the listener's pool. */

@@ -29,7 +29,7 @@ enum isn_mode view_isn_mode(const struct view *v)
     return G(v)->isn_mode;
 }
 
-uint64_t view_now_ms(const struct view *v)
+static uint64_t view_now_ms(const struct view *v)
 {
     return worker_now_ms(W(v));
 }

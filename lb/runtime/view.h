@@ -29,7 +29,6 @@ const struct view *view_of(const struct worker *w);
 
 const struct config *view_config(const struct view *v);
 enum isn_mode view_isn_mode(const struct view *v);
-uint64_t view_now_ms(const struct view *v);
 
 struct view_totals {
     uint64_t sessions_active;  /* client connections being served, every generation */
