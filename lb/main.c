@@ -16,7 +16,7 @@
 #include "config/config.h"
 #include "os/log.h"
 #include "runtime/view.h"
-#include "runtime/worker.h"
+#include "runtime/group.h"
 #include "sim/cli.h"
 
 #define TWLB_VERSION "0.1.0"
@@ -57,7 +57,7 @@ struct app {
     uv_loop_t loop;
     uv_signal_t sigterm, sigint, sigusr1, sighup;
     const char *path;
-    struct worker *w;
+    struct group *g;
     struct admin *admin;     /* NULL when "admin" is not configured */
     int stopping;
 };
@@ -65,13 +65,13 @@ struct app {
 static const struct view *admin_view(void *arg)
 {
     struct app *app = arg;
-    return view_of(app->w);
+    return group_view(app->g);
 }
 
 static int admin_action(void *arg, const char *pool, const char *backend, const char *action)
 {
     struct app *app = arg;
-    return worker_backend_action(app->w, pool, backend, action);
+    return group_backend_action(app->g, pool, backend, action);
 }
 
 /* Start the admin endpoint of <c> unless <keep> already listens on the same address.
@@ -99,11 +99,14 @@ static int admin_prepare(struct app *app, const struct config *c, struct admin *
     return 0;
 }
 
-static void on_drained(struct worker *w)
+static struct app *the_app; /* for on_drained: one app per process */
+
+static void on_drained(struct group *g)
 {
-    struct app *app = w->data;
+    struct app *app = the_app;
     log_info("drained; exiting");
-    worker_close(app->w);
+    group_stop(g);
+    app->g = NULL;
     if (app->admin)
         admin_close(app->admin);
     app->admin = NULL;
@@ -126,7 +129,7 @@ static void on_reload_signal(uv_signal_t *h, int signum)
     if (!cfg)
         return;
     char err[512] = "", token[ADMIN_TOKEN_MAX];
-    const struct config *old_cfg = worker_config(app->w);
+    const struct config *old_cfg = group_config(app->g);
     struct cfg_errors later = {0};
     config_unreloadable_changes(old_cfg, cfg, &later);
     for (size_t i = 0; i < later.n; i++)
@@ -139,7 +142,9 @@ static void on_reload_signal(uv_signal_t *h, int signum)
         return;
     }
     enum log_level level = cfg->log.level;
-    if (worker_reload(app->w, cfg, err, sizeof err) < 0) { /* cfg is the worker's now */
+    int r = group_reload(app->g, cfg, err, sizeof err);
+    config_free(cfg); /* the workers hold their own references */
+    if (r < 0) {
         log_error("reload: %s; keeping the running configuration", err);
         if (admin && admin != app->admin)
             admin_close(admin);
@@ -174,7 +179,7 @@ static void on_stop_signal(uv_signal_t *h, int signum)
     }
     log_info("signal %d: stopping", signum);
     app->stopping = 1;
-    worker_drain(app->w, on_drained);
+    group_drain(app->g, on_drained);
 }
 
 /* More connections than the default 1024 descriptors is the normal case for a proxy. */
@@ -206,22 +211,14 @@ static int run(const char *path)
 
     struct app app;
     memset(&app, 0, sizeof app);
+    the_app = &app;
     uv_loop_init(&app.loop);
     app.path = path;
     char err[512] = "", token[ADMIN_TOKEN_MAX];
-    app.w = worker_new(&app.loop, cfg, err, sizeof err); /* owns cfg */
-    if (!app.w) {
-        fprintf(stderr, "twlb: %s\n", err);
-        uv_loop_close(&app.loop);
-        log_close();
-        return 1;
-    }
-    app.w->data = &app;
     int rc = 0;
     if (admin_prepare(&app, cfg, NULL, NULL, &app.admin, token, err, sizeof err) < 0 ||
-        worker_start(app.w, err, sizeof err) < 0) {
+        !(app.g = group_start(&app.loop, cfg, err, sizeof err))) {
         fprintf(stderr, "twlb: %s\n", err);
-        worker_close(app.w);
         if (app.admin)
             admin_close(app.admin);
         rc = 1;
@@ -240,10 +237,10 @@ static int run(const char *path)
         uv_signal_start(&app.sighup, on_reload_signal, SIGHUP);
         log_info("twlb %s running with %s", TWLB_VERSION, path);
     }
+    config_free(cfg); /* the workers hold their own references */
     uv_run(&app.loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&app.loop) != 0)
         log_warn("event loop closed with handles still open");
-    worker_free(app.w);
     log_close();
     return rc;
 }

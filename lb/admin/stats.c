@@ -100,6 +100,18 @@ char *stats_render(const struct view *v)
                                                balance_algo_name(pc->balance), "backends", bs));
     }
     json_object_set_new(root, "pools", pools);
+    /* Per worker (event loop): how the kernel spread the clients between them. */
+    json_t *ws = json_array();
+    for (size_t i = 0; i < view_workers(v); i++) {
+        struct view_totals t;
+        if (view_worker(v, i, &t) == 0)
+            json_array_append_new(
+                ws, json_pack("{s:I, s:I, s:I, s:I}", "index", (json_int_t)i,
+                              "sessions_active", (json_int_t)t.sessions_active,
+                              "sessions_total", (json_int_t)t.sessions_total,
+                              "no_backend_total", (json_int_t)t.no_backend_total));
+    }
+    json_object_set_new(root, "workers", ws);
     char *out = json_dumps(root, JSON_INDENT(2));
     json_decref(root);
     return out;

@@ -336,6 +336,8 @@ struct config *config_load(const char *path, struct cfg_errors *errs)
     (void)jsonpos_scan(&c.pos, text, len); /* what it could not note has no position */
     size_t before = errs->n;
     struct config *cfg = calloc(1, sizeof *cfg);
+    if (cfg)
+        cfg->refs = 1;
     if (!cfg) {
         cfg_errors_add(errs, "%s: out of memory", path);
     } else if (!json_is_object(root)) {
@@ -366,9 +368,15 @@ static void free_health(struct cfg_health *h)
     free(h->expect);
 }
 
+struct config *config_ref(struct config *c)
+{
+    __atomic_add_fetch(&c->refs, 1, __ATOMIC_RELAXED);
+    return c;
+}
+
 void config_free(struct config *c)
 {
-    if (!c)
+    if (!c || __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) != 0)
         return;
     for (size_t i = 0; i < c->n_listeners; i++) {
         free(c->listeners[i].name);

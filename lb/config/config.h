@@ -20,7 +20,10 @@
 /* Load and validate <path>.  Returns the config, or NULL with every problem in <errs>
  * (each message complete: "file[:line:col]: path: problem"). */
 struct config *config_load(const char *path, struct cfg_errors *errs);
-void config_free(struct config *c); /* NULL ok */
+/* Configs are shared read-only by every worker: config_ref() takes one more reference,
+ * config_free() drops one and frees with the last (NULL ok).  Both are thread-safe. */
+struct config *config_ref(struct config *c);
+void config_free(struct config *c);
 
 /* A reload applies a new config in place of <old>; some keys only take effect at the
  * next start (their table entry is not "reloadable").  Adds one message per such key

@@ -123,6 +123,8 @@ static const struct key top[] = {
     OBJ("admin", struct config, admin, keys_admin, RELOAD),
     OBJ("log", struct config, log, keys_log, RELOAD),
     INT("drain_timeout_ms", struct config, drain_timeout_ms, 0, 3600000, 10000, RELOAD),
+    {.name = "workers", .type = KT_INT_OR_AUTO, .store = KS_U32, FIELD(struct config, workers),
+     .min = 1, .max = CFG_WORKERS_MAX, .dint = 0, .def = "auto", RESTART},
 };
 TABLE(keys_top, "", top);
 
@@ -274,7 +276,8 @@ static const char *type_name(enum key_type t)
 {
     static const char *const n[] = {[KT_STR] = "a string", [KT_INT] = "an integer",
                                     [KT_OBJ] = "an object", [KT_ARR] = "an array",
-                                    [KT_BOOL] = "true or false"};
+                                    [KT_BOOL] = "true or false",
+                                    [KT_INT_OR_AUTO] = "an integer or \"auto\""};
     return n[t];
 }
 
@@ -286,6 +289,7 @@ static int type_ok(json_t *v, enum key_type t)
     case KT_OBJ: return json_is_object(v);
     case KT_ARR: return json_is_array(v);
     case KT_BOOL: return json_is_boolean(v);
+    case KT_INT_OR_AUTO: return json_is_integer(v) || json_is_string(v);
     }
     return 0;
 }
@@ -404,6 +408,11 @@ void keys_apply(struct keys_ctx *c, json_t *obj, const char *path, const struct 
         if (k->store == KS_NONE) {
             if (nested)
                 nested(c, k, v, sub, arg);
+        } else if (k->store == KS_U32 && json_is_string(v)) { /* KT_INT_OR_AUTO */
+            if (!strcmp(json_string_value(v), "auto"))
+                *(uint32_t *)field = 0;
+            else
+                keys_err(c, sub, "\"%s\" is not an integer or \"auto\"", json_string_value(v));
         } else if (k->store == KS_U32) {
             long long x = json_integer_value(v);
             if (x < k->min || x > k->max)

@@ -19,7 +19,10 @@
 #include "config/types.h"
 #include "config/jsonpos.h"
 
-enum key_type { KT_STR, KT_INT, KT_OBJ, KT_ARR, KT_BOOL };
+enum key_type {
+    KT_STR, KT_INT, KT_OBJ, KT_ARR, KT_BOOL,
+    KT_INT_OR_AUTO, /* an integer, or the string "auto" (stored as 0) */
+};
 
 /* Where and how a value is stored in the section's struct. */
 enum key_store {

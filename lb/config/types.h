@@ -17,6 +17,7 @@
 
 /* Bounds other modules size arrays by; the key table uses the same names. */
 #define CFG_RETRIES_MAX 100      /* pools[].retries */
+#define CFG_WORKERS_MAX 64       /* workers */
 #define CFG_NAME_MAX 64          /* listener, pool and backend names, in bytes */
 #define CFG_HEALTH_EXPECT_MAX 256 /* health.expect, in bytes */
 
@@ -73,6 +74,7 @@ struct cfg_listener {
 };
 
 struct config {
+    unsigned refs;                  /* config_ref(); atomically, shared by every worker */
     char *path;
     struct cfg_listener *listeners; /* >= 1 */
     size_t n_listeners;
@@ -97,6 +99,7 @@ struct config {
         int access_log_json;        /* JSON lines instead of key=value */
     } log;
     uint32_t drain_timeout_ms;
+    uint32_t workers;               /* event loops (threads); 0: "auto", one per CPU */
 };
 
 #endif

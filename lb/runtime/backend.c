@@ -24,9 +24,32 @@ void backend_policy(const struct gen *g, const struct backend_rt *be,
     pol->kernel_margin = ISN_KERNEL_MARGIN;
 }
 
+/* Workers other than 0 follow the probes' verdict that worker 0 publishes; the change is
+ * logged and counted there, once. */
+static void follow_probes(struct backend_shared *sh, uint64_t now_ms)
+{
+    int up = __atomic_load_n(&sh->flags->up, __ATOMIC_ACQUIRE);
+    if (up == sh->health.up)
+        return;
+    sh->health.up = up;
+    sh->health.streak = 0;
+    sh->was_usable = health_usable(&sh->health, now_ms);
+}
+
+void backend_probe_result(struct backend_rt *be, int ok, uint64_t now_ms)
+{
+    struct backend_shared *sh = be->sh;
+    health_check_result(&sh->health, ok, now_ms);
+    if (sh->flags)
+        __atomic_store_n(&sh->flags->up, sh->health.up, __ATOMIC_RELEASE);
+    backend_usable(be, now_ms);
+}
+
 int backend_usable(struct backend_rt *be, uint64_t now_ms)
 {
     struct backend_shared *sh = be->sh;
+    if (sh->flags && !sh->probes_here)
+        follow_probes(sh, now_ms);
     int usable = health_usable(&sh->health, now_ms);
     if (usable != sh->was_usable) {
         sh->was_usable = usable;
@@ -51,41 +74,64 @@ void backend_connect_result(struct backend_rt *be, int ok, uint64_t now_ms)
     backend_usable(be, now_ms);
 }
 
-void backend_note_syn(struct gen *g, struct backend_rt *be, int reuse, int retransmitted)
+/* Treat <be> as strict from now on (its port maps too). */
+static void demote(struct gen *g, struct backend_rt *be)
 {
-    struct backend_shared *sh = be->sh;
-    if (retransmitted) {
-        sh->st.syn_retransmits_total++;
-        if (reuse)
-            sh->reuse_rejects_in_row++;
-    } else if (reuse) {
-        sh->reuse_rejects_in_row = 0;
-    }
-    if (sh->demoted || g->isn_mode != ISN_EXPLICIT ||
-        sh->reuse_rejects_in_row < REJECTS_BEFORE_DEMOTION)
-        return;
-    /* Our ISNs are "after" by construction, so a backend that keeps ignoring them does
-     * not follow the rule it was configured with.  Stop reusing its TIME_WAIT. */
-    sh->demoted = 1;
-    log_error("pool %s: backend %s (%s) rejected %u TIME_WAIT reuses in a row although "
-              "their ISNs obeyed the \"%s\" rule; treating it as \"strict\" from now on "
-              "(fix its time_wait.rule in the config)",
-              be->pool->cfg->name, be->cfg->name, be->cfg->addr.text,
-              sh->reuse_rejects_in_row, twrule_kind_name(be->cfg->time_wait.rule));
+    be->sh->demoted = 1;
     struct portmap_policy pol;
     backend_policy(g, be, &pol);
     pathset_set_policy(be->ps, &pol);
 }
 
-int backend_acquire(struct backend_rt *be, uint64_t now_ms, struct pathset_pick *out)
+void backend_note_syn(struct gen *g, struct backend_rt *be, int reuse, int retransmitted)
 {
+    struct backend_shared *sh = be->sh;
+    /* With several workers the count in a row is theirs together, so a backend is
+     * demoted after the same number of rejects as with one. */
+    unsigned *row = sh->flags ? &sh->flags->rejects_in_row : &sh->reuse_rejects_in_row;
+    unsigned rejects = 0;
+    if (retransmitted) {
+        sh->st.syn_retransmits_total++;
+        if (reuse)
+            rejects = __atomic_add_fetch(row, 1, __ATOMIC_ACQ_REL);
+    } else if (reuse) {
+        __atomic_store_n(row, 0, __ATOMIC_RELEASE);
+    }
+    if (sh->demoted || g->isn_mode != ISN_EXPLICIT || rejects < REJECTS_BEFORE_DEMOTION)
+        return;
+    if (sh->flags && __atomic_exchange_n(&sh->flags->demoted, 1, __ATOMIC_ACQ_REL)) {
+        demote(g, be); /* another worker said so first, and logged it */
+        return;
+    }
+    /* Our ISNs are "after" by construction, so a backend that keeps ignoring them does
+     * not follow the rule it was configured with.  Stop reusing its TIME_WAIT. */
+    demote(g, be);
+    log_error("pool %s: backend %s (%s) rejected %u TIME_WAIT reuses in a row although "
+              "their ISNs obeyed the \"%s\" rule; treating it as \"strict\" from now on "
+              "(fix its time_wait.rule in the config)",
+              be->pool->cfg->name, be->cfg->name, be->cfg->addr.text, rejects,
+              twrule_kind_name(be->cfg->time_wait.rule));
+}
+
+/* Another worker demoted <be>: follow before its next port is chosen. */
+static void follow_demotion(struct gen *g, struct backend_rt *be)
+{
+    if (be->sh->flags && !be->sh->demoted &&
+        __atomic_load_n(&be->sh->flags->demoted, __ATOMIC_ACQUIRE))
+        demote(g, be);
+}
+
+int backend_acquire(struct gen *g, struct backend_rt *be, uint64_t now_ms,
+                    struct pathset_pick *out)
+{
+    follow_demotion(g, be);
     if (pathset_acquire(be->ps, now_ms, clock_real_ns(), clock_mono_ns(), out) == 0)
         return 0;
     be->sh->st.ports_exhausted_total++;
     return -1;
 }
 
-int backend_pick(struct pool_rt *pool, uint64_t client_hash, const uint32_t *tried,
+int backend_pick(struct gen *g, struct pool_rt *pool, uint64_t client_hash, const uint32_t *tried,
                  size_t ntried, uint64_t now_ms, struct backend_rt **be,
                  struct pathset_pick *pick)
 {
@@ -98,11 +144,13 @@ int backend_pick(struct pool_rt *pool, uint64_t client_hash, const uint32_t *tri
     }
     for (size_t t = 0; t < ntried; t++)
         pool->usable[tried[t]] = 0;
+    int exhausted = 0;
     for (;;) {
         int i = balancer_pick(pool->bal, pool->view, pool->usable, client_hash);
         if (i < 0)
-            return -1;
-        if (backend_acquire(&pool->backends[i], now_ms, pick) == 0) {
+            return exhausted ? -2 : -1;
+        exhausted = 1;
+        if (backend_acquire(g, &pool->backends[i], now_ms, pick) == 0) {
             *be = &pool->backends[i];
             return 0;
         }

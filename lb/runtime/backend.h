@@ -20,6 +20,10 @@ void backend_policy(const struct gen *g, const struct backend_rt *be,
  * word)?  Logs and counts a change. */
 int backend_usable(struct backend_rt *be, uint64_t now_ms);
 
+/* A health probe of <be> ended (worker 0 runs them): rise/fall, then the verdict is
+ * published to the other workers and a change logged and counted. */
+void backend_probe_result(struct backend_rt *be, int ok, uint64_t now_ms);
+
 /* A connect of real traffic to <be> succeeded (ok=1) or failed: passive ejection. */
 void backend_connect_result(struct backend_rt *be, int ok, uint64_t now_ms);
 
@@ -28,14 +32,17 @@ void backend_connect_result(struct backend_rt *be, int ok, uint64_t now_ms);
  * the strict rule when explicit-ISN reuses keep being rejected. */
 void backend_note_syn(struct gen *g, struct backend_rt *be, int reuse, int retransmitted);
 
-/* A source port toward <be> (pathset_acquire with the clocks read).  Returns 0, or -1
- * and counts the backend exhausted. */
-int backend_acquire(struct backend_rt *be, uint64_t now_ms, struct pathset_pick *out);
+/* A source port toward <be> of generation <g> (pathset_acquire with the clocks read;
+ * a demotion by another worker is applied first).  Returns 0, or -1 and counts the
+ * backend exhausted. */
+int backend_acquire(struct gen *g, struct backend_rt *be, uint64_t now_ms,
+                    struct pathset_pick *out);
 
 /* Pick a backend of <pool> that is enabled, usable and not among the <ntried> indexes in
  * <tried>, and a port toward it (the port is BUSY on return).  Backends whose every
- * path is out of ports are skipped and counted.  Returns 0, or -1. */
-int backend_pick(struct pool_rt *pool, uint64_t client_hash, const uint32_t *tried,
+ * path is out of ports are skipped and counted.  Returns 0; -1 when no backend is
+ * usable; -2 when some were, but this worker had no port toward any of them. */
+int backend_pick(struct gen *g, struct pool_rt *pool, uint64_t client_hash, const uint32_t *tried,
                  size_t ntried, uint64_t now_ms, struct backend_rt **be,
                  struct pathset_pick *pick);
 

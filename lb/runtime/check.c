@@ -75,8 +75,7 @@ static void probe_done(struct check *c, int ok, const char *why)
         if (!ok)
             log_debug("pool %s: check of %s failed: %s", c->be->pool->cfg->name,
                       c->be->cfg->name, why);
-        health_check_result(&c->be->sh->health, ok, now);
-        backend_usable(c->be, now);
+        backend_probe_result(c->be, ok, now);
     }
     c->state = P_IDLE;
     close_up(c, !ok);
@@ -126,8 +125,7 @@ static void probe_passed(struct check *c)
 {
     c->result_sent = 1;
     uint64_t now = worker_now_ms(c->g->w);
-    health_check_result(&c->be->sh->health, 1, now);
-    backend_usable(c->be, now);
+    backend_probe_result(c->be, 1, now);
     c->state = P_CLOSING_OK;
     if (c->up.closer == PM_CLOSER_BACKEND) { /* its FIN came with the reply */
         probe_done(c, 1, "");
@@ -231,7 +229,7 @@ static void start_probe(uv_timer_t *t)
     if (c->state != P_IDLE || c->up_busy || c->g->w->draining)
         return; /* the last probe is still closing: skip this round */
     struct pathset_pick pick;
-    if (backend_acquire(c->be, worker_now_ms(c->g->w), &pick) < 0)
+    if (backend_acquire(c->g, c->be, worker_now_ms(c->g->w), &pick) < 0)
         return; /* no port toward it right now: not the backend's fault, no verdict */
     c->got = 0;
     c->shut = 0;

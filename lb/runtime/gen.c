@@ -11,7 +11,6 @@
 #include "os/clock.h"
 #include "os/sockprep.h"
 #include "runtime/backend.h"
-#include "runtime/state.h"
 
 /* Passive ejection: this many failed connects in a row take a backend out for 1 s,
  * doubling per ejection in a row up to 60 s (core/health.h). */
@@ -93,18 +92,36 @@ static int build_backend(struct gen *g, struct pool_rt *pool, size_t b,
     } else {
         if (!(be->sh = calloc(1, sizeof *be->sh)))
             return -1;
+        struct worker *w = g->w;
+        if (w->shared_flags && !(be->sh->flags = w->shared_flags(w->shared_arg, pc->name,
+                                                                 be->cfg))) {
+            free(be->sh);
+            be->sh = NULL;
+            return -1;
+        }
         be->sh->refs = 1;
         uint32_t rise = be->cfg->health.enabled ? be->cfg->health.rise : 1;
         uint32_t fall = be->cfg->health.enabled ? be->cfg->health.fall : 1;
         health_init(&be->sh->health, rise, fall, PASSIVE_EJECT_AFTER, PASSIVE_EJECT_BASE_MS,
                     PASSIVE_EJECT_MAX_MS);
-        be->sh->was_usable = 1;
+        be->sh->probes_here = w->index == 0;
+        if (be->sh->flags) { /* what the probes and the other workers found so far */
+            be->sh->health.up = __atomic_load_n(&be->sh->flags->up, __ATOMIC_ACQUIRE);
+            be->sh->demoted = __atomic_load_n(&be->sh->flags->demoted, __ATOMIC_ACQUIRE);
+        }
+        be->sh->was_usable = be->sh->health.up;
         be->sh->conns.next = be->sh->conns.prev = &be->sh->conns;
     }
     struct portmap_policy pol;
     backend_policy(g, be, &pol);
-    be->ps = pathset_new(be->cfg->addr.ss.ss_family, inside, pc->n_inside, pc->port_lo,
-                         pc->port_hi, &pol, prev_be ? prev_be->ps : NULL);
+    /* This worker's share of the range: workers split every range into disjoint
+     * slices, so a port belongs to one worker only (the worker count is at most the
+     * size of the smallest range: group.c). */
+    uint32_t n = (uint32_t)pc->port_hi - pc->port_lo + 1;
+    uint32_t lo = pc->port_lo + g->w->index * n / g->w->nworkers;
+    uint32_t hi = pc->port_lo + (g->w->index + 1) * n / g->w->nworkers - 1;
+    be->ps = pathset_new(be->cfg->addr.ss.ss_family, inside, pc->n_inside, (uint16_t)lo,
+                         (uint16_t)hi, &pol, prev_be ? prev_be->ps : NULL);
     return be->ps ? 0 : -1;
 }
 
@@ -167,6 +184,13 @@ void gen_commit(struct gen *g)
             const struct cfg_health *h = &be->cfg->health;
             be->sh->health.rise = h->enabled ? h->rise : 1;
             be->sh->health.fall = h->enabled ? h->fall : 1;
+            if (!h->enabled && !be->sh->health.up) {
+                /* No probe will ever bring it back: without checks a backend is up. */
+                be->sh->health.up = 1;
+                be->sh->health.streak = 0;
+                if (be->sh->flags && g->w->index == 0)
+                    __atomic_store_n(&be->sh->flags->up, 1, __ATOMIC_RELEASE);
+            }
             struct portmap_policy pol;
             backend_policy(g, be, &pol);
             pathset_set_policy(be->ps, &pol);
@@ -224,11 +248,7 @@ void gen_check_drained(struct worker *w)
 {
     if (w->draining != 1 || w->sessions_active != 0)
         return;
-    w->draining = 2; /* once */
-    /* Every connection is gone, so the TIME_WAIT table is final: keep it for the next
-     * start. */
-    if (w->cur->cfg->reuse.state_file)
-        state_save(w);
+    w->draining = 2; /* once; the state file is written by the caller (group.c) */
     if (w->on_drained)
         w->on_drained(w);
 }

@@ -39,8 +39,7 @@ void gen_handle_closed(struct gen *g);
  * stopping): unlink it from the worker once empty and free it. */
 void gen_retire(struct gen *g);
 
-/* The worker is draining and has no session left: save the state file, call
- * on_drained, once. */
+/* The worker is draining and has no session left: call on_drained, once. */
 void gen_check_drained(struct worker *w);
 
 /* The backend named <backend> in pool <pool>, or NULL. */

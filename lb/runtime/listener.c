@@ -1,9 +1,12 @@
 /* listener.c - see listener.h. */
 #include "runtime/listener.h"
 
+#include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "os/log.h"
 #include "runtime/session.h"
@@ -30,6 +33,28 @@ static void listener_close(struct listener_rt *lis)
         uv_close((uv_handle_t *)&lis->handle, listener_closed);
 }
 
+/* A bound socket for <bind>.  With several workers each has its own listening socket on
+ * the same address (SO_REUSEPORT), and the kernel spreads new connections over them by
+ * their 4-tuple.  IPv6 sockets also take IPv4 clients (v6only off), as libuv's default.
+ * Returns the fd or a negative errno. */
+static int listen_socket(const struct cfg_addr *bind_addr, int reuseport)
+{
+    int fd = socket(bind_addr->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1, zero = 0;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+        (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) ||
+        (bind_addr->ss.ss_family == AF_INET6 &&
+         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero) < 0) ||
+        bind(fd, (const struct sockaddr *)&bind_addr->ss, bind_addr->len) < 0) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    return fd;
+}
+
 static struct listener_rt *listener_open(struct gen *g, const struct cfg_listener *lc,
                                          char *err, size_t errlen)
 {
@@ -42,7 +67,11 @@ static struct listener_rt *listener_open(struct gen *g, const struct cfg_listene
     lis->cfg = lc;
     uv_tcp_init(g->w->loop, &lis->handle);
     lis->handle.data = lis;
-    int r = uv_tcp_bind(&lis->handle, (const struct sockaddr *)&lc->bind.ss, 0);
+    int r = 0, fd = listen_socket(&lc->bind, g->w->nworkers > 1);
+    if (fd < 0)
+        r = fd;
+    else if ((r = uv_tcp_open(&lis->handle, fd)) < 0)
+        close(fd);
     if (r == 0)
         r = uv_listen((uv_stream_t *)&lis->handle, (int)lc->backlog, on_connection);
     if (r < 0) {
@@ -99,6 +128,22 @@ int listener_open_all(struct gen *g, struct gen *prev, char *err, size_t errlen)
     }
     free(from);
     return rc;
+}
+
+void listener_give_back(struct gen *g, struct gen *prev)
+{
+    for (size_t i = 0; i < g->cfg->n_listeners; i++) {
+        struct listener_rt *lis = g->listeners[i];
+        g->listeners[i] = NULL;
+        for (size_t j = 0; lis && prev && j < prev->cfg->n_listeners; j++)
+            if (!prev->listeners[j] && same_socket(&prev->cfg->listeners[j], lis->cfg)) {
+                lis->gen = prev;
+                lis->cfg = &prev->cfg->listeners[j];
+                prev->listeners[j] = lis;
+                lis = NULL;
+            }
+        listener_close(lis); /* opened for g */
+    }
 }
 
 void listener_close_all(struct gen *g)

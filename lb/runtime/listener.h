@@ -13,6 +13,10 @@
  * a negative errno is returned with a message in <err>. */
 int listener_open_all(struct gen *g, struct gen *prev, char *err, size_t errlen);
 
+/* A prepared reload is abandoned: the listeners <g> took over from <prev> go back to it,
+ * still open; those opened for <g> are closed. */
+void listener_give_back(struct gen *g, struct gen *prev);
+
 /* Stop listening on every listener still open in <g>. */
 void listener_close_all(struct gen *g);
 

@@ -21,6 +21,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "os/log.h"
 #include "runtime/accesslog.h"
@@ -40,11 +41,13 @@ static const char *session_end_name(enum session_end e)
         [END_NO_BACKEND] = "no_backend",
         [END_DRAIN_DEADLINE] = "drain_deadline",
         [END_BACKEND_DISABLED] = "backend_disabled",
+        [END_HANDED_OVER] = "handed_over",
     };
-    return e <= END_BACKEND_DISABLED ? names[e] : "?";
+    return e <= END_HANDED_OVER ? names[e] : "?";
 }
 
 static void try_connect(struct session *s);
+static int hand_over(struct session *s);
 
 /* ---- allocation ------------------------------------------------------------------ */
 
@@ -152,7 +155,8 @@ static void one_closed(struct session *s)
         s->up.be->sh->active--;
         s->counted_active = 0;
     }
-    access_log(s);
+    if (s->end != END_HANDED_OVER) /* the worker that took it logs it */
+        access_log(s);
     session_put(s);
 }
 
@@ -383,8 +387,11 @@ static void try_connect(struct session *s)
         }
         struct backend_rt *be;
         struct pathset_pick pick;
-        if (backend_pick(s->pool, s->client_hash, s->tried, s->ntried, session_now_ms(s), &be,
-                         &pick) < 0) {
+        int picked = backend_pick(s->g, s->pool, s->client_hash, s->tried, s->ntried,
+                                  session_now_ms(s), &be, &pick);
+        if (picked == -2 && !s->nfailed && hand_over(s) == 0)
+            return;
+        if (picked < 0) {
             s->w->no_backend_total++;
             session_close(s, s->nfailed ? END_CONNECT_FAILED : END_NO_BACKEND);
             return;
@@ -424,21 +431,14 @@ static uint64_t client_hash(const struct sockaddr_storage *peer)
     return 0;
 }
 
-void session_accept(struct gen *g, const struct cfg_listener *lc, uv_stream_t *server)
+/* A new session of generation <g> for a client of listener <lc>; the client handle is
+ * initialised, not yet connected to a socket.  NULL on OOM. */
+static struct session *session_new(struct gen *g, const struct cfg_listener *lc)
 {
     struct worker *w = g->w;
     struct session *s = session_get(w);
-    if (!s) {
-        /* Out of memory: refuse this one client, keep the listener alive. */
-        uv_tcp_t *scratch = malloc(sizeof *scratch);
-        if (scratch) {
-            uv_tcp_init(w->loop, scratch);
-            if (uv_accept(server, (uv_stream_t *)scratch) == 0)
-                log_error("out of memory: dropping a client of %s", lc->name);
-            uv_close((uv_handle_t *)scratch, (uv_close_cb)free);
-        }
-        return;
-    }
+    if (!s)
+        return NULL;
     s->g = g;
     g->sessions_active++;
     s->lis_name = lc->name;
@@ -450,14 +450,77 @@ void session_accept(struct gen *g, const struct cfg_listener *lc, uv_stream_t *s
     uv_timer_init(w->loop, &s->timer);
     s->timer.data = s;
     s->timer_open = 1;
-    if (uv_accept(server, (uv_stream_t *)&s->client) != 0) {
-        session_close(s, END_CLIENT_ERROR);
-        return;
-    }
+    return s;
+}
+
+static void session_begin(struct session *s)
+{
     uv_tcp_nodelay(&s->client, 1);
     int len = sizeof s->peer;
     if (uv_tcp_getpeername(&s->client, (struct sockaddr *)&s->peer, &len) == 0)
         s->client_hash = client_hash(&s->peer);
     s->state = S_CONNECTING;
     try_connect(s);
+}
+
+void session_accept(struct gen *g, const struct cfg_listener *lc, uv_stream_t *server)
+{
+    struct session *s = session_new(g, lc);
+    if (!s) {
+        /* Out of memory: refuse this one client, keep the listener alive. */
+        uv_tcp_t *scratch = malloc(sizeof *scratch);
+        if (scratch) {
+            uv_tcp_init(g->w->loop, scratch);
+            if (uv_accept(server, (uv_stream_t *)scratch) == 0)
+                log_error("out of memory: dropping a client of %s", lc->name);
+            uv_close((uv_handle_t *)scratch, (uv_close_cb)free);
+        }
+        return;
+    }
+    if (uv_accept(server, (uv_stream_t *)&s->client) != 0) {
+        session_close(s, END_CLIENT_ERROR);
+        return;
+    }
+    session_begin(s);
+}
+
+void session_adopt(struct worker *w, int fd, const char *listener, unsigned hops)
+{
+    struct gen *g = w->cur;
+    const struct cfg_listener *lc = NULL;
+    for (size_t i = 0; i < g->cfg->n_listeners && !lc; i++)
+        if (!strcmp(g->cfg->listeners[i].name, listener))
+            lc = &g->cfg->listeners[i];
+    struct session *s = lc && !w->draining ? session_new(g, lc) : NULL;
+    if (!s) {
+        close(fd); /* the listener is gone (reload) or no memory: the client sees EOF */
+        return;
+    }
+    s->hops = hops;
+    if (uv_tcp_open(&s->client, fd) != 0) {
+        close(fd);
+        session_close(s, END_CLIENT_ERROR);
+        return;
+    }
+    session_begin(s);
+}
+
+/* No port toward any usable backend here: give the client, untouched, to the next
+ * worker, which has its own share of the ports.  Returns 0 when it went. */
+static int hand_over(struct session *s)
+{
+    struct worker *w = s->w;
+    uv_os_fd_t fd;
+    if (!w->hand_over || s->hops + 1 >= w->nworkers ||
+        uv_fileno((uv_handle_t *)&s->client, &fd) != 0)
+        return -1;
+    int copy = dup(fd); /* the session's handle closes its own fd, quietly */
+    if (copy < 0)
+        return -1;
+    if (w->hand_over(w, copy, s->lis_name, s->hops + 1) != 0) {
+        close(copy);
+        return -1;
+    }
+    session_close(s, END_HANDED_OVER);
+    return 0;
 }

@@ -20,11 +20,17 @@ enum session_end {
     END_NO_BACKEND,      /* no backend or no source port usable */
     END_DRAIN_DEADLINE,  /* still open when the drain time ran out */
     END_BACKEND_DISABLED, /* the operator disabled its backend */
+    END_HANDED_OVER,     /* no port left here: the client went to another worker */
 };
 
 /* Take over a connection waiting on listener <server> of generation <g> (listener config
  * <lc>): accept it and start connecting to a backend of the listener's pool. */
 void session_accept(struct gen *g, const struct cfg_listener *lc, uv_stream_t *server);
+
+/* Take over client connection <fd> that another worker accepted on listener <listener>
+ * of the current generation and could not serve (runtime/types.h: hand_over); <hops>
+ * workers tried before.  The fd is the session's, or closed. */
+void session_adopt(struct worker *w, int fd, const char *listener, unsigned hops);
 
 /* Close every live session of worker <w> at once (drain deadline). */
 void session_abort_all(struct worker *w);

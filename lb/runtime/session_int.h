@@ -48,6 +48,7 @@ struct session {
     uint32_t *tried;             /* backend indexes not to pick again */
     size_t ntried, tried_cap;
     size_t nfailed;              /* tries that failed (pool "retries" bounds them) */
+    unsigned hops;               /* workers that had no port for it before this one */
 
     struct pump c2b, b2c;
     char pphdr[PROXYPROTO_MAX];  /* PROXY protocol header toward the backend */

@@ -20,15 +20,11 @@ static void save_entry(void *arg, const struct portmap_entry *e)
     statefile_writer_add(c->w, &c->e);
 }
 
-void state_save(struct worker *w)
+void state_collect(struct worker *w, struct statefile_writer *wr)
 {
     const struct gen *g = w->cur;
     const struct config *cfg = g->cfg;
-    struct save_ctx c = {.w = statefile_writer_new(worker_now_ms(w))};
-    if (!c.w) {
-        log_error("state file %s: out of memory", cfg->reuse.state_file);
-        return;
-    }
+    struct save_ctx c = {.w = wr};
     for (size_t p = 0; p < cfg->n_pools; p++) {
         const struct cfg_pool *pc = &cfg->pools[p];
         for (size_t b = 0; b < pc->n_backends; b++)
@@ -42,7 +38,6 @@ void state_save(struct worker *w)
                 portmap_foreach(pm, save_entry, &c);
             }
     }
-    (void)statefile_writer_commit(c.w, cfg->reuse.state_file);
 }
 
 static portmap *find_map(const struct gen *g, const char *pool, const char *backend,

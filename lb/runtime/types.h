@@ -53,6 +53,14 @@ enum backend_admin {
     BE_DISABLED, /* no new connections; live ones were closed */
 };
 
+/* What the workers share about a backend (group.c keeps one per pool, backend name and
+ * address, across reloads), read and written with atomic operations only. */
+struct backend_flags {
+    int up;                        /* the probes' verdict: written by worker 0 */
+    int demoted;                   /* its explicit-ISN reuses were rejected: strict now */
+    unsigned rejects_in_row;       /* rejected explicit-ISN reuses in a row, any worker */
+};
+
 /* A link in a backend's list of live client connections, so that disabling a backend
  * visits only its own connections (of every generation).  <abort> ends one. */
 struct be_link {
@@ -64,12 +72,14 @@ struct backend_shared {
     unsigned refs;
     struct backend_stats st;
     uint32_t active;               /* live connections, all generations */
-    uint32_t reuse_rejects_in_row; /* SYN retransmits on reused 4-tuples, consecutive */
+    unsigned reuse_rejects_in_row; /* SYN retransmits on reused 4-tuples, consecutive */
     int demoted;                   /* treated as strict after repeated rejects */
     enum backend_admin admin;
     struct health health;          /* active checks and passive ejection */
     int was_usable;                /* health_usable() when last looked at, to log changes */
     struct be_link conns;          /* list head of live client connections */
+    struct backend_flags *flags;   /* shared by every worker, NULL with one worker */
+    int probes_here;               /* this worker runs the probes (worker 0) */
 };
 
 struct pool_rt;
@@ -121,6 +131,18 @@ struct session;
 
 struct worker {
     uv_loop_t *loop;
+    unsigned index, nworkers;      /* this worker's number, and how many there are */
+    /* The flags of backend <b> of pool <pool>, shared by every worker and kept across
+     * reloads (group.c); NULL: one worker, nothing to share. */
+    struct backend_flags *(*shared_flags)(void *arg, const char *pool,
+                                          const struct cfg_backend *b);
+    void *shared_arg;
+    struct gen *next;              /* a reload prepared, not yet committed */
+    /* Give client connection <fd> (accepted on listener <listener>, nothing read from it
+     * yet) to the next worker, because this one has no port left toward a usable
+     * backend; <hops>: workers that tried already.  Returns 0 (the fd is the other
+     * worker's now) or -1.  NULL with one worker. */
+    int (*hand_over)(struct worker *w, int fd, const char *listener, unsigned hops);
     struct gen *cur;               /* the current generation */
     struct gen *gens;              /* every generation alive, the current one first */
     struct isn_key isn_key;        /* RFC 6528 secret, from getrandom(), kept on reload */

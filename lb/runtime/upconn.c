@@ -90,7 +90,7 @@ static int next_port(struct upconn *u)
                  u->be->pool->cfg->name, REFUSED_PORTS_MAX, u->be->cfg->name);
         return UPCONN_NO_PORT;
     }
-    if (backend_acquire(u->be, now_ms(u), &u->pick) < 0)
+    if (backend_acquire(u->g, u->be, now_ms(u), &u->pick) < 0)
         return UPCONN_NO_PORT;
     u->have_port = 1;
     u->destroyed = 0;

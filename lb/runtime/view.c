@@ -1,87 +1,98 @@
-/* view.c - see view.h.  A view is the worker itself, read through const pointers; the
- * current generation's config gives the indexes. */
+/* view.c - see view.h.  A view is a snapshot (runtime/snapshot.h): the sum of every
+ * worker's figures, taken on their own threads. */
 #include "runtime/view.h"
 
 #include "runtime/backend.h"
+#include "runtime/snapshot.h"
 
-static const struct worker *W(const struct view *v)
+static const struct snapshot *S(const struct view *v)
 {
-    return (const struct worker *)v;
+    return (const struct snapshot *)v;
 }
 
-static const struct gen *G(const struct view *v)
+const struct view *view_of(const struct snapshot *s)
 {
-    return W(v)->cur;
-}
-
-const struct view *view_of(const struct worker *w)
-{
-    return (const struct view *)w;
+    return (const struct view *)s;
 }
 
 const struct config *view_config(const struct view *v)
 {
-    return G(v)->cfg;
+    return S(v)->cfg;
 }
 
 enum isn_mode view_isn_mode(const struct view *v)
 {
-    return G(v)->isn_mode;
-}
-
-static uint64_t view_now_ms(const struct view *v)
-{
-    return worker_now_ms(W(v));
+    return S(v)->isn_mode;
 }
 
 void view_totals(const struct view *v, struct view_totals *out)
 {
-    out->sessions_active = W(v)->sessions_active;
-    out->sessions_total = W(v)->sessions_total;
-    out->no_backend_total = W(v)->no_backend_total;
+    struct view_totals t = {0};
+    for (size_t i = 0; i < S(v)->nworkers; i++) {
+        t.sessions_active += S(v)->workers[i].sessions_active;
+        t.sessions_total += S(v)->workers[i].sessions_total;
+        t.no_backend_total += S(v)->workers[i].no_backend_total;
+    }
+    *out = t;
+}
+
+size_t view_workers(const struct view *v)
+{
+    return S(v)->nworkers;
+}
+
+int view_worker(const struct view *v, size_t i, struct view_totals *out)
+{
+    if (i >= S(v)->nworkers)
+        return -1;
+    out->sessions_active = S(v)->workers[i].sessions_active;
+    out->sessions_total = S(v)->workers[i].sessions_total;
+    out->no_backend_total = S(v)->workers[i].no_backend_total;
+    return 0;
 }
 
 uint64_t view_listener_connections(const struct view *v, size_t listener)
 {
-    const struct gen *g = G(v);
-    if (listener >= g->cfg->n_listeners || !g->listeners[listener])
-        return 0;
-    return g->listeners[listener]->connections_total;
+    return listener < S(v)->cfg->n_listeners ? S(v)->listener_conns[listener] : 0;
 }
 
-static const struct backend_rt *find(const struct view *v, size_t pool, size_t backend)
+static const struct snap_backend *find(const struct view *v, size_t pool, size_t backend,
+                                       size_t *k)
 {
-    const struct gen *g = G(v);
-    if (pool >= g->cfg->n_pools || backend >= g->cfg->pools[pool].n_backends)
+    const struct config *c = S(v)->cfg;
+    if (pool >= c->n_pools || backend >= c->pools[pool].n_backends)
         return NULL;
-    return &g->pools[pool].backends[backend];
+    *k = S(v)->be_base[pool] + backend;
+    return &S(v)->be[*k];
 }
 
 int view_backend(const struct view *v, size_t pool, size_t backend, struct view_backend *out)
 {
-    const struct backend_rt *be = find(v, pool, backend);
-    if (!be)
+    size_t k;
+    const struct snap_backend *b = find(v, pool, backend, &k);
+    if (!b)
         return -1;
-    const struct backend_shared *sh = be->sh;
-    int usable = health_usable(&sh->health, view_now_ms(v));
-    out->st = &sh->st;
-    out->active = sh->active;
-    out->up = sh->admin == BE_ENABLED && usable;
-    out->demoted = sh->demoted;
-    out->rule = sh->demoted ? TWRULE_STRICT : be->cfg->time_wait.rule;
-    out->admin = backend_admin_name(sh->admin);
-    out->health = !sh->health.up ? "down" : usable ? "up" : "ejected";
+    out->st = &b->st;
+    out->active = b->active;
+    out->up = b->admin == BE_ENABLED && b->usable;
+    out->demoted = b->demoted;
+    out->rule = b->rule;
+    out->admin = backend_admin_name(b->admin);
+    out->health = !b->health_up ? "down" : b->usable ? "up" : "ejected";
     return 0;
 }
 
 int view_path(const struct view *v, size_t pool, size_t backend, size_t inside,
               uint32_t counts[PM_NSTATES], uint64_t *reuses_total)
 {
-    const struct backend_rt *be = find(v, pool, backend);
-    const portmap *pm = be ? pathset_map(be->ps, inside) : NULL;
-    if (!pm)
+    size_t k;
+    if (!find(v, pool, backend, &k) || inside >= S(v)->cfg->pools[pool].n_inside)
         return -1;
-    portmap_counts_at(pm, view_now_ms(v), counts);
-    *reuses_total = pathset_reuses(be->ps, inside);
+    const struct snap_path *p = &S(v)->path[S(v)->path_base[k] + inside];
+    if (!p->present)
+        return -1;
+    for (int s = 0; s < PM_NSTATES; s++)
+        counts[s] = p->counts[s];
+    *reuses_total = p->reuses_total;
     return 0;
 }

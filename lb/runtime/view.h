@@ -22,20 +22,25 @@
 #include "runtime/types.h"
 
 struct view;
-struct worker;
+struct snapshot;
 
-/* The view of worker <w> (the runtime side calls this; the admin side never does). */
-const struct view *view_of(const struct worker *w);
+/* The view of snapshot <s> (the runtime side calls this; the admin side never does). */
+const struct view *view_of(const struct snapshot *s);
 
 const struct config *view_config(const struct view *v);
 enum isn_mode view_isn_mode(const struct view *v);
 
 struct view_totals {
-    uint64_t sessions_active;  /* client connections being served, every generation */
+    uint64_t sessions_active;  /* client connections being served, every generation and
+                                  worker (view_totals) or one worker's (view_worker) */
     uint64_t sessions_total;
     uint64_t no_backend_total; /* clients closed: no backend or port usable */
 };
 void view_totals(const struct view *v, struct view_totals *out);
+
+/* How many workers (event loops) there are, and the figures of worker <i>. */
+size_t view_workers(const struct view *v);
+int view_worker(const struct view *v, size_t i, struct view_totals *out);
 
 uint64_t view_listener_connections(const struct view *v, size_t listener);
 

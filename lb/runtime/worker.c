@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "os/log.h"
 #include "runtime/backend.h"
@@ -35,77 +34,94 @@ static void on_tick(uv_timer_t *t)
 static void on_deadline(uv_timer_t *t)
 {
     struct worker *w = t->data;
-    log_warn("drain time (%u ms) is over: closing %llu remaining connections",
-             w->cur->cfg->drain_timeout_ms, (unsigned long long)w->sessions_active);
+    log_warn("drain time (%u ms) is over: closing %llu remaining connections%s",
+             w->cur->cfg->drain_timeout_ms, (unsigned long long)w->sessions_active,
+             w->nworkers > 1 ? " of this worker" : "");
     session_abort_all(w);
 }
 
-struct worker *worker_new(uv_loop_t *loop, struct config *cfg, char *err, size_t errlen)
+struct worker *worker_new(uv_loop_t *loop, unsigned index, unsigned nworkers,
+                          const struct isn_key *key, char *err, size_t errlen)
 {
     struct worker *w = calloc(1, sizeof *w);
     if (!w) {
         snprintf(err, errlen, "out of memory");
-        config_free(cfg);
         return NULL;
     }
     w->loop = loop;
-    /* RFC 6528: the ISN hash key must be secret and unpredictable. */
-    if (getrandom(w->isn_key.k, sizeof w->isn_key.k, 0) != sizeof w->isn_key.k) {
-        snprintf(err, errlen, "getrandom: %s", strerror(errno));
-        goto fail;
-    }
-    if (!(w->cur = gen_new(w, cfg, NULL, err, errlen)))
-        goto fail;
-    w->gens = w->cur;
+    w->index = index;
+    w->nworkers = nworkers;
+    w->isn_key = *key;
     uv_timer_init(loop, &w->tick);
     uv_timer_init(loop, &w->deadline);
     w->tick.data = w->deadline.data = w;
     return w;
-fail:
-    config_free(cfg);
-    free(w);
-    return NULL;
 }
 
-int worker_start(struct worker *w, char *err, size_t errlen)
+int worker_start(struct worker *w, struct config *cfg, char *err, size_t errlen)
 {
-    struct gen *g = w->cur;
+    struct gen *g = gen_new(w, cfg, NULL, err, errlen);
+    if (!g) {
+        config_free(cfg);
+        return -ENOMEM;
+    }
+    w->cur = w->gens = g;
     /* What the backends and our kernel still remember, before the first connect. */
     state_load(g);
     int r = listener_open_all(g, NULL, err, errlen);
     if (r < 0)
         return r;
     gen_commit(g);
-    int n = check_start_all(g);
-    if (n < 0) {
-        snprintf(err, errlen, "health checks: %s", strerror(-n));
-        return n;
+    if (w->index == 0) { /* one probe per backend, not one per worker */
+        int n = check_start_all(g);
+        if (n < 0) {
+            snprintf(err, errlen, "health checks: %s", strerror(-n));
+            return n;
+        }
     }
     uv_timer_start(&w->tick, on_tick, TICK_MS, TICK_MS);
-    log_info("isn mode %s (configured %s)", isn_mode_name(g->isn_mode),
-             isn_mode_name(g->cfg->reuse.isn));
+    if (w->index == 0)
+        log_info("isn mode %s (configured %s)", isn_mode_name(g->isn_mode),
+                 isn_mode_name(g->cfg->reuse.isn));
     return 0;
 }
 
-int worker_reload(struct worker *w, struct config *cfg, char *err, size_t errlen)
+int worker_reload_prepare(struct worker *w, struct config *cfg, char *err, size_t errlen)
 {
     if (w->draining) {
         snprintf(err, errlen, "draining");
         config_free(cfg);
         return -EBUSY;
     }
-    struct gen *old = w->cur;
-    struct gen *g = gen_new(w, cfg, old, err, errlen);
+    struct gen *g = gen_new(w, cfg, w->cur, err, errlen);
     if (!g) {
         config_free(cfg);
         return -ENOMEM;
     }
-    int r = listener_open_all(g, old, err, errlen);
+    int r = listener_open_all(g, w->cur, err, errlen);
     if (r < 0) {
         gen_free(g);
         return r;
     }
-    /* Nothing can fail from here on: the new generation takes over. */
+    w->next = g;
+    return 0;
+}
+
+void worker_reload_abort(struct worker *w)
+{
+    if (!w->next)
+        return;
+    listener_give_back(w->next, w->cur);
+    gen_free(w->next);
+    w->next = NULL;
+}
+
+void worker_reload_commit(struct worker *w)
+{
+    struct gen *old = w->cur, *g = w->next;
+    if (!g)
+        return;
+    w->next = NULL;
     g->next = w->gens;
     w->gens = g;
     w->cur = g;
@@ -113,14 +129,13 @@ int worker_reload(struct worker *w, struct config *cfg, char *err, size_t errlen
     check_stop_all(old);
     listener_close_all(old); /* the listeners that are not in the new config */
     gen_retire(old);         /* its sessions finish on their old backends */
-    int n = check_start_all(g);
-    if (n < 0)
-        log_error("reload: health checks: %s", strerror(-n));
-    log_info("isn mode %s (configured %s)", isn_mode_name(g->isn_mode),
-             isn_mode_name(g->cfg->reuse.isn));
-    if (g->cfg->reuse.state_file)
-        state_save(w);
-    return 0;
+    if (w->index == 0) {
+        int n = check_start_all(g);
+        if (n < 0)
+            log_error("reload: health checks: %s", strerror(-n));
+        log_info("isn mode %s (configured %s)", isn_mode_name(g->isn_mode),
+                 isn_mode_name(g->cfg->reuse.isn));
+    }
 }
 
 void worker_drain(struct worker *w, void (*on_drained)(struct worker *w))
@@ -132,8 +147,8 @@ void worker_drain(struct worker *w, void (*on_drained)(struct worker *w))
     for (struct gen *g = w->gens; g; g = g->next)
         listener_close_all(g);
     const struct config *c = w->cur->cfg;
-    log_info("draining: %llu connections open, waiting up to %u ms",
-             (unsigned long long)w->sessions_active, c->drain_timeout_ms);
+    if (w->index == 0)
+        log_info("draining: connections open, waiting up to %u ms", c->drain_timeout_ms);
     if (w->sessions_active)
         uv_timer_start(&w->deadline, on_deadline, c->drain_timeout_ms, 0);
     gen_check_drained(w);
@@ -145,6 +160,7 @@ void worker_close(struct worker *w)
         listener_close_all(g);
         check_stop_all(g);
     }
+    worker_reload_abort(w);
     if (!uv_is_closing((uv_handle_t *)&w->tick)) {
         uv_close((uv_handle_t *)&w->tick, NULL);
         uv_close((uv_handle_t *)&w->deadline, NULL);

@@ -10,24 +10,32 @@
 
 #include "runtime/types.h"
 
-/* A worker on <loop> for <cfg> (owned from now on, also on failure).  Builds the first
- * generation; nothing listens yet.  NULL with a message in <err>. */
-struct worker *worker_new(uv_loop_t *loop, struct config *cfg, char *err, size_t errlen);
+/* Worker <index> of <nworkers> on <loop>, with the process's ISN key.  Nothing is built
+ * or listens yet.  NULL with a message in <err>.  Everything below runs on <loop>'s
+ * thread. */
+struct worker *worker_new(uv_loop_t *loop, unsigned index, unsigned nworkers,
+                          const struct isn_key *key, char *err, size_t errlen);
 
-/* Restore what the backends and our kernel remember, listen, start the health probes
- * and the housekeeping timer. */
-int worker_start(struct worker *w, char *err, size_t errlen);
+/* Build the first generation of <cfg> (a reference, owned from now on, also on failure),
+ * restore what the backends and our kernel remember (this worker's ports), listen
+ * (SO_REUSEPORT with several workers), start the health probes (worker 0 only: one probe
+ * per backend) and the housekeeping timer. */
+int worker_start(struct worker *w, struct config *cfg, char *err, size_t errlen);
 
-/* Replace the running configuration by <cfg> (owned from now on, also on failure):
- * listeners whose address did not change are taken over open; every (pool, backend,
- * inside address) that still exists keeps its port bookkeeping, counters and health; the
- * old generation finishes its connections.  On failure nothing of the running
- * generation has changed. */
-int worker_reload(struct worker *w, struct config *cfg, char *err, size_t errlen);
+/* A reload in two phases, so that several workers change together or not at all.
+ * prepare: build the generation of <cfg> (a reference, owned from now on, also on
+ * failure) and take over or open its listeners; nothing the running generation uses
+ * changes.  Then either commit: the new generation takes over, every (pool, backend,
+ * inside address) that still exists keeps its port bookkeeping, counters and health, the
+ * old one finishes its connections; or abort: the listeners go back, the prepared
+ * generation is freed, nothing happened. */
+int worker_reload_prepare(struct worker *w, struct config *cfg, char *err, size_t errlen);
+void worker_reload_commit(struct worker *w);
+void worker_reload_abort(struct worker *w);
 
 /* Stop accepting, let live connections of every generation finish; at the current
  * config's drain_timeout_ms the rest are aborted.  <on_drained> is called once no
- * connection is left (the state file is saved just before). */
+ * connection is left. */
 void worker_drain(struct worker *w, void (*on_drained)(struct worker *w));
 
 /* Close every handle the worker owns (timers, listeners, probes).  Run the loop after

@@ -14,9 +14,27 @@ def test_round_robin_exact_rotation():
     with h.Env() as env:
         bs = three(env, n)
         cfg = h.pool_config(n, [{"name": "b%d" % i, "address": b.addr} for i, b in enumerate(bs, 1)])
+        cfg["workers"] = 1  # a rotation is per worker: each has its own balancer
         env.twlb(cfg)
         got = [h.name_line(h.listen_addr(cfg)) for _ in range(9)]
         assert got == ["b1", "b2", "b3"] * 3, got
+
+
+def test_round_robin_with_two_workers_shares_exactly_per_worker():
+    """With two workers each rotates on its own; whatever the kernel's spread of clients
+    between them, every worker's rotation is exact, so over 60 clients no backend is off
+    its third by more than 2 (one rotation left unfinished in each worker)."""
+    n = h.new_net()
+    with h.Env() as env:
+        bs = three(env, n)
+        cfg = h.pool_config(n, [{"name": "b%d" % i, "address": b.addr} for i, b in enumerate(bs, 1)])
+        cfg["workers"] = 2
+        env.twlb(cfg)
+        c = collections.Counter(h.name_line(h.listen_addr(cfg)) for _ in range(60))
+        assert all(18 <= c[b] <= 22 for b in ("b1", "b2", "b3")), c
+        st = h.stats(h.admin_addr(cfg))
+        assert len(st["workers"]) == 2, st.get("workers")
+        assert sum(w["sessions_total"] for w in st["workers"]) == 60, st["workers"]
 
 
 def test_weighted_round_robin_exact_shares():
@@ -27,6 +45,7 @@ def test_weighted_round_robin_exact_shares():
         cfg = h.pool_config(n, [{"name": "b%d" % i, "address": b.addr, "weight": w}
                                 for i, (b, w) in enumerate(zip(bs, weights), 1)],
                             balance="weighted_round_robin")
+        cfg["workers"] = 1  # exact shares are per worker: each has its own balancer
         env.twlb(cfg)
         c = collections.Counter(h.name_line(h.listen_addr(cfg)) for _ in range(90))
         assert c == {"b1": 50, "b2": 30, "b3": 10}, c

@@ -88,9 +88,10 @@ def total(ms, name, contains=""):
     return sum(v for labels, v in ms.get(name, []) if contains in labels)
 
 
-def run_client(t, count, upload, pause_ms=0):
+def run_client(t, count, upload, pause_ms=0, parallel=1):
     r = t.run("lb", ["python3", CLIENT, "--connect", "127.0.0.1:8080", "--count", str(count),
-                     "--upload", str(upload), "--pause-ms", str(pause_ms), "--timeout", "4"],
+                     "--upload", str(upload), "--pause-ms", str(pause_ms), "--timeout", "4",
+                     "--parallel", str(parallel)],
               timeout=300)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)["results"]
@@ -109,6 +110,45 @@ def test_explicit_isn_reuses_every_port_without_a_stall():
         assert total(ms, "twlb_syn_retransmits_total") == 0
         assert total(ms, "twlb_port_reuses_total") >= 32, ms.get("twlb_port_reuses_total")
         assert total(ms, "twlb_isn_mode", 'mode="explicit"') == 1
+
+
+def test_two_workers_reuse_without_a_stall_and_never_share_a_port():
+    """workers: 2, each with its own listener (SO_REUSEPORT) and half of the 8 ports;
+    4 clients at once, 32 MiB each, against the strict backend: every connection is
+    served at once, no SYN is retransmitted, and the access log shows that no source
+    port carried two connections at the same time."""
+    with topology() as t, h.Env() as env:
+        start_backend(t)
+        cfg = config("explicit")
+        cfg["workers"] = 2
+        cfg["log"]["access_log"] = env.path("access.log")
+        cfg["log"]["access_log_format"] = "json"
+        p = start_twlb(t, env, cfg)
+        res = run_client(t, 40, UPLOAD, parallel=4)
+        bad = [r for r in res if not (r["ok"] and r["first"] == "b1")]
+        assert len(res) == 40 and not bad, bad[:3]
+        assert max(r["s"] for r in res) < 4.0, max(r["s"] for r in res)
+        ms = metrics(t)
+        assert total(ms, "twlb_syn_retransmits_total") == 0
+        assert total(ms, "twlb_backend_connections_total") == 40  # summed over workers
+        assert total(ms, "twlb_port_reuses_total") >= 32
+        # every port of the range is counted once: the workers' halves add up to 8
+        assert sum(v for _, v in ms["twlb_ports"]) == 8, ms["twlb_ports"]
+        h.stop(p)
+        spans = {}
+        for line in open(env.path("access.log")):
+            e = json.loads(line)
+            end = time.mktime(time.strptime(e["time"][:19], "%Y-%m-%dT%H:%M:%S")) + \
+                float("0." + e["time"][20:23])
+            spans.setdefault(e["inside"], []).append((end - e["duration_ms"] / 1000.0, end))
+        assert sum(len(v) for v in spans.values()) == 40
+        assert len(spans) == 8, sorted(spans)
+        for port, iv in spans.items():
+            iv.sort()
+            for (s0, e0), (s1, e1) in zip(iv, iv[1:]):
+                # the next connection on a port starts after the last one ended (1 ms of
+                # rounding in the log's timestamps)
+                assert s1 >= e0 - 0.002, (port, (s0, e0), (s1, e1))
 
 
 def test_kernel_mode_never_reuses_unsafely():
@@ -191,6 +231,9 @@ def test_restart_remembers_backend_time_wait():
         start_backend(t)
         state = env.path("state.json")
         cfg = config("explicit", state_file=state)
+        # one worker: "8 connections use the 8 ports" holds for one bookkeeping; with two,
+        # each has 4 ports and the kernel may send 5 connections to one of them
+        cfg["workers"] = 1
         # first start: a configured state file that does not exist yet means "no
         # knowledge": every port counts as possibly in backend TIME_WAIT for 60 s, so
         # seed it with an empty, valid file instead
@@ -302,16 +345,22 @@ def test_rejected_reuses_are_counted_and_demote_the_backend():
         with open(state, "w") as f:
             json.dump({"version": 1, "written_unix_ms": int(time.time() * 1000), "entries": []}, f)
         cfg = config("explicit", state_file=state)
-        cfg["pools"][0]["source_ports"] = "30000-30002"
+        cfg["pools"][0]["source_ports"] = "30000-30005"
+        cfg["workers"] = 1  # 6 connections on 6 ports: one bookkeeping
         p = start_twlb(t, env, cfg)
-        assert all(r["ok"] for r in run_client(t, 3, 0))
+        assert all(r["ok"] for r in run_client(t, 6, 0))
         assert h.stop(p) == 0
         saved = json.load(open(state))
-        assert len(saved["entries"]) == 3
+        assert len(saved["entries"]) == 6
         for e in saved["entries"]:
             e["rcv_nxt"] = (e["rcv_nxt"] + (1 << 31)) % (1 << 32)
         with open(state, "w") as f:
             json.dump(saved, f)
+        # two workers now: the file is split between them by port (3 each), and the
+        # rejects of both count toward one demotion, seen by both.  With 3 remembered
+        # ports per worker, each of the 3 connections meets one whose rcv_nxt is wrong,
+        # whichever worker the kernel gives it to.
+        cfg["workers"] = 2
         p = start_twlb(t, env, cfg, name="twlb2.json")
         res = run_client(t, 3, 0)
         assert all(r["ok"] for r in res), res  # accepted after the RST, ~10 ms late

@@ -109,7 +109,10 @@ static void test_tables_are_consistent(void **state)
         for (size_t i = 0; i < kt->n; i++) {
             const struct key *k = &kt->keys[i];
             assert_ptr_equal(keys_find(kt, k->name), k); /* names are unique */
-            if (k->store == KS_U32) {
+            if (k->store == KS_U32 && k->type == KT_INT_OR_AUTO) {
+                assert_int_equal(k->dint, 0); /* the default is "auto" */
+                assert_string_equal(k->def, "auto");
+            } else if (k->store == KS_U32) {
                 assert_int_equal(k->type, KT_INT);
                 assert_true(k->min <= k->dint && k->dint <= k->max);
                 assert_int_equal(k->size, sizeof(uint32_t));
@@ -292,7 +295,7 @@ static void test_doc_lists_every_key_with_its_default(void **state)
             const char *cell_end = strchr(cell + 1, '|');
             assert_non_null(cell_end);
             char def[64] = "";
-            if (k->store == KS_U32)
+            if (k->store == KS_U32 && !k->def)
                 snprintf(def, sizeof def, "%lld", k->dint);
             else if (k->def)
                 snprintf(def, sizeof def, "%s", k->def);

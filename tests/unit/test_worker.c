@@ -17,6 +17,7 @@
 #include <uv.h>
 
 #include "config/config.h"
+#include "runtime/group.h"
 #include "runtime/worker.h"
 
 /* A listening socket nobody accepts from: SYNs are answered by the kernel and the
@@ -99,7 +100,8 @@ static void on_step(uv_timer_t *t)
                                       ntohs(((struct sockaddr_in *)&r->w->cur->cfg->pools[0]
                                                  .backends[0].addr.ss)->sin_port),
                                       50);
-        assert_int_equal(worker_reload(r->w, c, err, sizeof err), 0);
+        assert_int_equal(worker_reload_prepare(r->w, c, err, sizeof err), 0);
+        worker_reload_commit(r->w);
         uv_timer_start(t, on_step, 20, 0);
         return;
     }
@@ -114,10 +116,12 @@ static void test_stop_leaves_no_handle(void **state)
     uv_loop_init(&loop);
     char err[256] = "";
     struct run r = {0};
-    r.w = worker_new(&loop, config_for(free_port(), backend_port, 1000), err, sizeof err);
+    struct isn_key key = {{1}};
+    r.w = worker_new(&loop, 0, 1, &key, err, sizeof err);
     assert_non_null(r.w);
     r.w->data = &r;
-    assert_int_equal(worker_start(r.w, err, sizeof err), 0);
+    assert_int_equal(worker_start(r.w, config_for(free_port(), backend_port, 1000), err,
+                                  sizeof err), 0);
     uv_timer_t step;
     uv_timer_init(&loop, &step);
     step.data = &r;
@@ -135,10 +139,10 @@ static void test_start_failure_leaves_no_handle(void **state)
     uv_loop_t loop;
     uv_loop_init(&loop);
     char err[256] = "";
-    struct worker *w = worker_new(&loop, config_for(busy_port, busy_port, 1000), err,
-                                  sizeof err);
+    struct isn_key key = {{1}};
+    struct worker *w = worker_new(&loop, 0, 1, &key, err, sizeof err);
     assert_non_null(w);
-    assert_true(worker_start(w, err, sizeof err) < 0);
+    assert_true(worker_start(w, config_for(busy_port, busy_port, 1000), err, sizeof err) < 0);
     assert_non_null(strstr(err, "cannot listen"));
     worker_close(w);
     uv_run(&loop, UV_RUN_DEFAULT);
@@ -147,12 +151,60 @@ static void test_start_failure_leaves_no_handle(void **state)
     close(busy);
 }
 
+/* The same through the group: two worker threads, a reload, a drain; the main loop and
+ * every worker loop end with no handle left (a worker's loop that does not end would
+ * hang the join: the alarm below fails the test then). */
+static int group_drained;
+
+static void on_group_drained(struct group *g)
+{
+    group_drained = 1;
+    group_stop(g);
+}
+
+static void test_group_stop_leaves_no_handle(void **state)
+{
+    int backend_port, hole = quiet_listener(&backend_port);
+    int listen_port = free_port();
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    char err[256] = "";
+    struct config *c = config_for(listen_port, backend_port, 50);
+    c->workers = 2;
+    struct group *g = group_start(&loop, c, err, sizeof err);
+    assert_non_null(g);
+    assert_int_equal(group_size(g), 2);
+    const struct view *v = group_view(g);
+    assert_non_null(v);
+    assert_int_equal(view_workers(v), 2);
+    struct config *c2 = config_for(listen_port, backend_port, 50);
+    c2->workers = 2;
+    assert_int_equal(group_reload(g, c2, err, sizeof err), 0);
+    assert_ptr_equal(group_config(g), c2);
+    config_free(c2);
+    /* a reload that cannot listen changes nothing */
+    int busy_port, busy = quiet_listener(&busy_port);
+    struct config *bad = config_for(busy_port, backend_port, 50);
+    bad->workers = 2;
+    assert_true(group_reload(g, bad, err, sizeof err) < 0);
+    assert_ptr_not_equal(group_config(g), bad);
+    config_free(bad);
+    close(busy);
+    group_drain(g, on_group_drained);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_true(group_drained);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    config_free(c);
+    close(hole);
+}
+
 int main(void)
 {
     alarm(30); /* a handle that keeps the loop alive would hang uv_run: fail instead */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stop_leaves_no_handle),
         cmocka_unit_test(test_start_failure_leaves_no_handle),
+        cmocka_unit_test(test_group_stop_leaves_no_handle),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,508 @@
+/* group.c - see group.h. */
+#include "runtime/group.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "os/log.h"
+#include "os/statefile.h"
+#include "runtime/session.h"
+#include "runtime/snapshot.h"
+#include "runtime/state.h"
+#include "runtime/worker.h"
+
+struct slot;
+
+/* One message to a worker: run fn on its thread; <done> is set under the group's lock. */
+struct msg {
+    void (*fn)(struct slot *s, void *arg);
+    void *arg;
+    int done;
+    struct msg *next;
+    int owned;       /* posted without waiting: the receiver frees it */
+};
+
+struct slot {
+    struct group *g;
+    unsigned index;
+    pthread_t thread;
+    int thread_started;
+    uv_loop_t loop;
+    uv_async_t inbox;
+    struct worker *w;
+    struct msg *head, *tail;      /* under g->mu */
+    int started, start_rc;        /* under g->mu */
+    char start_err[256];
+    /* per-call results */
+    int rc;
+    char err[256];
+    struct snapshot *snap;
+};
+
+/* What the workers share about a backend: (pool, backend, address) -> flags. */
+struct flag {
+    struct flag *next;
+    char *pool, *name, *addr;
+    struct backend_flags f;
+};
+
+struct group {
+    uv_loop_t *loop;              /* the main thread's */
+    uv_async_t drained_async;
+    unsigned n;
+    struct slot *slots;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct config *cfg;           /* the current config (a reference) */
+    struct isn_key key;
+    unsigned drained;             /* workers drained (atomic) */
+    void (*on_drained)(struct group *g);
+    struct snapshot *snap;        /* the last view */
+    pthread_mutex_t flags_mu;
+    struct flag *flags;
+};
+
+/* ---- messages ------------------------------------------------------------------ */
+
+static void on_inbox(uv_async_t *a)
+{
+    struct slot *s = a->data;
+    struct group *g = s->g;
+    pthread_mutex_lock(&g->mu);
+    struct msg *m = s->head;
+    s->head = s->tail = NULL;
+    pthread_mutex_unlock(&g->mu);
+    while (m) {
+        struct msg *next = m->next; /* m lives on the caller's stack until done */
+        if (m->owned) {
+            m->fn(s, m->arg);
+            free(m);
+            m = next;
+            continue;
+        }
+        m->fn(s, m->arg);
+        pthread_mutex_lock(&g->mu);
+        m->done = 1;
+        pthread_cond_broadcast(&g->cv);
+        pthread_mutex_unlock(&g->mu);
+        m = next;
+    }
+}
+
+static void push(struct group *g, struct slot *s, struct msg *m)
+{
+    pthread_mutex_lock(&g->mu);
+    if (s->tail)
+        s->tail->next = m;
+    else
+        s->head = m;
+    s->tail = m;
+    pthread_mutex_unlock(&g->mu);
+    uv_async_send(&s->inbox);
+}
+
+static void wait_done(struct group *g, struct msg *m)
+{
+    pthread_mutex_lock(&g->mu);
+    while (!m->done)
+        pthread_cond_wait(&g->cv, &g->mu);
+    pthread_mutex_unlock(&g->mu);
+}
+
+/* Run fn on worker i's thread and wait for it. */
+static void call_one(struct group *g, unsigned i, void (*fn)(struct slot *s, void *arg),
+                     void *arg)
+{
+    struct msg m = {fn, arg, 0, NULL, 0};
+    push(g, &g->slots[i], &m);
+    wait_done(g, &m);
+}
+
+/* Run fn on every worker's thread, all at once, and wait for all of them. */
+static void call_all(struct group *g, void (*fn)(struct slot *s, void *arg), void *arg)
+{
+    struct msg ms[CFG_WORKERS_MAX];
+    for (unsigned i = 0; i < g->n; i++) {
+        ms[i] = (struct msg){fn, arg, 0, NULL, 0};
+        push(g, &g->slots[i], &ms[i]);
+    }
+    for (unsigned i = 0; i < g->n; i++)
+        wait_done(g, &ms[i]);
+}
+
+/* ---- a client handed to the next worker ----------------------------------------- */
+
+struct handover {
+    struct msg m;
+    int fd;
+    unsigned hops;
+    char listener[CFG_NAME_MAX + 1];
+};
+
+static void do_adopt(struct slot *s, void *arg)
+{
+    struct handover *h = arg;
+    session_adopt(s->w, h->fd, h->listener, h->hops);
+}
+
+/* On the sending worker's thread: post, do not wait (workers never wait for each
+ * other).  A worker whose inbox is closed (stopping) closes what it gets. */
+static int hand_over(struct worker *w, int fd, const char *listener, unsigned hops)
+{
+    struct slot *from = w->data;
+    struct group *g = from->g;
+    struct handover *h = calloc(1, sizeof *h);
+    if (!h)
+        return -1;
+    h->m = (struct msg){do_adopt, h, 0, NULL, 1};
+    h->fd = fd;
+    h->hops = hops;
+    snprintf(h->listener, sizeof h->listener, "%s", listener);
+    push(g, &g->slots[(from->index + 1) % g->n], &h->m);
+    return 0;
+}
+
+/* ---- what the workers share about a backend ------------------------------------------------------ */
+
+static struct backend_flags *shared_flags(void *arg, const char *pool,
+                                          const struct cfg_backend *b)
+{
+    struct group *g = arg;
+    pthread_mutex_lock(&g->flags_mu);
+    struct flag *f = g->flags;
+    while (f && (strcmp(f->pool, pool) || strcmp(f->name, b->name) || strcmp(f->addr, b->addr.text)))
+        f = f->next;
+    if (!f && (f = calloc(1, sizeof *f))) {
+        f->pool = strdup(pool);
+        f->name = strdup(b->name);
+        f->addr = strdup(b->addr.text);
+        f->f.up = 1;
+        if (!f->pool || !f->name || !f->addr) {
+            free(f->pool);
+            free(f->name);
+            free(f->addr);
+            free(f);
+            f = NULL;
+        } else {
+            f->next = g->flags;
+            g->flags = f;
+        }
+    }
+    pthread_mutex_unlock(&g->flags_mu);
+    return f ? &f->f : NULL;
+}
+
+/* ---- the worker threads ----------------------------------------------------------- */
+
+static void *thread_main(void *arg)
+{
+    struct slot *s = arg;
+    struct group *g = s->g;
+    char err[256] = "";
+    int rc = -ENOMEM;
+    uv_loop_init(&s->loop);
+    uv_async_init(&s->loop, &s->inbox, on_inbox);
+    s->inbox.data = s;
+    s->w = worker_new(&s->loop, s->index, g->n, &g->key, err, sizeof err);
+    if (s->w) {
+        s->w->data = s;
+        if (g->n > 1) {
+            s->w->shared_flags = shared_flags;
+            s->w->shared_arg = g;
+            s->w->hand_over = hand_over;
+        }
+        rc = worker_start(s->w, config_ref(g->cfg), err, sizeof err);
+    }
+    pthread_mutex_lock(&g->mu);
+    s->start_rc = rc;
+    snprintf(s->start_err, sizeof s->start_err, "%s", err);
+    s->started = 1;
+    pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+    uv_run(&s->loop, UV_RUN_DEFAULT); /* until group_stop() closed every handle */
+    if (uv_loop_close(&s->loop) != 0)
+        log_warn("worker %u: event loop closed with handles still open", s->index);
+    worker_free(s->w);
+    return NULL;
+}
+
+static void do_close(struct slot *s, void *arg)
+{
+    if (s->w)
+        worker_close(s->w);
+    uv_close((uv_handle_t *)&s->inbox, NULL);
+}
+
+static void free_group(struct group *g)
+{
+    snapshot_free(g->snap);
+    config_free(g->cfg);
+    while (g->flags) {
+        struct flag *f = g->flags;
+        g->flags = f->next;
+        free(f->pool);
+        free(f->name);
+        free(f->addr);
+        free(f);
+    }
+    pthread_mutex_destroy(&g->mu);
+    pthread_cond_destroy(&g->cv);
+    pthread_mutex_destroy(&g->flags_mu);
+    free(g->slots);
+    free(g);
+}
+
+/* Close every worker and join the threads that were started. */
+static void stop_threads(struct group *g)
+{
+    for (unsigned i = 0; i < g->n; i++)
+        if (g->slots[i].thread_started)
+            call_one(g, i, do_close, NULL);
+    for (unsigned i = 0; i < g->n; i++)
+        if (g->slots[i].thread_started)
+            pthread_join(g->slots[i].thread, NULL);
+}
+
+static void on_drained_async(uv_async_t *a);
+
+static unsigned worker_count(const struct config *cfg)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned n = cfg->workers ? cfg->workers : (unsigned)(cpus > 0 ? cpus : 1);
+    for (size_t p = 0; p < cfg->n_pools; p++) {
+        unsigned ports = (unsigned)(cfg->pools[p].port_hi - cfg->pools[p].port_lo + 1);
+        if (ports < n) {
+            log_warn("pool %s: %u source ports cannot be split between %u workers; "
+                     "running %u", cfg->pools[p].name, ports, n, ports);
+            n = ports;
+        }
+    }
+    return n ? n : 1;
+}
+
+struct group *group_start(uv_loop_t *loop, struct config *cfg, char *err, size_t errlen)
+{
+    struct group *g = calloc(1, sizeof *g);
+    if (!g) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    g->loop = loop;
+    g->n = worker_count(cfg);
+    g->cfg = config_ref(cfg);
+    pthread_mutex_init(&g->mu, NULL);
+    pthread_cond_init(&g->cv, NULL);
+    pthread_mutex_init(&g->flags_mu, NULL);
+    /* RFC 6528: the ISN hash key must be secret and unpredictable. */
+    if (getrandom(g->key.k, sizeof g->key.k, 0) != sizeof g->key.k) {
+        snprintf(err, errlen, "getrandom: %s", strerror(errno));
+        free_group(g);
+        return NULL;
+    }
+    if (!(g->slots = calloc(g->n, sizeof *g->slots))) {
+        snprintf(err, errlen, "out of memory");
+        free_group(g);
+        return NULL;
+    }
+    /* Signals are the main loop's: the worker threads block them all. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    for (unsigned i = 0; i < g->n; i++) {
+        struct slot *s = &g->slots[i];
+        s->g = g;
+        s->index = i;
+        if (pthread_create(&s->thread, NULL, thread_main, s) != 0)
+            break;
+        s->thread_started = 1;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    int rc = 0;
+    pthread_mutex_lock(&g->mu);
+    for (unsigned i = 0; i < g->n; i++) {
+        struct slot *s = &g->slots[i];
+        if (!s->thread_started) {
+            if (!rc)
+                snprintf(err, errlen, "cannot start worker %u", i);
+            rc = -EAGAIN;
+            continue;
+        }
+        while (!s->started)
+            pthread_cond_wait(&g->cv, &g->mu);
+        if (s->start_rc < 0 && !rc) {
+            rc = s->start_rc;
+            snprintf(err, errlen, "%s", s->start_err);
+        }
+    }
+    pthread_mutex_unlock(&g->mu);
+    if (rc < 0) {
+        stop_threads(g);
+        free_group(g);
+        return NULL;
+    }
+    uv_async_init(loop, &g->drained_async, on_drained_async);
+    g->drained_async.data = g;
+    if (g->n > 1)
+        log_info("%u workers", g->n);
+    return g;
+}
+
+unsigned group_size(const struct group *g)
+{
+    return g->n;
+}
+
+const struct config *group_config(const struct group *g)
+{
+    return g->cfg;
+}
+
+/* ---- state file ------------------------------------------------------------------ */
+
+static void do_collect(struct slot *s, void *arg)
+{
+    state_collect(s->w, arg);
+}
+
+/* Every worker's share of the ports, in one file (one worker at a time: the writer is
+ * not shared between threads). */
+static void save_state(struct group *g)
+{
+    const char *path = g->cfg->reuse.state_file;
+    if (!path)
+        return;
+    struct statefile_writer *wr = statefile_writer_new(uv_now(g->loop));
+    if (!wr) {
+        log_error("state file %s: out of memory", path);
+        return;
+    }
+    for (unsigned i = 0; i < g->n; i++)
+        call_one(g, i, do_collect, wr);
+    (void)statefile_writer_commit(wr, path);
+}
+
+/* ---- reload ---------------------------------------------------------------------- */
+
+static void do_prepare(struct slot *s, void *arg)
+{
+    s->err[0] = 0;
+    s->rc = worker_reload_prepare(s->w, config_ref(arg), s->err, sizeof s->err);
+}
+
+static void do_commit(struct slot *s, void *arg)
+{
+    worker_reload_commit(s->w);
+}
+
+static void do_abort(struct slot *s, void *arg)
+{
+    worker_reload_abort(s->w);
+}
+
+int group_reload(struct group *g, struct config *cfg, char *err, size_t errlen)
+{
+    call_all(g, do_prepare, cfg);
+    for (unsigned i = 0; i < g->n; i++)
+        if (g->slots[i].rc < 0) {
+            int rc = g->slots[i].rc;
+            snprintf(err, errlen, "%s", g->slots[i].err);
+            call_all(g, do_abort, NULL);
+            return rc;
+        }
+    call_all(g, do_commit, NULL);
+    config_free(g->cfg);
+    g->cfg = config_ref(cfg);
+    save_state(g);
+    return 0;
+}
+
+/* ---- drain and stop -------------------------------------------------------------- */
+
+static void on_worker_drained(struct worker *w)
+{
+    struct slot *s = w->data;
+    __atomic_add_fetch(&s->g->drained, 1, __ATOMIC_RELEASE);
+    uv_async_send(&s->g->drained_async);
+}
+
+static void on_drained_async(uv_async_t *a)
+{
+    struct group *g = a->data;
+    if (__atomic_load_n(&g->drained, __ATOMIC_ACQUIRE) < g->n || !g->on_drained)
+        return;
+    void (*cb)(struct group *) = g->on_drained;
+    g->on_drained = NULL; /* once */
+    save_state(g);
+    cb(g);
+}
+
+static void do_drain(struct slot *s, void *arg)
+{
+    worker_drain(s->w, on_worker_drained);
+}
+
+void group_drain(struct group *g, void (*on_drained)(struct group *g))
+{
+    g->on_drained = on_drained;
+    call_all(g, do_drain, NULL);
+}
+
+static void free_after_close(uv_handle_t *h)
+{
+    free_group(h->data);
+}
+
+void group_stop(struct group *g)
+{
+    stop_threads(g);
+    uv_close((uv_handle_t *)&g->drained_async, free_after_close);
+}
+
+/* ---- operator and figures -------------------------------------------------------- */
+
+struct action {
+    const char *pool, *backend, *action;
+};
+
+static void do_action(struct slot *s, void *arg)
+{
+    const struct action *a = arg;
+    s->rc = worker_backend_action(s->w, a->pool, a->backend, a->action);
+}
+
+int group_backend_action(struct group *g, const char *pool, const char *backend,
+                         const char *action)
+{
+    struct action a = {pool, backend, action};
+    call_all(g, do_action, &a);
+    return g->slots[0].rc;
+}
+
+static void do_snapshot(struct slot *s, void *arg)
+{
+    s->snap = snapshot_take(s->w);
+}
+
+const struct view *group_view(struct group *g)
+{
+    call_all(g, do_snapshot, NULL);
+    struct snapshot *sum = g->slots[0].snap;
+    g->slots[0].snap = NULL;
+    for (unsigned i = 1; i < g->n; i++) {
+        if (sum && snapshot_add(sum, g->slots[i].snap) < 0) {
+            snapshot_free(sum);
+            sum = NULL;
+        }
+        snapshot_free(g->slots[i].snap);
+        g->slots[i].snap = NULL;
+    }
+    snapshot_free(g->snap);
+    g->snap = sum;
+    return sum ? view_of(sum) : NULL;
+}
