@@ -106,10 +106,11 @@ char *stats_render(const struct view *v)
         struct view_totals t;
         if (view_worker(v, i, &t) == 0)
             json_array_append_new(
-                ws, json_pack("{s:I, s:I, s:I, s:I}", "index", (json_int_t)i,
+                ws, json_pack("{s:I, s:I, s:I, s:I, s:I}", "index", (json_int_t)i,
                               "sessions_active", (json_int_t)t.sessions_active,
                               "sessions_total", (json_int_t)t.sessions_total,
-                              "no_backend_total", (json_int_t)t.no_backend_total));
+                              "no_backend_total", (json_int_t)t.no_backend_total,
+                              "buffers_in_use", (json_int_t)t.buffers_in_use));
     }
     json_object_set_new(root, "workers", ws);
     char *out = json_dumps(root, JSON_INDENT(2));

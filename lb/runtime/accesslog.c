@@ -7,23 +7,23 @@
 
 #include "os/log.h"
 
-static void addr_text(const struct sockaddr_storage *ss, uint16_t port_override, char *out,
+static void addr_text(const struct sockaddr *ss, uint16_t port_override, char *out,
                       size_t len)
 {
     char ip[INET6_ADDRSTRLEN] = "-";
     uint16_t port = 0;
-    if (ss->ss_family == AF_INET) {
+    if (ss->sa_family == AF_INET) {
         const struct sockaddr_in *a = (const void *)ss;
         inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip);
         port = ntohs(a->sin_port);
-    } else if (ss->ss_family == AF_INET6) {
+    } else if (ss->sa_family == AF_INET6) {
         const struct sockaddr_in6 *a = (const void *)ss;
         inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof ip);
         port = ntohs(a->sin6_port);
     }
     if (port_override)
         port = port_override;
-    snprintf(out, len, ss->ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u", ip, port);
+    snprintf(out, len, ss->sa_family == AF_INET6 ? "[%s]:%u" : "%s:%u", ip, port);
 }
 
 void accesslog_write(const struct access_record *r)

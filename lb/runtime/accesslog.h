@@ -10,9 +10,9 @@
 
 struct access_record {
     const char *listener;
-    const struct sockaddr_storage *client;
+    const struct sockaddr *client;
     const char *backend, *backend_address;       /* NULL: none was chosen */
-    const struct sockaddr_storage *inside;        /* NULL with backend */
+    const struct sockaddr *inside;                /* NULL with backend */
     uint16_t inside_port;
     const char *isn_mode;
     int reused_time_wait;

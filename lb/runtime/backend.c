@@ -139,8 +139,11 @@ int backend_pick(struct gen *g, struct pool_rt *pool, uint64_t client_hash, cons
     for (size_t b = 0; b < pc->n_backends; b++) {
         struct backend_rt *cand = &pool->backends[b];
         pool->usable[b] = cand->sh->admin == BE_ENABLED && backend_usable(cand, now_ms);
-        /* Live connections of every generation count, also those from before a reload. */
-        pool->view[b].active = cand->sh->active;
+        /* Live connections of every generation and worker count, also those from before
+         * a reload. */
+        pool->view[b].active = cand->sh->flags
+                                   ? __atomic_load_n(&cand->sh->flags->active, __ATOMIC_RELAXED)
+                                   : cand->sh->active;
     }
     for (size_t t = 0; t < ntried; t++)
         pool->usable[tried[t]] = 0;
@@ -192,6 +195,13 @@ int backend_set_admin(struct backend_rt *be, const char *action)
         }
     }
     return 0;
+}
+
+void backend_active_add(struct backend_rt *be, int delta)
+{
+    be->sh->active += (uint32_t)delta;
+    if (be->sh->flags)
+        __atomic_add_fetch(&be->sh->flags->active, (unsigned)delta, __ATOMIC_RELAXED);
 }
 
 void backend_link(struct backend_rt *be, struct be_link *l)

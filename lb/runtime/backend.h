@@ -52,6 +52,10 @@ int backend_pick(struct gen *g, struct pool_rt *pool, uint64_t client_hash, cons
 int backend_set_admin(struct backend_rt *be, const char *action);
 const char *backend_admin_name(enum backend_admin a);
 
+/* A client connection to <be> was established / has ended: the live-connection count
+ * that least_conn and power-of-two balance on, over every worker. */
+void backend_active_add(struct backend_rt *be, int delta);
+
 /* Put a live client connection on <be>'s list / take it off (idempotent). */
 void backend_link(struct backend_rt *be, struct be_link *l);
 void backend_unlink(struct be_link *l);

@@ -1,35 +1,40 @@
 /* pump.c - bytes both ways between a session's client and backend connections.
  *
- * Backpressure: a direction reads into its one fixed buffer and writes it to the other
- * side; when the kernel does not take all of it at once (uv_try_write), reading stops
- * until the write completes.  So a session never holds more than one buffer per
- * direction, whatever the peers do.
+ * Buffers: a direction reads into the worker's scratch buffer and writes to the other
+ * side at once (uv_try_write).  Only what the kernel does not take goes into a write
+ * buffer from the worker's pool (buffers.h), and reading that side stops until it is
+ * written (backpressure).  So an idle connection holds no data buffer, and a busy one at
+ * most one per direction, whatever the peers do.
  *
  * The first FIN on the BACKEND connection decides who holds TIME_WAIT there: if the
  * backend's EOF arrives before we shut down our write side toward it, the backend closed
  * first (it keeps TIME_WAIT, and the reuse engine must choose the next ISN with care);
  * if we shut down first, TIME_WAIT is ours. */
+#include <stddef.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "runtime/session_int.h"
 
-static void on_idle_timer(uv_timer_t *t)
+static void on_idle_deadline(struct wtimer *t)
 {
-    struct session *s = t->data;
+    struct session *s = (struct session *)((char *)t - offsetof(struct session, deadline));
     uint64_t now = session_now_ms(s), limit = s->pool->cfg->idle_timeout_ms;
     if (now - s->last_activity >= limit) {
         session_close(s, END_IDLE_TIMEOUT);
         return;
     }
-    /* Activity refreshes a timestamp only; the timer is re-armed lazily here. */
-    uv_timer_start(&s->timer, on_idle_timer, limit - (now - s->last_activity), 0);
+    /* Activity refreshes a timestamp only; the deadline moves lazily here. */
+    timers_set(s->w, &s->deadline, s->last_activity + limit);
 }
 
+/* Every read lands in the worker's scratch buffer: an idle connection holds none. */
 static void pump_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     struct session *s = h->data;
-    struct pump *p = h == (uv_handle_t *)&s->client ? &s->c2b : &s->b2c;
-    *buf = uv_buf_init(p->buf, (unsigned)s->bufsize);
+    size_t size = s->pool->cfg->buffer_bytes;
+    char *p = buffers_scratch(s->w, size);
+    *buf = uv_buf_init(p, p ? (unsigned)size : 0);
 }
 
 static void pump_read(uv_stream_t *src, ssize_t nread, const uv_buf_t *buf);
@@ -48,9 +53,11 @@ static void maybe_done(struct session *s)
 static void on_shutdown(uv_shutdown_t *req, int status)
 {
     struct session *s = req->data;
+    struct pump *p = req == s->c2b.sreq ? &s->c2b : &s->b2c;
+    p->sreq = NULL;
+    free(req);
     if (s->state == S_CLOSING)
         return;
-    struct pump *p = req == &s->c2b.sreq ? &s->c2b : &s->b2c;
     if (status < 0) {
         session_close(s, pump_is_backend_side(s, p) ? END_BACKEND_ERROR : END_CLIENT_ERROR);
         return;
@@ -67,19 +74,27 @@ static void pump_shutdown(struct session *s, struct pump *p)
     p->shut = 1;
     if (pump_is_backend_side(s, p) && s->up.closer == PM_CLOSER_NONE && !s->b2c.eof)
         s->up.closer = PM_CLOSER_LOCAL; /* our FIN toward the backend goes first */
-    p->sreq.data = s;
-    int r = uv_shutdown(&p->sreq, p->dst, on_shutdown);
+    int r = UV_ENOMEM;
+    if ((p->sreq = malloc(sizeof *p->sreq))) {
+        p->sreq->data = s;
+        if ((r = uv_shutdown(p->sreq, p->dst, on_shutdown)) < 0) {
+            free(p->sreq);
+            p->sreq = NULL;
+        }
+    }
     if (r < 0)
         session_close(s, pump_is_backend_side(s, p) ? END_BACKEND_ERROR : END_CLIENT_ERROR);
 }
 
 static void on_write(uv_write_t *req, int status)
 {
+    struct wbuf *b = (struct wbuf *)req;
     struct session *s = req->data;
+    struct pump *p = b == s->c2b.pend ? &s->c2b : &s->b2c;
+    p->pend = NULL;
+    buffers_put(s->w, b); /* drained (or cancelled): back to the pool */
     if (s->state == S_CLOSING)
         return;
-    struct pump *p = req == &s->c2b.wreq ? &s->c2b : &s->b2c;
-    p->writing = 0;
     if (status < 0) {
         session_close(s, pump_is_backend_side(s, p) ? END_BACKEND_ERROR : END_CLIENT_ERROR);
         return;
@@ -101,6 +116,10 @@ static void pump_read(uv_stream_t *src, ssize_t nread, const uv_buf_t *buf)
     int backend_src = src == (uv_stream_t *)&s->up.tcp;
     if (nread == 0)
         return;
+    if (nread == UV_ENOBUFS) { /* no scratch buffer: out of memory */
+        session_close(s, backend_src ? END_BACKEND_ERROR : END_CLIENT_ERROR);
+        return;
+    }
     if (nread == UV_EOF) {
         if (s->first_fin == FIN_NONE)
             s->first_fin = backend_src ? FIN_BACKEND : FIN_CLIENT;
@@ -109,7 +128,7 @@ static void pump_read(uv_stream_t *src, ssize_t nread, const uv_buf_t *buf)
         uv_read_stop(src);
         if (backend_src && s->up.closer == PM_CLOSER_NONE && !s->c2b.shut)
             s->up.closer = PM_CLOSER_BACKEND;
-        if (!p->writing)
+        if (!p->pend)
             pump_shutdown(s, p);
         return;
     }
@@ -125,7 +144,7 @@ static void pump_read(uv_stream_t *src, ssize_t nread, const uv_buf_t *buf)
     else
         st->bytes_to_backend += (uint64_t)nread;
 
-    /* Most writes complete at once: then keep reading into the same buffer. */
+    /* Most writes complete at once: then nothing is held. */
     uv_buf_t b = uv_buf_init(buf->base, (unsigned)nread);
     int w = uv_try_write(p->dst, &b, 1);
     if (w == nread)
@@ -134,39 +153,32 @@ static void pump_read(uv_stream_t *src, ssize_t nread, const uv_buf_t *buf)
         session_close(s, backend_src ? END_CLIENT_ERROR : END_BACKEND_ERROR);
         return;
     }
-    if (w > 0)
-        b = uv_buf_init(buf->base + w, (unsigned)(nread - w));
-    /* The rest waits in the buffer: stop reading until it is written (backpressure). */
+    size_t done = w > 0 ? (size_t)w : 0, left = (size_t)nread - done;
+    /* The rest goes into a write buffer, and reading stops until it is written
+     * (backpressure): one buffer per direction at most, only while the peer is slow. */
+    struct wbuf *wb = buffers_get(s->w, left);
+    if (!wb) {
+        session_close(s, backend_src ? END_BACKEND_ERROR : END_CLIENT_ERROR);
+        return;
+    }
+    memcpy(wb->data, buf->base + done, left);
     p->reading = 0;
     uv_read_stop(src);
-    p->writing = 1;
-    p->wreq.data = s;
-    int r = uv_write(&p->wreq, p->dst, &b, 1, on_write);
-    if (r < 0) {
-        p->writing = 0;
+    p->pend = wb;
+    wb->req.data = s;
+    b = uv_buf_init(wb->data, (unsigned)left);
+    if (uv_write(&wb->req, p->dst, &b, 1, on_write) < 0) {
+        p->pend = NULL;
+        buffers_put(s->w, wb);
         session_close(s, backend_src ? END_CLIENT_ERROR : END_BACKEND_ERROR);
     }
 }
 
 void pump_start(struct session *s)
 {
-    size_t want = s->pool->cfg->buffer_bytes;
-    if (!s->bufs || s->bufsize != want) {
-        free(s->bufs);
-        s->bufs = malloc(2 * want);
-        s->bufsize = s->bufs ? want : 0;
-        if (!s->bufs) {
-            session_close(s, END_BACKEND_ERROR);
-            return;
-        }
-    }
     s->state = S_PUMPING;
-    s->c2b = (struct pump){.src = (uv_stream_t *)&s->client,
-                           .dst = (uv_stream_t *)&s->up.tcp,
-                           .buf = s->bufs};
-    s->b2c = (struct pump){.src = (uv_stream_t *)&s->up.tcp,
-                           .dst = (uv_stream_t *)&s->client,
-                           .buf = s->bufs + s->bufsize};
+    s->c2b = (struct pump){.src = (uv_stream_t *)&s->client, .dst = (uv_stream_t *)&s->up.tcp};
+    s->b2c = (struct pump){.src = (uv_stream_t *)&s->up.tcp, .dst = (uv_stream_t *)&s->client};
     s->last_activity = session_now_ms(s);
     s->c2b.reading = s->b2c.reading = 1;
     if (uv_read_start(s->c2b.src, pump_alloc, pump_read) < 0 ||
@@ -174,6 +186,6 @@ void pump_start(struct session *s)
         session_close(s, END_CLIENT_ERROR);
         return;
     }
-    uv_timer_start(&s->timer, on_idle_timer, s->pool->cfg->idle_timeout_ms, 0);
+    s->deadline.fn = on_idle_deadline;
+    timers_set(s->w, &s->deadline, s->last_activity + s->pool->cfg->idle_timeout_ms);
 }
-

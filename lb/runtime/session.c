@@ -59,13 +59,9 @@ static struct session *session_get(struct worker *w)
     if (s) {
         w->free_sessions = s->next;
         w->free_count--;
-        char *bufs = s->bufs;
-        size_t bufsize = s->bufsize;
         uint32_t *tried = s->tried;
         size_t tried_cap = s->tried_cap;
         memset(s, 0, sizeof *s);
-        s->bufs = bufs;
-        s->bufsize = bufsize;
         s->tried = tried;
         s->tried_cap = tried_cap;
     } else if (!(s = calloc(1, sizeof *s))) {
@@ -83,7 +79,6 @@ static struct session *session_get(struct worker *w)
 
 static void session_destroy(struct session *s)
 {
-    free(s->bufs);
     free(s->tried);
     free(s);
 }
@@ -128,10 +123,10 @@ static void access_log(const struct session *s)
     const struct backend_rt *be = s->up_used ? s->up.be : NULL;
     struct access_record r = {
         .listener = s->lis_name,
-        .client = &s->peer,
+        .client = &s->peer.sa,
         .backend = be ? be->cfg->name : NULL,
         .backend_address = be ? be->cfg->addr.text : NULL,
-        .inside = be ? &s->pool->cfg->inside[s->up.pick.path].ss : NULL,
+        .inside = be ? (const struct sockaddr *)&s->pool->cfg->inside[s->up.pick.path].ss : NULL,
         .inside_port = be ? s->up.pick.port.port : 0,
         .isn_mode = isn_mode_name(s->g->isn_mode),
         .reused_time_wait = be && s->up.pick.port.kind == PM_PICK_REMOTE_TW,
@@ -152,7 +147,7 @@ static void one_closed(struct session *s)
     /* Every handle is closed: nothing can touch the session any more. */
     backend_unlink(&s->link);
     if (s->counted_active) {
-        s->up.be->sh->active--;
+        backend_active_add(s->up.be, -1);
         s->counted_active = 0;
     }
     if (s->end != END_HANDED_OVER) /* the worker that took it logs it */
@@ -192,10 +187,7 @@ void session_close(struct session *s, enum session_end why)
         s->end = why;
     int abort = why != END_DONE;
     s->pending_closes++; /* held until every close below is issued */
-    if (s->timer_open) {
-        s->timer_open = 0;
-        close_handle(s, (uv_handle_t *)&s->timer, 0);
-    }
+    timers_cancel(s->w, &s->deadline);
     if (s->client_open) {
         s->client_open = 0;
         /* The client gets a reset when we could not serve it at all, so it sees the
@@ -282,8 +274,7 @@ static void connect_failed(struct session *s, int err, int no_port)
     else
         blame_backend(s, err);
     backend_unlink(&s->link);
-    if (s->timer_open)
-        uv_timer_stop(&s->timer);
+    timers_cancel(s->w, &s->deadline);
     s->state = S_RETRY;
     s->pending_closes++;
     if (!upconn_close(&s->up, 1, on_retry_closed)) {
@@ -293,9 +284,9 @@ static void connect_failed(struct session *s, int err, int no_port)
     }
 }
 
-static void on_connect_timeout(uv_timer_t *t)
+static void on_connect_timeout(struct wtimer *t)
 {
-    struct session *s = t->data;
+    struct session *s = (struct session *)((char *)t - offsetof(struct session, deadline));
     if (s->state == S_CONNECTING)
         connect_failed(s, UV_ETIMEDOUT, 0);
 }
@@ -303,20 +294,21 @@ static void on_connect_timeout(uv_timer_t *t)
 static void on_proxy_header_written(uv_write_t *req, int status)
 {
     struct session *s = req->data;
+    buffers_put(s->w, (struct wbuf *)req);
     if (status < 0 && s->state == S_PUMPING)
         session_close(s, END_BACKEND_ERROR);
 }
 
-static void pp_addr(const struct sockaddr_storage *ss, struct proxyproto_addr *out)
+static void pp_addr(const struct sockaddr *sa, struct proxyproto_addr *out)
 {
     memset(out, 0, sizeof *out);
-    if (ss->ss_family == AF_INET) {
-        const struct sockaddr_in *a = (const void *)ss;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *a = (const void *)sa;
         out->family = PROXYPROTO_INET;
         memcpy(out->addr, &a->sin_addr, 4);
         out->port = ntohs(a->sin_port);
-    } else if (ss->ss_family == AF_INET6) {
-        const struct sockaddr_in6 *a = (const void *)ss;
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const void *)sa;
         out->family = PROXYPROTO_INET6;
         memcpy(out->addr, &a->sin6_addr, 16);
         out->port = ntohs(a->sin6_port);
@@ -324,31 +316,42 @@ static void pp_addr(const struct sockaddr_storage *ss, struct proxyproto_addr *o
 }
 
 /* The PROXY protocol header goes first on the backend connection.  It is written before
- * the pump starts; anything the kernel does not take at once is queued, and libuv keeps
- * later writes behind it (uv_try_write refuses while the queue is not empty). */
+ * the pump starts; anything the kernel does not take at once is queued in a write
+ * buffer, and libuv keeps later writes behind it (uv_try_write refuses while the queue
+ * is not empty). */
 static int send_proxy_header(struct session *s)
 {
-    struct sockaddr_storage local;
+    union peer_addr local;
     int llen = sizeof local;
-    if (s->peer.ss_family == 0 ||
-        uv_tcp_getsockname(&s->client, (struct sockaddr *)&local, &llen) != 0)
+    if (s->peer.sa.sa_family == 0 ||
+        uv_tcp_getsockname(&s->client, &local.sa, &llen) != 0)
         return -1;
     int version = s->up.be->cfg->proxy_protocol == PROXY_V1 ? 1 : 2;
     struct proxyproto_addr src, dst;
-    pp_addr(&s->peer, &src);
-    pp_addr(&local, &dst);
-    s->pplen = proxyproto_build(version, &src, &dst, s->pphdr);
-    s->up.be->sh->st.bytes_to_backend += s->pplen;
-    uv_buf_t b = uv_buf_init(s->pphdr, (unsigned)s->pplen);
+    pp_addr(&s->peer.sa, &src);
+    pp_addr(&local.sa, &dst);
+    char hdr[PROXYPROTO_MAX];
+    size_t len = proxyproto_build(version, &src, &dst, hdr);
+    s->pplen = (uint32_t)len;
+    s->up.be->sh->st.bytes_to_backend += len;
+    uv_buf_t b = uv_buf_init(hdr, (unsigned)len);
     int w = uv_try_write((uv_stream_t *)&s->up.tcp, &b, 1);
-    if (w == (int)s->pplen)
+    if (w == (int)len)
         return 0;
     if (w < 0 && w != UV_EAGAIN)
         return -1;
-    if (w > 0)
-        b = uv_buf_init(s->pphdr + w, (unsigned)(s->pplen - (size_t)w));
-    s->ppreq.data = s;
-    return uv_write(&s->ppreq, (uv_stream_t *)&s->up.tcp, &b, 1, on_proxy_header_written);
+    size_t done = w > 0 ? (size_t)w : 0;
+    struct wbuf *wb = buffers_get(s->w, len - done);
+    if (!wb)
+        return -1;
+    memcpy(wb->data, hdr + done, len - done);
+    wb->req.data = s;
+    b = uv_buf_init(wb->data, (unsigned)(len - done));
+    if (uv_write(&wb->req, (uv_stream_t *)&s->up.tcp, &b, 1, on_proxy_header_written) < 0) {
+        buffers_put(s->w, wb);
+        return -1;
+    }
+    return 0;
 }
 
 static void on_up_connect(struct upconn *u, int status)
@@ -360,11 +363,11 @@ static void on_up_connect(struct upconn *u, int status)
         connect_failed(s, status, status == UPCONN_NO_PORT);
         return;
     }
-    uv_timer_stop(&s->timer);
+    timers_cancel(s->w, &s->deadline);
     struct backend_rt *be = u->be;
     be->sh->st.connections_total++;
     backend_connect_result(be, 1, session_now_ms(s));
-    be->sh->active++;
+    backend_active_add(be, 1);
     s->counted_active = 1;
     s->connected = 1;
     if (be->cfg->proxy_protocol != PROXY_NONE && send_proxy_header(s) < 0) {
@@ -401,7 +404,8 @@ static void try_connect(struct session *s)
         if (r == 0) {
             s->link.abort = abort_on_disable;
             backend_link(be, &s->link);
-            uv_timer_start(&s->timer, on_connect_timeout, pc->connect_timeout_ms, 0);
+            s->deadline.fn = on_connect_timeout;
+            timers_set(s->w, &s->deadline, session_now_ms(s) + pc->connect_timeout_ms);
             return;
         }
         if (r == UPCONN_NO_PORT) {
@@ -417,11 +421,11 @@ static void try_connect(struct session *s)
 
 /* ---- accept ---------------------------------------------------------------------- */
 
-static uint64_t client_hash(const struct sockaddr_storage *peer)
+static uint64_t client_hash(const struct sockaddr *peer)
 {
-    if (peer->ss_family == AF_INET)
+    if (peer->sa_family == AF_INET)
         return balance_hash_addr(&((const struct sockaddr_in *)peer)->sin_addr, 4);
-    if (peer->ss_family == AF_INET6) {
+    if (peer->sa_family == AF_INET6) {
         /* An IPv4 client on a dual-stack listener arrives as ::ffff:a.b.c.d: hash its 4
          * bytes, so it lands where it would on an IPv4 listener. */
         const struct in6_addr *a6 = &((const struct sockaddr_in6 *)peer)->sin6_addr;
@@ -447,9 +451,6 @@ static struct session *session_new(struct gen *g, const struct cfg_listener *lc)
     uv_tcp_init(w->loop, &s->client);
     s->client.data = s;
     s->client_open = 1;
-    uv_timer_init(w->loop, &s->timer);
-    s->timer.data = s;
-    s->timer_open = 1;
     return s;
 }
 
@@ -457,8 +458,8 @@ static void session_begin(struct session *s)
 {
     uv_tcp_nodelay(&s->client, 1);
     int len = sizeof s->peer;
-    if (uv_tcp_getpeername(&s->client, (struct sockaddr *)&s->peer, &len) == 0)
-        s->client_hash = client_hash(&s->peer);
+    if (uv_tcp_getpeername(&s->client, &s->peer.sa, &len) == 0)
+        s->client_hash = client_hash(&s->peer.sa);
     s->state = S_CONNECTING;
     try_connect(s);
 }

@@ -3,7 +3,11 @@
 #ifndef TWLB_SESSION_INT_H
 #define TWLB_SESSION_INT_H
 
+#include <netinet/in.h>
+
 #include "core/proxyproto.h"
+#include "runtime/buffers.h"
+#include "runtime/timers.h"
 #include "runtime/session.h"
 #include "runtime/upconn.h"
 
@@ -12,15 +16,20 @@ enum session_state { S_CONNECTING, S_RETRY, S_PUMPING, S_CLOSING };
 /* One direction of the pump: bytes read from <src> are written to <dst>. */
 struct pump {
     uv_stream_t *src, *dst;
-    char *buf;
-    uv_write_t wreq;
-    uv_shutdown_t sreq;
+    struct wbuf *pend;    /* bytes <dst> could not take at once, being written */
+    uv_shutdown_t *sreq;  /* the FIN passed on, while in flight */
     uint64_t bytes;
     unsigned reading : 1; /* uv_read_start active on src */
-    unsigned writing : 1; /* a uv_write to dst is pending */
     unsigned eof : 1;     /* src sent FIN */
     unsigned shut : 1;    /* uv_shutdown(dst) issued */
     unsigned shut_done : 1;
+};
+
+/* A client address, IPv4 or IPv6, in 28 bytes instead of sockaddr_storage's 128. */
+union peer_addr {
+    struct sockaddr sa;
+    struct sockaddr_in in;
+    struct sockaddr_in6 in6;
 };
 
 struct session {
@@ -33,14 +42,14 @@ struct session {
     enum session_end end;
 
     uv_tcp_t client;
-    uv_timer_t timer;            /* connect timeout, then idle timeout */
+    struct wtimer deadline;      /* connect timeout, then idle timeout (timers.h) */
     struct upconn up;            /* the current (or last) backend connection */
     struct be_link link;         /* on up.be's list while it has a backend */
-    unsigned client_open : 1, timer_open : 1, up_used : 1;
+    unsigned client_open : 1, up_used : 1;
     int pending_closes;
 
     uint64_t client_hash;
-    struct sockaddr_storage peer; /* the client's address (access log, PROXY header) */
+    union peer_addr peer;        /* the client's address (access log, PROXY header) */
     uint64_t start_ms;
     enum { FIN_NONE, FIN_CLIENT, FIN_BACKEND } first_fin; /* session level, for the log */
     int connected;               /* a backend connection was established */
@@ -49,13 +58,9 @@ struct session {
     size_t ntried, tried_cap;
     size_t nfailed;              /* tries that failed (pool "retries" bounds them) */
     unsigned hops;               /* workers that had no port for it before this one */
+    uint32_t pplen;              /* bytes of PROXY header sent to the backend */
 
     struct pump c2b, b2c;
-    char pphdr[PROXYPROTO_MAX];  /* PROXY protocol header toward the backend */
-    size_t pplen;
-    uv_write_t ppreq;
-    size_t bufsize;
-    char *bufs;                  /* 2 * bufsize, kept across reuse of the session */
     uint64_t last_activity;
 };
 

@@ -33,7 +33,7 @@ struct snap_path {
 };
 
 struct snap_worker {
-    uint64_t sessions_active, sessions_total, no_backend_total;
+    uint64_t sessions_active, sessions_total, no_backend_total, buffers_in_use;
 };
 
 struct snapshot {

@@ -21,6 +21,7 @@
 #include "core/health.h"
 #include "core/isn.h"
 #include "core/pathset.h"
+#include "core/timeq.h"
 
 /* Counters of one backend, declared once: X(field, metric name, help).  The admin side
  * renders /metrics and /stats from this list. */
@@ -59,6 +60,7 @@ struct backend_flags {
     int up;                        /* the probes' verdict: written by worker 0 */
     int demoted;                   /* its explicit-ISN reuses were rejected: strict now */
     unsigned rejects_in_row;       /* rejected explicit-ISN reuses in a row, any worker */
+    unsigned active;               /* live connections of every worker (least_conn) */
 };
 
 /* A link in a backend's list of live client connections, so that disabling a backend
@@ -128,6 +130,13 @@ struct gen {
 };
 
 struct session;
+struct wbuf;
+
+/* A connection's deadline on its worker's timer (runtime/timers.h). */
+struct wtimer {
+    struct timeq_item it;
+    void (*fn)(struct wtimer *t);
+};
 
 struct worker {
     uv_loop_t *loop;
@@ -153,6 +162,12 @@ struct worker {
     uint64_t sessions_total;
     uint64_t no_backend_total;     /* client connections closed: no backend/port usable */
     uv_timer_t tick;               /* housekeeping: health changes, port expiry */
+    uv_timer_t timer;              /* the connections' earliest deadline (timers.h) */
+    struct timeq deadlines;
+    char *scratch;                 /* the pump reads here (buffers.h) */
+    size_t scratch_size;
+    struct wbuf *wbufs;            /* write buffers kept for reuse */
+    size_t wbufs_free, wbufs_in_use;
     uv_timer_t deadline;           /* the drain deadline, for every generation */
     int draining;                  /* 1 draining, 2 drained (no session left) */
     void (*on_drained)(struct worker *w);

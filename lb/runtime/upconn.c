@@ -3,6 +3,7 @@
 #include "runtime/upconn.h"
 
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -152,7 +153,7 @@ static void close_failed(struct upconn *u, int status)
 
 static void do_destroy(uv_work_t *w)
 {
-    struct upconn *u = (struct upconn *)((char *)w - offsetof(struct upconn, work));
+    struct upconn *u = w->data;
     struct sockaddr_storage local;
     sockaddr_with_port(&local, inside_of(u), u->pick.port.port);
     u->destroy_result = kdiag_destroy((struct sockaddr *)&local,
@@ -161,7 +162,9 @@ static void do_destroy(uv_work_t *w)
 
 static void after_destroy(uv_work_t *w, int status)
 {
-    struct upconn *u = (struct upconn *)((char *)w - offsetof(struct upconn, work));
+    struct upconn *u = w->data;
+    free(w);
+    u->work = NULL;
     u->work_pending = 0;
     if (u->closing) {
         release(u, PM_CLOSER_NONE);
@@ -177,6 +180,8 @@ static void after_destroy(uv_work_t *w, int status)
 static void on_tcp_connect(uv_connect_t *req, int status)
 {
     struct upconn *u = req->data;
+    free(req);
+    u->creq = NULL;
     if (u->closing)
         return; /* the close path owns it */
     if (is_port_refusal(status)) {
@@ -210,11 +215,16 @@ static int step(struct upconn *u)
     for (;;) {
         const struct cfg_addr *inside = inside_of(u);
         if (needs_destroy(u) && !u->destroyed) {
-            u->work_pending = 1;
-            int r = uv_queue_work(loop_of(u), &u->work, do_destroy, after_destroy);
-            if (r == 0)
-                return 0;
-            u->work_pending = 0;
+            int r = UV_ENOMEM;
+            if ((u->work = malloc(sizeof *u->work))) {
+                u->work->data = u;
+                u->work_pending = 1;
+                if ((r = uv_queue_work(loop_of(u), u->work, do_destroy, after_destroy)) == 0)
+                    return 0;
+                u->work_pending = 0;
+                free(u->work);
+                u->work = NULL;
+            }
             u->destroyed = 1;
             u->destroy_result = r;
         }
@@ -260,11 +270,18 @@ static int step(struct upconn *u)
             uv_close((uv_handle_t *)&u->tcp, on_failed_closed);
             return 0;
         }
-        u->creq.data = u;
         u->syn_real_ns = clock_real_ns();
         u->syn_mono_ns = clock_mono_ns();
-        int r = uv_tcp_connect(&u->creq, &u->tcp, (const struct sockaddr *)&u->be->cfg->addr.ss,
+        int r = UV_ENOMEM;
+        if ((u->creq = malloc(sizeof *u->creq))) {
+            u->creq->data = u;
+            r = uv_tcp_connect(u->creq, &u->tcp, (const struct sockaddr *)&u->be->cfg->addr.ss,
                                on_tcp_connect);
+            if (r < 0) {
+                free(u->creq);
+                u->creq = NULL;
+            }
+        }
         if (r < 0) {
             /* connect() itself failed at once: a refused port, or the route; either way
              * the handle closes first, then the next port or the report follows. */

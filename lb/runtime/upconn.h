@@ -41,8 +41,8 @@ struct upconn {
     enum pm_closer closer;       /* who sent the first FIN: kept by the owner */
     uint64_t bytes_to_backend;   /* payload sent, PROXY header included: by the owner */
     /* private */
-    uv_connect_t creq;
-    uv_work_t work;
+    uv_connect_t *creq;          /* while connecting */
+    uv_work_t *work;             /* while SOCK_DESTROY runs on the thread pool */
     int destroy_result;
     int fail_status;
     unsigned have_port : 1, tcp_open : 1, work_pending : 1, closing : 1, destroyed : 1;

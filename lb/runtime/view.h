@@ -35,6 +35,8 @@ struct view_totals {
                                   worker (view_totals) or one worker's (view_worker) */
     uint64_t sessions_total;
     uint64_t no_backend_total; /* clients closed: no backend or port usable */
+    uint64_t buffers_in_use;   /* write buffers held by connections whose peer is slow
+                                  (an idle connection holds none) */
 };
 void view_totals(const struct view *v, struct view_totals *out);
 

@@ -8,11 +8,13 @@
 
 #include "os/log.h"
 #include "runtime/backend.h"
+#include "runtime/buffers.h"
 #include "runtime/check.h"
 #include "runtime/gen.h"
 #include "runtime/listener.h"
 #include "runtime/session.h"
 #include "runtime/state.h"
+#include "runtime/timers.h"
 
 /* How often the worker looks at every backend: health changes that no connection
  * noticed (an ejection that ended) are logged, expired port entries are dropped. */
@@ -55,6 +57,7 @@ struct worker *worker_new(uv_loop_t *loop, unsigned index, unsigned nworkers,
     uv_timer_init(loop, &w->tick);
     uv_timer_init(loop, &w->deadline);
     w->tick.data = w->deadline.data = w;
+    timers_init(w);
     return w;
 }
 
@@ -164,6 +167,7 @@ void worker_close(struct worker *w)
     if (!uv_is_closing((uv_handle_t *)&w->tick)) {
         uv_close((uv_handle_t *)&w->tick, NULL);
         uv_close((uv_handle_t *)&w->deadline, NULL);
+        timers_close(w);
     }
 }
 
@@ -172,6 +176,7 @@ void worker_free(struct worker *w)
     if (!w)
         return;
     session_free_cache(w);
+    buffers_free_all(w);
     while (w->gens) {
         struct gen *g = w->gens;
         w->gens = g->next;
