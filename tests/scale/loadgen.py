@@ -7,7 +7,7 @@ Opens N long connections first (each reads the peer line, then sends "p\\n" ever
 --ping-ms and expects it echoed within a second), then opens short connections at R per
 second for S seconds (connect, read the peer line and EOF, 2 s timeout each).  Prints one
 JSON object when done: "start" (time.time() of the first short connection), "short": a
-list of [t_offset, node_or_null, error_or_null], "long": a list of
+list of [t_offset, node_or_null, error_or_null, seconds_taken], "long": a list of
 [node, broke_at_offset_or_null, error].  "node" is the inside address the backend saw."""
 import argparse
 import asyncio
@@ -27,14 +27,15 @@ async def one_short(a, out, t0):
         finally:
             w.close()
         line = data.decode(errors="replace").strip()
+        d = round(time.time() - t0 - t, 4)
         if not line:
-            out.append([round(t, 3), None, "empty"])
+            out.append([round(t, 3), None, "empty", d])
         else:
-            out.append([round(t, 3), line, None])
+            out.append([round(t, 3), line, None, d])
     except asyncio.TimeoutError:
-        out.append([round(t, 3), None, "timeout"])
+        out.append([round(t, 3), None, "timeout", round(time.time() - t0 - t, 4)])
     except OSError as e:
-        out.append([round(t, 3), None, type(e).__name__])
+        out.append([round(t, 3), None, type(e).__name__, round(time.time() - t0 - t, 4)])
 
 
 async def one_long(a, rec, ready, stop, t0_box):

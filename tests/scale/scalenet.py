@@ -124,7 +124,7 @@ def finish_loadgen(p, timeout):
 def failures(res, t_from=None, t_to=None):
     """Short connections that failed, [(t_abs, error)], optionally in a time window."""
     out = []
-    for off, node, err in res["short"]:
+    for off, node, err, _ in res["short"]:
         ta = res["start"] + off
         if err and (t_from is None or ta >= t_from) and (t_to is None or ta < t_to):
             out.append((ta, err))
@@ -134,7 +134,7 @@ def failures(res, t_from=None, t_to=None):
 def share(res, t_from=None, t_to=None):
     """Short connections served per node (inside address), in a time window."""
     c = {}
-    for off, node, err in res["short"]:
+    for off, node, err, _ in res["short"]:
         ta = res["start"] + off
         if node and (t_from is None or ta >= t_from) and (t_to is None or ta < t_to):
             c[node] = c.get(node, 0) + 1
