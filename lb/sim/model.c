@@ -548,7 +548,15 @@ int sim_plan_run(const struct sim_params *p, double target, uint32_t max_inside,
     if (sim_run(&q, &r) < 0)
         return -1;
     out->runs++;
-    out->capacity = r.sustainable_rate;
+    /* a run shorter than two TIME_WAIT periods never reaches the steady state: what it
+     * holds is what it accepted at once over the whole run */
+    uint32_t max_tw = 0;
+    for (uint32_t i = 0; i < p->n_backends; i++) {
+        uint32_t tw = p->backends ? p->backends[i].stack.tw_seconds : p->stack.tw_seconds;
+        max_tw = tw > max_tw ? tw : max_tw;
+    }
+    out->capacity = p->duration_s >= 2 * max_tw ? r.sustainable_rate
+                                                : (double)r.accepted / p->duration_s;
     out->capacity_is_lower_bound = r.failed == 0 && r.stalled == 0;
     free(r.per_second);
     out->headroom = out->capacity / target - 1;
