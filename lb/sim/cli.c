@@ -16,7 +16,8 @@
 #include "sim/svg.h"
 
 static const char usage_text[] =
-    "usage: twlb simulate -c FILE --rate R --duration SECONDS [--pool NAME]\n"
+    "usage: twlb simulate -c FILE (--rate R --duration SECONDS | --target-rate R)\n"
+    "         [--pool NAME] [--nodes N] [--inside N] [--max-inside N]\n"
     "         [--profile linux|freebsd|windows|strict|custom:RULE:SECONDS]\n"
     "         [--policy twlb-explicit|twlb-kernel|twlb-off|naive]\n"
     "         [--hold-ms N] [--upload-bytes N] [--closer backend|proxy]\n"
@@ -31,8 +32,8 @@ static int usage(void)
 /* What the command line asked for, before the config is read. */
 struct cli_args {
     const char *cfgpath, *pool, *profile, *policy, *csv, *svg;
-    double rate;
-    uint64_t duration, hold_ms, upload_bytes;
+    double rate, target;
+    uint64_t duration, hold_ms, upload_bytes, nodes, inside, max_inside;
     int closer_backend, json;
 };
 
@@ -65,7 +66,8 @@ static int parse_number(const char *s, double *out)
 }
 
 enum { OPT_RATE = 256, OPT_DURATION, OPT_POOL, OPT_PROFILE, OPT_POLICY, OPT_HOLD_MS,
-       OPT_UPLOAD_BYTES, OPT_CLOSER, OPT_CSV, OPT_SVG, OPT_JSON };
+       OPT_UPLOAD_BYTES, OPT_CLOSER, OPT_CSV, OPT_SVG, OPT_JSON, OPT_NODES, OPT_INSIDE,
+       OPT_TARGET, OPT_MAX_INSIDE };
 
 static const struct option options[] = {
     {"rate", required_argument, NULL, OPT_RATE},
@@ -79,6 +81,10 @@ static const struct option options[] = {
     {"csv", required_argument, NULL, OPT_CSV},
     {"svg", required_argument, NULL, OPT_SVG},
     {"json", no_argument, NULL, OPT_JSON},
+    {"nodes", required_argument, NULL, OPT_NODES},
+    {"inside", required_argument, NULL, OPT_INSIDE},
+    {"target-rate", required_argument, NULL, OPT_TARGET},
+    {"max-inside", required_argument, NULL, OPT_MAX_INSIDE},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -86,7 +92,8 @@ static const struct option options[] = {
 /* Fill <a> from argv.  Returns -1 to go on, or the exit status (--help, bad usage). */
 static int parse_args(int argc, char **argv, struct cli_args *a)
 {
-    *a = (struct cli_args){.hold_ms = 10, .upload_bytes = 100, .closer_backend = 1};
+    *a = (struct cli_args){.hold_ms = 10, .upload_bytes = 100, .closer_backend = 1,
+                           .nodes = 1, .max_inside = 64};
     opterr = 0; /* our own messages, naming "twlb simulate" */
     int c, li = -1;
     while ((c = getopt_long(argc, argv, ":c:h", options, &li)) != -1) {
@@ -106,6 +113,17 @@ static int parse_args(int argc, char **argv, struct cli_args *a)
         case OPT_JSON: a->json = 1; break;
         case OPT_RATE:
             bad = parse_number(optarg, &a->rate);
+            break;
+        case OPT_TARGET:
+            bad = parse_number(optarg, &a->target) || !(a->target > 0);
+            break;
+        case OPT_NODES:
+        case OPT_INSIDE:
+        case OPT_MAX_INSIDE:
+            min = 1;
+            max = c == OPT_NODES ? 64 : 256;
+            bad = parse_count(optarg, min, max, c == OPT_NODES ? &a->nodes
+                                                : c == OPT_INSIDE ? &a->inside : &a->max_inside);
             break;
         case OPT_DURATION:
             min = 1;
@@ -138,7 +156,7 @@ static int parse_args(int argc, char **argv, struct cli_args *a)
                 fprintf(stderr, "twlb simulate: unknown option %s\n", argv[optind - 1]);
             return usage();
         }
-        if (bad && c == OPT_RATE) {
+        if (bad && (c == OPT_RATE || c == OPT_TARGET)) {
             fprintf(stderr, "twlb simulate: bad --%s %s: want a number\n", flag, optarg);
             return 2;
         }
@@ -153,17 +171,24 @@ static int parse_args(int argc, char **argv, struct cli_args *a)
         fprintf(stderr, "twlb simulate: unexpected argument %s\n", argv[optind]);
         return usage();
     }
-    if (!a->cfgpath || a->rate <= 0 || a->duration == 0 || a->duration > 86400) {
-        fprintf(stderr, "twlb simulate: -c, --rate > 0 and --duration 1..86400 are needed\n");
+    if (a->target > 0 && (a->rate > 0 || a->csv || a->svg || a->inside)) {
+        fprintf(stderr, "twlb simulate: --target-rate plans: no --rate, --inside, --csv or --svg\n");
+        return usage();
+    }
+    if (!a->cfgpath || (a->target <= 0 && (a->rate <= 0 || a->duration == 0))) {
+        fprintf(stderr, "twlb simulate: -c, and --rate > 0 with --duration 1..86400, or "
+                        "--target-rate > 0, are needed\n");
         return usage();
     }
     return -1;
 }
 
-/* The model's parameters: the pool from <cfg>, the rest from <a>.  Returns -1 to go on,
- * or the exit status. */
+/* The model's parameters: the pool from <cfg> (every backend with its own weight and
+ * TIME_WAIT rule, the pool's balance algorithm and inside addresses), the rest from <a>.
+ * <be> receives the backends (the caller frees it; the names point into <cfg>).  Returns
+ * -1 to go on, or the exit status. */
 static int make_params(const struct cli_args *a, const struct config *cfg,
-                       struct sim_params *p)
+                       struct sim_params *p, struct sim_backend **be)
 {
     const struct cfg_pool *pc = &cfg->pools[0];
     for (size_t i = 0; a->pool && i < cfg->n_pools; i++)
@@ -177,6 +202,9 @@ static int make_params(const struct cli_args *a, const struct config *cfg,
         .rate = a->rate,
         .duration_s = (uint32_t)a->duration,
         .n_backends = (uint32_t)pc->n_backends,
+        .balance = pc->balance,
+        .n_nodes = (uint32_t)a->nodes,
+        .n_inside = (uint32_t)(a->inside ? a->inside : pc->n_inside),
         .port_lo = pc->port_lo,
         .port_hi = pc->port_hi,
         .hold_ms = (uint32_t)a->hold_ms,
@@ -184,15 +212,31 @@ static int make_params(const struct cli_args *a, const struct config *cfg,
         .closer_backend = a->closer_backend,
         .connect_timeout_ms = pc->connect_timeout_ms,
     };
-    if (a->profile) {
-        if (sim_stack_parse(a->profile, &p->stack) < 0) {
-            fprintf(stderr, "twlb simulate: bad --profile %s\n", a->profile);
-            return 2;
-        }
-    } else { /* the first backend's configured rule, conservatively without RST relief */
-        p->stack = (struct sim_stack){"config", pc->backends[0].time_wait.rule,
-                                      pc->backends[0].time_wait.seconds, 0};
+    if (a->profile && sim_stack_parse(a->profile, &p->stack) < 0) {
+        fprintf(stderr, "twlb simulate: bad --profile %s\n", a->profile);
+        return 2;
     }
+    if (!(*be = calloc(pc->n_backends, sizeof **be))) {
+        fprintf(stderr, "twlb simulate: out of memory\n");
+        return 1;
+    }
+    uint32_t max_tw = 0;
+    for (size_t i = 0; i < pc->n_backends; i++) {
+        const struct cfg_backend *cb = &pc->backends[i];
+        /* --profile: every backend that stack; else each its configured rule,
+         * conservatively without RST relief */
+        struct sim_stack st = a->profile ? p->stack
+                              : (struct sim_stack){"config", cb->time_wait.rule,
+                                                   cb->time_wait.seconds, 0};
+        (*be)[i] = (struct sim_backend){cb->name, cb->weight ? cb->weight : 1, st};
+        if (st.tw_seconds > max_tw)
+            max_tw = st.tw_seconds;
+    }
+    p->backends = *be;
+    if (!a->profile)
+        p->stack = (*be)[0].stack; /* what the summary names when all are alike */
+    if (a->target > 0 && !a->duration) /* two TIME_WAIT periods reach the steady state */
+        p->duration_s = 2 * max_tw + 10 > 86400 ? 86400 : 2 * max_tw + 10;
     enum isn_mode m = cfg->reuse.isn;
     p->policy = m == ISN_KERNEL ? SIM_KERNEL : m == ISN_OFF ? SIM_OFF : SIM_EXPLICIT;
     if (a->policy && sim_policy_parse(a->policy, &p->policy) < 0) {
@@ -246,18 +290,24 @@ static void print_summary(const struct sim_params *p, const struct sim_result *r
     if (json) {
         printf("{\"policy\": \"%s\", \"profile\": \"%s\", \"rule\": \"%s\", \"time_wait_s\": %u, "
                "\"rate\": %.1f, \"duration_s\": %u, \"backends\": %u, \"ports\": %u, "
+               "\"nodes\": %u, \"inside\": %u, \"balance\": \"%s\", "
                "\"attempted\": %llu, \"accepted\": %llu, \"stalled\": %llu, \"failed\": %llu, "
                "\"sustainable_rate\": %.2f}\n",
                sim_policy_name(p->policy), p->stack.name, twrule_kind_name(p->stack.rule),
                p->stack.tw_seconds, p->rate, p->duration_s, p->n_backends, ports,
+               p->n_nodes, p->n_inside, balance_algo_name(p->balance),
                (unsigned long long)r->attempted, (unsigned long long)r->accepted,
                (unsigned long long)r->stalled, (unsigned long long)r->failed,
                r->sustainable_rate);
         return;
     }
-    printf("policy %s, %s stack (%s rule, %u s TIME_WAIT), %u backend(s), %u source ports\n",
-           sim_policy_name(p->policy), p->stack.name, twrule_kind_name(p->stack.rule),
-           p->stack.tw_seconds, p->n_backends, ports);
+    printf("policy %s, %u node(s) x %u inside address(es) x %u backend(s) (%s), "
+           "%u source ports each\n", sim_policy_name(p->policy), p->n_nodes, p->n_inside,
+           p->n_backends, balance_algo_name(p->balance), ports);
+    for (uint32_t i = 0; i < p->n_backends; i++)
+        printf("  backend %s weight %u: %s stack, %s rule, %u s TIME_WAIT\n",
+               p->backends[i].name, p->backends[i].weight, p->backends[i].stack.name,
+               twrule_kind_name(p->backends[i].stack.rule), p->backends[i].stack.tw_seconds);
     printf("offered %.0f connections per second for %u s\n", p->rate, p->duration_s);
     printf("attempted %llu  accepted at once %llu  stalled %llu  failed %llu\n",
            (unsigned long long)r->attempted, (unsigned long long)r->accepted,
@@ -265,6 +315,9 @@ static void print_summary(const struct sim_params *p, const struct sim_result *r
     printf("sustainable rate %.1f connections per second%s\n", r->sustainable_rate,
            r->sustainable_rate + 0.5 >= p->rate ? " (holds the offered rate)" : "");
 }
+
+static int plan(const struct cli_args *a, const struct sim_params *p);
+static int run_once(const struct cli_args *a, const struct sim_params *p);
 
 int simulate_main(int argc, char **argv)
 {
@@ -281,10 +334,54 @@ int simulate_main(int argc, char **argv)
         return 1;
     }
     struct sim_params p;
-    rc = make_params(&a, cfg, &p);
+    struct sim_backend *be = NULL;
+    rc = make_params(&a, cfg, &p, &be);
+    if (rc < 0)
+        rc = a.target > 0 ? plan(&a, &p) : run_once(&a, &p);
+    free(be);
     config_free(cfg);
-    if (rc >= 0)
-        return rc;
+    return rc;
+}
+
+/* --target-rate: the smallest number of inside addresses per node that holds it. */
+static int plan(const struct cli_args *a, const struct sim_params *p)
+{
+    struct sim_plan pl;
+    if (sim_plan_run(p, a->target, (uint32_t)a->max_inside, &pl) < 0) {
+        fprintf(stderr, "twlb simulate: out of memory or bad parameters\n");
+        return 1;
+    }
+    if (a->json) {
+        printf("{\"target_rate\": %.1f, \"found\": %s, \"nodes\": %u, \"inside_per_node\": %u, "
+               "\"inside_total\": %u, \"capacity\": %.2f, \"capacity_is_lower_bound\": %s, "
+               "\"headroom\": %.4f, \"policy\": \"%s\", \"balance\": \"%s\", "
+               "\"duration_s\": %u, \"runs\": %u}\n",
+               a->target, pl.found ? "true" : "false", pl.nodes, pl.inside_per_node,
+               pl.nodes * pl.inside_per_node, pl.capacity,
+               pl.capacity_is_lower_bound ? "true" : "false", pl.headroom,
+               sim_policy_name(p->policy), balance_algo_name(p->balance), p->duration_s, pl.runs);
+        return pl.found ? 0 : 3;
+    }
+    printf("target %.0f connections per second, policy %s, %u node(s), %s over %u backend(s)\n",
+           a->target, sim_policy_name(p->policy), pl.nodes, balance_algo_name(p->balance),
+           p->n_backends);
+    if (!pl.found) {
+        printf("not held with zero refusals and zero stalls even by %llu inside addresses "
+               "per node\n", (unsigned long long)a->max_inside);
+        return 3;
+    }
+    printf("needs %u inside address(es) per node (%u in all)\n", pl.inside_per_node,
+           pl.nodes * pl.inside_per_node);
+    printf("that holds %s%.0f connections per second: headroom %s%.0f %%\n",
+           pl.capacity_is_lower_bound ? "at least " : "", pl.capacity,
+           pl.capacity_is_lower_bound ? "at least " : "", pl.headroom * 100);
+    return 0;
+}
+
+static int run_once(const struct cli_args *a0, const struct sim_params *p0)
+{
+    const struct cli_args a = *a0;
+    const struct sim_params p = *p0;
     FILE *cf = NULL, *sf = NULL;
     if ((a.csv && !(cf = open_out(a.csv))) || (a.svg && !(sf = open_out(a.svg)))) {
         if (cf)

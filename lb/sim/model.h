@@ -15,6 +15,7 @@
 
 #include <stdint.h>
 
+#include "core/balance.h"
 #include "core/twrule.h"
 
 /* How a modelled backend stack treats a SYN that hits its TIME_WAIT. */
@@ -40,13 +41,30 @@ const char *sim_policy_name(enum sim_policy p);
 /* The inverse of sim_policy_name().  Returns 0 and sets *out, or -1 if unknown. */
 int sim_policy_parse(const char *s, enum sim_policy *out);
 
+/* One backend of the pool: its name and weight (for the balancer) and its own stack. */
+struct sim_backend {
+    const char *name;
+    uint32_t weight;           /* >= 1 */
+    struct sim_stack stack;
+};
+
+/* The fleet: n_nodes twlb nodes share the offered connections evenly (ECMP or DNS spread
+ * them; each node sees rate / n_nodes); each node has n_inside inside addresses of its
+ * own (no 4-tuple is shared between nodes) and balances over the same backends with
+ * <balance>.  Ports toward a backend: one port map per (node, inside address), used in
+ * rotation, exactly as the proxy's path sets (core/pathset.h). */
 struct sim_params {
-    double rate;               /* offered connections per second */
+    double rate;               /* offered connections per second, over all nodes */
     uint32_t duration_s;       /* virtual seconds */
     enum sim_policy policy;
-    uint32_t n_backends;       /* >= 1, balanced round robin */
-    struct sim_stack stack;    /* every backend's stack */
-    uint16_t port_lo, port_hi; /* source ports of the one inside address */
+    uint32_t n_backends;       /* >= 1 */
+    const struct sim_backend *backends; /* n_backends entries; NULL: every backend has
+                                           <stack> and weight 1 */
+    struct sim_stack stack;    /* every backend's stack when <backends> is NULL */
+    enum balance_algo balance; /* 0: round robin */
+    uint32_t n_nodes;          /* 0 means 1 */
+    uint32_t n_inside;         /* inside addresses per node; 0 means 1 */
+    uint16_t port_lo, port_hi; /* source ports of each inside address */
     uint32_t hold_ms;          /* connection lifetime */
     uint64_t upload_bytes;     /* client bytes per connection */
     int closer_backend;        /* 1: the backend sends the first FIN */
@@ -62,6 +80,7 @@ struct sim_second {
 
 struct sim_result {
     uint64_t attempted, accepted, stalled, failed;
+    uint64_t max_node_accepted, min_node_accepted; /* the busiest and idlest node */
     double sustainable_rate;   /* accepted at once per second over the last TIME_WAIT
                                   period (or the second half of the run if shorter) */
     struct sim_second *per_second; /* duration_s entries, second 1 first (caller frees) */
@@ -71,5 +90,21 @@ struct sim_result {
  * backend, port_lo 0 or above port_hi) or out of memory; on -1 *out holds nothing to
  * free. */
 int sim_run(const struct sim_params *p, struct sim_result *out);
+
+/* The planning question: how many inside addresses per node does <target> connections
+ * per second need, with zero failures and zero stalls, for the fleet in <p> (p->rate and
+ * p->n_inside are ignored; p->duration_s should cover two TIME_WAIT periods)? */
+struct sim_plan {
+    int found;                 /* 0: not even max_inside addresses hold it */
+    uint32_t inside_per_node;  /* the smallest that holds the target */
+    uint32_t nodes;            /* p->n_nodes (at least 1) */
+    double capacity;           /* connections per second that configuration holds */
+    int capacity_is_lower_bound; /* 1: it held everything offered (ports are no bound) */
+    double headroom;           /* capacity / target - 1 */
+    uint32_t runs;             /* simulations it took */
+};
+/* Returns 0 with <out> filled, or -1 on bad parameters or out of memory. */
+int sim_plan_run(const struct sim_params *p, double target, uint32_t max_inside,
+                 struct sim_plan *out);
 
 #endif

@@ -8,6 +8,7 @@
 
 #include <stdlib.h>
 
+#include "core/portmap.h"
 #include "sim/model.h"
 
 static struct sim_params base(const char *profile, enum sim_policy pol, double rate,
@@ -112,6 +113,102 @@ static void test_policy_names(void **state)
     assert_string_equal(sim_policy_name(SIM_NAIVE), "naive");
 }
 
+/* Ports scale with inside addresses and nodes: twice the paths, twice the port bound. */
+static void test_inside_addresses_and_nodes_add_ports(void **state)
+{
+    struct sim_params p = base("strict", SIM_EXPLICIT, 2000, 600);
+    struct sim_result one, two, fleet;
+    assert_int_equal(sim_run(&p, &one), 0);
+    p.n_inside = 2;
+    assert_int_equal(sim_run(&p, &two), 0);
+    p.n_inside = 1;
+    p.n_nodes = 2;
+    assert_int_equal(sim_run(&p, &fleet), 0);
+    double want = 64511.0 / 240.0;
+    assert_true(two.sustainable_rate > 2 * want * 0.99 && two.sustainable_rate < 2 * want * 1.01);
+    assert_true(fleet.sustainable_rate > 2 * want * 0.99 && fleet.sustainable_rate < 2 * want * 1.01);
+    assert_true(one.sustainable_rate < want * 1.01);
+    /* two nodes share the load evenly */
+    assert_true(fleet.max_node_accepted - fleet.min_node_accepted <= fleet.max_node_accepted / 100);
+    free(one.per_second);
+    free(two.per_second);
+    free(fleet.per_second);
+}
+
+/* Each backend keeps its own rule: a strict backend next to a bsd one runs out of ports
+ * alone, and the balancer sends its share to the other, so nothing is refused. */
+static void test_each_backend_its_own_rule(void **state)
+{
+    struct sim_backend be[2] = {{"bsd", 1, {0}}, {"strict", 1, {0}}};
+    assert_int_equal(sim_stack_parse("freebsd", &be[0].stack), 0);
+    assert_int_equal(sim_stack_parse("strict", &be[1].stack), 0);
+    struct sim_params p = base("freebsd", SIM_EXPLICIT, 1000, 600);
+    p.port_lo = 30000;
+    p.port_hi = 30999; /* 1,000 ports: the strict one holds 4.2 per second */
+    p.n_backends = 2;
+    p.backends = be;
+    struct sim_result r;
+    assert_int_equal(sim_run(&p, &r), 0);
+    assert_int_equal(r.failed + r.stalled, 0);
+    /* at the end the strict backend's ports are all in its TIME_WAIT or busy, the bsd
+     * one's mostly reused: more than 1,000 ports are held in backend TIME_WAIT */
+    assert_true(r.per_second[599].ports[PM_REMOTE_TW] > 1000);
+    free(r.per_second);
+    /* the same pool with every backend strict refuses most connections */
+    be[0].stack = be[1].stack;
+    assert_int_equal(sim_run(&p, &r), 0);
+    assert_true(r.failed > r.accepted);
+    free(r.per_second);
+}
+
+/* Every balance algorithm runs through the core's balancer and spreads the load. */
+static void test_every_balance_algorithm(void **state)
+{
+    struct sim_backend be[3] = {{"a", 1, {0}}, {"b", 2, {0}}, {"c", 1, {0}}};
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(sim_stack_parse("custom:strict:60", &be[i].stack), 0);
+    for (enum balance_algo a = BAL_ROUND_ROBIN; a <= BAL_MAGLEV; a++) {
+        struct sim_params p = base("strict", SIM_EXPLICIT, 300, 130);
+        p.port_lo = 30000;
+        p.port_hi = 30999; /* 1,000 ports per backend: 16.7 per second each when strict */
+        p.n_backends = 3;
+        p.backends = be;
+        p.balance = a;
+        struct sim_result r;
+        assert_int_equal(sim_run(&p, &r), 0);
+        /* three strict backends: 3 x 1000 / 60 = 50 per second in steady state, whatever
+         * the algorithm, because exhausted backends are skipped */
+        assert_true(r.sustainable_rate > 48 && r.sustainable_rate < 52);
+        free(r.per_second);
+    }
+}
+
+/* The planner: the seed's strict backend at 1,000 per second needs 4 inside addresses
+ * (4 x 268.8 = 1,075), 2 per node on 3 nodes, one with the sequence rule. */
+static void test_plan_answers_the_seed(void **state)
+{
+    struct sim_params p = base("strict", SIM_EXPLICIT, 1, 490);
+    struct sim_plan pl;
+    assert_int_equal(sim_plan_run(&p, 1000, 64, &pl), 0);
+    assert_true(pl.found);
+    assert_int_equal(pl.inside_per_node, 4);
+    assert_true(pl.capacity > 1075 * 0.99 && pl.capacity < 1075 * 1.01);
+    assert_false(pl.capacity_is_lower_bound);
+    assert_true(pl.headroom > 0.06 && pl.headroom < 0.09);
+    p.n_nodes = 3;
+    assert_int_equal(sim_plan_run(&p, 1000, 64, &pl), 0);
+    assert_int_equal(pl.inside_per_node, 2);
+    p.n_nodes = 1;
+    assert_int_equal(sim_stack_parse("freebsd", &p.stack), 0);
+    assert_int_equal(sim_plan_run(&p, 2000, 64, &pl), 0);
+    assert_int_equal(pl.inside_per_node, 1);
+    assert_true(pl.capacity_is_lower_bound);
+    /* not held: too few addresses allowed */
+    assert_int_equal(sim_stack_parse("strict", &p.stack), 0);
+    assert_int_equal(sim_plan_run(&p, 1000, 3, &pl), 0);
+    assert_false(pl.found);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -121,6 +218,10 @@ int main(void)
         cmocka_unit_test(test_off_policy_is_the_port_bound),
         cmocka_unit_test(test_profiles),
         cmocka_unit_test(test_policy_names),
+        cmocka_unit_test(test_inside_addresses_and_nodes_add_ports),
+        cmocka_unit_test(test_each_backend_its_own_rule),
+        cmocka_unit_test(test_every_balance_algorithm),
+        cmocka_unit_test(test_plan_answers_the_seed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
