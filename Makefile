@@ -41,7 +41,8 @@ OS_OBJS      := $(call objs,lb/os)
 CONFIG_OBJS  := $(call objs,lb/config)
 SIM_OBJS     := $(call objs,lb/sim)
 RUNTIME_OBJS := $(call objs,lb/runtime)
-ADMIN_OBJS   := $(call objs,lb/admin)
+# + the dashboard page, lb/admin/dashboard.html, as a C array generated at build time
+ADMIN_OBJS   := $(call objs,lb/admin) $(BUILD)/gen/dashboard_html.o
 CORE_LIB     := $(BUILD)/libtwlbcore.a
 # Everything but main.o and the core, in link order (a layer before what it uses).
 UPPER_OBJS   := $(ADMIN_OBJS) $(RUNTIME_OBJS) $(SIM_OBJS) $(CONFIG_OBJS) $(OS_OBJS)
@@ -61,8 +62,8 @@ UNIT_LINK_test_simulate := $(BUILD)/lb/sim/model.o
 UNIT_LIBS_test_simulate := -lm
 
 DEB_PKGS := gcc make libc6-dev pkg-config libuv1-dev libjansson-dev libcmocka-dev \
-            python3 iproute2 procps curl python3-prometheus-client \
-            bird2 keepalived
+            python3 iproute2 procps curl python3-prometheus-client xxd \
+            chromium chromium-driver python3-selenium bird2 keepalived
 
 STRESS_SRCS := $(wildcard tests/stress/*.c)
 STRESS_OBJS := $(STRESS_SRCS:%.c=$(BUILD)/%.o)
@@ -82,6 +83,18 @@ deps:
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+# The dashboard page as a NUL-terminated array (admin/dashboard.h declares it).
+$(BUILD)/gen/dashboard_html.c: lb/admin/dashboard.html
+	@mkdir -p $(dir $@)
+	{ echo '/* generated from lb/admin/dashboard.html by the Makefile: do not edit */'; \
+	  echo '#include "admin/dashboard.h"'; \
+	  echo 'const char dashboard_html[] = {'; xxd -i < $<; echo ', 0};'; \
+	  echo 'const size_t dashboard_html_len = sizeof dashboard_html - 1;'; } > $@.tmp
+	mv $@.tmp $@
+
+$(BUILD)/gen/dashboard_html.o: $(BUILD)/gen/dashboard_html.c
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 $(CORE_LIB): $(CORE_OBJS)

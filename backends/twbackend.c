@@ -20,7 +20,9 @@
  * One libuv loop; one fixed buffer per connection; reads stop while a write is pending,
  * so memory per connection is bounded whatever the client does. */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
+#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -394,112 +396,182 @@ static void on_signal(uv_signal_t *h, int signum)
         stop_all();
 }
 
+/* A whole decimal number in min..max and nothing else (no sign, no space). */
+static int parse_count(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+    char *end;
+    if (!isdigit((unsigned char)*s))
+        return -1;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* IPv4:PORT or [IPv6]:PORT; port 0 asks the kernel for one. */
 static int parse_addr(const char *s, struct sockaddr_storage *ss)
 {
     char host[128];
-    const char *port;
+    uint64_t port;
     if (s[0] == '[') {
         const char *rb = strchr(s, ']');
-        if (!rb || rb[1] != ':' || (size_t)(rb - s - 1) >= sizeof host)
+        if (!rb || rb[1] != ':' || (size_t)(rb - s - 1) >= sizeof host ||
+            parse_count(rb + 2, 0, 65535, &port) < 0)
             return -1;
         memcpy(host, s + 1, (size_t)(rb - s - 1));
         host[rb - s - 1] = 0;
-        port = rb + 2;
-        return uv_ip6_addr(host, atoi(port), (struct sockaddr_in6 *)ss);
+        return uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)ss);
     }
     const char *colon = strrchr(s, ':');
-    if (!colon || (size_t)(colon - s) >= sizeof host)
+    if (!colon || (size_t)(colon - s) >= sizeof host || parse_count(colon + 1, 0, 65535, &port) < 0)
         return -1;
     memcpy(host, s, (size_t)(colon - s));
     host[colon - s] = 0;
-    return uv_ip4_addr(host, atoi(colon + 1), (struct sockaddr_in *)ss);
+    return uv_ip4_addr(host, (int)port, (struct sockaddr_in *)ss);
 }
 
-static void usage(void)
+static const char usage_text[] =
+    "usage: twbackend --listen ADDR:PORT [--listen ...] --name NAME --mode MODE [options]\n"
+    "  modes: echo | close-first [--reply-bytes N] [--reply-delay-ms D] |\n"
+    "         bulk (--send-bytes N | --sink) | name | hold | blackhole\n"
+    "  --listen ADDR:PORT   IPv4:PORT or [IPv6]:PORT (port 0: any), up to 16\n"
+    "  --name NAME          what \"name\" mode answers, and the name in the logs\n"
+    "  --reply-bytes N      close-first: reply size (default 64)\n"
+    "  --reply-delay-ms D   close-first: wait D ms before replying\n"
+    "  --send-bytes N       bulk: send N bytes then close;  --sink: read and discard\n"
+    "  --backlog N          listen backlog (default 1024)\n"
+    "  --max-conns N        stop accepting after N connections (0: no limit)\n"
+    "  --proxy-protocol     expect a PROXY v1/v2 header first\n"
+    "  -v, --verbose        log every connection;  --quiet: do not\n"
+    "  -h, --help           this text\n"
+    "prints \"twbackend NAME listening on ADDR:PORT[,...]\" once listening; SIGUSR1 prints\n"
+    "the counters, SIGTERM/SIGINT stop.\n"
+    "exit status: 0 stopped by a signal (or --help), 1 cannot listen, 2 bad command line\n";
+
+static int usage_error(void)
 {
-    fprintf(stderr,
-            "usage: twbackend --listen ADDR:PORT [--listen ...] --name NAME --mode MODE\n"
-            "  modes: echo | close-first [--reply-bytes N] [--reply-delay-ms D] |\n"
-            "         bulk (--send-bytes N | --sink) | name | hold | blackhole\n"
-            "  options: --backlog N  --max-conns N  --proxy-protocol  -v\n");
-    exit(2);
+    fputs(usage_text, stderr);
+    return 2;
+}
+
+enum { OPT_LISTEN = 256, OPT_NAME, OPT_MODE, OPT_REPLY_BYTES, OPT_REPLY_DELAY_MS,
+       OPT_SEND_BYTES, OPT_SINK, OPT_BACKLOG, OPT_MAX_CONNS, OPT_PROXY_PROTOCOL, OPT_QUIET };
+
+static const struct option options[] = {
+    {"listen", required_argument, NULL, OPT_LISTEN},
+    {"name", required_argument, NULL, OPT_NAME},
+    {"mode", required_argument, NULL, OPT_MODE},
+    {"reply-bytes", required_argument, NULL, OPT_REPLY_BYTES},
+    {"reply-delay-ms", required_argument, NULL, OPT_REPLY_DELAY_MS},
+    {"send-bytes", required_argument, NULL, OPT_SEND_BYTES},
+    {"sink", no_argument, NULL, OPT_SINK},
+    {"backlog", required_argument, NULL, OPT_BACKLOG},
+    {"max-conns", required_argument, NULL, OPT_MAX_CONNS},
+    {"proxy-protocol", no_argument, NULL, OPT_PROXY_PROTOCOL},
+    {"verbose", no_argument, NULL, 'v'},
+    {"quiet", no_argument, NULL, OPT_QUIET},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+static const struct { const char *name; enum mode mode; } modes[] = {
+    {"echo", M_ECHO}, {"close-first", M_CLOSE_FIRST}, {"bulk", M_BULK},
+    {"name", M_NAME}, {"hold", M_HOLD}, {"blackhole", M_BLACKHOLE},
+};
+
+/* Fill opt, <addrs> and <naddrs> from argv.  Returns -1 to go on, or the exit status. */
+static int parse_args(int argc, char **argv, const char **addrs, int *naddrs)
+{
+    const char *mode = NULL;
+    int c, li = -1;
+    opterr = 0; /* our own messages, naming the option */
+    while ((c = getopt_long(argc, argv, ":hv", options, &li)) != -1) {
+        const char *flag = li >= 0 ? options[li].name : NULL;
+        uint64_t n = 0, min = 0, max = UINT64_MAX;
+        int bad = 0;
+        switch (c) {
+        case 'h':
+            fputs(usage_text, stdout);
+            return 0;
+        case 'v': opt.verbose = 1; break;
+        case OPT_QUIET: opt.verbose = 0; break;
+        case OPT_SINK: opt.sink = 1; break;
+        case OPT_PROXY_PROTOCOL: opt.proxy_protocol = 1; break;
+        case OPT_NAME: opt.name = optarg; break;
+        case OPT_MODE: mode = optarg; break;
+        case OPT_LISTEN:
+            if (*naddrs == MAX_LISTEN) {
+                fprintf(stderr, "twbackend: at most %d --listen\n", MAX_LISTEN);
+                return 2;
+            }
+            addrs[(*naddrs)++] = optarg;
+            break;
+        case OPT_REPLY_BYTES:
+            max = SIZE_MAX;
+            bad = parse_count(optarg, min, max, &n);
+            opt.reply_bytes = (size_t)n;
+            break;
+        case OPT_REPLY_DELAY_MS:
+            max = 3600000;
+            bad = parse_count(optarg, min, max, &n);
+            opt.reply_delay_ms = (unsigned)n;
+            break;
+        case OPT_SEND_BYTES: bad = parse_count(optarg, min, max, &opt.send_bytes); break;
+        case OPT_MAX_CONNS: bad = parse_count(optarg, min, max, &opt.max_conns); break;
+        case OPT_BACKLOG:
+            min = 0;
+            max = 65535;
+            bad = parse_count(optarg, min, max, &n);
+            opt.backlog = (int)n;
+            break;
+        case ':':
+            fprintf(stderr, "twbackend: %s needs a value\n", argv[optind - 1]);
+            return usage_error();
+        default:
+            if (optopt >= 256 || optopt == 'h' || optopt == 'v') /* --sink=x */
+                fprintf(stderr, "twbackend: %s takes no value\n", argv[optind - 1]);
+            else if (optopt)
+                fprintf(stderr, "twbackend: unknown option -%c\n", optopt);
+            else
+                fprintf(stderr, "twbackend: unknown option %s\n", argv[optind - 1]);
+            return usage_error();
+        }
+        if (bad) {
+            fprintf(stderr, "twbackend: bad --%s %s: want a whole number %llu..%llu\n", flag,
+                    optarg, (unsigned long long)min, (unsigned long long)max);
+            return 2;
+        }
+        li = -1;
+    }
+    if (optind < argc) {
+        fprintf(stderr, "twbackend: unexpected argument %s\n", argv[optind]);
+        return usage_error();
+    }
+    if (!*naddrs || !opt.name || !mode) {
+        fprintf(stderr, "twbackend: --listen, --name and --mode are needed\n");
+        return usage_error();
+    }
+    size_t i = 0;
+    while (i < sizeof modes / sizeof modes[0] && strcmp(modes[i].name, mode))
+        i++;
+    if (i == sizeof modes / sizeof modes[0]) {
+        fprintf(stderr, "twbackend: bad --mode %s: want echo, close-first, bulk, name, hold "
+                        "or blackhole\n", mode);
+        return 2;
+    }
+    opt.mode = modes[i].mode;
+    return -1;
 }
 
 int main(int argc, char **argv)
 {
     const char *addrs[MAX_LISTEN];
     int naddrs = 0;
-    const char *mode = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-#define NEEDV()                                                                          \
-    do {                                                                                 \
-        if (!v) {                                                                        \
-            fprintf(stderr, "twbackend: %s needs a value\n", a);                         \
-            usage();                                                                     \
-        }                                                                                \
-        i++;                                                                             \
-    } while (0)
-        if (!strcmp(a, "--listen")) {
-            NEEDV();
-            if (naddrs == MAX_LISTEN) {
-                fprintf(stderr, "twbackend: at most %d --listen\n", MAX_LISTEN);
-                return 2;
-            }
-            addrs[naddrs++] = v;
-        } else if (!strcmp(a, "--name")) {
-            NEEDV();
-            opt.name = v;
-        } else if (!strcmp(a, "--mode")) {
-            NEEDV();
-            mode = v;
-        } else if (!strcmp(a, "--reply-bytes")) {
-            NEEDV();
-            opt.reply_bytes = strtoull(v, NULL, 10);
-        } else if (!strcmp(a, "--reply-delay-ms")) {
-            NEEDV();
-            opt.reply_delay_ms = (unsigned)strtoul(v, NULL, 10);
-        } else if (!strcmp(a, "--send-bytes")) {
-            NEEDV();
-            opt.send_bytes = strtoull(v, NULL, 10);
-        } else if (!strcmp(a, "--sink")) {
-            opt.sink = 1;
-        } else if (!strcmp(a, "--backlog")) {
-            NEEDV();
-            opt.backlog = atoi(v);
-        } else if (!strcmp(a, "--max-conns")) {
-            NEEDV();
-            opt.max_conns = strtoull(v, NULL, 10);
-        } else if (!strcmp(a, "--proxy-protocol")) {
-            opt.proxy_protocol = 1;
-        } else if (!strcmp(a, "-v")) {
-            opt.verbose = 1;
-        } else if (!strcmp(a, "--quiet")) {
-            opt.verbose = 0;
-        } else {
-            fprintf(stderr, "twbackend: unknown argument %s\n", a);
-            usage();
-        }
-    }
-    if (!naddrs || !opt.name || !mode)
-        usage();
-    if (!strcmp(mode, "echo"))
-        opt.mode = M_ECHO;
-    else if (!strcmp(mode, "close-first"))
-        opt.mode = M_CLOSE_FIRST;
-    else if (!strcmp(mode, "bulk"))
-        opt.mode = M_BULK;
-    else if (!strcmp(mode, "name"))
-        opt.mode = M_NAME;
-    else if (!strcmp(mode, "hold"))
-        opt.mode = M_HOLD;
-    else if (!strcmp(mode, "blackhole"))
-        opt.mode = M_BLACKHOLE;
-    else {
-        fprintf(stderr, "twbackend: unknown mode %s\n", mode);
-        usage();
-    }
+    int rc = parse_args(argc, argv, addrs, &naddrs);
+    if (rc >= 0)
+        return rc;
     if (opt.mode == M_BULK && !opt.sink == !opt.send_bytes) {
         fprintf(stderr, "twbackend: bulk needs exactly one of --send-bytes N or --sink\n");
         return 2;

@@ -1,10 +1,14 @@
 /* main.c - the twlb command line.
  *
- *   twlb -c FILE        run in the foreground on FILE
- *   twlb --check FILE   validate FILE: "configuration ok", or every error (exit 1)
+ *   twlb -c FILE                 run in the foreground on FILE
+ *   twlb -t [-c] FILE            validate FILE (also --check FILE, --check=FILE, like
+ *                                nginx -t): "configuration ok", or every error (exit 1)
+ *   twlb simulate ...            the capacity planner (sim/cli.c)
  *
+ * Exit status: 0 success, 1 the configuration or the run failed, 2 bad command line.
  * SIGTERM / SIGINT: stop accepting, let live connections finish for drain_timeout_ms,
  * exit 0. */
+#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,12 +25,25 @@
 
 #define TWLB_VERSION "0.1.0"
 
-static void usage(FILE *f)
+static const char usage_text[] =
+    "usage: twlb -c FILE            run the balancer on FILE (foreground)\n"
+    "       twlb -t [-c] FILE       check FILE and exit (also --check FILE, --check=FILE)\n"
+    "       twlb simulate -c FILE --rate R --duration S [...]   capacity planner\n"
+    "                               (twlb simulate --help)\n"
+    "       twlb -V | --version     print the version\n"
+    "       twlb -h | --help        this text\n"
+    "options:\n"
+    "  -c, --config FILE   the JSON configuration (docs/configuration.md)\n"
+    "  -t, --check[=FILE]  validate the configuration: \"configuration ok\" on stdout, or\n"
+    "                      every error with file, line:col and JSON path on stderr\n"
+    "exit status: 0 success; 1 the configuration has errors, or twlb could not start\n"
+    "             (or failed while running); 2 bad command line\n"
+    "signals: SIGTERM/SIGINT drain and exit 0, SIGHUP reloads, SIGUSR1 reopens the logs\n";
+
+static int usage_error(void)
 {
-    fprintf(f, "usage: twlb -c FILE        run the balancer on FILE (foreground)\n"
-               "       twlb --check FILE   validate FILE and exit\n"
-               "       twlb simulate -c FILE --rate R --duration S [...]   capacity planner\n"
-               "       twlb --version\n");
+    fputs(usage_text, stderr);
+    return 2;
 }
 
 /* Print every config error and the summary; returns the config or NULL.  <to_log>: a
@@ -245,28 +262,86 @@ static int run(const char *path)
     return rc;
 }
 
+/* Check <path>: every error on stderr (exit 1), or "configuration ok" (exit 0). */
+static int check(const char *path)
+{
+    struct config *cfg = load_or_report(path, 0);
+    if (!cfg)
+        return 1;
+    printf("configuration ok\n");
+    config_free(cfg);
+    return 0;
+}
+
+static const struct option options[] = {
+    {"config", required_argument, NULL, 'c'},
+    {"check", optional_argument, NULL, 't'},
+    {"version", no_argument, NULL, 'V'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
 int main(int argc, char **argv)
 {
     if (argc >= 2 && !strcmp(argv[1], "simulate"))
         return simulate_main(argc - 1, argv + 1);
-    if (argc == 3 && !strcmp(argv[1], "--check")) {
-        struct config *cfg = load_or_report(argv[2], 0);
-        if (!cfg)
-            return 1;
-        printf("configuration ok\n");
-        config_free(cfg);
-        return 0;
+    const char *path = NULL, *check_path = NULL;
+    int checking = 0, c;
+    opterr = 0; /* our own messages, naming the option */
+    while ((c = getopt_long(argc, argv, ":c:thV", options, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            if (path) {
+                fprintf(stderr, "twlb: -c/--config given twice\n");
+                return usage_error();
+            }
+            path = optarg;
+            break;
+        case 't':
+            checking = 1;
+            if (optarg)
+                check_path = optarg; /* --check=FILE */
+            break;
+        case 'V':
+            printf("twlb %s\n", TWLB_VERSION);
+            return 0;
+        case 'h':
+            fputs(usage_text, stdout);
+            return 0;
+        case ':':
+            fprintf(stderr, "twlb: %s needs a value\n", argv[optind - 1]);
+            return usage_error();
+        default:
+            if (optopt == 'V' || optopt == 'h') /* --version=x, --help=x */
+                fprintf(stderr, "twlb: %s takes no value\n", argv[optind - 1]);
+            else if (optopt)
+                fprintf(stderr, "twlb: unknown option -%c\n", optopt);
+            else
+                fprintf(stderr, "twlb: unknown option %s\n", argv[optind - 1]);
+            return usage_error();
+        }
     }
-    if (argc == 3 && (!strcmp(argv[1], "-c") || !strcmp(argv[1], "--config")))
-        return run(argv[2]);
-    if (argc == 2 && !strcmp(argv[1], "--version")) {
-        printf("twlb %s\n", TWLB_VERSION);
-        return 0;
+    /* nginx style "-t -c FILE", or the file as the one argument of -t / --check */
+    if (checking && !check_path && !path && optind < argc)
+        check_path = argv[optind++];
+    if (optind < argc) {
+        fprintf(stderr, "twlb: unexpected argument %s\n", argv[optind]);
+        return usage_error();
     }
-    if (argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
-        usage(stdout);
-        return 0;
+    if (check_path && path && strcmp(check_path, path)) {
+        fprintf(stderr, "twlb: two files to check: %s and %s\n", check_path, path);
+        return usage_error();
     }
-    usage(stderr);
-    return 2;
+    if (checking) {
+        if (!check_path && !path) {
+            fprintf(stderr, "twlb: -t/--check needs a file (-t FILE, -t -c FILE, --check=FILE)\n");
+            return usage_error();
+        }
+        return check(check_path ? check_path : path);
+    }
+    if (!path) {
+        fprintf(stderr, "twlb: no configuration: give -c FILE\n");
+        return usage_error();
+    }
+    return run(path);
 }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin/dashboard.h"
 #include "admin/http.h"
 #include "admin/prom.h"
 #include "admin/stats.h"
@@ -25,6 +26,9 @@ static char *render_stats(const struct view *v, size_t *len)
     return s;
 }
 
+/* The page does not read the view: it fetches /stats itself. */
+static char *render_dashboard(const struct view *v, size_t *len) { return dashboard_render(len); }
+
 static char *render_healthz(const struct view *v, size_t *len)
 {
     *len = 3;
@@ -40,6 +44,7 @@ static const struct route {
     {"/metrics", "text/plain; version=0.0.4", render_metrics},
     {"/stats", "application/json", render_stats},
     {"/healthz", "text/plain", render_healthz},
+    {"/", "text/html; charset=utf-8", render_dashboard},
 };
 
 static void backend_action(struct admin *a, const struct http_request *req,

@@ -4,6 +4,8 @@
  *   GET  /metrics                             Prometheus text (metrics.h, prom.h)
  *   GET  /stats                               the same as JSON (stats.h)
  *   GET  /healthz                             "ok"
+ *   GET  /                                    the live dashboard, an HTML page that
+ *                                             reads /stats every second (dashboard.h)
  *   POST /pools/<pool>/backends/<name>/<action>   enable, disable or drain a backend;
  *                                             needs "Authorization: Bearer <token>"
  *                                             when a token is set (else 401)

@@ -96,8 +96,11 @@ char *stats_render(const struct view *v)
         json_t *bs = json_array();
         for (size_t b = 0; b < pc->n_backends; b++)
             json_array_append_new(bs, backend_json(v, p, b));
-        json_array_append_new(pools, json_pack("{s:s, s:s, s:o}", "name", pc->name, "balance",
-                                               balance_algo_name(pc->balance), "backends", bs));
+        char range[16]; /* the port range the figures of "ports" add up to */
+        snprintf(range, sizeof range, "%u-%u", (unsigned)pc->port_lo, (unsigned)pc->port_hi);
+        json_array_append_new(pools, json_pack("{s:s, s:s, s:s, s:o}", "name", pc->name,
+                                               "balance", balance_algo_name(pc->balance),
+                                               "source_ports", range, "backends", bs));
     }
     json_object_set_new(root, "pools", pools);
     /* Per worker (event loop): how the kernel spread the clients between them. */

@@ -3,7 +3,7 @@
  *
  *   {isn_mode, sessions_active, no_backend_total, process_...,
  *    listeners: [{name, bind, pool, connections_total}],
- *    pools: [{name, balance, backends: [{name, address, weight, time_wait_rule, admin,
+ *    pools: [{name, balance, source_ports ("LO-HI"), backends: [{name, address, weight, time_wait_rule, admin,
  *             health, active, <BACKEND_COUNTERS>, bytes_to_backend, bytes_to_client, up,
  *             demoted, ports: {<inside>: {free, busy, ..., reuses_total}}}]}]} */
 #ifndef TWLB_STATS_H

@@ -43,3 +43,54 @@ def test_unreadable_file():
     rc, out, err = check("config/bad/does-not-exist.json")
     assert rc == 1
     assert err.startswith("config/bad/does-not-exist.json: cannot read: No such file"), err
+
+
+def twlb(*args):
+    r = subprocess.run([h.TWLB, *args], cwd=h.ROOT, capture_output=True, text=True, timeout=10)
+    return r.returncode, r.stdout, r.stderr
+
+
+def test_check_spellings_like_nginx():
+    good, bad = "config/demo.json", "config/bad/several-errors.json"
+    want_bad = open(os.path.join(h.ROOT, bad[:-5] + ".expect")).read()
+    for args in (["-t", good], ["-t", "-c", good], ["-c", good, "-t"], ["-tc", good],
+                 ["--check", good], ["--check=" + good], ["--check", "--config", good],
+                 ["--config=" + good, "--check"]):
+        assert twlb(*args) == (0, "configuration ok\n", ""), args
+    for args in (["-t", bad], ["-t", "-c", bad], ["--check=" + bad], ["--check", bad]):
+        assert twlb(*args) == (1, "", want_bad), args
+
+
+def test_help_and_version_go_to_stdout():
+    for args in (["--help"], ["-h"], ["simulate", "--help"], ["simulate", "-h"]):
+        rc, out, err = twlb(*args)
+        assert (rc, err) == (0, ""), (args, rc, err)
+        assert out.startswith("usage: twlb"), (args, out)
+    rc, out, err = twlb("--help")
+    assert "exit status:" in out and "--check" in out and "-t" in out, out
+    for args in (["-V"], ["--version"]):
+        rc, out, err = twlb(*args)
+        assert (rc, err) == (0, "") and out.startswith("twlb "), (args, out, err)
+
+
+def test_bad_command_lines_name_what_is_wrong():
+    cases = {
+        ("--bogus",): "twlb: unknown option --bogus",
+        ("--bogus=1", "-c", "config/demo.json"): "twlb: unknown option --bogus=1",
+        ("-x",): "twlb: unknown option -x",
+        ("-c",): "twlb: -c needs a value",
+        ("--config",): "twlb: --config needs a value",
+        ("-t",): "twlb: -t/--check needs a file",
+        ("--version=2",): "twlb: --version=2 takes no value",
+        ("config/demo.json",): "twlb: unexpected argument config/demo.json",
+        ("-t", "config/demo.json", "extra"): "twlb: unexpected argument extra",
+        ("--check=config/demo.json", "-c", "config/bad/several-errors.json"):
+            "twlb: two files to check",
+        ("-c", "config/demo.json", "-c", "config/demo.json"): "twlb: -c/--config given twice",
+        (): "twlb: no configuration",
+    }
+    for args, want in cases.items():
+        rc, out, err = twlb(*args)
+        assert rc == 2 and out == "", (args, rc, out)
+        assert err.startswith(want), (args, err)
+        assert "usage: twlb" in err, (args, err)

@@ -56,3 +56,40 @@ def test_stress_smoke_and_simulator_agree():
     assert real_ex["backend_syn_retransmits"] == 0
     assert real_ex["ports"], "no port occupancy samples from /metrics"
     assert max(s.get("remote_time_wait", 0) for s in real_ex["ports"]) == 200
+
+
+def test_run_py_prints_progress_and_plots_failures():
+    """tests/stress/run.py itself, one short run of twlb-off (which turns clients away
+    once its 200 ports are in the backend's TIME_WAIT): progress lines while it runs, and
+    an SVG with ticked axes, a legend, the failed connections drawn, and no TTFB point
+    for a second in which nothing replied."""
+    import xml.etree.ElementTree as ET
+    netns.require()
+    out = os.path.join(h.ROOT, "results", "smoke-runpy")
+    r = subprocess.run([sys.executable, os.path.join(h.ROOT, "tests", "stress", "run.py"),
+                        "--duration", "6", "--scenarios", "1", "--proxies", "twlb-off",
+                        "--out", out], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    progress = [line for line in r.stdout.splitlines() if line.startswith("  [s1 twlb-off]")]
+    assert len(progress) >= 4, r.stdout
+    assert " ok, " in progress[-1] and " failed, " in progress[-1], progress
+    res = json.load(open(os.path.join(out, "s1-twlb-off", "result.json")))
+    failed = sum(res["errors"].values())
+    assert failed > 0, res  # 300 attempts, 200 ports
+    svg = ET.parse(os.path.join(out, "scenario-1.svg")).getroot()
+    ns = "{http://www.w3.org/2000/svg}"
+    texts = [t.text or "" for t in svg.iter(ns + "text")]
+    assert texts.count("time (s)") == 3 and "connections / s" in texts and "ms" in texts, texts
+    for tick in ("0", "2", "4", "6", "0.1", "1", "10", "200"):
+        assert tick in texts, (tick, texts)
+    assert any(t.startswith("twlb-off: ") and "%d failed" % failed in t for t in texts), texts
+    drawn = lambda panel, series: [e for e in svg.iter() if e.get("data-panel") == panel
+                                   and e.get("data-series") == series]
+    fails = drawn("cps", "twlb-off failed")
+    assert fails and all(e.get("stroke-dasharray") for e in fails), fails
+    points = lambda es: sum(len(e.get("points", "").split()) or 1 for e in es)
+    replied = sum(1 for x in res["progress"] if x["cps"] > 0)
+    silent = len(res["progress"]) - replied
+    assert silent > 0, res["progress"]  # seconds with failures only
+    assert points(drawn("ttfb", "twlb-off")) == replied, (replied, drawn("ttfb", "twlb-off"))
+    assert points(drawn("cps", "twlb-off")) == len(res["progress"])

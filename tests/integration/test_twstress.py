@@ -51,3 +51,57 @@ def test_open_loop_rate_and_duration():
         assert 380 <= r["attempted"] <= 420, r
         assert r["connections"] == r["attempted"] - sum(r["errors"].values())
         assert 1.9 <= r["duration_s"] < 3.5, r
+
+
+def cli(*args):
+    r = subprocess.run([TWSTRESS, *args], capture_output=True, text=True, timeout=10)
+    return r.returncode, r.stdout, r.stderr
+
+
+def test_text_summary_counts_slow_replies():
+    n = h.new_net()
+    with h.Env() as env:
+        be = env.backend("b", "127.%d.1.1:0" % n, "close-first", "--reply-delay-ms", "600")
+        rc, out, err = cli("--connect", be.addr, "--concurrency", "2", "--connections", "2",
+                           "--close", "server")
+        assert rc == 0, err
+        assert "connections ok   2 of 2" in out, out
+        assert "slow replies     2 (first byte > 500 ms)" in out, out
+        rc, out, err = cli("--connect", be.addr, "--concurrency", "2", "--connections", "2",
+                           "--close", "server", "--json")
+        assert json.loads(out)["slow_replies"] == 2, out
+
+
+def test_help_and_bad_command_lines():
+    for args in (["--help"], ["-h"]):
+        rc, out, err = cli(*args)
+        assert (rc, err) == (0, "") and out.startswith("usage: twstress"), (args, rc, err)
+        assert "exit status" in out
+    dst = ["--connect", "127.0.0.1:9"]
+    cases = [
+        (["--rate", "10abc", *dst], "twstress: bad --rate 10abc: want a number > 0"),
+        (["--rate=10abc", *dst], "twstress: bad --rate 10abc: want a number > 0"),
+        (["--rate", "0", *dst], "twstress: bad --rate 0"),
+        (["--concurrency", "4x", *dst], "twstress: bad --concurrency 4x: want a whole number 1..200000"),
+        (["--duration", "5s", "--rate", "1", *dst], "twstress: bad --duration 5s"),
+        (["--connections", "-1", "--rate", "1", *dst], "twstress: bad --connections -1"),
+        (["--timeout-ms", "1e3", "--rate", "1", *dst], "twstress: bad --timeout-ms 1e3"),
+        (["--request-bytes", "70000", "--rate", "1", *dst], "twstress: bad --request-bytes 70000: want a whole number 1..65536"),
+        (["--upload-bytes", " 5", "--rate", "1", *dst], "twstress: bad --upload-bytes  5"),
+        (["--expect-bytes", "", "--rate", "1", *dst], "twstress: bad --expect-bytes "),
+        (["--close", "both", "--rate", "1", *dst], "twstress: bad --close both: want client or server"),
+        (["--connect", "127.0.0.1:80x", "--rate", "1"], "twstress: bad --connect 127.0.0.1:80x"),
+        (["--connect", "127.0.0.1:70000", "--rate", "1"], "twstress: bad --connect 127.0.0.1:70000"),
+        (["--bind", "nohost", "--rate", "1", *dst], "twstress: bad --bind nohost"),
+        (["--bogus", *dst], "twstress: unknown option --bogus"),
+        (["-x", *dst], "twstress: unknown option -x"),
+        (["--json=yes", *dst], "twstress: --json=yes takes no value"),
+        (["--rate"], "twstress: --rate needs a value"),
+        (["--rate", "1", *dst, "extra"], "twstress: unexpected argument extra"),
+        (["--rate", "1"], "twstress: --connect ADDR:PORT is needed"),
+        (dst, "twstress: --rate or --concurrency is needed"),
+    ]
+    for args, want in cases:
+        rc, out, err = cli(*args)
+        assert rc == 2 and out == "", (args, rc, out)
+        assert err.startswith(want), (args, err)

@@ -18,7 +18,10 @@ Scenarios (bounded: DURATION seconds each, default 130 = two TIME_WAIT periods +
   4  scenario 1 with twlb restarted (SIGTERM, state file) in the middle
 
 Usage: tests/stress/run.py [--duration S] [--scenarios 1,2,3,4] [--proxies ...] [--out DIR]
-Results: OUT/results.md (Markdown table), OUT/*.svg (port occupancy and latency), raw JSON.
+Prints a progress line every DURATION/5 seconds (at most 10) of each run.
+Results: OUT/results.md (Markdown table), OUT/scenario-N.svg (connections per second,
+completed and failed; twlb's ports by state; TTFB p99; with ticked axes and a legend),
+raw JSON.
 """
 import argparse
 import json
@@ -158,6 +161,19 @@ def poll_ports(t, stop, samples):
         stop.wait(1.0)
 
 
+def progress_line(label, prog, duration):
+    """One line from the last second twstress wrote to its progress file."""
+    try:
+        with open(prog) as f:
+            last = f.read().strip().splitlines()[-1]
+        x = json.loads(last)
+    except (OSError, IndexError, ValueError):
+        return "  [%s] starting" % label
+    return ("  [%s] %3.0f of %d s: %d ok, %d failed, %d/s now, TTFB p99 %s, %d in flight"
+            % (label, x["t"], duration, x["ok"], x["errors"], x["cps"],
+               "%.1f ms" % x["ttfb_p99_ms"] if x["cps"] else "-", x["inflight"]))
+
+
 def run_one(sc_id, kind, duration, out):
     sc = SCENARIOS[sc_id]
     workdir = os.path.join(out, "s%d-%s" % (sc_id, kind))
@@ -178,13 +194,25 @@ def run_one(sc_id, kind, duration, out):
                                     "--upload-bytes", str(sc["upload"]), "--expect-bytes", "64",
                                     "--json", "--progress-file", prog],
                          text=True, stdout=subprocess.PIPE)
-        if sc.get("restart") and kind.startswith("twlb"):
-            time.sleep(duration / 2)
-            p.send_signal(signal.SIGTERM)
-            p.wait(15)
-            p = t.popen("proxy", argv, stdout=open(os.path.join(workdir, kind + ".log"), "a"),
-                        stderr=subprocess.STDOUT)
-        res = json.loads(client.communicate(timeout=duration + 120)[0])
+        restart = sc.get("restart") and kind.startswith("twlb")
+        every = max(1, min(10, duration // 5))  # a progress line this often (seconds)
+        t0 = time.monotonic()
+        deadline, next_line = t0 + duration + 120, every
+        while client.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+            elapsed = time.monotonic() - t0
+            if restart and elapsed >= duration / 2:
+                restart = False
+                print("  [s%d %s] %.0f s: restarting twlb (SIGTERM, state file)"
+                      % (sc_id, kind, elapsed), flush=True)
+                p.send_signal(signal.SIGTERM)
+                p.wait(15)
+                p = t.popen("proxy", argv, stdout=open(os.path.join(workdir, kind + ".log"), "a"),
+                            stderr=subprocess.STDOUT)
+            if elapsed >= next_line:
+                next_line += every
+                print(progress_line("s%d %s" % (sc_id, kind), prog, duration), flush=True)
+        res = json.loads(client.communicate(timeout=max(1, deadline - time.monotonic()))[0])
         stop.set()
         if poller:
             poller.join(10)
@@ -199,43 +227,159 @@ def run_one(sc_id, kind, duration, out):
         t.close()
 
 
-def svg(path, title, runs):
-    """Port occupancy (twlb runs) and per-second TTFB p99 of every proxy."""
-    colors = {"twlb-explicit": "#2a9d8f", "twlb-kernel": "#264653", "twlb-off": "#8d99ae",
-              "haproxy": "#e76f51", "nginx": "#e9c46a"}
-    W, H = 900, 600
-    lines = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" '
-             'font-family="sans-serif" font-size="12"><rect width="%d" height="%d" fill="white"/>'
-             % (W, H, W, H), '<text x="60" y="20">%s</text>' % title]
-    tmax = max((r["progress"][-1]["t"] for r in runs.values() if r["progress"]), default=1)
-    pmax = max((s.get("free", 0) + s.get("busy", 0) + s.get("remote_time_wait", 0)
-                + s.get("local_time_wait", 0) + s.get("quarantined", 0)
-                for r in runs.values() for s in r["ports"]), default=1) or 1
-    lines.append('<text x="60" y="45">twlb-explicit: source ports by state (of %d)</text>' % pmax)
-    lines.append('<rect x="60" y="50" width="800" height="200" fill="none" stroke="#ccc"/>')
-    pr = runs.get("twlb-explicit") or next((r for k, r in runs.items() if k.startswith("twlb")), None)
-    for i, (state, col) in enumerate((("free", "#2a9d8f"), ("busy", "#e76f51"),
-                                      ("remote_time_wait", "#264653"))):
-        if pr and pr["ports"]:
-            pts = " ".join("%.1f,%.1f" % (60 + 800 * s["t"] / tmax, 250 - 200 * s.get(state, 0) / pmax)
-                           for s in pr["ports"])
-            lines.append('<polyline fill="none" stroke="%s" stroke-width="1.5" points="%s"/>' % (col, pts))
-        lines.append('<text x="%d" y="268" fill="%s">%s</text>' % (60 + 160 * i, col, state))
-    ymax = max((x["ttfb_p99_ms"] for r in runs.values() for x in r["progress"]), default=1) or 1
-    lines.append('<text x="60" y="300">time to first byte, p99 per second (max %.0f ms, log scale)</text>' % ymax)
-    lines.append('<rect x="60" y="305" width="800" height="220" fill="none" stroke="#ccc"/>')
+COLORS = {"twlb-explicit": "#2a9d8f", "twlb-kernel": "#264653", "twlb-off": "#8d99ae",
+          "haproxy": "#e76f51", "nginx": "#c9a227"}
+PORT_STATES = (("free", "#2a9d8f", "free"), ("busy", "#e76f51", "busy"),
+               ("remote_time_wait", "#264653", "backend TIME_WAIT"),
+               ("local_time_wait", "#8d99ae", "own TIME_WAIT"),
+               ("quarantined", "#c9a227", "quarantined"))
+
+
+def nice_ticks(lo, hi, want=6):
+    """Round tick values (1, 2 or 5 times a power of ten apart) covering lo..hi."""
     import math
-    top = math.log10(max(ymax, 1.0)) + 0.2
-    for i, (kind, r) in enumerate(runs.items()):
-        pts = " ".join("%.1f,%.1f" % (60 + 800 * x["t"] / tmax,
-                                      525 - 220 * max(0.0, math.log10(max(x["ttfb_p99_ms"], 0.01)) + 2) / (top + 2))
-                       for x in r["progress"])
-        lines.append('<polyline fill="none" stroke="%s" stroke-width="1.5" points="%s"/>'
-                     % (colors.get(kind, "#000"), pts))
-        lines.append('<text x="%d" y="545" fill="%s">%s</text>' % (60 + 150 * i, colors.get(kind, "#000"), kind))
-    lines.append("</svg>")
+    span = max(hi - lo, 1e-9)
+    raw = span / want
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
+    first = math.floor(lo / step) * step
+    ticks, v = [], first
+    while v <= hi + step * 1e-9 and len(ticks) < 50:
+        ticks.append(round(v, 10))
+        v += step
+    return ticks
+
+
+def fmt_tick(v):
+    return "%g" % v if abs(v) < 1e5 else "%.0fk" % (v / 1000)
+
+
+class Panel:
+    """One chart: a frame with ticked, labelled axes; add() draws series in data units."""
+
+    def __init__(self, out, name, x, y, w, h, title, xmax, ymax, ylabel, log_min=None):
+        import math
+        self.out, self.name, self.x, self.y, self.w, self.h = out, name, x, y, w, h
+        self.xmax, self.log_min = max(xmax, 1e-9), log_min
+        if log_min:
+            self.lo, self.hi = math.log10(log_min), math.ceil(math.log10(max(ymax, log_min * 10)))
+            yt = [10 ** e for e in range(int(self.lo), int(self.hi) + 1)]
+        else:
+            yt = nice_ticks(0, max(ymax, 1))
+            self.lo, self.hi = 0, yt[-1]
+        out.append('<text x="%d" y="%d" font-weight="bold">%s</text>' % (x, y - 8, title))
+        out.append('<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="#888"/>'
+                   % (x, y, w, h))
+        for v in yt:
+            py = self.py(v)
+            out.append('<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#eee"/>' % (x + 1, py, x + w - 1, py))
+            out.append('<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#888"/>' % (x - 4, py, x, py))
+            out.append('<text x="%d" y="%.1f" text-anchor="end">%s</text>' % (x - 6, py + 4, fmt_tick(v)))
+        for v in nice_ticks(0, self.xmax, 10):
+            if v > self.xmax:
+                break
+            px = self.px(v)
+            out.append('<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#888"/>' % (px, y + h, px, y + h + 4))
+            out.append('<text x="%.1f" y="%d" text-anchor="middle">%s</text>' % (px, y + h + 16, fmt_tick(v)))
+        out.append('<text x="%d" y="%d" text-anchor="middle">time (s)</text>' % (x + w // 2, y + h + 30))
+        out.append('<text transform="translate(%d,%d) rotate(-90)" text-anchor="middle">%s</text>'
+                   % (x - 44, y + h // 2, ylabel))
+
+    def px(self, t):
+        return self.x + self.w * min(t, self.xmax) / self.xmax
+
+    def py(self, v):
+        import math
+        if self.log_min:
+            v = math.log10(max(v, self.log_min))
+        return self.y + self.h - self.h * (min(v, self.hi) - self.lo) / ((self.hi - self.lo) or 1)
+
+    def add(self, series, points, color, dash=None, width=1.6):
+        """A line through [(t, value or None)]; None breaks it (no data that second).
+        Tagged data-panel / data-series so that a test can find what was drawn."""
+        seg = []
+        tag = 'data-panel="%s" data-series="%s"' % (self.name, series)
+        for t, v in points + [(None, None)]:
+            if v is None:
+                if len(seg) == 1:
+                    self.out.append('<circle %s cx="%s" cy="%s" r="2" fill="%s"/>'
+                                    % (tag, *seg[0].split(","), color))
+                elif seg:
+                    self.out.append('<polyline %s fill="none" stroke="%s" stroke-width="%s"%s points="%s"/>'
+                                    % (tag, color, width, ' stroke-dasharray="%s"' % dash if dash else "",
+                                       " ".join(seg)))
+                seg = []
+                continue
+            seg.append("%.1f,%.1f" % (self.px(t), self.py(v)))
+
+
+def per_second(progress):
+    """[(t, ok that second, failed that second, ttfb p99 or None when nothing replied)]."""
+    out, last_err = [], 0
+    for x in progress:
+        failed = x["errors"] - last_err
+        last_err = x["errors"]
+        out.append((x["t"], x["cps"], failed, x["ttfb_p99_ms"] if x["cps"] else None))
+    return out
+
+
+def svg(path, title, runs):
+    """Three panels over time, every proxy in its own colour: connections per second
+    (completed solid, failed dashed), twlb's source ports by state (from /metrics), and the
+    time to first byte p99 per second (log scale; a second in which nothing replied is a
+    gap, never a fast point).  The legend sums each run up."""
+    W, X, PW = 1000, 90, 860
+    out = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" '
+           'font-family="sans-serif" font-size="12">' % (W, 0),
+           '<rect width="100%" height="100%" fill="white"/>',
+           '<text x="%d" y="24" font-size="15" font-weight="bold">%s</text>' % (X, title)]
+    series = {k: per_second(r["progress"]) for k, r in runs.items()}
+    tmax = max((p[-1][0] for p in series.values() if p), default=1)
+    y = 60
+    cmax = max((max(ok, failed) for p in series.values() for _, ok, failed, _ in p), default=1)
+    pa = Panel(out, "cps", X, y, PW, 180, "connections per second: completed (solid) and failed (dashed)",
+               tmax, cmax * 1.1, "connections / s")
+    for k, p in series.items():
+        pa.add(k, [(t, ok) for t, ok, _, _ in p], COLORS.get(k, "#000"))
+        if any(f for _, _, f, _ in p):
+            pa.add(k + " failed", [(t, f) for t, _, f, _ in p], COLORS.get(k, "#000"), dash="5,3")
+    y += 250
+    pr_kind = "twlb-explicit" if runs.get("twlb-explicit", {}).get("ports") else next(
+        (k for k, r in runs.items() if k.startswith("twlb") and r.get("ports")), None)
+    if pr_kind:
+        samples = runs[pr_kind]["ports"]
+        pmax = max(sum(s.get(st, 0) for st, _, _ in PORT_STATES) for s in samples) or 1
+        pp = Panel(out, "ports", X, y, PW, 160, "%s: source ports by state (from /metrics, of %d)"
+                   % (pr_kind, pmax), tmax, pmax, "ports")
+        for i, (st, col, label) in enumerate(PORT_STATES):
+            pp.add(st, [(s["t"], s.get(st, 0)) for s in samples], col)
+            out.append('<rect x="%d" y="%d" width="14" height="3" fill="%s"/>'
+                       % (X + 150 * i, y + 206, col))
+            out.append('<text x="%d" y="%d">%s</text>' % (X + 150 * i + 18, y + 211, label))
+        y += 250
+    ymax = max((v for p in series.values() for _, _, _, v in p if v is not None), default=1)
+    pt = Panel(out, "ttfb", X, y, PW, 180, "time to first byte, p99 per second (ms, log scale; "
+               "gap: nothing replied that second)", tmax, ymax, "ms", log_min=0.1)
+    for k, p in series.items():
+        pt.add(k, [(t, v) for t, _, _, v in p], COLORS.get(k, "#000"))
+    y += 230
+    out.append('<text x="%d" y="%d" font-weight="bold">legend (conn/s held over the run, '
+               'failed connections, TTFB p99)</text>' % (X, y))
+    for i, (k, r) in enumerate(runs.items()):
+        ly = y + 18 + 18 * i
+        failed = sum(r["errors"].values())
+        out.append('<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-width="3"/>'
+                   % (X, ly - 4, X + 24, ly - 4, COLORS.get(k, "#000")))
+        out.append('<text x="%d" y="%d">%s: %.1f conn/s, %d failed%s, TTFB p99 %s</text>'
+                   % (X + 30, ly, k, r["cps"], failed,
+                      " (%s)" % ", ".join("%s %d" % e for e in sorted(r["errors"].items()))
+                      if failed else "",
+                      "%.1f ms" % r["ttfb_ms"]["p99"] if r["connections"] else "- (no reply)"))
+    height = y + 18 + 18 * len(runs) + 10
+    out[0] = out[0].replace('height="0"', 'height="%d"' % height)
+    out.append("</svg>")
     with open(path, "w") as f:
-        f.write("\n".join(lines))
+        f.write("\n".join(out) + "\n")
 
 
 def main():

@@ -16,7 +16,9 @@
  * percentiles from a log-linear histogram of fixed size (1 us resolution below 64 us, at
  * most 1.6 % relative error above: 32 to 64 sub-buckets per power of two). */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
+#include <getopt.h>
 #include <fcntl.h>
 #include <math.h>
 #include <netinet/in.h>
@@ -119,6 +121,34 @@ static double now_ms(void)
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
+/* A whole decimal number in min..max and nothing else (no sign, no space). */
+static int parse_count(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+    char *end;
+    if (!isdigit((unsigned char)*s))
+        return -1;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* A finite decimal number in (min, max] and nothing else. */
+static int parse_number(const char *s, double min, double max, double *out)
+{
+    char *end;
+    if (!*s || isspace((unsigned char)*s))
+        return -1;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || *end || !isfinite(v) || v <= min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
 static int parse_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len, int port_needed)
 {
     char host[128];
@@ -144,7 +174,9 @@ static int parse_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len
     }
     if (port_needed && !port)
         return -1;
-    int p = port ? atoi(port) : 0;
+    uint64_t p = 0;
+    if (port && parse_count(port, 1, 65535, &p) < 0)
+        return -1;
     struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
     struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
     if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
@@ -370,8 +402,10 @@ static void report(double elapsed_s)
     for (int i = 0; i < 200; i++)
         if (errs_by[i])
             printf("  %s=%llu", errname(i), (unsigned long long)errs_by[i]);
-    printf("\nsyn retransmits  %llu\nslow connects    %llu (> %.0f ms)\n",
-           (unsigned long long)syn_retrans, (unsigned long long)slow, SLOW_MS);
+    printf("\nsyn retransmits  %llu\nslow connects    %llu (> %.0f ms)\n"
+           "slow replies     %llu (first byte > %.0f ms)\n",
+           (unsigned long long)syn_retrans, (unsigned long long)slow, SLOW_MS,
+           (unsigned long long)slow_ttfb, SLOW_MS);
     if (late_starts)
         printf("late starts      %llu (the open-loop schedule could not be kept)\n",
                (unsigned long long)late_starts);
@@ -383,72 +417,186 @@ static void report(double elapsed_s)
            hist_pct(&h_ttfb, .9), hist_pct(&h_ttfb, .99), hist_pct(&h_ttfb, .999), h_ttfb.max);
 }
 
-static void usage(void)
+static const char usage_text[] =
+    "usage: twstress --connect ADDR:PORT [--bind IP]... (--rate R | --concurrency C | both)\n"
+    "       [--duration S] [--connections N] [--timeout-ms T] [--request-bytes N]\n"
+    "       [--upload-bytes N] [--expect-bytes N] [--close client|server]\n"
+    "       [--json] [--progress] [--progress-file F]\n"
+    "  --rate R            open loop: R connection starts per second (R > 0)\n"
+    "  --concurrency C     closed loop: C connections in flight (1..200000); with --rate, a cap\n"
+    "  --duration S        stop starting connections after S seconds (default 10, <= 3600)\n"
+    "  --connections N     stop after N connections (alone: still at most 3600 s)\n"
+    "  --timeout-ms T      a connection not done in T ms is ETIMEDOUT (default 5000)\n"
+    "  --request-bytes N   the request, ending in a newline (1..65536, default 4: GET\\n)\n"
+    "  --upload-bytes N    filler sent before the request\n"
+    "  --expect-bytes N    reply bytes to read (0: until EOF)\n"
+    "  --close client|server  close after the reply, or wait for the server's FIN\n"
+    "  --bind IP           source address, repeatable (round robin)\n"
+    "  --json              the report as one JSON object\n"
+    "  --progress          a progress line each second on stderr (default on a terminal)\n"
+    "  --progress-file F   one JSON line per second into F\n"
+    "exit status: 0 done (failed connections are counted in the report), 1 cannot start,\n"
+    "             2 bad command line\n";
+
+static int usage_error(void)
 {
-    fprintf(stderr,
-            "usage: twstress --connect ADDR:PORT [--bind IP]... (--rate R | --concurrency C)\n"
-            "       [--duration S] [--connections N] [--timeout-ms T] [--request-bytes N]\n"
-            "       [--upload-bytes N] [--expect-bytes N] [--close client|server]\n"
-            "       [--json] [--progress] [--progress-file F]\n");
-    exit(2);
+    fputs(usage_text, stderr);
+    return 2;
 }
 
 static void on_sigint(int s) { interrupted = 1; }
 
-int main(int argc, char **argv)
+enum { OPT_CONNECT = 256, OPT_BIND, OPT_RATE, OPT_CONCURRENCY, OPT_DURATION, OPT_CONNECTIONS,
+       OPT_TIMEOUT_MS, OPT_REQUEST_BYTES, OPT_UPLOAD_BYTES, OPT_EXPECT_BYTES, OPT_CLOSE,
+       OPT_JSON, OPT_PROGRESS, OPT_PROGRESS_FILE };
+
+static const struct option options[] = {
+    {"connect", required_argument, NULL, OPT_CONNECT},
+    {"bind", required_argument, NULL, OPT_BIND},
+    {"rate", required_argument, NULL, OPT_RATE},
+    {"concurrency", required_argument, NULL, OPT_CONCURRENCY},
+    {"duration", required_argument, NULL, OPT_DURATION},
+    {"connections", required_argument, NULL, OPT_CONNECTIONS},
+    {"timeout-ms", required_argument, NULL, OPT_TIMEOUT_MS},
+    {"request-bytes", required_argument, NULL, OPT_REQUEST_BYTES},
+    {"upload-bytes", required_argument, NULL, OPT_UPLOAD_BYTES},
+    {"expect-bytes", required_argument, NULL, OPT_EXPECT_BYTES},
+    {"close", required_argument, NULL, OPT_CLOSE},
+    {"json", no_argument, NULL, OPT_JSON},
+    {"progress", no_argument, NULL, OPT_PROGRESS},
+    {"progress-file", required_argument, NULL, OPT_PROGRESS_FILE},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+/* Fill <o> from argv.  Returns -1 to go on, or the exit status (--help, bad usage). */
+static int parse_args(int argc, char **argv)
 {
-    int have_dst = 0;
-    o.request_bytes = 4;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--json")) { o.json = 1; continue; }
-        if (!strcmp(a, "--progress")) { o.progress = 1; continue; }
-        if (!v)
-            usage();
-        i++;
-        if (!strcmp(a, "--connect")) {
-            if (parse_addr(v, &o.dst, &o.dstlen, 1) < 0) {
-                fprintf(stderr, "twstress: bad address %s\n", v);
+    int have_dst = 0, c, li = -1;
+    opterr = 0; /* our own messages, naming the option */
+    while ((c = getopt_long(argc, argv, ":h", options, &li)) != -1) {
+        const char *flag = li >= 0 ? options[li].name : NULL;
+        uint64_t n = 0, min = 0, max = UINT64_MAX;
+        double dmax = 1e9;
+        int bad = 0, number = 0; /* number: a decimal, else a whole number min..max */
+        switch (c) {
+        case 'h':
+            fputs(usage_text, stdout);
+            return 0;
+        case OPT_CONNECT:
+            if (parse_addr(optarg, &o.dst, &o.dstlen, 1) < 0) {
+                fprintf(stderr, "twstress: bad --connect %s: want IP:PORT or [IPv6]:PORT\n", optarg);
                 return 2;
             }
             have_dst = 1;
-        } else if (!strcmp(a, "--bind")) {
+            break;
+        case OPT_BIND: {
             socklen_t l;
-            if (o.nbind == MAX_BIND || parse_addr(v, &o.bind[o.nbind], &l, 0) < 0) {
-                fprintf(stderr, "twstress: bad --bind %s\n", v);
+            if (o.nbind == MAX_BIND || parse_addr(optarg, &o.bind[o.nbind], &l, 0) < 0) {
+                fprintf(stderr, "twstress: bad --bind %s: want an IP address (at most %d)\n",
+                        optarg, MAX_BIND);
                 return 2;
             }
             o.nbind++;
-        } else if (!strcmp(a, "--rate")) o.rate = atof(v);
-        else if (!strcmp(a, "--concurrency")) o.concurrency = atoi(v);
-        else if (!strcmp(a, "--duration")) o.duration = atof(v);
-        else if (!strcmp(a, "--connections")) o.connections = strtoull(v, NULL, 10);
-        else if (!strcmp(a, "--timeout-ms")) o.timeout_ms = atoi(v);
-        else if (!strcmp(a, "--request-bytes")) o.request_bytes = strtoull(v, NULL, 10);
-        else if (!strcmp(a, "--upload-bytes")) o.upload_bytes = strtoull(v, NULL, 10);
-        else if (!strcmp(a, "--expect-bytes")) o.expect_bytes = strtoull(v, NULL, 10);
-        else if (!strcmp(a, "--close")) {
-            if (!strcmp(v, "server")) o.close_server = 1;
-            else if (strcmp(v, "client")) usage();
-        } else if (!strcmp(a, "--progress-file")) o.progress_file = v;
-        else usage();
+            break;
+        }
+        case OPT_RATE:
+            number = 1;
+            bad = parse_number(optarg, 0, dmax, &o.rate);
+            break;
+        case OPT_DURATION:
+            number = 1;
+            dmax = 3600;
+            bad = parse_number(optarg, 0, dmax, &o.duration);
+            break;
+        case OPT_CONCURRENCY:
+            min = 1;
+            max = 200000;
+            bad = parse_count(optarg, min, max, &n);
+            o.concurrency = (int)n;
+            break;
+        case OPT_CONNECTIONS:
+            min = 1;
+            bad = parse_count(optarg, min, max, &o.connections);
+            break;
+        case OPT_TIMEOUT_MS:
+            min = 1;
+            max = 3600000;
+            bad = parse_count(optarg, min, max, &n);
+            o.timeout_ms = (int)n;
+            break;
+        case OPT_REQUEST_BYTES:
+            min = 1;
+            max = sizeof reqbuf;
+            bad = parse_count(optarg, min, max, &n);
+            o.request_bytes = (size_t)n;
+            break;
+        case OPT_UPLOAD_BYTES: bad = parse_count(optarg, min, max, &o.upload_bytes); break;
+        case OPT_EXPECT_BYTES: bad = parse_count(optarg, min, max, &o.expect_bytes); break;
+        case OPT_CLOSE:
+            if (!strcmp(optarg, "server"))
+                o.close_server = 1;
+            else if (!strcmp(optarg, "client"))
+                o.close_server = 0;
+            else {
+                fprintf(stderr, "twstress: bad --close %s: want client or server\n", optarg);
+                return 2;
+            }
+            break;
+        case OPT_JSON: o.json = 1; break;
+        case OPT_PROGRESS: o.progress = 1; break;
+        case OPT_PROGRESS_FILE: o.progress_file = optarg; break;
+        case ':':
+            fprintf(stderr, "twstress: %s needs a value\n", argv[optind - 1]);
+            return usage_error();
+        default:
+            if (optopt >= 256 || optopt == 'h') /* --json=x */
+                fprintf(stderr, "twstress: %s takes no value\n", argv[optind - 1]);
+            else if (optopt)
+                fprintf(stderr, "twstress: unknown option -%c\n", optopt);
+            else
+                fprintf(stderr, "twstress: unknown option %s\n", argv[optind - 1]);
+            return usage_error();
+        }
+        if (bad && number) {
+            fprintf(stderr, "twstress: bad --%s %s: want a number > 0 and <= %g\n", flag,
+                    optarg, dmax);
+            return 2;
+        }
+        if (bad) {
+            fprintf(stderr, "twstress: bad --%s %s: want a whole number %llu..%llu\n", flag,
+                    optarg, (unsigned long long)min, (unsigned long long)max);
+            return 2;
+        }
+        li = -1;
     }
-    if (!have_dst || (o.rate <= 0 && o.concurrency <= 0))
-        usage();
-    if (o.request_bytes < 1)
-        o.request_bytes = 1;
-    if (o.request_bytes > sizeof reqbuf) {
-        fprintf(stderr, "twstress: --request-bytes at most %zu\n", sizeof reqbuf);
-        return 2;
+    if (optind < argc) {
+        fprintf(stderr, "twstress: unexpected argument %s\n", argv[optind]);
+        return usage_error();
     }
+    if (!have_dst) {
+        fprintf(stderr, "twstress: --connect ADDR:PORT is needed\n");
+        return usage_error();
+    }
+    if (o.rate <= 0 && o.concurrency <= 0) {
+        fprintf(stderr, "twstress: --rate or --concurrency is needed\n");
+        return usage_error();
+    }
+    return -1;
+}
+
+int main(int argc, char **argv)
+{
+    o.request_bytes = 4;
+    int rc = parse_args(argc, argv);
+    if (rc >= 0)
+        return rc;
     if (o.duration < 0 && !o.connections)
         o.duration = 10;
-    if (o.duration > 3600)
-        o.duration = 3600;
     if (o.duration < 0)
         o.duration = 3600; /* --connections alone: still bounded in time */
     memset(reqbuf, 'x', sizeof reqbuf);
-    memcpy(reqbuf + sizeof reqbuf - o.request_bytes, "GET\n" + (o.request_bytes < 4 ? 4 - o.request_bytes : 0),
+    memcpy(reqbuf + sizeof reqbuf - o.request_bytes, &"GET\n"[o.request_bytes < 4 ? 4 - o.request_bytes : 0],
            o.request_bytes < 4 ? o.request_bytes : 4);
     reqbuf[sizeof reqbuf - 1] = '\n';
     nslots = o.concurrency > 0 ? o.concurrency : (int)(o.rate * o.timeout_ms / 1000.0) + 16;
