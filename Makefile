@@ -7,6 +7,7 @@
 #                   under ASan/UBSan
 #   make lint       lb/ structure: no include cycles, layers (lb/README.md), <= 600 lines
 #   make integration-san  the integration tests through ASan+UBSan builds of the binaries
+#   make clang      every object and unit test built with clang -Werror (build/clang)
 #   make bench      benchmarks (not part of make test)
 #   make clean
 
@@ -65,7 +66,7 @@ STRESS_SRCS := $(wildcard tests/stress/*.c)
 STRESS_OBJS := $(STRESS_SRCS:%.c=$(BUILD)/%.o)
 
 .PHONY: all deps deps-bench run test unit unit-san integration integration-san lint \
-        lint-selftest bench stress clean metrics-doc
+        lint-selftest bench stress clean metrics-doc objects clang
 all: lb/twlb backends/twbackend $(UNIT_BINS) $(if $(STRESS_SRCS),tests/stress/twstress)
 
 deps:
@@ -127,6 +128,14 @@ unit: $(UNIT_BINS)
 unit-san:
 	$(MAKE) SANITIZER=1 unit
 
+# Every object and unit test, in $(BUILD): what `make clang` compiles with clang.
+objects: $(LB_OBJS) $(CORE_LIB) $(BUILD)/backends/twbackend.o $(STRESS_OBJS) $(UNIT_BINS)
+
+# The same warnings as an error with clang (its own build dir, so gcc's objects stay).
+# make test runs it when clang is installed (apt-get install clang), and says so if not.
+clang:
+	$(MAKE) CC=clang BUILD=build/clang objects
+
 integration: lb/twlb backends/twbackend tests/stress/twstress
 	python3 tests/integration/run.py
 
@@ -149,6 +158,8 @@ lint: lint-selftest
 test: deps
 	$(MAKE) all
 	$(MAKE) lint
+	@if command -v clang >/dev/null; then $(MAKE) clang; \
+	 else echo "SKIP make clang: clang is not installed (apt-get install clang)"; fi
 	$(MAKE) unit
 	$(MAKE) unit-san
 	$(MAKE) integration

@@ -448,7 +448,7 @@ int main(int argc, char **argv)
     if (o.duration < 0)
         o.duration = 3600; /* --connections alone: still bounded in time */
     memset(reqbuf, 'x', sizeof reqbuf);
-    memcpy(reqbuf + sizeof reqbuf - o.request_bytes, "GET\n" + (o.request_bytes < 4 ? 4 - o.request_bytes : 0),
+    memcpy(reqbuf + sizeof reqbuf - o.request_bytes, &"GET\n"[o.request_bytes < 4 ? 4 - o.request_bytes : 0],
            o.request_bytes < 4 ? o.request_bytes : 4);
     reqbuf[sizeof reqbuf - 1] = '\n';
     nslots = o.concurrency > 0 ? o.concurrency : (int)(o.rate * o.timeout_ms / 1000.0) + 16;
