@@ -5,6 +5,7 @@
 #   make run        deps + build + three demo backends + twlb on config/demo.json
 #   make test       deps + lint + unit tests and integration tests, each plain and
 #                   under ASan/UBSan
+#   make package-test  the schema against the key tables, man pages, install, deb
 #   make lint       lb/ structure: no include cycles, layers (lb/README.md), <= 600 lines
 #   make integration-san  the integration tests through ASan+UBSan builds of the binaries
 #   make clang      every object and unit test built with clang -Werror (build/clang)
@@ -60,13 +61,13 @@ UNIT_LINK_test_simulate := $(BUILD)/lb/sim/model.o
 UNIT_LIBS_test_simulate := -lm
 
 DEB_PKGS := gcc make libc6-dev pkg-config libuv1-dev libjansson-dev libcmocka-dev \
-            python3 iproute2 procps curl python3-prometheus-client
+            python3 iproute2 procps curl python3-prometheus-client python3-jsonschema scdoc
 
 STRESS_SRCS := $(wildcard tests/stress/*.c)
 STRESS_OBJS := $(STRESS_SRCS:%.c=$(BUILD)/%.o)
 
 .PHONY: all deps deps-bench run test unit unit-san integration integration-san lint \
-        lint-selftest bench stress clean metrics-doc objects clang
+        lint-selftest bench stress clean metrics-doc objects clang package-test
 all: lb/twlb backends/twbackend $(UNIT_BINS) $(if $(STRESS_SRCS),tests/stress/twstress)
 
 deps:
@@ -106,6 +107,12 @@ $(BUILD)/tools/metrics_doc: $(BUILD)/tests/tools/metrics_doc.o $(BUILD)/lb/admin
                             $(BUILD)/lb/admin/procinfo.o $(CORE_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ -lm
+
+# The configuration's key tables as JSON, for the schema test (tests/package).
+$(BUILD)/tools/config_keys: $(BUILD)/tests/tools/config_keys.o $(CONFIG_OBJS) $(OS_OBJS) \
+                            $(CORE_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 metrics-doc: $(BUILD)/tools/metrics_doc
 	$< > docs/metrics.md
@@ -149,6 +156,11 @@ integration-san: tests/stress/twstress
 	$(MAKE) SANITIZER=1 build/san/twlb build/san/twbackend
 	$(SAN_RUN) python3 tests/integration/run.py
 
+# Debian's python3-jsonschema is for /usr/bin/python3 only (a python3 earlier in PATH,
+# e.g. pyenv's, does not see it).
+package-test: lb/twlb $(BUILD)/tools/config_keys
+	/usr/bin/python3 tests/package/run.py
+
 # lint.py's own tests (fixture trees in a temp dir) first, then lb/ itself.
 lint-selftest:
 	python3 tests/lint/test_lint.py
@@ -161,6 +173,7 @@ test: deps
 	@if command -v clang >/dev/null; then $(MAKE) clang; \
 	 else echo "SKIP make clang: clang is not installed (apt-get install clang)"; fi
 	$(MAKE) unit
+	$(MAKE) package-test
 	$(MAKE) unit-san
 	$(MAKE) integration
 	$(MAKE) integration-san
