@@ -5,6 +5,7 @@
 #   make run        deps + build + three demo backends + twlb on config/demo.json
 #   make test       deps + lint + unit tests and integration tests, each plain and
 #                   under ASan/UBSan
+#   make man        the man pages twlb(8), twlb.json(5) from docs/man/*.scd (scdoc)
 #   make package-test  the schema against the key tables, man pages, install, deb
 #   make lint       lb/ structure: no include cycles, layers (lb/README.md), <= 600 lines
 #   make integration-san  the integration tests through ASan+UBSan builds of the binaries
@@ -61,13 +62,13 @@ UNIT_LINK_test_simulate := $(BUILD)/lb/sim/model.o
 UNIT_LIBS_test_simulate := -lm
 
 DEB_PKGS := gcc make libc6-dev pkg-config libuv1-dev libjansson-dev libcmocka-dev \
-            python3 iproute2 procps curl python3-prometheus-client python3-jsonschema scdoc
+            python3 iproute2 procps curl python3-prometheus-client python3-jsonschema scdoc man-db
 
 STRESS_SRCS := $(wildcard tests/stress/*.c)
 STRESS_OBJS := $(STRESS_SRCS:%.c=$(BUILD)/%.o)
 
 .PHONY: all deps deps-bench run test unit unit-san integration integration-san lint \
-        lint-selftest bench stress clean metrics-doc objects clang package-test
+        lint-selftest bench stress clean metrics-doc objects clang package-test man
 all: lb/twlb backends/twbackend $(UNIT_BINS) $(if $(STRESS_SRCS),tests/stress/twstress)
 
 deps:
@@ -156,9 +157,15 @@ integration-san: tests/stress/twstress
 	$(MAKE) SANITIZER=1 build/san/twlb build/san/twbackend
 	$(SAN_RUN) python3 tests/integration/run.py
 
+MAN_PAGES := build/man/twlb.8 build/man/twlb.json.5
+build/man/%: docs/man/%.scd
+	@mkdir -p $(dir $@)
+	scdoc < $< > $@.tmp && mv $@.tmp $@
+man: $(MAN_PAGES)
+
 # Debian's python3-jsonschema is for /usr/bin/python3 only (a python3 earlier in PATH,
 # e.g. pyenv's, does not see it).
-package-test: lb/twlb $(BUILD)/tools/config_keys
+package-test: lb/twlb $(BUILD)/tools/config_keys $(MAN_PAGES)
 	/usr/bin/python3 tests/package/run.py
 
 # lint.py's own tests (fixture trees in a temp dir) first, then lb/ itself.
