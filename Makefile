@@ -7,8 +7,13 @@
 #                   under ASan/UBSan
 #   make scale-test twlb nodes behind BGP/ECMP (BIRD) and a VRRP pair (keepalived) in
 #                   network namespaces, and the simulator against real runs (< 3 min)
+#   make install    twlb, man pages, unit, /etc/twlb/twlb.json, docs (PREFIX, DESTDIR)
+#   make deb        build/twlb_VERSION_ARCH.deb with dpkg-deb
+#   make man        the man pages twlb(8), twlb.json(5) from docs/man/*.scd (scdoc)
+#   make package-test  the schema against the key tables, man pages, install, deb
 #   make lint       lb/ structure: no include cycles, layers (lb/README.md), <= 600 lines
 #   make integration-san  the integration tests through ASan+UBSan builds of the binaries
+#   make clang      every object and unit test built with clang -Werror (build/clang)
 #   make bench      benchmarks (not part of make test)
 #   make clean
 
@@ -63,13 +68,15 @@ UNIT_LIBS_test_simulate := -lm
 
 DEB_PKGS := gcc make libc6-dev pkg-config libuv1-dev libjansson-dev libcmocka-dev \
             python3 iproute2 procps curl python3-prometheus-client xxd \
-            chromium chromium-driver python3-selenium bird2 keepalived
+            chromium chromium-driver python3-selenium bird2 keepalived \
+            python3-jsonschema scdoc man-db dpkg-dev systemd
 
 STRESS_SRCS := $(wildcard tests/stress/*.c)
 STRESS_OBJS := $(STRESS_SRCS:%.c=$(BUILD)/%.o)
 
 .PHONY: all deps deps-bench run test unit unit-san integration integration-san lint \
-        lint-selftest bench stress clean metrics-doc scale-test
+        lint-selftest bench stress clean metrics-doc scale-test objects clang package-test \
+        man install deb
 all: lb/twlb backends/twbackend $(UNIT_BINS) $(if $(STRESS_SRCS),tests/stress/twstress)
 
 deps:
@@ -122,6 +129,12 @@ $(BUILD)/tools/metrics_doc: $(BUILD)/tests/tools/metrics_doc.o $(BUILD)/lb/admin
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ -lm
 
+# The configuration's key tables as JSON, for the schema test (tests/package).
+$(BUILD)/tools/config_keys: $(BUILD)/tests/tools/config_keys.o $(CONFIG_OBJS) $(OS_OBJS) \
+                            $(CORE_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 metrics-doc: $(BUILD)/tools/metrics_doc
 	$< > docs/metrics.md
 
@@ -143,6 +156,14 @@ unit: $(UNIT_BINS)
 unit-san:
 	$(MAKE) SANITIZER=1 unit
 
+# Every object and unit test, in $(BUILD): what `make clang` compiles with clang.
+objects: $(LB_OBJS) $(CORE_LIB) $(BUILD)/backends/twbackend.o $(STRESS_OBJS) $(UNIT_BINS)
+
+# The same warnings as an error with clang (its own build dir, so gcc's objects stay).
+# make test runs it when clang is installed (apt-get install clang), and says so if not.
+clang:
+	$(MAKE) CC=clang BUILD=build/clang objects
+
 integration: lb/twlb backends/twbackend tests/stress/twstress
 	python3 tests/integration/run.py
 
@@ -162,6 +183,90 @@ integration-san: tests/stress/twstress
 scale-test: lb/twlb backends/twbackend tests/stress/twstress
 	python3 tests/scale/run.py
 
+MAN_PAGES := build/man/twlb.8 build/man/twlb.json.5
+build/man/%: docs/man/%.scd
+	@mkdir -p $(dir $@)
+	scdoc < $< > $@.tmp && mv $@.tmp $@
+man: $(MAN_PAGES)
+
+# make install: the binary, man pages, the unit (its paths rewritten to these), the
+# production example config (never over an existing one), the schema and the docs.
+VERSION        := $(shell sed -n 's/^\#define TWLB_VERSION "\(.*\)"/\1/p' lb/main.c)
+PREFIX         ?= /usr/local
+SBINDIR        ?= $(PREFIX)/sbin
+MANDIR         ?= $(PREFIX)/share/man
+DOCDIR         ?= $(PREFIX)/share/doc/twlb
+DATADIR        ?= $(PREFIX)/share/twlb
+SYSCONFDIR     ?= /etc
+# systemd looks in /usr/lib, /usr/local/lib and /etc, not under any other prefix.
+UNITDIR_STD    := $(filter /usr /usr/local,$(PREFIX))
+SYSTEMDUNITDIR ?= $(if $(UNITDIR_STD),$(PREFIX)/lib/systemd/system,/etc/systemd/system)
+DOCS := README.md docs/LICENSE docs/CHANGELOG.md $(filter-out docs/LICENSE docs/CHANGELOG.md,\
+        $(wildcard docs/*.md))
+
+install: lb/twlb $(MAN_PAGES)
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5 \
+	  $(DESTDIR)$(DOCDIR) $(DESTDIR)$(DATADIR) $(DESTDIR)$(SYSTEMDUNITDIR) \
+	  $(DESTDIR)$(SYSCONFDIR)/twlb
+	install -m 755 lb/twlb $(DESTDIR)$(SBINDIR)/twlb
+	gzip -9n < build/man/twlb.8 > $(DESTDIR)$(MANDIR)/man8/twlb.8.gz
+	gzip -9n < build/man/twlb.json.5 > $(DESTDIR)$(MANDIR)/man5/twlb.json.5.gz
+	chmod 644 $(DESTDIR)$(MANDIR)/man8/twlb.8.gz $(DESTDIR)$(MANDIR)/man5/twlb.json.5.gz
+	sed -e 's|/usr/local/sbin/twlb|$(SBINDIR)/twlb|g' \
+	    -e 's|/usr/local/share/doc/twlb|$(DOCDIR)|g' config/systemd/twlb.service \
+	  > $(DESTDIR)$(SYSTEMDUNITDIR)/twlb.service
+	chmod 644 $(DESTDIR)$(SYSTEMDUNITDIR)/twlb.service
+	install -m 644 config/twlb.schema.json $(DESTDIR)$(DATADIR)/twlb.schema.json
+	install -m 644 config/examples/production.json $(DESTDIR)$(DATADIR)/twlb.json.example
+	install -m 644 $(DOCS) $(DESTDIR)$(DOCDIR)/
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/twlb/twlb.json ]; then \
+	  echo "keeping $(DESTDIR)$(SYSCONFDIR)/twlb/twlb.json (the example is $(DATADIR)/twlb.json.example)"; \
+	else \
+	  echo "install -m 644 config/examples/production.json $(DESTDIR)$(SYSCONFDIR)/twlb/twlb.json"; \
+	  install -m 644 config/examples/production.json $(DESTDIR)$(SYSCONFDIR)/twlb/twlb.json; \
+	fi
+
+# make deb: make install into a staging root as Debian lays it out, then dpkg-deb.
+# Depends come from dpkg-shlibdeps (the runtime libraries: libuv1, libjansson4, libc6);
+# /etc/twlb/twlb.json is a conffile; the maintainer scripts in config/debian/ create the
+# system user and enable the unit with deb-systemd-helper.
+DEB_ARCH := $(shell dpkg --print-architecture 2>/dev/null)
+DEB      := build/twlb_$(VERSION)_$(DEB_ARCH).deb
+DEB_ROOT := build/deb/debian/twlb
+deb: $(DEB)
+$(DEB): lb/twlb $(MAN_PAGES) config/debian/control.in config/debian/postinst \
+        config/debian/prerm config/debian/postrm config/systemd/twlb.service \
+        config/examples/production.json config/twlb.schema.json $(DOCS)
+	rm -rf build/deb
+	$(MAKE) --no-print-directory install DESTDIR=$(CURDIR)/$(DEB_ROOT) PREFIX=/usr \
+	  SYSTEMDUNITDIR=/lib/systemd/system
+	strip --strip-unneeded --remove-section=.comment --remove-section=.note \
+	  $(DEB_ROOT)/usr/sbin/twlb
+	{ echo 'Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/'; \
+	  echo 'Upstream-Name: twlb'; echo; echo 'Files: *'; \
+	  echo 'Copyright: 2026 The twlb authors'; echo 'License: MIT'; \
+	  sed -e 's/^$$/./' -e 's/^/ /' docs/LICENSE; } > $(DEB_ROOT)/usr/share/doc/twlb/copyright
+	mkdir -p $(DEB_ROOT)/DEBIAN build/deb/debian
+	printf 'Source: twlb\n\nPackage: twlb\nArchitecture: any\n' > build/deb/debian/control
+	cd build/deb && dpkg-shlibdeps -O -e debian/twlb/usr/sbin/twlb | sed -n 's/^shlibs:Depends=//p' \
+	  > depends
+	test -s build/deb/depends
+	sed -e 's/@VERSION@/$(VERSION)/' -e 's/@ARCH@/$(DEB_ARCH)/' \
+	    -e "s/@DEPENDS@/$$(cat build/deb/depends)/" \
+	    -e "s/@SIZE@/$$(du -sk --exclude=DEBIAN $(DEB_ROOT) | cut -f1)/" \
+	    config/debian/control.in > $(DEB_ROOT)/DEBIAN/control
+	echo /etc/twlb/twlb.json > $(DEB_ROOT)/DEBIAN/conffiles
+	install -m 755 config/debian/postinst config/debian/prerm config/debian/postrm \
+	  $(DEB_ROOT)/DEBIAN/
+	cd $(DEB_ROOT) && find . -path ./DEBIAN -prune -o -path ./etc -prune -o -type f -print \
+	  | sed 's|^\./||' | LC_ALL=C sort | xargs md5sum > DEBIAN/md5sums
+	dpkg-deb --root-owner-group -Zxz --build $(DEB_ROOT) $@
+
+# Debian's python3-jsonschema is for /usr/bin/python3 only (a python3 earlier in PATH,
+# e.g. pyenv's, does not see it).
+package-test: lb/twlb $(BUILD)/tools/config_keys $(MAN_PAGES)
+	/usr/bin/python3 tests/package/run.py
+
 # lint.py's own tests (fixture trees in a temp dir) first, then lb/ itself.
 lint-selftest:
 	python3 tests/lint/test_lint.py
@@ -171,7 +276,10 @@ lint: lint-selftest
 test: deps
 	$(MAKE) all
 	$(MAKE) lint
+	@if command -v clang >/dev/null; then $(MAKE) clang; \
+	 else echo "SKIP make clang: clang is not installed (apt-get install clang)"; fi
 	$(MAKE) unit
+	$(MAKE) package-test
 	$(MAKE) unit-san
 	$(MAKE) integration
 	$(MAKE) integration-san

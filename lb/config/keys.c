@@ -105,9 +105,9 @@ static int parse_ports(const char *s, void *field, const char **why)
     {.name = n, .type = KT_INT, .store = KS_U32, FIELD(T, m), .min = lo, .max = hi,         \
      .dint = d, __VA_ARGS__}
 #define STR(n, T, m, ...) {.name = n, .type = KT_STR, .store = KS_STR, FIELD(T, m), __VA_ARGS__}
-#define WORD(n, T, m, fn, d, ...)                                                           \
-    {.name = n, .type = KT_STR, .store = KS_PARSE, FIELD(T, m), .parse = fn, .def = d,      \
-     __VA_ARGS__}
+#define WORD(n, T, m, fn, w, d, ...)                                                        \
+    {.name = n, .type = KT_STR, .store = KS_PARSE, FIELD(T, m), .parse = fn, .words = w,    \
+     .def = d, __VA_ARGS__}
 #define NAME(T) {.name = "name", .type = KT_STR, .store = KS_NAME, FIELD(T, name), REQUIRED, RELOAD}
 #define ADDR(n, T, m, d, ...) {.name = n, .type = KT_STR, .store = KS_ADDR, FIELD(T, m), .def = d, __VA_ARGS__}
 #define OBJ(n, T, m, t, ...) {.name = n, .type = KT_OBJ, FIELD(T, m), .sub = &t, __VA_ARGS__}
@@ -115,6 +115,17 @@ static int parse_ports(const char *s, void *field, const char **why)
     {.name = n, .type = KT_ARR, FIELD(T, m), .sub = &t, .off_n = offsetof(T, n_##m),        \
      .elem = sizeof(*((T *)0)->m), __VA_ARGS__}
 #define TABLE(var, doc, arr) const struct key_table var = {doc, arr, sizeof arr / sizeof arr[0]}
+
+/* The words each WORD key accepts. */
+#define WORDS(...) ((const char *const[]){__VA_ARGS__, NULL})
+#define W_BALANCE                                                                           \
+    WORDS("round_robin", "weighted_round_robin", "least_conn", "random_two", "maglev")
+#define W_TWRULE WORDS("bsd", "timestamps", "strict")
+#define W_ISN WORDS("auto", "explicit", "kernel", "off")
+#define W_LOCAL_TW WORDS("avoid", "destroy")
+#define W_LEVEL WORDS("error", "warn", "info", "debug")
+#define W_PROXY WORDS("none", "v1", "v2")
+#define W_FORMAT WORDS("text", "json")
 
 static const struct key top[] = {
     LIST("listeners", struct config, listeners, keys_listener, REQUIRED, RELOAD),
@@ -138,7 +149,7 @@ TABLE(keys_listener, "listeners[]", listener);
 
 static const struct key pool[] = {
     NAME(struct cfg_pool),
-    WORD("balance", struct cfg_pool, balance, parse_balance, "round_robin", RELOAD),
+    WORD("balance", struct cfg_pool, balance, parse_balance, W_BALANCE, "round_robin", RELOAD),
     {.name = "inside", .type = KT_ARR, REQUIRED, RELOAD},
     {.name = "source_ports", .type = KT_STR, .store = KS_PARSE, .parse = parse_ports,
      .def = "20000-29999", .off = offsetof(struct cfg_pool, port_lo),
@@ -161,12 +172,13 @@ static const struct key backend[] = {
     INT("weight", struct cfg_backend, weight, 1, 1000, 1, RELOAD),
     OBJ("time_wait", struct cfg_backend, time_wait, keys_time_wait, RELOAD),
     OBJ("health", struct cfg_backend, health, keys_health, RELOAD),
-    WORD("proxy_protocol", struct cfg_backend, proxy_protocol, parse_proxy, "none", RELOAD),
+    WORD("proxy_protocol", struct cfg_backend, proxy_protocol, parse_proxy, W_PROXY, "none",
+         RELOAD),
 };
 TABLE(keys_backend, "pools[].backends[]", backend);
 
 static const struct key time_wait[] = {
-    WORD("rule", struct cfg_time_wait, rule, parse_twrule, "bsd", RELOAD),
+    WORD("rule", struct cfg_time_wait, rule, parse_twrule, W_TWRULE, "bsd", RELOAD),
     INT("seconds", struct cfg_time_wait, seconds, 1, 3600, 60, RELOAD),
 };
 TABLE(keys_time_wait, "time_wait", time_wait);
@@ -182,8 +194,9 @@ static const struct key health[] = {
 TABLE(keys_health, "health", health);
 
 static const struct key reuse[] = {
-    WORD("isn", struct cfg_reuse, isn, parse_isn, "auto", RELOAD),
-    WORD("local_time_wait", struct cfg_reuse, local_time_wait, parse_local_tw, "avoid", RELOAD),
+    WORD("isn", struct cfg_reuse, isn, parse_isn, W_ISN, "auto", RELOAD),
+    WORD("local_time_wait", struct cfg_reuse, local_time_wait, parse_local_tw, W_LOCAL_TW,
+         "avoid", RELOAD),
     INT("local_time_wait_seconds", struct cfg_reuse, local_time_wait_seconds, 1, 3600, 60,
         RELOAD),
     INT("quarantine_ms", struct cfg_reuse, quarantine_ms, 1, 600000, 1000, RELOAD),
@@ -200,10 +213,11 @@ TABLE(keys_admin, "admin", admin);
 
 /* The log files are opened once at start (main.c): a reload does not reopen them. */
 static const struct key log_keys[] = {
-    WORD("level", struct cfg_log, level, parse_level, "info", RELOAD),
+    WORD("level", struct cfg_log, level, parse_level, W_LEVEL, "info", RELOAD),
     STR("file", struct cfg_log, file, RESTART),
     STR("access_log", struct cfg_log, access_log, RESTART),
-    WORD("access_log_format", struct cfg_log, access_log_json, parse_format, "text", RESTART),
+    WORD("access_log_format", struct cfg_log, access_log_json, parse_format, W_FORMAT, "text",
+         RESTART),
 };
 TABLE(keys_log, "log", log_keys);
 

@@ -45,6 +45,9 @@ struct key {
     long long dint;        /* KS_U32: the default */
     const char *def;       /* other stores: the default as written in the doc; NULL: none */
     const char *bad;       /* KS_STR: the error when the length is out of bounds */
+    /* KS_PARSE keys that take a word: every word parse() accepts, NULL-terminated (the
+     * enum of config/twlb.schema.json; test_config checks it against parse()). */
+    const char *const *words;
     enum key_store store;
     size_t off, size;      /* the field in the section's struct */
     /* KS_PARSE: 0, or -1 with why ("is not ...", completed by the value in quotes). */

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Runs every test_* function of every tests/integration/test_*.py through the real
-binaries.  Optional arguments are substrings that select tests.  Prints PASS/FAIL/SKIP per
+binaries (tests/package/run.py runs its folder with the same main).  Optional arguments
+are substrings that select tests.  Prints PASS/FAIL/SKIP per
 test and, last, "N passed, N failed" (", N skipped"); exits non-zero on any failure."""
 import importlib.util
 import os
@@ -12,14 +13,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 
-def main():
+def main(here=HERE):
     only = sys.argv[1:]
     passed = failed = skipped = 0
     failures = []
-    for fname in sorted(os.listdir(HERE)):
+    for fname in sorted(os.listdir(here)):
         if not (fname.startswith("test_") and fname.endswith(".py")):
             continue
-        spec = importlib.util.spec_from_file_location(fname[:-3], os.path.join(HERE, fname))
+        spec = importlib.util.spec_from_file_location(fname[:-3], os.path.join(here, fname))
         mod = importlib.util.module_from_spec(spec)
         try:
             spec.loader.exec_module(mod)

@@ -26,7 +26,12 @@ def test_every_bad_config_gives_its_documented_error():
 
 
 def test_good_configs_pass_check():
-    for path in sorted(glob.glob(os.path.join(h.ROOT, "config", "*.json"))):
+    """Every config in config/ and config/examples/ (not the JSON Schema)."""
+    paths = sorted(glob.glob(os.path.join(h.ROOT, "config", "*.json")) +
+                   glob.glob(os.path.join(h.ROOT, "config", "examples", "*.json")))
+    paths = [p for p in paths if not p.endswith(".schema.json")]
+    assert len(paths) >= 4, paths
+    for path in paths:
         rc, out, err = check(os.path.relpath(path, h.ROOT))
         assert (rc, out, err) == (0, "configuration ok\n", ""), (path, rc, out, err)
 

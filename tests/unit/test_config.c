@@ -251,6 +251,60 @@ static void test_unreloadable_changes(void **state)
     config_free(old);
 }
 
+/* A word key's list (the schema's enum) is exactly what its parser accepts: every word
+ * parses, to a value of its own; a word that is not listed does not; and the error
+ * message names the same words. */
+static void test_words_are_what_parse_accepts(void **state)
+{
+    int seen = 0;
+    for (size_t t = 0; t < keys_all_n; t++)
+        for (size_t i = 0; i < keys_all[t]->n; i++) {
+            const struct key *k = &keys_all[t]->keys[i];
+            if (k->store != KS_PARSE || !k->words)
+                continue;
+            seen++;
+            unsigned char vals[16][64];
+            size_t n = 0;
+            int has_default = 0;
+            assert_true(k->size <= sizeof vals[0]);
+            for (; k->words[n]; n++) {
+                const char *why = NULL;
+                assert_true(n < 16);
+                memset(vals[n], 0xa5, sizeof vals[n]);
+                if (k->parse(k->words[n], vals[n], &why) != 0)
+                    fail_msg("%s: word \"%s\" does not parse", k->name, k->words[n]);
+                for (size_t j = 0; j < n; j++)
+                    if (!memcmp(vals[j], vals[n], k->size))
+                        fail_msg("%s: \"%s\" and \"%s\" parse alike", k->name, k->words[j],
+                                 k->words[n]);
+                has_default |= k->def && !strcmp(k->def, k->words[n]);
+            }
+            assert_true(has_default);
+            /* The message lists the words as "(expected a, b or c)", in any order. */
+            const char *why = NULL;
+            unsigned char junk[64];
+            assert_int_equal(k->parse("no-such-word", junk, &why), -1);
+            const char *list = strstr(why, "(expected ");
+            assert_non_null(list);
+            char buf[256];
+            snprintf(buf, sizeof buf, "%s", list + strlen("(expected "));
+            size_t named = 0;
+            for (char *w = strtok(buf, " ,)"); w; w = strtok(NULL, " ,)")) {
+                if (!strcmp(w, "or"))
+                    continue;
+                size_t j = 0;
+                while (k->words[j] && strcmp(k->words[j], w))
+                    j++;
+                if (!k->words[j])
+                    fail_msg("%s: the error names \"%s\", which is not in its words", k->name, w);
+                named++;
+            }
+            assert_int_equal(named, n);
+        }
+    assert_int_equal(seen, 7); /* balance, proxy_protocol, rule, isn, local_time_wait, level,
+                                  access_log_format */
+}
+
 /* docs/configuration.md: a "## " heading per table, holding a row "| `KEY` | ... |
  * DEFAULT | ... |" per key whose default cell shows the table's default. */
 static char *read_doc(void)
@@ -337,6 +391,7 @@ int main(void)
         cmocka_unit_test(test_values_are_stored),
         cmocka_unit_test(test_bounds_give_the_exact_error),
         cmocka_unit_test(test_unknown_keys_are_rejected),
+        cmocka_unit_test(test_words_are_what_parse_accepts),
         cmocka_unit_test(test_unreloadable_changes),
         cmocka_unit_test(test_doc_lists_every_key_with_its_default),
         cmocka_unit_test(test_doc_names_the_unreloadable_keys),
