@@ -140,7 +140,9 @@ def compare(schema, tables, table, obj, where, visited):
         assert p.get("type") == k["type"], (at, p.get("type"), k["type"])
         assert p.get("default") == k.get("default"), "%s: default %r, loader %r" % (
             at, p.get("default"), k.get("default"))
-        for bound in ("minimum", "maximum", "minLength", "maxLength", "enum"):
+        for bound in ("minimum", "maximum", "minLength", "maxLength", "enum", "pattern"):
+            if bound == "pattern" and "pattern" not in k:
+                continue  # names and addresses: a $def's pattern, checked by the loader
             assert p.get(bound) == k.get(bound), "%s: %s %r, loader %r" % (
                 at, bound, p.get(bound), k.get(bound))
         if k["store"] == "name":
@@ -210,6 +212,11 @@ def test_bounds_words_and_defaults_agree_with_the_loader():
             put = lambda val, t=table, n=k["name"]: with_value(paths[t], n, val)  # noqa: E731
             if "default" in k:
                 cases.append((put(k["default"]), "%s = its default %r" % (what, k["default"]), True))
+            if k["type"] == ["integer", "string"]:  # a number in bounds or "auto"
+                for x, ok in ((k["minimum"], True), (k["maximum"], True), ("auto", True),
+                              (k["minimum"] - 1, False), (k["maximum"] + 1, False),
+                              ("many", False)):
+                    cases.append((put(x), "%s = %r" % (what, x), ok))
             if k["type"] == "integer":
                 for x, ok in ((k["minimum"], True), (k["maximum"], True),
                               (k["minimum"] - 1, False), (k["maximum"] + 1, False)):

@@ -18,6 +18,7 @@ static const char *type_name(enum key_type t)
     case KT_OBJ: return "object";
     case KT_ARR: return "array";
     case KT_BOOL: return "boolean";
+    case KT_INT_OR_AUTO: return "integer|string";
     }
     return "?";
 }
@@ -40,7 +41,13 @@ static json_t *dump_key(const struct key *k)
     json_t *o = json_pack("{s:s, s:s, s:b, s:b, s:s}", "name", k->name, "type",
                           type_name(k->type), "required", k->required, "reloadable",
                           k->reloadable, "store", store_name(k->store));
-    if (k->store == KS_U32) {
+    if (k->type == KT_INT_OR_AUTO) { /* an integer in bounds, or "auto" (the default) */
+        json_object_set_new(o, "type", json_pack("[s, s]", "integer", "string"));
+        json_object_set_new(o, "minimum", json_integer(k->min));
+        json_object_set_new(o, "maximum", json_integer(k->max));
+        json_object_set_new(o, "pattern", json_string("^auto$"));
+        json_object_set_new(o, "default", json_string(k->def));
+    } else if (k->store == KS_U32) {
         json_object_set_new(o, "minimum", json_integer(k->min));
         json_object_set_new(o, "maximum", json_integer(k->max));
         json_object_set_new(o, "default", json_integer(k->dint));
