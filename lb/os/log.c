@@ -33,6 +33,7 @@ static const char *log_level_name(enum log_level l)
     case LOGL_WARN: return "warn";
     case LOGL_INFO: return "info";
     case LOGL_DEBUG: return "debug";
+    case LOGL_OFF: break;
     }
     return "?";
 }

@@ -12,7 +12,9 @@
 #include <stddef.h>
 
 /* LOGL_*, not LOG_*: <syslog.h> owns LOGL_INFO and LOGL_DEBUG. */
-enum log_level { LOGL_ERROR, LOGL_WARN, LOGL_INFO, LOGL_DEBUG };
+enum log_level { LOGL_OFF = -1, LOGL_ERROR, LOGL_WARN, LOGL_INFO, LOGL_DEBUG };
+/* LOGL_OFF: log_set_level(LOGL_OFF) silences every message (the fuzzers use it); it is
+ * never a message's level and has no name. */
 
 /* "error", "warn", "info", "debug". */
 /* The level named <s>: 0, or -1 when <s> names none. */
