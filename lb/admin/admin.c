@@ -137,15 +137,16 @@ int admin_read_token(const char *path, char out[ADMIN_TOKEN_MAX], char *err, siz
     }
     /* The first line, measured whole: a token that does not fit is an error, never cut. */
     size_t n = 0;
-    int ch;
+    int ch, last = 0;
     while ((ch = getc(f)) != EOF && ch != '\n') {
-        if (n < ADMIN_TOKEN_MAX - 1)
-            out[n] = (char)ch;
+        if (n < ADMIN_TOKEN_MAX)
+            out[n] = (char)ch; /* out[ADMIN_TOKEN_MAX - 1]: a CR, or too long */
+        last = ch;
         n++;
     }
     int bad = ferror(f);
     fclose(f);
-    if (n && n <= ADMIN_TOKEN_MAX - 1 && out[n - 1] == '\r')
+    if (n && last == '\r') /* a CRLF line end */
         n--;
     if (bad) {
         snprintf(err, errlen, "admin: cannot read token_file %s", path);
