@@ -210,7 +210,7 @@ fuzz: deps-fuzz
 	  mkdir -p build/fuzz/corpus/$$t tests/fuzz/$$t/crashes; \
 	  echo "== fuzz $$t for $(FUZZ_SECONDS) s"; \
 	  build/fuzz/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
-	    -rss_limit_mb=2048 -close_fd_mask=1 -print_final_stats=1 \
+	    -rss_limit_mb=2048 -max_len=16384 -close_fd_mask=1 -print_final_stats=1 \
 	    -artifact_prefix=tests/fuzz/$$t/crashes/ build/fuzz/corpus/$$t tests/fuzz/$$t/corpus; \
 	done
 
