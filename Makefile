@@ -204,6 +204,7 @@ deps-fuzz: deps
 
 # Each harness for FUZZ_SECONDS, its corpus growing in build/fuzz/corpus/<target> from the
 # committed seeds; a crash is saved under tests/fuzz/<target>/crashes/ and fails the run.
+# Paths are absolute: a harness may change directory (fuzz_simulate does).
 fuzz: deps-fuzz
 	$(MAKE) FUZZ=1 $(FUZZ_TARGETS:%=build/fuzz/fuzz/fuzz_%)
 	@set -e; for t in $(FUZZ_TARGETS); do \
@@ -211,7 +212,8 @@ fuzz: deps-fuzz
 	  echo "== fuzz $$t for $(FUZZ_SECONDS) s"; \
 	  build/fuzz/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
 	    -rss_limit_mb=2048 -max_len=16384 -close_fd_mask=1 -print_final_stats=1 \
-	    -artifact_prefix=tests/fuzz/$$t/crashes/ build/fuzz/corpus/$$t tests/fuzz/$$t/corpus; \
+	    -artifact_prefix=$(CURDIR)/tests/fuzz/$$t/crashes/ \
+	    $(CURDIR)/build/fuzz/corpus/$$t $(CURDIR)/tests/fuzz/$$t/corpus; \
 	done
 
 run: deps
