@@ -14,6 +14,9 @@
 #   make lint       lb/ structure: no include cycles, layers (lb/README.md), <= 600 lines
 #   make integration-san  the integration tests through ASan+UBSan builds of the binaries
 #   make clang      every object and unit test built with clang -Werror (build/clang)
+#   make fuzz       deps-fuzz + each libFuzzer harness of tests/fuzz for FUZZ_SECONDS (60)
+#   make fuzz-replay  every fuzz corpus file and saved crash through ASan+UBSan (gcc,
+#                   no libFuzzer needed; part of make test)
 #   make bench      benchmarks (not part of make test)
 #   make clean
 
@@ -28,8 +31,15 @@ CFLAGS  ?= -O2 -g
 ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(PKG_CFLAGS) -Ilb -MMD -MP
 LDLIBS  := $(PKG_LIBS) -lm
 
-# SANITIZER=1 builds everything into build/san with ASan + UBSan.
-ifeq ($(SANITIZER),1)
+# SANITIZER=1 builds everything into build/san with ASan + UBSan; FUZZ=1 into build/fuzz
+# with clang-14, ready to link with libFuzzer (make fuzz).
+ifeq ($(FUZZ),1)
+CC      := clang-14
+BUILD   := build/fuzz
+ALL_CFLAGS += -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer \
+              -fno-sanitize-recover=all
+LDFLAGS += -fsanitize=fuzzer,address,undefined
+else ifeq ($(SANITIZER),1)
 BUILD   := build/san
 ALL_CFLAGS += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 LDFLAGS += -fsanitize=address,undefined
@@ -71,12 +81,21 @@ DEB_PKGS := gcc make libc6-dev pkg-config libuv1-dev libjansson-dev libcmocka-de
             chromium chromium-driver python3-selenium bird2 keepalived \
             python3-jsonschema scdoc man-db dpkg-dev systemd
 
+# Fuzzing (tests/fuzz/README.md): one harness per target, linked with what it needs.
+FUZZ_TARGETS := config http statefile simulate
+FUZZ_SECONDS ?= 60
+FUZZ_LINK_config    := $(CONFIG_OBJS) $(OS_OBJS)
+FUZZ_LINK_http      := $(BUILD)/lb/admin/http.o
+FUZZ_LINK_statefile := $(OS_OBJS)
+FUZZ_LINK_simulate  := $(SIM_OBJS) $(CONFIG_OBJS) $(OS_OBJS)
+DEB_PKGS_FUZZ := clang-14 libfuzzer-14-dev
+
 STRESS_SRCS := $(wildcard tests/stress/*.c)
 STRESS_OBJS := $(STRESS_SRCS:%.c=$(BUILD)/%.o)
 
 .PHONY: all deps deps-bench run test unit unit-san integration integration-san lint \
         lint-selftest bench stress clean metrics-doc scale-test objects clang package-test \
-        man install deb
+        man install deb deps-fuzz fuzz fuzz-replay
 all: lb/twlb backends/twbackend $(UNIT_BINS) $(if $(STRESS_SRCS),tests/stress/twstress)
 
 deps:
@@ -145,6 +164,17 @@ tests/stress/twstress: $(STRESS_OBJS)
 $(BUILD)/tests/test_%: $(BUILD)/tests/unit/test_%.o $$(UNIT_LINK_test_$$*) $(CORE_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(or $(UNIT_LIBS_test_$*),$(if $(UNIT_LINK_test_$*),$(LDLIBS),-lm)) $(CMOCKA_LIBS)
+
+ifeq ($(FUZZ),1)
+$(BUILD)/fuzz/fuzz_%: $(BUILD)/tests/fuzz/fuzz_%.o $$(FUZZ_LINK_$$*) $(CORE_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+else
+$(BUILD)/fuzz/replay_%: $(BUILD)/tests/fuzz/replay.o $(BUILD)/tests/fuzz/fuzz_%.o \
+                        $$(FUZZ_LINK_$$*) $(CORE_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+endif
 
 $(BUILD)/bench/bench_%: $(BUILD)/tests/bench/bench_%.o $(CORE_LIB)
 	@mkdir -p $(dir $@)
@@ -281,9 +311,41 @@ test: deps
 	$(MAKE) unit
 	$(MAKE) package-test
 	$(MAKE) unit-san
+	$(MAKE) fuzz-replay
 	$(MAKE) integration
 	$(MAKE) integration-san
 	$(MAKE) scale-test
+
+# Every corpus file and every saved crash of each fuzz target, once, under ASan + UBSan
+# (gcc; a replay main stands in for libFuzzer).
+fuzz-replay:
+	$(MAKE) SANITIZER=1 $(FUZZ_TARGETS:%=build/san/fuzz/replay_%)
+	@set -e; for t in $(FUZZ_TARGETS); do echo "== replay $$t"; \
+	  build/san/fuzz/replay_$$t tests/fuzz/$$t/corpus tests/fuzz/$$t/crashes; done
+
+# clang and libFuzzer are needed by make fuzz only (not by make deps or make test).
+deps-fuzz: deps
+	@missing=""; for p in $(DEB_PKGS_FUZZ); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+# Each harness for FUZZ_SECONDS, its corpus growing in build/fuzz/corpus/<target> from the
+# committed seeds; a crash is saved under tests/fuzz/<target>/crashes/ and fails the run.
+# Paths are absolute: a harness may change directory (fuzz_simulate does).
+fuzz: deps-fuzz
+	$(MAKE) FUZZ=1 $(FUZZ_TARGETS:%=build/fuzz/fuzz/fuzz_%)
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p build/fuzz/corpus/$$t tests/fuzz/$$t/crashes; \
+	  echo "== fuzz $$t for $(FUZZ_SECONDS) s"; \
+	  build/fuzz/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+	    -rss_limit_mb=2048 -max_len=16384 -close_fd_mask=1 -print_final_stats=1 \
+	    -artifact_prefix=$(CURDIR)/tests/fuzz/$$t/crashes/ \
+	    $(CURDIR)/build/fuzz/corpus/$$t $(CURDIR)/tests/fuzz/$$t/corpus; \
+	done
 
 run: deps
 	$(MAKE) all

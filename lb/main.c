@@ -19,6 +19,7 @@
 #include "admin/admin.h"
 #include "config/config.h"
 #include "os/log.h"
+#include "os/statefile.h"
 #include "runtime/view.h"
 #include "runtime/group.h"
 #include "sim/cli.h"
@@ -77,6 +78,7 @@ struct app {
     struct group *g;
     struct admin *admin;     /* NULL when "admin" is not configured */
     int stopping;
+    uint64_t save_failures;  /* statefile_save_failures() when the stop began */
 };
 
 static const struct view *admin_view(void *arg)
@@ -182,7 +184,7 @@ static void on_reopen_signal(uv_signal_t *h, int signum)
     int r = log_reopen();
     if (r < 0)
         log_error("SIGUSR1: cannot reopen the log files: %s (still writing the old ones)",
-                  strerror(-r));
+                  log_open_strerror(r));
     else
         log_info("SIGUSR1: log files reopened");
 }
@@ -196,6 +198,7 @@ static void on_stop_signal(uv_signal_t *h, int signum)
     }
     log_info("signal %d: stopping", signum);
     app->stopping = 1;
+    app->save_failures = statefile_save_failures(); /* the drain saves once more */
     group_drain(app->g, on_drained);
 }
 
@@ -216,10 +219,13 @@ static int run(const char *path)
         return 1;
     log_set_level(cfg->log.level);
     int lr = log_open(cfg->log.file);
-    if (lr == 0)
+    const char *lpath = cfg->log.file;
+    if (lr == 0) {
         lr = log_access_open(cfg->log.access_log, cfg->log.access_log_json);
+        lpath = cfg->log.access_log;
+    }
     if (lr < 0) {
-        fprintf(stderr, "twlb: cannot open log file: %s\n", strerror(-lr));
+        fprintf(stderr, "twlb: cannot open log file %s: %s\n", lpath, log_open_strerror(lr));
         config_free(cfg);
         return 1;
     }
@@ -258,6 +264,10 @@ static int run(const char *path)
     uv_run(&app.loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&app.loop) != 0)
         log_warn("event loop closed with handles still open");
+    if (app.stopping && statefile_save_failures() > app.save_failures) {
+        log_error("exiting with status 1: the state file could not be saved");
+        rc = 1;
+    }
     log_close();
     return rc;
 }

@@ -2,6 +2,7 @@
  * and is O(backends x inside addresses), never blocking. */
 #include "admin/admin.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,20 +136,38 @@ int admin_read_token(const char *path, char out[ADMIN_TOKEN_MAX], char *err, siz
     if (!path)
         return 0;
     FILE *f = fopen(path, "r");
-    if (!f || !fgets(out, ADMIN_TOKEN_MAX, f)) {
-        snprintf(err, errlen, "admin: cannot read token_file %s", path);
-        if (f)
-            fclose(f);
-        out[0] = 0;
+    if (!f) {
+        snprintf(err, errlen, "admin: cannot read token_file %s: %s", path, strerror(errno));
         return -1;
     }
+    /* The first line, measured whole: a token that does not fit is an error, never cut. */
+    size_t n = 0;
+    int ch, last = 0;
+    while ((ch = getc(f)) != EOF && ch != '\n') {
+        if (n < ADMIN_TOKEN_MAX)
+            out[n] = (char)ch; /* out[ADMIN_TOKEN_MAX - 1]: a CR, or too long */
+        last = ch;
+        n++;
+    }
+    int bad = ferror(f);
     fclose(f);
-    out[strcspn(out, "\r\n")] = 0;
-    if (!out[0]) {
+    if (n && last == '\r') /* a CRLF line end */
+        n--;
+    if (bad) {
+        snprintf(err, errlen, "admin: cannot read token_file %s", path);
+    } else if (n > ADMIN_TOKEN_MAX - 1) {
+        snprintf(err, errlen, "admin: token_file %s: the token is %zu bytes, longer than the "
+                 "%d allowed", path, n, ADMIN_TOKEN_MAX - 1);
+        bad = 1;
+    } else if (n == 0) {
         snprintf(err, errlen, "admin: token_file %s is empty", path);
-        return -1;
+        bad = 1;
+    } else if (memchr(out, 0, n)) {
+        snprintf(err, errlen, "admin: token_file %s: the token holds a NUL byte", path);
+        bad = 1;
     }
-    return 0;
+    out[bad ? 0 : n] = 0;
+    return bad ? -1 : 0;
 }
 
 void admin_set_token(struct admin *a, const char *token)

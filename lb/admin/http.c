@@ -15,6 +15,7 @@ struct http_server {
     uv_tcp_t listener;
     struct http_conn *conns;
     int nconns;
+    int nclosing; /* of nconns, closed and waiting for their close callbacks */
     int closing;
     int pending; /* handles not yet closed, the listener included */
 };
@@ -24,12 +25,12 @@ struct http_conn {
     struct http_server *s;
     uv_tcp_t tcp;
     uv_timer_t timer;
+    struct sockaddr_storage peer;
     uv_write_t wreq;
     uv_shutdown_t sreq;
     char req[HTTP_HEAD_MAX];
     size_t len;
-    size_t head_len;    /* through the blank line; 0 until it arrived */
-    size_t need;        /* head_len + Content-Length */
+    struct http_parser p;
     struct http_request r;
     char *resp;
     int closing;
@@ -57,6 +58,7 @@ static void conn_closed(uv_handle_t *h)
     if (c->next)
         c->next->prev = c->prev;
     s->nconns--;
+    s->nclosing--;
     free(c->resp);
     free(c);
     server_unref(s);
@@ -67,8 +69,14 @@ static void conn_close(struct http_conn *c)
     if (c->closing)
         return;
     c->closing = 1;
+    c->s->nclosing++;
     uv_close((uv_handle_t *)&c->tcp, conn_closed);
     uv_close((uv_handle_t *)&c->timer, conn_closed);
+}
+
+static void on_deadline(uv_timer_t *t)
+{
+    conn_close(t->data);
 }
 
 static void on_shut(uv_shutdown_t *req, int status)
@@ -208,11 +216,12 @@ static int bearer_matches(const char *token, const char *v, size_t vlen)
     return diff == 0;
 }
 
-/* The head (c->req[0, head_len)) arrived: parse it into c->r and c->need.  Returns 0, or
- * an HTTP status with *msg. */
-static int parse_head(struct http_conn *c, const char **msg)
+/* The head buf[0, p->head_len) arrived (NUL-terminated after it): parse it into <r> and
+ * p->need.  Returns 0, or an HTTP status with *msg. */
+static int parse_head(struct http_parser *p, char *buf, const char *token,
+                      struct http_request *r, const char **msg)
 {
-    char *line = c->req;
+    char *line = buf;
     char *eol = strstr(line, "\r\n");
     *eol = 0;
     *msg = "malformed request line";
@@ -223,30 +232,33 @@ static int parse_head(struct http_conn *c, const char **msg)
     *sp1 = *sp2 = 0;
     char *target = sp1 + 1;
     const char *version = sp2 + 1;
-    for (const char *p = line; *p; p++)
-        if (!is_tchar((unsigned char)*p)) {
+    for (const char *q = line; *q; q++)
+        if (!is_tchar((unsigned char)*q)) {
             *msg = "malformed method";
             return 400;
         }
     if (target[0] != '/' || (strcmp(version, "HTTP/1.1") && strcmp(version, "HTTP/1.0")))
         return 400;
-    for (const char *p = target; *p; p++)
-        if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f) {
+    for (const char *q = target; *q; q++)
+        if ((unsigned char)*q <= 0x20 || (unsigned char)*q >= 0x7f) {
             *msg = "malformed target";
             return 400;
         }
     char *q = strchr(target, '?');
     if (q)
         *q++ = 0;
-    c->r.method = line;
-    c->r.path = target;
-    c->r.query = q ? q : "";
-    c->r.authorized = c->s->token[0] == 0;
+    r->method = line;
+    r->path = target;
+    r->query = q ? q : "";
+    r->authorized = token[0] == 0;
     size_t clen = 0;
-    for (char *h = eol + 2; h[0] != '\r';) {
+    for (char *h = eol + 2; h < buf + p->head_len - 2;) {
         char *end = strstr(h, "\r\n");
         char *colon = memchr(h, ':', (size_t)(end - h));
-        if (!colon) {
+        int name_ok = colon && colon > h;
+        for (const char *n = h; name_ok && n < colon; n++)
+            name_ok = is_tchar((unsigned char)*n);
+        if (!name_ok) {
             *msg = "malformed header";
             return 400;
         }
@@ -257,8 +269,8 @@ static int parse_head(struct http_conn *c, const char **msg)
         while (vlen && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
             vlen--;
         size_t nlen = (size_t)(colon - h);
-        if (nlen == 13 && !strncasecmp(h, "authorization", 13) && c->s->token[0])
-            c->r.authorized = bearer_matches(c->s->token, v, vlen);
+        if (nlen == 13 && !strncasecmp(h, "authorization", 13) && token[0])
+            r->authorized = bearer_matches(token, v, vlen);
         else if (nlen == 14 && !strncasecmp(h, "content-length", 14)) {
             clen = 0;
             if (vlen == 0 || vlen > 6) {
@@ -278,18 +290,55 @@ static int parse_head(struct http_conn *c, const char **msg)
         }
         h = end + 2;
     }
-    c->need = c->head_len + clen;
-    if (c->need > HTTP_HEAD_MAX - 1) {
+    p->need = p->head_len + clen;
+    if (p->need > HTTP_HEAD_MAX - 1) {
         *msg = "request body too large";
         return 413;
     }
     return 0;
 }
 
+int http_parse(struct http_parser *p, char *buf, size_t len, size_t was, const char *token,
+               struct http_request *r, const char **msg)
+{
+    if (!p->head_len) {
+        size_t from = was > 3 ? was - 3 : 0;
+        char *end = memmem(buf + from, len - from, "\r\n\r\n", 4);
+        size_t scan = end ? (size_t)(end - buf) + 4 : len;
+        if (memchr(buf + was, 0, scan - was)) {
+            *msg = "NUL byte in request";
+            return 400;
+        }
+        /* A line must end in CRLF: a bare LF is refused at once rather than left to
+         * wait for a CRLF CRLF that never comes. */
+        for (size_t i = was; i < scan; i++)
+            if (buf[i] == '\n' && (i == 0 || buf[i - 1] != '\r')) {
+                *msg = "line not ending in CRLF";
+                return 400;
+            }
+        if (!end) {
+            if (len >= HTTP_HEAD_MAX - 1) {
+                *msg = "request head too large";
+                return 431;
+            }
+            return 0;
+        }
+        p->head_len = scan;
+        int status = parse_head(p, buf, token, r, msg);
+        if (status)
+            return status;
+    }
+    if (len < p->need)
+        return 0;
+    r->body = buf + p->head_len;
+    r->body_len = p->need - p->head_len;
+    return 1;
+}
+
 static void dispatch(struct http_conn *c)
 {
-    c->r.body = c->req + c->head_len;
-    c->r.body_len = c->need - c->head_len;
+    /* Asked in time: the rest of the exchange gets the whole deadline. */
+    uv_timer_start(&c->timer, on_deadline, HTTP_DEADLINE_MS, 0);
     struct http_response resp = {0};
     c->s->handler(c->s->arg, &c->r, &resp);
     if (!resp.status)
@@ -316,34 +365,52 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     size_t was = c->len;
     c->len += (size_t)nread;
     c->req[c->len] = 0;
-    if (!c->head_len) {
-        size_t from = was > 3 ? was - 3 : 0;
-        char *end = memmem(c->req + from, c->len - from, "\r\n\r\n", 4);
-        size_t scan = end ? (size_t)(end - c->req) + 4 : c->len;
-        if (memchr(c->req, 0, scan)) {
-            send_error(c, 400, "NUL byte in request");
-            return;
-        }
-        if (!end) {
-            if (c->len >= HTTP_HEAD_MAX - 1)
-                send_error(c, 431, "request head too large");
-            return;
-        }
-        c->head_len = scan;
-        const char *msg;
-        int status = parse_head(c, &msg);
-        if (status) {
-            send_error(c, status, msg);
-            return;
-        }
-    }
-    if (c->len >= c->need)
+    const char *msg = NULL;
+    int r = http_parse(&c->p, c->req, c->len, was, c->s->token, &c->r, &msg);
+    if (r == 1)
         dispatch(c);
+    else if (r > 1)
+        send_error(c, r, msg);
 }
 
-static void on_deadline(uv_timer_t *t)
+/* The peer's address without the port: what the per-address cap counts. */
+static int same_host(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
 {
-    conn_close(t->data);
+    if (a->ss_family != b->ss_family)
+        return 0;
+    if (a->ss_family == AF_INET)
+        return !memcmp(&((const struct sockaddr_in *)a)->sin_addr,
+                       &((const struct sockaddr_in *)b)->sin_addr, sizeof(struct in_addr));
+    if (a->ss_family == AF_INET6)
+        return !memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+                       &((const struct sockaddr_in6 *)b)->sin6_addr, sizeof(struct in6_addr));
+    return 0;
+}
+
+/* Room for <c>, just accepted: refuse it when its address already holds
+ * HTTP_MAX_CONNS_PER_ADDR connections; when the table is full, the oldest connection that
+ * has not sent a complete request yet makes way (a client that has asked is answered,
+ * one that dawdles goes).  Returns 0 to keep <c>, -1 to close it. */
+static int make_room(struct http_server *s, struct http_conn *c)
+{
+    int same = 0;
+    struct http_conn *oldest_idle = NULL;
+    for (struct http_conn *o = s->conns; o; o = o->next) {
+        if (o == c || o->closing)
+            continue;
+        if (same_host(&o->peer, &c->peer))
+            same++;
+        if (!o->p.head_len && !o->resp)
+            oldest_idle = o; /* the list is newest first */
+    }
+    if (same >= HTTP_MAX_CONNS_PER_ADDR)
+        return -1;
+    if (s->nconns - s->nclosing <= HTTP_MAX_CONNS)
+        return 0;
+    if (!oldest_idle)
+        return -1;
+    conn_close(oldest_idle);
+    return 0;
 }
 
 static void on_connection(uv_stream_t *l, int status)
@@ -364,11 +431,14 @@ static void on_connection(uv_stream_t *l, int status)
         s->conns->prev = c;
     s->conns = c;
     s->nconns++;
-    if (uv_accept(l, (uv_stream_t *)&c->tcp) < 0 || s->nconns > HTTP_MAX_CONNS) {
-        conn_close(c); /* too many clients: this one goes away */
+    int plen = sizeof c->peer;
+    if (uv_accept(l, (uv_stream_t *)&c->tcp) < 0 ||
+        uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer, &plen) < 0 ||
+        make_room(s, c) < 0) {
+        conn_close(c); /* too many clients, or too many from this address */
         return;
     }
-    uv_timer_start(&c->timer, on_deadline, HTTP_DEADLINE_MS, 0);
+    uv_timer_start(&c->timer, on_deadline, HTTP_HEAD_DEADLINE_MS, 0);
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 

@@ -96,3 +96,13 @@ int cfg_addr_same(const struct cfg_addr *a, const struct cfg_addr *b)
 {
     return a->len && a->len == b->len && !memcmp(&a->ss, &b->ss, a->len);
 }
+
+int cfg_addr_is_loopback(const struct cfg_addr *a)
+{
+    if (a->ss.ss_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)&a->ss)->sin_addr.s_addr) >> 24) == 127;
+    if (a->ss.ss_family != AF_INET6)
+        return 0;
+    const struct in6_addr *x = &((const struct sockaddr_in6 *)&a->ss)->sin6_addr;
+    return IN6_IS_ADDR_LOOPBACK(x) || (IN6_IS_ADDR_V4MAPPED(x) && x->s6_addr[12] == 127);
+}

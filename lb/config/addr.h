@@ -19,4 +19,7 @@ int cfg_addr_parse(const char *s, int want_port, struct cfg_addr *out, const cha
 /* 1 when both are parsed and name the same address and port, else 0. */
 int cfg_addr_same(const struct cfg_addr *a, const struct cfg_addr *b);
 
+/* 1 when <a> is a loopback address (127.0.0.0/8, ::1, ::ffff:127.0.0.0/104), else 0. */
+int cfg_addr_is_loopback(const struct cfg_addr *a);
+
 #endif

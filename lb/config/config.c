@@ -131,14 +131,19 @@ static void parse_backends(struct keys_ctx *c, json_t *bs, const char *sub, stru
             continue;
         struct cfg_backend *b = &p->backends[p->n_backends++];
         parse_backend(c, v, bp, p, b);
-        for (size_t j = 0; j + 1 < p->n_backends; j++) {
-            if (b->name && p->backends[j].name && !strcmp(b->name, p->backends[j].name)) {
+        /* One error per duplicate (naming the first of its kind), not one per pair. */
+        int dup_name = 0, dup_addr = 0;
+        for (size_t j = 0; j + 1 < p->n_backends && !(dup_name && dup_addr); j++) {
+            if (!dup_name && b->name && p->backends[j].name &&
+                !strcmp(b->name, p->backends[j].name)) {
                 keys_subpath(np, sizeof np, bp, "name");
                 keys_err(c, np, "\"%s\" duplicates %s[%zu].name", b->name, sub, j);
+                dup_name = 1;
             }
-            if (cfg_addr_same(&b->addr, &p->backends[j].addr)) {
+            if (!dup_addr && cfg_addr_same(&b->addr, &p->backends[j].addr)) {
                 keys_subpath(np, sizeof np, bp, "address");
                 keys_err(c, np, "\"%s\" duplicates %s[%zu].address", b->addr.text, sub, j);
+                dup_addr = 1;
             }
         }
         /* Some inside address must be able to reach it. */
@@ -184,14 +189,18 @@ static void parse_listener(struct keys_ctx *c, json_t *obj, const char *lp, stru
     keys_check(c, obj, lp, &keys_listener);
     keys_apply(c, obj, lp, &keys_listener, l, NULL, NULL);
     char np[80];
-    for (size_t j = 0; j + 1 < cfg->n_listeners; j++) {
-        if (l->name && cfg->listeners[j].name && !strcmp(l->name, cfg->listeners[j].name)) {
+    int dup_name = 0, dup_bind = 0;
+    for (size_t j = 0; j + 1 < cfg->n_listeners && !(dup_name && dup_bind); j++) {
+        if (!dup_name && l->name && cfg->listeners[j].name &&
+            !strcmp(l->name, cfg->listeners[j].name)) {
             keys_subpath(np, sizeof np, lp, "name");
             keys_err(c, np, "\"%s\" duplicates listeners[%zu].name", l->name, j);
+            dup_name = 1;
         }
-        if (cfg_addr_same(&l->bind, &cfg->listeners[j].bind)) {
+        if (!dup_bind && cfg_addr_same(&l->bind, &cfg->listeners[j].bind)) {
             keys_subpath(np, sizeof np, lp, "bind");
             keys_err(c, np, "\"%s\" duplicates listeners[%zu].bind", l->bind.text, j);
+            dup_bind = 1;
         }
     }
     if (!l->pool_name)
@@ -234,6 +243,7 @@ static void parse_top(struct keys_ctx *c, json_t *root, struct config *cfg)
                 if (p->name && cfg->pools[j].name && !strcmp(p->name, cfg->pools[j].name)) {
                     keys_subpath(np, sizeof np, pp, "name");
                     keys_err(c, np, "\"%s\" duplicates pools[%zu].name", p->name, j);
+                    break;
                 }
         }
     }
@@ -263,6 +273,14 @@ static void parse_top(struct keys_ctx *c, json_t *root, struct config *cfg)
             if (cfg_addr_same(&cfg->admin.bind, &cfg->listeners[i].bind))
                 keys_err(c, "admin.bind", "\"%s\" is also listeners[%zu].bind",
                          cfg->admin.bind.text, i);
+        /* POST disables backends: off loopback, that needs a token or a clear yes. */
+        if (!cfg->admin.token_file && !cfg->admin.allow_without_token &&
+            cfg->admin.bind.len && !cfg_addr_is_loopback(&cfg->admin.bind))
+            keys_err(c, "admin.bind",
+                     "\"%s\" is not a loopback address and admin.token_file is not set: "
+                     "anyone who reaches it could disable every backend (set "
+                     "admin.token_file, or admin.allow_without_token: true to mean it)",
+                     cfg->admin.bind.text);
     }
     json_t *log = json_object_get(root, "log");
     if (json_is_object(log) && keys_check(c, log, "log", &keys_log) == 0)
@@ -324,12 +342,19 @@ struct config *config_load(const char *path, struct cfg_errors *errs)
         cfg_errors_add(errs, "%s: cannot read: %s", path, strerror(e));
         return NULL;
     }
+    struct config *cfg = config_load_text(path, text, len, errs);
+    free(text);
+    return cfg;
+}
+
+struct config *config_load_text(const char *path, const char *text, size_t len,
+                                struct cfg_errors *errs)
+{
     json_error_t jerr;
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!root) {
         cfg_errors_add(errs, "%s:%d:%d: syntax error: %s", path, jerr.line, jerr.column,
                        jerr.text);
-        free(text);
         return NULL;
     }
     struct keys_ctx c = {.file = path, .errs = errs};
@@ -348,12 +373,29 @@ struct config *config_load(const char *path, struct cfg_errors *errs)
     }
     json_decref(root);
     jsonpos_free(&c.pos);
-    free(text);
     if (errs->n > before || !cfg) {
         config_free(cfg);
         return NULL;
     }
     return cfg;
+}
+
+void config_state_limits(const struct config *c, uint64_t *max_ms, uint64_t *max_entries)
+{
+    uint64_t ms = (uint64_t)c->reuse.local_time_wait_seconds * 1000;
+    if (c->reuse.quarantine_ms > ms)
+        ms = c->reuse.quarantine_ms;
+    uint64_t n = 0;
+    for (size_t p = 0; p < c->n_pools; p++) {
+        const struct cfg_pool *pc = &c->pools[p];
+        uint64_t ports = (uint64_t)pc->port_hi - pc->port_lo + 1;
+        n += (uint64_t)pc->n_backends * pc->n_inside * ports;
+        for (size_t b = 0; b < pc->n_backends; b++)
+            if ((uint64_t)pc->backends[b].time_wait.seconds * 1000 > ms)
+                ms = (uint64_t)pc->backends[b].time_wait.seconds * 1000;
+    }
+    *max_ms = ms;
+    *max_entries = n;
 }
 
 int config_unreloadable_changes(const struct config *old, const struct config *neu,

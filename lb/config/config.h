@@ -20,10 +20,20 @@
 /* Load and validate <path>.  Returns the config, or NULL with every problem in <errs>
  * (each message complete: "file[:line:col]: path: problem"). */
 struct config *config_load(const char *path, struct cfg_errors *errs);
+/* The same from <text> (<len> bytes, not necessarily NUL-terminated), named <path> in
+ * messages and in config.path. */
+struct config *config_load_text(const char *path, const char *text, size_t len,
+                                struct cfg_errors *errs);
+
 /* Configs are shared read-only by every worker: config_ref() takes one more reference,
  * config_free() drops one and frees with the last (NULL ok).  Both are thread-safe. */
 struct config *config_ref(struct config *c);
 void config_free(struct config *c);
+
+/* What a state file for <c> can hold (reuse.state_file): *max_ms, the longest time a
+ * port is remembered (the longest backend TIME_WAIT, our own TIME_WAIT, quarantine), and
+ * *max_entries, one per (backend, inside address, source port). */
+void config_state_limits(const struct config *c, uint64_t *max_ms, uint64_t *max_entries);
 
 /* A reload applies a new config in place of <old>; some keys only take effect at the
  * next start (their table entry is not "reloadable").  Adds one message per such key

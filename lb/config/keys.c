@@ -109,6 +109,8 @@ static int parse_ports(const char *s, void *field, const char **why)
     {.name = n, .type = KT_STR, .store = KS_PARSE, FIELD(T, m), .parse = fn, .words = w,    \
      .def = d, __VA_ARGS__}
 #define NAME(T) {.name = "name", .type = KT_STR, .store = KS_NAME, FIELD(T, name), REQUIRED, RELOAD}
+#define BOOL(n, T, m, d, ...)                                                               \
+    {.name = n, .type = KT_BOOL, .store = KS_BOOL, FIELD(T, m), .def = d, __VA_ARGS__}
 #define ADDR(n, T, m, d, ...) {.name = n, .type = KT_STR, .store = KS_ADDR, FIELD(T, m), .def = d, __VA_ARGS__}
 #define OBJ(n, T, m, t, ...) {.name = n, .type = KT_OBJ, FIELD(T, m), .sub = &t, __VA_ARGS__}
 #define LIST(n, T, m, t, ...)                                                               \
@@ -207,7 +209,9 @@ TABLE(keys_reuse, "reuse", reuse);
 
 static const struct key admin[] = {
     ADDR("bind", struct cfg_admin, bind, "127.0.0.1:9901", RELOAD),
-    STR("token_file", struct cfg_admin, token_file, RELOAD),
+    STR("token_file", struct cfg_admin, token_file, .min = 1,
+        .bad = "is empty (expected a file path)", RELOAD),
+    BOOL("allow_without_token", struct cfg_admin, allow_without_token, "false", RELOAD),
 };
 TABLE(keys_admin, "admin", admin);
 
@@ -390,6 +394,7 @@ static int store_str(const struct key *k, const char *s, void *field, const char
         return k->parse(s, field, why);
     case KS_NONE:
     case KS_U32:
+    case KS_BOOL:
         break;
     }
     return 0;
@@ -403,6 +408,8 @@ void keys_fill(const struct key_table *t, void *base)
         const char *why, *plain;
         if (k->store == KS_U32)
             *(uint32_t *)field = (uint32_t)k->dint;
+        else if (k->store == KS_BOOL)
+            *(int *)field = k->def && !strcmp(k->def, "true");
         else if (k->def)
             (void)store_str(k, k->def, field, &why, &plain); /* test_config: defaults parse */
     }
@@ -427,6 +434,8 @@ void keys_apply(struct keys_ctx *c, json_t *obj, const char *path, const struct 
                 *(uint32_t *)field = 0;
             else
                 keys_err(c, sub, "\"%s\" is not an integer or \"auto\"", json_string_value(v));
+        } else if (k->store == KS_BOOL) {
+            *(int *)field = json_is_true(v);
         } else if (k->store == KS_U32) {
             long long x = json_integer_value(v);
             if (x < k->min || x > k->max)

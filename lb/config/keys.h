@@ -32,6 +32,7 @@ enum key_store {
     KS_NAME,  /* char *, a copy; a valid name (1 to CFG_NAME_MAX of A-Z a-z 0-9 _ . -) */
     KS_ADDR,  /* struct cfg_addr, "IP:PORT" or "[IPv6]:PORT" */
     KS_PARSE, /* whatever parse() writes */
+    KS_BOOL,  /* int, 0 or 1; the default is def, "true" or "false" */
 };
 
 struct key_table;

@@ -91,6 +91,7 @@ struct config {
         int enabled;                /* "admin" present */
         struct cfg_addr bind;
         char *token_file;           /* bearer token required for POST; NULL: none */
+        int allow_without_token;    /* a non-loopback bind without token_file is meant */
     } admin;
     struct cfg_log {
         enum log_level level;

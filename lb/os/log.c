@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -32,6 +33,7 @@ static const char *log_level_name(enum log_level l)
     case LOGL_WARN: return "warn";
     case LOGL_INFO: return "info";
     case LOGL_DEBUG: return "debug";
+    case LOGL_OFF: break;
     }
     return "?";
 }
@@ -46,10 +48,35 @@ int log_level_parse(const char *s, enum log_level *out)
     return -1;
 }
 
+/* Open a log file for appending.  Not through a symbolic link (O_NOFOLLOW): twlb may run
+ * as root, and a link planted in a writable log directory would make it append to any
+ * file.  Only a regular file: a FIFO or a device planted there could block the writes
+ * or go anywhere.  Rotation keeps working: logrotate renames the file (or copies and
+ * truncates it) and SIGUSR1 opens the path again, a new regular file.  O_NONBLOCK keeps
+ * the open itself from waiting on a FIFO; it is cleared once the file is known regular. */
 static int open_append(const char *path)
 {
-    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-    return fd < 0 ? -errno : fd;
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY |
+                            O_NONBLOCK, 0640);
+    if (fd < 0)
+        return -errno;
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return -EINVAL;
+    }
+    (void)fcntl(fd, F_SETFL, O_APPEND);
+    return fd;
+}
+
+const char *log_open_strerror(int r)
+{
+    if (r == -ELOOP)
+        return "is a symbolic link (not followed: name the file itself)";
+    if (r == -EINVAL)
+        return "is not a regular file (leave log.file unset, or use \"-\" for the access "
+               "log, to write to stderr)";
+    return strerror(-r);
 }
 
 static int sink_open(struct sink *s, const char *path)

@@ -3,7 +3,8 @@
  * Messages go to stderr, or to log.file; the access log (one line per connection) to
  * log.access_log.  Files are opened in append mode and each line is one write(2), so
  * lines never interleave; log_reopen() (SIGUSR1) opens them again by name, which is what
- * log rotation needs.  This is process-wide configuration, set at start-up; the data
+ * log rotation needs.  A log path must name a regular file itself: a symbolic link is
+ * refused, not followed (docs/operations.md, "Files").  This is process-wide configuration, set at start-up; the data
  * path only writes. */
 #ifndef TWLB_LOG_H
 #define TWLB_LOG_H
@@ -11,7 +12,9 @@
 #include <stddef.h>
 
 /* LOGL_*, not LOG_*: <syslog.h> owns LOGL_INFO and LOGL_DEBUG. */
-enum log_level { LOGL_ERROR, LOGL_WARN, LOGL_INFO, LOGL_DEBUG };
+enum log_level { LOGL_OFF = -1, LOGL_ERROR, LOGL_WARN, LOGL_INFO, LOGL_DEBUG };
+/* LOGL_OFF: log_set_level(LOGL_OFF) silences every message (the fuzzers use it); it is
+ * never a message's level and has no name. */
 
 /* "error", "warn", "info", "debug". */
 /* The level named <s>: 0, or -1 when <s> names none. */
@@ -29,7 +32,8 @@ void log_msg(enum log_level l, const char *fmt, ...) __attribute__((format(print
 #define LOG_TIME_LEN 32
 void log_time(char out[LOG_TIME_LEN]);
 
-/* Send messages to <path> (NULL: stderr).  Returns 0 or a negative errno. */
+/* Send messages to <path> (NULL: stderr).  Returns 0 or a negative errno: -ELOOP when
+ * <path> is a symbolic link (never followed), -EINVAL when it is not a regular file. */
 int log_open(const char *path);
 /* Write the access log to <path> ("-": stderr; NULL: none), as JSON lines if <json>.
  * Returns 0 or a negative errno. */
@@ -37,6 +41,9 @@ int log_access_open(const char *path, int json);
 /* Open both files again by name (after rotation).  Returns 0 or a negative errno; on
  * failure the old files stay in use. */
 int log_reopen(void);
+/* What a negative errno from log_open, log_access_open or log_reopen means, to follow the
+ * file's name in a message. */
+const char *log_open_strerror(int r);
 /* Close the files (at exit). */
 void log_close(void);
 

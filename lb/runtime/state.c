@@ -144,7 +144,9 @@ void state_load(struct gen *g)
 {
     uint64_t now = worker_now_ms(g->w);
     const char *path = g->cfg->reuse.state_file;
-    if (path && statefile_load(path, now, restore_entry, g) < 0)
+    struct statefile_limits lim;
+    config_state_limits(g->cfg, &lim.max_remaining_ms, &lim.max_entries);
+    if (path && statefile_load(path, now, &lim, restore_entry, g) < 0)
         block_everything(g, now);
     load_kernel_time_wait(g, now);
 }
