@@ -67,7 +67,9 @@ def test_json_page_has_every_key_with_bounds_and_default():
             if "minimum" in k:
                 assert "%d..%d" % (k["minimum"], k["maximum"]) in line, (at, line)
             if "default" in k:
-                assert re.search(r"\bdefault %s\b" % re.escape(str(k["default"])), line), \
+                d = k["default"]
+                d = ("true" if d else "false") if isinstance(d, bool) else str(d)
+                assert re.search(r"\bdefault %s\b" % re.escape(d), line), \
                     "%s: default %r not in %r" % (at, k["default"], line)
             for w in k.get("enum", []):
                 assert re.search(r"\b%s\b" % re.escape(w), line), (at, w, line)

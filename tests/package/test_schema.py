@@ -40,6 +40,7 @@ LOADER_ONLY = {
     "listener-unknown-pool.json": "a reference to another object's name",
     "source-ports-reversed.json": "LO <= HI",
     "syntax-error.json": "not JSON at all",
+    "admin-open-without-token.json": "a relation between admin.bind's address and token_file",
 }
 
 

@@ -7,6 +7,7 @@
  *   "default", "enum" (words), "table" (objects and arrays of objects)}, ...]}, ...} */
 #include <jansson.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "config/keys.h"
 
@@ -32,6 +33,7 @@ static const char *store_name(enum key_store s)
     case KS_NAME: return "name";
     case KS_ADDR: return "address";
     case KS_PARSE: return "parse";
+    case KS_BOOL: return "bool";
     }
     return "?";
 }
@@ -51,6 +53,8 @@ static json_t *dump_key(const struct key *k)
         json_object_set_new(o, "minimum", json_integer(k->min));
         json_object_set_new(o, "maximum", json_integer(k->max));
         json_object_set_new(o, "default", json_integer(k->dint));
+    } else if (k->store == KS_BOOL && k->def) {
+        json_object_set_new(o, "default", json_boolean(!strcmp(k->def, "true")));
     } else if (k->def) {
         json_object_set_new(o, "default", json_string(k->def));
     }
