@@ -221,7 +221,7 @@ man: $(MAN_PAGES)
 
 # make install: the binary, man pages, the unit (its paths rewritten to these), the
 # production example config (never over an existing one), the schema and the docs.
-VERSION        := $(shell sed -n 's/^\#define TWLB_VERSION "\(.*\)"/\1/p' lb/main.c)
+VERSION        := $(shell sed -n 's/^\#define TWLB_VERSION "\(.*\)"/\1/p' lb/core/version.h)
 PREFIX         ?= /usr/local
 SBINDIR        ?= $(PREFIX)/sbin
 MANDIR         ?= $(PREFIX)/share/man

@@ -17,6 +17,7 @@
 #include <uv.h>
 
 #include "admin/admin.h"
+#include "core/version.h"
 #include "config/config.h"
 #include "os/log.h"
 #include "os/statefile.h"
@@ -24,7 +25,6 @@
 #include "runtime/group.h"
 #include "sim/cli.h"
 
-#define TWLB_VERSION "0.1.0"
 
 static const char usage_text[] =
     "usage: twlb -c FILE            run the balancer on FILE (foreground)\n"

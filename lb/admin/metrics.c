@@ -1,5 +1,6 @@
 /* metrics.c - see metrics.h: the table, and the readers of its samples. */
 #include "admin/metrics.h"
+#include "core/version.h"
 
 #include "admin/procinfo.h"
 
@@ -28,9 +29,14 @@ const char *const *metric_scope_labels(enum metric_scope s)
 static const char *isn_mode_value(size_t k) { return isn_mode_name((enum isn_mode)(ISN_EXPLICIT + k)); }
 static const char *direction_value(size_t k) { return k == 0 ? "to_backend" : "to_client"; }
 static const char *state_value(size_t k) { return portmap_state_name((enum pm_state)k); }
+static const char *version_value(size_t k) { return TWLB_VERSION; }
 
 /* ---- readers ----------------------------------------------------------------------- */
 
+static int64_t rd_one(const struct metric_src *s, size_t k)
+{
+    return 1;
+}
 static int64_t rd_isn_mode(const struct metric_src *s, size_t k)
 {
     return s->isn_mode == (enum isn_mode)(ISN_EXPLICIT + k);
@@ -73,6 +79,9 @@ static int64_t rd_resident(const struct metric_src *s, size_t k) { return procin
 /* Rendered in this order.  Config names are restricted to [A-Za-z0-9_.-] and addresses
  * to what inet_pton takes; prom.c escapes label values all the same. */
 const struct metric_family metrics_table[] = {
+    {"twlb_build_info", GAUGE, "1, labelled with the version of twlb that is running",
+     METRIC_GLOBAL, .label = "version", .nvalues = 1, .value = version_value,
+     .read = rd_one, JSON(CHOICE, "version")},
     {"twlb_isn_mode", GAUGE, "1 for the ISN mode in use", METRIC_GLOBAL, .label = "mode",
      .nvalues = ISN_OFF - ISN_EXPLICIT + 1, .value = isn_mode_value, .read = rd_isn_mode,
      JSON(CHOICE, "isn_mode")},
@@ -104,9 +113,10 @@ const struct metric_family metrics_table[] = {
     {"twlb_no_backend_total", COUNTER,
      "Client connections closed because no backend or source port was usable",
      METRIC_GLOBAL, ONE, .read = rd_no_backend, JSON(INT, "no_backend_total")},
-    {"twlb_process_open_fds", GAUGE, "Open file descriptors of the process", METRIC_GLOBAL,
+    /* The names every Prometheus client library uses for these (no twlb_ prefix). */
+    {"process_open_fds", GAUGE, "Number of open file descriptors", METRIC_GLOBAL,
      ONE, .read = rd_open_fds, JSON(INT, "process_open_fds")},
-    {"twlb_process_resident_memory_bytes", GAUGE, "Resident memory of the process",
+    {"process_resident_memory_bytes", GAUGE, "Resident memory size in bytes",
      METRIC_GLOBAL, ONE, .read = rd_resident, JSON(INT, "process_resident_memory_bytes")},
 };
 

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "config/keys.h"
 
@@ -337,6 +338,11 @@ struct config *config_load(const char *path, struct cfg_errors *errs)
 {
     size_t len = 0;
     int e = 0;
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        cfg_errors_add(errs, "%s: is a directory, not a configuration file", path);
+        return NULL;
+    }
     char *text = read_file(path, &len, &e);
     if (!text) {
         cfg_errors_add(errs, "%s: cannot read: %s", path, strerror(e));

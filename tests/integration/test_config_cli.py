@@ -48,6 +48,9 @@ def test_unreadable_file():
     rc, out, err = check("config/bad/does-not-exist.json")
     assert rc == 1
     assert err.startswith("config/bad/does-not-exist.json: cannot read: No such file"), err
+    rc, out, err = check("config")  # a directory said "Input/output error" before
+    assert rc == 1
+    assert err.startswith("config: is a directory, not a configuration file"), err
 
 
 def twlb(*args):

@@ -22,7 +22,7 @@ def generated_doc():
 
 def doc_families(text):
     """{name: type} from the markdown table."""
-    return dict(re.findall(r"^\| `(twlb_\w+)` \| (counter|gauge) \|", text, re.M))
+    return dict(re.findall(r"^\| `((?:twlb|process)_\w+)` \| (counter|gauge) \|", text, re.M))
 
 
 def groups(text):
