@@ -55,9 +55,10 @@ static json_t *backend_json(const struct view *v, size_t p, size_t b)
     struct view_backend vb;
     if (view_backend(v, p, b, &vb) < 0)
         return NULL;
-    json_t *o = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s}", "name", bc->name, "address",
-                          bc->addr.text, "weight", (int)bc->weight, "time_wait_rule",
-                          twrule_kind_name(vb.rule), "admin", vb.admin, "health", vb.health);
+    json_t *o = json_pack("{s:s, s:s, s:s, s:i, s:s, s:s, s:s}", "name", bc->name, "address",
+                          bc->addr.text, "resolved", bc->addr.resolved, "weight",
+                          (int)bc->weight, "time_wait_rule", twrule_kind_name(vb.rule),
+                          "admin", vb.admin, "health", vb.health);
     if (!o)
         return NULL;
     put_scope(o, v, METRIC_BACKEND, p, b, 0);
@@ -84,8 +85,8 @@ char *stats_render(const struct view *v)
     json_t *ls = json_array();
     for (size_t i = 0; i < c->n_listeners; i++) {
         const struct cfg_listener *lc = &c->listeners[i];
-        json_t *o = json_pack("{s:s, s:s, s:s}", "name", lc->name, "bind", lc->bind.text,
-                              "pool", lc->pool_name);
+        json_t *o = json_pack("{s:s, s:s, s:s, s:s}", "name", lc->name, "bind", lc->bind.text,
+                              "resolved", lc->bind.resolved, "pool", lc->pool_name);
         put_scope(o, v, METRIC_LISTENER, i, 0, 0);
         json_array_append_new(ls, o);
     }

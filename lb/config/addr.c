@@ -3,10 +3,57 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* A host name: letters, digits, '-' and '.', with at least one letter (so that a bad
+ * IPv4 literal such as 198.18.0.300 stays an error, never a DNS query). */
+static int is_hostname(const char *h)
+{
+    int letter = 0;
+    if (!*h || *h == '-' || *h == '.')
+        return 0;
+    for (const char *p = h; *p; p++) {
+        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z'))
+            letter = 1;
+        else if (!(*p >= '0' && *p <= '9') && *p != '-' && *p != '.')
+            return 0;
+    }
+    return letter;
+}
+
+/* The first IPv4 address of <name>, else its first IPv6 one, into out->ss (no port). */
+static int resolve(const char *name, struct cfg_addr *out, const char **why)
+{
+    static char msg[128];
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
+    int r = getaddrinfo(name, NULL, &hints, &res);
+    if (r != 0) {
+        snprintf(msg, sizeof msg, "does not resolve (%s)", gai_strerror(r));
+        *why = msg;
+        return -1;
+    }
+    const struct addrinfo *pick = NULL;
+    for (const struct addrinfo *ai = res; ai && !pick; ai = ai->ai_next)
+        if (ai->ai_family == AF_INET)
+            pick = ai;
+    for (const struct addrinfo *ai = res; ai && !pick; ai = ai->ai_next)
+        if (ai->ai_family == AF_INET6)
+            pick = ai;
+    if (pick) {
+        memcpy(&out->ss, pick->ai_addr, pick->ai_addrlen);
+        out->len = pick->ai_addrlen;
+    }
+    freeaddrinfo(res);
+    if (!pick) {
+        *why = "resolves to no IPv4 or IPv6 address";
+        return -1;
+    }
+    return 0;
+}
 
 int cfg_addr_parse(const char *s, int want_port, struct cfg_addr *out, const char **why)
 {
@@ -57,9 +104,12 @@ int cfg_addr_parse(const char *s, int want_port, struct cfg_addr *out, const cha
     } else if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
         a6->sin6_family = AF_INET6;
         out->len = sizeof *a6;
+    } else if (want_port && s[0] != '[' && port && is_hostname(host)) {
+        if (resolve(host, out, why) < 0)
+            return -1;
     } else {
-        *why = want_port ? "is not an IPv4 or IPv6 address with a port (expected \"IP:PORT\" or "
-                           "\"[IPv6]:PORT\")"
+        *why = want_port ? "is not an IPv4 or IPv6 address or a host name with a port "
+                           "(expected \"IP:PORT\", \"[IPv6]:PORT\" or \"NAME:PORT\")"
                          : "is not an IPv4 or IPv6 address";
         return -1;
     }
@@ -68,6 +118,7 @@ int cfg_addr_parse(const char *s, int want_port, struct cfg_addr *out, const cha
             *why = "must not have a port";
             return -1;
         }
+        snprintf(out->resolved, sizeof out->resolved, "%s", s);
         return 0;
     }
     if (!port || !*port) {
@@ -89,6 +140,13 @@ int cfg_addr_parse(const char *s, int want_port, struct cfg_addr *out, const cha
         a4->sin_port = htons((uint16_t)p);
     else
         a6->sin6_port = htons((uint16_t)p);
+    char ip[INET6_ADDRSTRLEN] = "";
+    if (out->ss.ss_family == AF_INET)
+        inet_ntop(AF_INET, &a4->sin_addr, ip, sizeof ip);
+    else
+        inet_ntop(AF_INET6, &a6->sin6_addr, ip, sizeof ip);
+    snprintf(out->resolved, sizeof out->resolved,
+             out->ss.ss_family == AF_INET6 ? "[%s]:%ld" : "%s:%ld", ip, p);
     return 0;
 }
 

@@ -1,5 +1,7 @@
-/* addr.h - addresses as the configuration writes them: "IP:PORT", "[IPv6]:PORT", or an
- * IP alone (inside addresses).  Returns 0, or -1 with a short reason. */
+/* addr.h - addresses as the configuration writes them: "IP:PORT", "[IPv6]:PORT",
+ * "NAME:PORT" (a host name, resolved when the config is loaded: at start, --check and
+ * every reload; on the main thread, never on a worker's loop), or an IP alone (inside
+ * addresses).  Returns 0, or -1 with a short reason. */
 #ifndef TWLB_CONFIG_ADDR_H
 #define TWLB_CONFIG_ADDR_H
 
@@ -9,11 +11,15 @@
 struct cfg_addr {
     struct sockaddr_storage ss;
     socklen_t len;
-    char text[64]; /* as written in the config, for logs and metric labels */
+    char text[64];     /* as written in the config, for logs and metric labels */
+    char resolved[64]; /* the address in use, "IP:PORT" or "[IPv6]:PORT" (= text for an
+                          IP literal) */
 };
 
-/* Parse "1.2.3.4:80", "[::1]:80" (want_port=1) or "1.2.3.4", "::1" (want_port=0).
- * Returns 0, or -1 with a short reason in <why> (a static string). */
+/* Parse "1.2.3.4:80", "[::1]:80", "name.example:80" (want_port=1) or "1.2.3.4", "::1"
+ * (want_port=0).  A name (letters, digits, '-' and '.', at least one letter) is resolved
+ * with getaddrinfo(); its first IPv4 address is taken, else its first IPv6 one.  Returns
+ * 0, or -1 with a short reason in <why> (static, or valid until the next call). */
 int cfg_addr_parse(const char *s, int want_port, struct cfg_addr *out, const char **why);
 
 /* 1 when both are parsed and name the same address and port, else 0. */

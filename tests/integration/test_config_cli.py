@@ -1,5 +1,6 @@
 """twlb --check and -c against every config in config/ and config/bad/."""
 import glob
+import shutil
 import os
 import subprocess
 
@@ -102,3 +103,51 @@ def test_bad_command_lines_name_what_is_wrong():
         assert rc == 2 and out == "", (args, rc, out)
         assert err.startswith(want), (args, err)
         assert "usage: twlb" in err, (args, err)
+
+
+def test_host_names_in_addresses():
+    """A backend and a listener written as NAME:PORT are resolved when the config is
+    loaded (localhost, from /etc/hosts: no DNS query leaves the machine) and serve; /stats
+    shows the name as written and the address in use."""
+    n = h.new_net()
+    with h.Env() as env:
+        be = env.backend("e", "127.0.0.1:0", "echo")
+        port = h.split_addr(be.addr)[1]
+        lport = h.free_port("127.0.0.1")
+        cfg = h.pool_config(n, [{"name": "e", "address": "localhost:%d" % port}],
+                            inside=["127.0.0.1"])
+        cfg["listeners"][0]["bind"] = "localhost:%d" % lport
+        p = env.twlb(cfg)
+        assert h.first_line("127.0.0.1:%d" % lport, data=b"hi\n", shut=True) == "hi"
+        st = h.stats(h.admin_addr(cfg))
+        b = st["pools"][0]["backends"][0]
+        assert b["address"] == "localhost:%d" % port, b
+        assert b["resolved"] == "127.0.0.1:%d" % port, b
+        assert st["listeners"][0]["resolved"] == "127.0.0.1:%d" % lport, st["listeners"]
+        h.stop(p)
+
+
+def test_a_name_that_does_not_resolve_is_a_config_error():
+    """Checked inside a network namespace whose resolv.conf names a server in the test
+    range with no route to it, so the failed lookup sends nothing anywhere and fails at
+    once; a bad IPv4 literal is never taken for a name."""
+    import netns
+    netns.require()
+    with netns.Topology() as t, h.Env() as env:
+        ns = t.add_host("dns")
+        conf_dir = os.path.join("/etc/netns", ns)  # `ip netns exec` mounts it over /etc
+        os.makedirs(conf_dir)
+        try:
+            with open(os.path.join(conf_dir, "resolv.conf"), "w") as f:
+                f.write("nameserver 198.18.0.53\noptions timeout:1 attempts:1\n")
+            cfg = h.pool_config(200, [{"name": "e", "address": "no-such-backend.test:9000"}])
+            path = env.write_config(cfg)
+            r = t.run("dns", [h.TWLB, "--check", path], timeout=20)
+            assert r.returncode == 1, r
+            assert 'pools[0].backends[0].address: "no-such-backend.test:9000" does not resolve' \
+                in r.stderr, r.stderr
+        finally:
+            shutil.rmtree(conf_dir, ignore_errors=True)
+        cfg = h.pool_config(201, [{"name": "e", "address": "198.18.0.300:9000"}])
+        rc, out, err = check(env.write_config(cfg, "bad-ip.json"))
+        assert rc == 1 and "is not an IPv4 or IPv6 address" in err, err
