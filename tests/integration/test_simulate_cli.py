@@ -41,6 +41,14 @@ def test_csv_and_svg_are_written():
         root = ET.parse(s).getroot()
         assert root.tag.endswith("svg")
         assert len(root.findall("{http://www.w3.org/2000/svg}polyline")) == 9
+        texts = [t.text for t in root.iter("{http://www.w3.org/2000/svg}text")]
+        # axes that read: titles with units, tick values on both axes, every series named
+        for want in ("virtual time (s)", "source ports", "connections per second", "0",
+                     "30", "500", "free", "backend TIME_WAIT", "stalled", "failed"):
+            assert want in texts, (want, texts)
+        dashed = [pl for pl in root.iter("{http://www.w3.org/2000/svg}polyline")
+                  if pl.get("stroke-dasharray")]
+        assert len(dashed) == 2  # stalled and failed stand out
 
 
 def run_simulate(*args):
