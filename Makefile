@@ -154,8 +154,10 @@ $(BUILD)/tools/config_keys: $(BUILD)/tests/tools/config_keys.o $(CONFIG_OBJS) $(
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# docs/metrics.md, and the same table in docs/operations.md between its markers.
 metrics-doc: $(BUILD)/tools/metrics_doc
 	$< > docs/metrics.md
+	python3 tests/tools/metrics_into_operations.py docs/metrics.md docs/operations.md
 
 tests/stress/twstress: $(STRESS_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)

@@ -5,6 +5,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 
 import harness as h
 
@@ -63,6 +64,10 @@ def live_metrics():
 def test_metrics_doc_is_current():
     with open(DOC) as f:
         assert f.read() == generated_doc(), "docs/metrics.md is stale: run make metrics-doc"
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "tools",
+                                                     "metrics_into_operations.py"), "--check",
+                        DOC, os.path.join(ROOT, "docs", "operations.md")])
+    assert r.returncode == 0, "docs/operations.md lists other metrics: run make metrics-doc"
 
 
 def test_live_families_are_the_table():
