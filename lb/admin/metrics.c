@@ -33,6 +33,10 @@ static const char *version_value(size_t k) { return TWLB_VERSION; }
 
 /* ---- readers ----------------------------------------------------------------------- */
 
+static int64_t rd_local_errors(const struct metric_src *s, size_t k)
+{
+    return (int64_t)s->totals.local_errors_total;
+}
 static int64_t rd_one(const struct metric_src *s, size_t k)
 {
     return 1;
@@ -110,6 +114,10 @@ const struct metric_family metrics_table[] = {
      METRIC_BACKEND, ONE, .read = rd_demoted, JSON(BOOL, "demoted")},
     {"twlb_sessions_active", GAUGE, "Client connections being served", METRIC_GLOBAL, ONE,
      .read = rd_sessions_active, JSON(INT, "sessions_active")},
+    {"twlb_local_errors_total", COUNTER,
+     "Accepts and backend sockets that failed for lack of descriptors, buffers or memory "
+     "on this machine (never counted against a backend)", METRIC_GLOBAL, ONE,
+     .read = rd_local_errors, JSON(INT, "local_errors_total")},
     {"twlb_no_backend_total", COUNTER,
      "Client connections closed because no backend or source port was usable",
      METRIC_GLOBAL, ONE, .read = rd_no_backend, JSON(INT, "no_backend_total")},

@@ -82,5 +82,6 @@ int sockprep_tcp_info(int fd, struct sockprep_info *out)
         return -errno;
     out->total_retrans = ti.tcpi_total_retrans;
     out->timestamps = (ti.tcpi_options & TCPI_OPT_TIMESTAMPS) != 0;
+    out->reset = ti.tcpi_state == TCP_CLOSE;
     return 0;
 }

@@ -1,4 +1,4 @@
-/* upstream.h - the socket toward a backend, prepared by hand before libuv sees it: the
+/* sockprep.h - the socket toward a backend, prepared by hand before libuv sees it: the
  * source address and port are bound explicitly (twlb chooses them) and, in explicit ISN
  * mode, the initial sequence number is preset through TCP_REPAIR (kernel-facts 2).
  * Also the TCP_INFO read that tells whether a SYN was retransmitted. */
@@ -21,6 +21,8 @@ int sockprep_can_repair(int family);
 struct sockprep_info {
     uint32_t total_retrans; /* > 0 right after connect: the SYN was retransmitted */
     int timestamps;         /* TCP timestamps negotiated */
+    int reset;              /* the connection is CLOSED: reset by the peer, or (after our
+                               own FIN) passed to TIME_WAIT: ask only before our FIN */
 };
 /* Read TCP_INFO.  Returns 0 or a negative errno. */
 int sockprep_tcp_info(int fd, struct sockprep_info *out);

@@ -16,6 +16,7 @@
 #include "os/log.h"
 #include "runtime/backend.h"
 #include "runtime/gen.h"
+#include "runtime/local.h"
 #include "runtime/upconn.h"
 
 enum probe_state { P_IDLE, P_CONNECTING, P_EXCHANGING, P_CLOSING_OK };
@@ -200,8 +201,11 @@ static void on_up_connect(struct upconn *u, int status)
     struct check *c = u->tcp.data;
     if (c->state != P_CONNECTING)
         return;
-    if (status == UPCONN_NO_PORT) {
-        /* No port toward it right now: not the backend's fault, no verdict. */
+    if (status == UPCONN_NO_PORT || local_is_resource_error(status)) {
+        /* No port toward it right now, or no descriptor here: not the backend's fault,
+         * no verdict. */
+        if (status != UPCONN_NO_PORT)
+            local_error(c->g->w, "health probe", status);
         c->state = P_IDLE;
         uv_timer_stop(&c->deadline);
         close_up(c, 1);
@@ -238,6 +242,10 @@ static void start_probe(uv_timer_t *t)
     int r = upconn_open(&c->up, c->g, c->be, &pick, on_up_connect);
     if (r == UPCONN_NO_PORT)
         return;
+    if (local_is_resource_error(r)) {
+        local_error(c->g->w, "health probe", r); /* no verdict on the backend */
+        return;
+    }
     c->state = P_CONNECTING;
     if (r < 0) {
         probe_done(c, 0, strerror(-r));

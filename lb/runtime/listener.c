@@ -9,13 +9,18 @@
 #include <unistd.h>
 
 #include "os/log.h"
+#include "runtime/local.h"
 #include "runtime/session.h"
 
 static void on_connection(uv_stream_t *h, int status)
 {
     struct listener_rt *lis = h->data;
     if (status < 0) {
-        log_warn("listener %s: accept: %s", lis->cfg->name, uv_strerror(status));
+        /* Out of descriptors: libuv's EMFILE trick has accepted and closed the waiting
+         * clients to keep the listener from spinning.  They are counted and logged. */
+        char where[96];
+        snprintf(where, sizeof where, "listener %s: accept", lis->cfg->name);
+        local_error(lis->gen->w, where, status);
         return;
     }
     lis->connections_total++;

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "os/sockprep.h"
 #include "runtime/session_int.h"
 
 static void on_idle_deadline(struct wtimer *t)
@@ -38,6 +39,19 @@ static void pump_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 }
 
 static void pump_read(uv_stream_t *src, ssize_t nread, const uv_buf_t *buf);
+
+/* At the backend's end of file: was it a reset? (one TCP_INFO per connection).  Only
+ * while our write side toward it is open: after our FIN, the backend's FIN takes the
+ * socket to TIME_WAIT, which leaves it CLOSED too. */
+static int backend_was_reset(const struct session *s)
+{
+    if (s->c2b.shut)
+        return 0;
+    uv_os_fd_t fd;
+    struct sockprep_info info;
+    return uv_fileno((const uv_handle_t *)&s->up.tcp, &fd) == 0 &&
+           sockprep_tcp_info(fd, &info) == 0 && info.reset;
+}
 
 static int pump_is_backend_side(const struct session *s, const struct pump *p)
 {
@@ -118,6 +132,12 @@ static void pump_read(uv_stream_t *src, ssize_t nread, const uv_buf_t *buf)
         return;
     if (nread == UV_ENOBUFS) { /* no scratch buffer: out of memory */
         session_close(s, backend_src ? END_BACKEND_ERROR : END_CLIENT_ERROR);
+        return;
+    }
+    if (nread == UV_EOF && backend_src && backend_was_reset(s)) {
+        /* A reset right behind data can reach read() as an end of file: pass it on as
+         * the reset it is, so a reply delimited by the close never looks complete. */
+        session_close(s, END_BACKEND_ERROR);
         return;
     }
     if (nread == UV_EOF) {

@@ -27,6 +27,7 @@
 #include "runtime/accesslog.h"
 #include "runtime/backend.h"
 #include "runtime/gen.h"
+#include "runtime/local.h"
 #include "runtime/upconn.h"
 
 static const char *session_end_name(enum session_end e)
@@ -42,8 +43,9 @@ static const char *session_end_name(enum session_end e)
         [END_DRAIN_DEADLINE] = "drain_deadline",
         [END_BACKEND_DISABLED] = "backend_disabled",
         [END_HANDED_OVER] = "handed_over",
+        [END_LOCAL_ERROR] = "local_error",
     };
-    return e <= END_HANDED_OVER ? names[e] : "?";
+    return e <= END_LOCAL_ERROR ? names[e] : "?";
 }
 
 static void try_connect(struct session *s);
@@ -191,10 +193,11 @@ void session_close(struct session *s, enum session_end why)
     if (s->client_open) {
         s->client_open = 0;
         /* The client gets a reset when we could not serve it at all, so it sees the
-         * failure at once instead of an empty answer. */
+         * failure at once instead of an empty answer, and when its connection was cut
+         * (the backend reset it, the drain time ran out, the backend was disabled), so
+         * that a reply delimited by the close never looks complete. */
         close_handle(s, (uv_handle_t *)&s->client,
-                     why == END_NO_BACKEND || why == END_CONNECT_FAILED ||
-                         why == END_CLIENT_ERROR);
+                     why != END_DONE && why != END_IDLE_TIMEOUT && why != END_HANDED_OVER);
     }
     if (s->up_used && !retrying) {
         s->up.bytes_to_backend = s->c2b.bytes + s->pplen; /* the header is payload too */
@@ -359,6 +362,11 @@ static void on_up_connect(struct upconn *u, int status)
     struct session *s = u->tcp.data;
     if (s->state != S_CONNECTING)
         return; /* aborted: the close path owns the session */
+    if (local_is_resource_error(status)) {
+        local_error(s->w, "backend connect", status);
+        session_close(s, END_LOCAL_ERROR);
+        return;
+    }
     if (status < 0) {
         connect_failed(s, status, status == UPCONN_NO_PORT);
         return;
@@ -412,6 +420,14 @@ static void try_connect(struct session *s)
             if (tried_add(s, (uint32_t)be->index) < 0)
                 break;
             continue;
+        }
+        if (local_is_resource_error(r)) {
+            /* Our limit, not the backend's: it keeps its health; this client is reset. */
+            char where[160];
+            snprintf(where, sizeof where, "pool %s: socket toward %s", pc->name, be->cfg->name);
+            local_error(s->w, where, r);
+            session_close(s, END_LOCAL_ERROR);
+            return;
         }
         log_warn("pool %s: socket toward %s: %s", pc->name, be->cfg->name, strerror(-r));
         blame_backend(s, r);

@@ -21,6 +21,7 @@ enum session_end {
     END_DRAIN_DEADLINE,  /* still open when the drain time ran out */
     END_BACKEND_DISABLED, /* the operator disabled its backend */
     END_HANDED_OVER,     /* no port left here: the client went to another worker */
+    END_LOCAL_ERROR,     /* this machine ran out of descriptors, buffers or memory */
 };
 
 /* Take over a connection waiting on listener <server> of generation <g> (listener config

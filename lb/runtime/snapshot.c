@@ -51,6 +51,7 @@ struct snapshot *snapshot_take(const struct worker *w)
     s->workers[0].sessions_total = w->sessions_total;
     s->workers[0].no_backend_total = w->no_backend_total;
     s->workers[0].buffers_in_use = w->wbufs_in_use;
+    s->workers[0].local_errors_total = w->local_errors_total;
     for (size_t i = 0; i < c->n_listeners; i++)
         s->listener_conns[i] = g->listeners[i] ? g->listeners[i]->connections_total : 0;
     size_t k = 0, q = 0;

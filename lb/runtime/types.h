@@ -161,6 +161,9 @@ struct worker {
     uint64_t sessions_active;
     uint64_t sessions_total;
     uint64_t no_backend_total;     /* client connections closed: no backend/port usable */
+    uint64_t local_errors_total;   /* out of descriptors, buffers, memory (local.h) */
+    uint64_t local_logged_ms;      /* when the last one was logged */
+    uint64_t local_unlogged;       /* since then, not logged */
     uv_timer_t tick;               /* housekeeping: health changes, port expiry */
     uv_timer_t timer;              /* the connections' earliest deadline (timers.h) */
     struct timeq deadlines;

@@ -33,6 +33,7 @@ void view_totals(const struct view *v, struct view_totals *out)
         t.sessions_total += S(v)->workers[i].sessions_total;
         t.no_backend_total += S(v)->workers[i].no_backend_total;
         t.buffers_in_use += S(v)->workers[i].buffers_in_use;
+        t.local_errors_total += S(v)->workers[i].local_errors_total;
     }
     *out = t;
 }

@@ -2,6 +2,8 @@
 twlb 0.1 and asserts that the process survives and exits the way it should.
 
 Loopback only; every wait is bounded."""
+import json
+import os
 import signal
 import socket
 import time
@@ -103,3 +105,205 @@ def test_sigterm_after_reload_exits_when_old_connections_end():
             s.close()
         rc = p.wait(3)
         assert rc == 0, "exit %s:\n%s" % (rc, open(p.log_path).read()[-3000:])
+
+
+def test_running_out_of_descriptors_is_not_the_backends_fault():
+    """Issue 14 item 3: twlb's own descriptor limit is reached (its RLIMIT_NOFILE lowered
+    while it runs) while clients keep coming.  Before, every failed socket() counted as a
+    backend connect error and ejected the healthy backend, so clients were refused long
+    after the pressure ended.  Now the errors are counted as local, logged rate-limited,
+    the backend keeps its health, and the first client after the pressure is served."""
+    import resource
+    n = h.new_net()
+    with h.Env() as env:
+        echo = env.backend("e", "127.%d.1.1:0" % n, "echo")
+        cfg = h.pool_config(n, [{"name": "e", "address": echo.addr}])
+        cfg["workers"] = 1
+        p = env.twlb(cfg)
+        host, port = h.split_addr(h.listen_addr(cfg))
+        admin = h.admin_addr(cfg)
+        soft, hard = resource.prlimit(p.pid, resource.RLIMIT_NOFILE)
+        fds0 = h.proc_fds(p.pid)
+        top = max(int(f) for f in os.listdir("/proc/%d/fd" % p.pid))
+        # Room for a few proxied connections (2 descriptors each).  Whether the limit then
+        # falls on an accept or on the socket() toward the backend depends on the holes in
+        # the descriptor table, so press twice, at two adjacent limits: one of them makes
+        # an accept succeed and its backend socket() fail.
+        for margin in (12, 13):
+            limit = top + margin
+            resource.prlimit(p.pid, resource.RLIMIT_NOFILE, (limit, hard))  # EMFILE: soft
+            held = []
+            try:
+                for _ in range(30):  # more than fit
+                    try:
+                        s = socket.create_connection((host, port), timeout=2)
+                        s.settimeout(2)
+                        s.sendall(b"x")
+                        if s.recv(1) == b"x":
+                            held.append(s)
+                        else:
+                            s.close()
+                    except OSError:
+                        pass
+                assert 0 < len(held) < 30, len(held)
+            finally:
+                for s in held:
+                    s.close()
+            h.wait_for(lambda: h.proc_fds(p.pid) <= fds0 + 1, 5, "the pressure to end")
+            resource.prlimit(p.pid, resource.RLIMIT_NOFILE, (soft, hard))
+        t0 = time.monotonic()
+        assert h.first_line(h.listen_addr(cfg), data=b"again\n", shut=True) == "again"
+        assert time.monotonic() - t0 < 1.0
+        ms = h.metrics(admin)
+        assert h.metric(ms, "twlb_local_errors_total") > 0
+        assert h.metric(ms, "twlb_backend_connect_errors_total") == 0
+        assert h.metric(ms, "twlb_backend_ejections_total") == 0
+        assert h.metric(ms, "twlb_backend_up") == 1
+        log = open(p.log_path).read()
+        assert "not the backend's fault" in log, log[-2000:]
+        assert log.count("not the backend's fault") < 10, "not rate-limited"
+
+
+RST_BACKEND = r"""
+import socket, struct, sys
+l = socket.socket()
+l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind((sys.argv[1], 0))
+l.listen(8)
+print(l.getsockname()[1], flush=True)
+while True:
+    c, _ = l.accept()
+    c.recv(100)
+    c.sendall(b"part of a reply that is cut")
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    c.close()  # a reset, not a FIN
+"""
+
+
+def read_until_end(s):
+    """Everything <s> receives, and how it ended: "eof" or "reset"."""
+    got = b""
+    s.settimeout(5)
+    try:
+        while True:
+            d = s.recv(4096)
+            if not d:
+                return got, "eof"
+            got += d
+    except ConnectionResetError:
+        return got, "reset"
+
+
+def test_a_cut_connection_reaches_the_client_as_a_reset():
+    """Issue 14 item 5: a backend reset, a drain-deadline abort and a disable reached the
+    client as a clean FIN, so a reply delimited by the close looked complete."""
+    import sys
+    n = h.new_net()
+    with h.Env() as env:
+        rst = env.popen([sys.executable, "-c", RST_BACKEND, "127.%d.1.2" % n], text=True)
+        rport = int(h.read_line(rst, 5))
+        hold = env.backend("hold", "127.%d.1.3:0" % n, "echo")
+        cfg = h.pool_config(n, [{"name": "r", "address": "127.%d.1.2:%d" % (n, rport)}])
+        cfg["pools"].append({"name": "hold", "inside": ["127.%d.4.2" % n],
+                             "source_ports": "30000-30099",
+                             "backends": [{"name": "hold", "address": hold.addr}]})
+        lport2 = h.free_port("127.%d.2.1" % n)
+        cfg["listeners"].append({"name": "hold", "bind": "127.%d.2.1:%d" % (n, lport2),
+                                 "pool": "hold"})
+        cfg["drain_timeout_ms"] = 500
+        cfg["log"]["access_log"] = env.path("access.log")
+        p = env.twlb(cfg)
+        host, port = h.split_addr(h.listen_addr(cfg))
+        # 1. the backend resets: the client is reset too, after the bytes that came
+        s = socket.create_connection((host, port), timeout=5)
+        s.sendall(b"GET\n")
+        got, how = read_until_end(s)
+        s.close()
+        assert got == b"part of a reply that is cut" and how == "reset", (
+            got, how, h.wait_for(lambda: open(env.path("access.log")).read(), 2, "the log"))
+        # 2. the operator disables the backend of a live connection
+        live = socket.create_connection((host, lport2), timeout=5)
+        live.sendall(b"a")
+        assert live.recv(1) == b"a"
+        status, _ = h.http(h.admin_addr(cfg), "POST", "/pools/hold/backends/hold/disable")
+        assert status == 200, status
+        assert read_until_end(live)[1] == "reset"
+        live.close()
+        h.http(h.admin_addr(cfg), "POST", "/pools/hold/backends/hold/enable")
+        # 3. the drain time runs out
+        live = socket.create_connection((host, lport2), timeout=5)
+        live.sendall(b"b")
+        assert live.recv(1) == b"b"
+        p.send_signal(signal.SIGTERM)
+        assert read_until_end(live)[1] == "reset"
+        live.close()
+        assert p.wait(5) == 0
+
+
+def test_a_failed_reload_changes_nothing():
+    """Issue 14 item 4: a reload that fails in start-up (here a new listener cannot bind)
+    must leave the running configuration as it was: its listeners, its backends, its
+    health thresholds (the failed file would have made one failed probe enough)."""
+    n = h.new_net()
+    with h.Env() as env:
+        echo = env.backend("e", "127.%d.1.1:0" % n, "echo")
+        cfg = h.pool_config(n, [{"name": "e", "address": echo.addr}])
+        p = env.twlb(cfg)
+        busy = socket.socket()
+        busy.bind(("127.%d.2.2" % n, 0))
+        busy.listen(1)
+        bad = json.loads(json.dumps(cfg))
+        bad["pools"][0]["backends"][0]["name"] = "renamed"
+        bad["pools"][0]["health"] = {"interval_ms": 100, "timeout_ms": 50, "fall": 1}
+        bad["listeners"].append({"name": "taken", "pool": "app",
+                                 "bind": "127.%d.2.2:%d" % (n, busy.getsockname()[1])})
+        env.write_config(bad)
+        p.send_signal(signal.SIGHUP)
+        h.wait_for(lambda: "keeping the running configuration" in open(p.log_path).read(), 5,
+                   "the reload to fail")
+        busy.close()
+        st = h.stats(h.admin_addr(cfg))
+        assert [b["name"] for b in st["pools"][0]["backends"]] == ["e"], st
+        assert [l["name"] for l in st["listeners"]] == ["web"], st
+        assert h.first_line(h.listen_addr(cfg), data=b"still\n", shut=True) == "still"
+        time.sleep(0.3)  # what the failed file's probes would have had time to do
+        assert "probe" not in open(p.log_path).read().split("keeping the running")[-1]
+
+
+def test_disable_reaches_connections_made_before_a_reload():
+    """Issue 14 item 6: POST disable walked only the current generation's sessions."""
+    n = h.new_net()
+    with h.Env() as env:
+        echo = env.backend("e", "127.%d.1.1:0" % n, "echo")
+        cfg = h.pool_config(n, [{"name": "e", "address": echo.addr}])
+        p = env.twlb(cfg)
+        host, port = h.split_addr(h.listen_addr(cfg))
+        old = socket.create_connection((host, port), timeout=5)
+        old.sendall(b"a")
+        assert old.recv(1) == b"a"
+        p.send_signal(signal.SIGHUP)
+        h.wait_for(lambda: "reloaded" in open(p.log_path).read(), 5, "the reload")
+        status, _ = h.http(h.admin_addr(cfg), "POST", "/pools/app/backends/e/disable")
+        assert status == 200
+        assert read_until_end(old)[1] == "reset", "a connection from before the reload lives on"
+        old.close()
+
+
+def test_a_reload_that_removes_health_checks_brings_a_down_backend_back():
+    """Issue 11: with health checks removed by a reload, nothing could ever mark a backend
+    that they had found down as up again."""
+    n = h.new_net()
+    with h.Env() as env:
+        hole = env.backend("b", "127.%d.1.2:0" % n, "blackhole")
+        cfg = h.pool_config(n, [{"name": "b", "address": hole.addr}],
+                            health={"interval_ms": 100, "timeout_ms": 80, "fall": 1})
+        p = env.twlb(cfg)
+        admin = h.admin_addr(cfg)
+        h.wait_for(lambda: h.metric(h.metrics(admin), "twlb_backend_up") == 0, 5,
+                   "the probes to find it down")
+        del cfg["pools"][0]["health"]
+        env.write_config(cfg)
+        p.send_signal(signal.SIGHUP)
+        h.wait_for(lambda: "reloaded" in open(p.log_path).read(), 5, "the reload")
+        h.wait_for(lambda: h.metric(h.metrics(admin), "twlb_backend_up") == 1, 3,
+                   "the backend to count as up without checks")
