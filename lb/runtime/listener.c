@@ -2,6 +2,7 @@
 #include "runtime/listener.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,30 +13,76 @@
 #include "runtime/local.h"
 #include "runtime/session.h"
 
-static void on_connection(uv_stream_t *h, int status)
+/* Clients accepted per readiness event at most, so one busy listener cannot starve the
+ * rest of the loop. */
+#define ACCEPT_BATCH 64
+
+/* Out of descriptors with clients waiting: the listening socket stays readable, so
+ * accept them with the descriptor kept in reserve and close them at once (they see a
+ * reset rather than hang in the backlog), counting each.  libuv does the same inside
+ * uv_accept, but tells nobody; this is why twlb accepts by itself. */
+static void drop_waiting(struct listener_rt *lis, int err)
 {
-    struct listener_rt *lis = h->data;
-    if (status < 0) {
-        /* Out of descriptors: libuv's EMFILE trick has accepted and closed the waiting
-         * clients to keep the listener from spinning.  They are counted and logged. */
-        char where[96];
-        snprintf(where, sizeof where, "listener %s: accept", lis->cfg->name);
-        local_error(lis->gen->w, where, status);
+    struct worker *w = lis->gen->w;
+    char where[96];
+    snprintf(where, sizeof where, "listener %s: accept", lis->cfg->name);
+    local_error(w, where, err);
+    if (w->reserve_fd < 0)
         return;
+    close(w->reserve_fd);
+    w->reserve_fd = -1;
+    int fd, dropped = 0;
+    while ((fd = accept4(lis->fd, NULL, NULL, SOCK_CLOEXEC)) >= 0 && dropped < ACCEPT_BATCH) {
+        struct linger lg = {1, 0};
+        (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        close(fd);
+        dropped++;
+        local_error(w, where, err);
     }
-    lis->connections_total++;
-    session_accept(lis->gen, lis->cfg, h);
+    if (fd >= 0)
+        close(fd);
+    w->reserve_fd = open("/", O_RDONLY | O_CLOEXEC);
+}
+
+static void on_readable(uv_poll_t *p, int status, int events)
+{
+    struct listener_rt *lis = p->data;
+    for (int i = 0; i < ACCEPT_BATCH; i++) {
+        union {
+            struct sockaddr sa;
+            struct sockaddr_in6 in6;
+        } peer;
+        socklen_t len = sizeof peer;
+        int fd = accept4(lis->fd, &peer.sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            int e = -errno;
+            if (e == -EAGAIN || e == -EWOULDBLOCK)
+                return;
+            if (e == -EINTR || e == -ECONNABORTED)
+                continue;
+            if (local_is_resource_error(e)) {
+                drop_waiting(lis, e);
+                return;
+            }
+            log_warn("listener %s: accept: %s", lis->cfg->name, strerror(-e));
+            return;
+        }
+        lis->connections_total++;
+        session_accept(lis->gen, lis->cfg, fd, &peer.sa, len);
+    }
 }
 
 static void listener_closed(uv_handle_t *h)
 {
-    free(h->data); /* sessions keep no pointer to their listener */
+    struct listener_rt *lis = h->data;
+    close(lis->fd);
+    free(lis); /* sessions keep no pointer to their listener */
 }
 
 static void listener_close(struct listener_rt *lis)
 {
     if (lis)
-        uv_close((uv_handle_t *)&lis->handle, listener_closed);
+        uv_close((uv_handle_t *)&lis->poll, listener_closed);
 }
 
 /* A bound socket for <bind>.  With several workers each has its own listening socket on
@@ -70,19 +117,24 @@ static struct listener_rt *listener_open(struct gen *g, const struct cfg_listene
     }
     lis->gen = g;
     lis->cfg = lc;
-    uv_tcp_init(g->w->loop, &lis->handle);
-    lis->handle.data = lis;
-    int r = 0, fd = listen_socket(&lc->bind, g->w->nworkers > 1);
-    if (fd < 0)
-        r = fd;
-    else if ((r = uv_tcp_open(&lis->handle, fd)) < 0)
-        close(fd);
-    if (r == 0)
-        r = uv_listen((uv_stream_t *)&lis->handle, (int)lc->backlog, on_connection);
+    int r = listen_socket(&lc->bind, g->w->nworkers > 1);
+    if (r >= 0) {
+        lis->fd = r;
+        r = listen(lis->fd, (int)lc->backlog) < 0 ? -errno : 0;
+        if (r == 0 && (r = uv_poll_init(g->w->loop, &lis->poll, lis->fd)) == 0) {
+            lis->poll.data = lis;
+            if ((r = uv_poll_start(&lis->poll, UV_READABLE, on_readable)) < 0) {
+                listener_close(lis);
+                lis = NULL;
+            }
+        } else {
+            close(lis->fd);
+        }
+    }
     if (r < 0) {
         snprintf(err, errlen, "listener %s: cannot listen on %s: %s", lc->name, lc->bind.text,
                  uv_strerror(r));
-        listener_close(lis);
+        free(lis);
         return NULL;
     }
     log_info("listener %s on %s -> pool %s", lc->name, lc->bind.text, lc->pool_name);

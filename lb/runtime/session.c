@@ -470,34 +470,35 @@ static struct session *session_new(struct gen *g, const struct cfg_listener *lc)
     return s;
 }
 
+/* The client's address is known (from accept4, or asked for after a hand-over). */
 static void session_begin(struct session *s)
 {
     uv_tcp_nodelay(&s->client, 1);
-    int len = sizeof s->peer;
-    if (uv_tcp_getpeername(&s->client, &s->peer.sa, &len) == 0)
-        s->client_hash = client_hash(&s->peer.sa);
+    if (s->peer.sa.sa_family == 0) {
+        int len = sizeof s->peer;
+        (void)uv_tcp_getpeername(&s->client, &s->peer.sa, &len);
+    }
+    s->client_hash = client_hash(&s->peer.sa);
     s->state = S_CONNECTING;
     try_connect(s);
 }
 
-void session_accept(struct gen *g, const struct cfg_listener *lc, uv_stream_t *server)
+void session_accept(struct gen *g, const struct cfg_listener *lc, int fd,
+                    const struct sockaddr *peer, socklen_t peerlen)
 {
     struct session *s = session_new(g, lc);
     if (!s) {
-        /* Out of memory: refuse this one client, keep the listener alive. */
-        uv_tcp_t *scratch = malloc(sizeof *scratch);
-        if (scratch) {
-            uv_tcp_init(g->w->loop, scratch);
-            if (uv_accept(server, (uv_stream_t *)scratch) == 0)
-                log_error("out of memory: dropping a client of %s", lc->name);
-            uv_close((uv_handle_t *)scratch, (uv_close_cb)free);
-        }
+        local_error(g->w, "session", UV_ENOMEM); /* refuse this one client */
+        close(fd);
         return;
     }
-    if (uv_accept(server, (uv_stream_t *)&s->client) != 0) {
+    if (uv_tcp_open(&s->client, fd) != 0) {
+        close(fd);
         session_close(s, END_CLIENT_ERROR);
         return;
     }
+    if (peerlen <= sizeof s->peer)
+        memcpy(&s->peer, peer, peerlen);
     session_begin(s);
 }
 

@@ -24,9 +24,11 @@ enum session_end {
     END_LOCAL_ERROR,     /* this machine ran out of descriptors, buffers or memory */
 };
 
-/* Take over a connection waiting on listener <server> of generation <g> (listener config
- * <lc>): accept it and start connecting to a backend of the listener's pool. */
-void session_accept(struct gen *g, const struct cfg_listener *lc, uv_stream_t *server);
+/* Take over client connection <fd> (non-blocking), accepted from <peer> on listener <lc>
+ * of generation <g>, and start connecting to a backend of the listener's pool.  The fd is
+ * the session's from now on (closed on failure). */
+void session_accept(struct gen *g, const struct cfg_listener *lc, int fd,
+                    const struct sockaddr *peer, socklen_t peerlen);
 
 /* Take over client connection <fd> that another worker accepted on listener <listener>
  * of the current generation and could not serve (runtime/types.h: hand_over); <hops>

@@ -109,7 +109,8 @@ struct gen;
 struct listener_rt {
     struct gen *gen;               /* the generation it serves now (moves on reload) */
     const struct cfg_listener *cfg;
-    uv_tcp_t handle;
+    int fd;                        /* the listening socket; twlb accepts by itself */
+    uv_poll_t poll;
     uint64_t connections_total;
 };
 
@@ -164,6 +165,7 @@ struct worker {
     uint64_t local_errors_total;   /* out of descriptors, buffers, memory (local.h) */
     uint64_t local_logged_ms;      /* when the last one was logged */
     uint64_t local_unlogged;       /* since then, not logged */
+    int reserve_fd;                /* kept free for accepting when out of descriptors */
     uv_timer_t tick;               /* housekeeping: health changes, port expiry */
     uv_timer_t timer;              /* the connections' earliest deadline (timers.h) */
     struct timeq deadlines;

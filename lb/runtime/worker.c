@@ -2,6 +2,8 @@
 #include "runtime/worker.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +53,7 @@ struct worker *worker_new(uv_loop_t *loop, unsigned index, unsigned nworkers,
         return NULL;
     }
     w->loop = loop;
+    w->reserve_fd = open("/", O_RDONLY | O_CLOEXEC); /* see listener.c: drop_waiting */
     w->index = index;
     w->nworkers = nworkers;
     w->isn_key = *key;
@@ -177,6 +180,8 @@ void worker_free(struct worker *w)
         return;
     session_free_cache(w);
     buffers_free_all(w);
+    if (w->reserve_fd >= 0)
+        close(w->reserve_fd);
     while (w->gens) {
         struct gen *g = w->gens;
         w->gens = g->next;

@@ -151,6 +151,23 @@ def test_running_out_of_descriptors_is_not_the_backends_fault():
                     s.close()
             h.wait_for(lambda: h.proc_fds(p.pid) <= fds0 + 1, 5, "the pressure to end")
             resource.prlimit(p.pid, resource.RLIMIT_NOFILE, (soft, hard))
+        # No descriptor even for accept(): the waiting client is accepted with the reserve
+        # descriptor and reset at once (libuv did that silently), counted and logged.
+        before = h.metric(h.metrics(admin), "twlb_local_errors_total")
+        top = max(int(f) for f in os.listdir("/proc/%d/fd" % p.pid))
+        resource.prlimit(p.pid, resource.RLIMIT_NOFILE, (top + 1, hard))
+        try:
+            try:  # reset during connect() or right after: both are a dropped client
+                c = socket.create_connection((host, port), timeout=2)
+                c.settimeout(2)
+                assert c.recv(1) == b""
+                c.close()
+            except ConnectionResetError:
+                pass
+        finally:
+            resource.prlimit(p.pid, resource.RLIMIT_NOFILE, (soft, hard))
+        assert h.metric(h.metrics(admin), "twlb_local_errors_total") > before
+        assert "listener web: accept: too many open files" in open(p.log_path).read()
         t0 = time.monotonic()
         assert h.first_line(h.listen_addr(cfg), data=b"again\n", shut=True) == "again"
         assert time.monotonic() - t0 < 1.0
