@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/proxyproto.h"
 #include "os/log.h"
 #include "runtime/backend.h"
 #include "runtime/gen.h"
@@ -35,6 +36,8 @@ struct check {
     int result_sent;
     int shut;        /* our FIN sent */
     char buf[512];
+    char pp[PROXYPROTO_MAX]; /* a PROXY header without addresses, for backends that
+                                want one on every connection */
     size_t got;
     int stopping;
     int handles;     /* open uv handles (2 timers + the upconn) while stopping */
@@ -217,10 +220,22 @@ static void on_up_connect(struct upconn *u, int status)
     }
     c->state = P_EXCHANGING;
     uv_read_start((uv_stream_t *)&c->up.tcp, on_alloc, on_read);
-    if (c->h->send) {
-        uv_buf_t b = uv_buf_init(c->h->send, (unsigned)c->h->send_len);
+    uv_buf_t b[2];
+    unsigned nb = 0;
+    if (c->be->cfg->proxy_protocol != PROXY_NONE) {
+        /* A backend that wants the PROXY header gets one on probes too, with no client
+         * address: "PROXY UNKNOWN" (v1) or a LOCAL header (v2), as HAProxy sends. */
+        struct proxyproto_addr none = {0};
+        size_t n = proxyproto_build(c->be->cfg->proxy_protocol == PROXY_V1 ? 1 : 2, &none,
+                                    &none, c->pp);
+        b[nb++] = uv_buf_init(c->pp, (unsigned)n);
+        c->up.bytes_to_backend += n;
+    }
+    if (c->h->send)
+        b[nb++] = uv_buf_init(c->h->send, (unsigned)c->h->send_len);
+    if (nb) {
         c->wreq.data = c;
-        if (uv_write(&c->wreq, (uv_stream_t *)&c->up.tcp, &b, 1, on_written) != 0)
+        if (uv_write(&c->wreq, (uv_stream_t *)&c->up.tcp, b, nb, on_written) != 0)
             probe_done(c, 0, "write failed");
     } else if (!c->h->expect) {
         probe_passed(c);

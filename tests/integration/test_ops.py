@@ -284,3 +284,25 @@ def test_reload_says_which_changes_wait_for_a_restart():
         assert "reload: log.file: changed; takes effect at the next restart" in log, log
         assert not os.path.exists(env.path("later.log"))
         assert h.first_line(h.listen_addr(cfg), data=b"x\n", shut=True) == "x"
+
+
+def test_health_probes_send_the_proxy_header_the_backend_requires():
+    """Issue 11: probes toward a backend that requires the PROXY header sent none, so the
+    backend closed them, was marked down, and its clients were refused.  Now probes send
+    a header without addresses (v1 "PROXY UNKNOWN", v2 LOCAL), as HAProxy does."""
+    n = h.new_net()
+    for version in ("v1", "v2"):
+        with h.Env() as env:
+            b = env.backend("pp", "127.%d.1.1:0" % n, "echo", "--proxy-protocol")
+            cfg = h.pool_config(n, [{"name": "pp", "address": b.addr, "proxy_protocol": version}],
+                                health={"interval_ms": 100, "timeout_ms": 80, "rise": 1,
+                                        "fall": 1, "send": "ping\n", "expect": "ping"})
+            env.twlb(cfg)
+            admin = h.admin_addr(cfg)
+            # a few probe rounds: had any failed, fall=1 would have marked it down
+            h.wait_for(lambda: "proxy pp %s" % version in (h.read_line(b, 1) or ""), 3,
+                       "a probe's header at the backend")
+            time.sleep(0.4)
+            st = h.stats(admin)["pools"][0]["backends"][0]
+            assert st["health"] == "up" and st["state_changes_total"] == 0, st
+            assert h.first_line(h.listen_addr(cfg), data=b"through\n", shut=True) == "through"
