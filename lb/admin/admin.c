@@ -65,7 +65,7 @@ static void backend_action(struct admin *a, const struct http_request *req,
     if (r == -1)
         http_respond_error(resp, 404, "no such pool or backend");
     else if (r < 0)
-        http_respond_error(resp, 404, "unknown action (expected enable, disable or drain)");
+        http_respond_error(resp, 404, "unknown action (expected enable, disable, drain or trust)");
     else
         http_respond(resp, 200, "application/json", "{\"ok\": true}\n");
 }

@@ -21,7 +21,11 @@
  * freeing and allocating a page around every lone connection. */
 #define SHRINK_MIN_FREE 64
 
-enum { F_ISN_KNOWN = 1, F_TIMESTAMPS = 2 };
+enum {
+    F_ISN_KNOWN = 1,
+    F_TIMESTAMPS = 2,
+    F_WAS_REMOTE_TW = 4, /* BUSY, picked from REMOTE_TW: its memory is still in the entry */
+};
 
 struct entry {
     uint8_t state; /* enum pm_state, or NO_ENTRY */
@@ -247,6 +251,8 @@ static void take(portmap *pm, uint16_t port, struct entry *e, enum pm_pick_kind 
                  struct portmap_pick *out)
 {
     unlink_entry(pm, port, e);
+    if (kind == PM_PICK_REMOTE_TW)
+        e->flags |= F_WAS_REMOTE_TW;
     set_state(pm, port, e, PM_BUSY);
     memset(out, 0, sizeof *out);
     out->port = port;
@@ -333,6 +339,15 @@ void portmap_release(portmap *pm, uint16_t port, const struct portmap_release *r
     struct entry *e = get(pm, port);
     if (!e || e->state != PM_BUSY)
         return;
+    if (r->closer == PM_CLOSER_NONE && r->never_connected && (e->flags & F_WAS_REMOTE_TW) &&
+        e->until_ms > now_ms) {
+        /* The SYN was ignored or refused: the backend still holds the old connection's
+         * TIME_WAIT, and the entry still holds what we knew of it. */
+        e->flags &= (uint8_t)~F_WAS_REMOTE_TW;
+        set_state(pm, port, e, PM_REMOTE_TW);
+        maybe_shrink(pm, now_ms);
+        return;
+    }
     e->flags = 0;
     switch (r->closer) {
     case PM_CLOSER_BACKEND:

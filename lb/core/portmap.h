@@ -98,6 +98,9 @@ struct portmap_release {
     uint64_t syn_mono_ns;   /* CLOCK_MONOTONIC at the same moment */
     uint64_t bytes_to_backend;
     int timestamps;         /* the connection negotiated TCP timestamps */
+    int never_connected;    /* the handshake never completed (a timeout, a refusal): a
+                               port picked from REMOTE_TW goes back there as it was, since
+                               the backend still holds that TIME_WAIT */
 };
 
 /* The connection on BUSY <port> ended.  CLOSER_BACKEND: REMOTE_TW until

@@ -97,14 +97,15 @@ void backend_note_syn(struct gen *g, struct backend_rt *be, int reuse, int retra
     } else if (reuse) {
         __atomic_store_n(row, 0, __ATOMIC_RELEASE);
     }
-    if (sh->demoted || g->isn_mode != ISN_EXPLICIT || rejects < REJECTS_BEFORE_DEMOTION)
+    if (sh->demoted || g->isn_mode == ISN_OFF || rejects < REJECTS_BEFORE_DEMOTION)
         return;
     if (sh->flags && __atomic_exchange_n(&sh->flags->demoted, 1, __ATOMIC_ACQ_REL)) {
         demote(g, be); /* another worker said so first, and logged it */
         return;
     }
-    /* Our ISNs are "after" by construction, so a backend that keeps ignoring them does
-     * not follow the rule it was configured with.  Stop reusing its TIME_WAIT. */
+    /* Our ISNs are "after" by construction (explicit mode) or predicted to be (kernel
+     * mode), so a backend that keeps ignoring them does not follow the rule it was
+     * configured with.  Stop reusing its TIME_WAIT. */
     demote(g, be);
     log_error("pool %s: backend %s (%s) rejected %u TIME_WAIT reuses in a row although "
               "their ISNs obeyed the \"%s\" rule; treating it as \"strict\" from now on "
@@ -171,9 +172,31 @@ const char *backend_admin_name(enum backend_admin a)
     return "?";
 }
 
-int backend_set_admin(struct backend_rt *be, const char *action)
+/* The operator says the backend's configured rule holds after all: reuse again. */
+static void trust(struct gen *g, struct backend_rt *be)
+{
+    struct backend_shared *sh = be->sh;
+    if (sh->demoted)
+        log_warn("pool %s: backend %s trusted again by the operator: its \"%s\" rule applies",
+                 be->pool->cfg->name, be->cfg->name, twrule_kind_name(be->cfg->time_wait.rule));
+    sh->demoted = 0;
+    sh->reuse_rejects_in_row = 0;
+    if (sh->flags) {
+        __atomic_store_n(&sh->flags->demoted, 0, __ATOMIC_RELEASE);
+        __atomic_store_n(&sh->flags->rejects_in_row, 0, __ATOMIC_RELEASE);
+    }
+    struct portmap_policy pol;
+    backend_policy(g, be, &pol);
+    pathset_set_policy(be->ps, &pol);
+}
+
+int backend_set_admin(struct gen *g, struct backend_rt *be, const char *action)
 {
     enum backend_admin to;
+    if (!strcmp(action, "trust")) {
+        trust(g, be);
+        return 0;
+    }
     if (!strcmp(action, "enable"))
         to = BE_ENABLED;
     else if (!strcmp(action, "disable"))

@@ -47,9 +47,10 @@ int backend_pick(struct gen *g, struct pool_rt *pool, uint64_t client_hash, cons
                  struct pathset_pick *pick);
 
 /* The operator's word: "enable", "disable" (no new connections, live ones of every
- * generation are aborted now) or "drain" (no new connections, live ones finish).
- * Returns 0, or -2 for an unknown action. */
-int backend_set_admin(struct backend_rt *be, const char *action);
+ * generation are aborted now), "drain" (no new connections, live ones finish) or
+ * "trust" (clear a demotion: the configured TIME_WAIT rule applies again).  Returns 0,
+ * or -2 for an unknown action. */
+int backend_set_admin(struct gen *g, struct backend_rt *be, const char *action);
 const char *backend_admin_name(enum backend_admin a);
 
 /* A client connection to <be> was established / has ended: the live-connection count

@@ -290,6 +290,11 @@ static void connect_failed(struct session *s, int err, int no_port)
 static void on_connect_timeout(struct wtimer *t)
 {
     struct session *s = (struct session *)((char *)t - offsetof(struct session, deadline));
+    /* A SYN on a 4-tuple in the backend's TIME_WAIT that is ignored until the timeout is
+     * a rejection of the reuse (an rfc1337 backend answers nothing): count it so a backend
+     * with the wrong rule in the config is demoted. */
+    if (s->state == S_CONNECTING && s->up.pick.port.kind == PM_PICK_REMOTE_TW)
+        backend_note_syn(s->g, s->up.be, 1, 1);
     if (s->state == S_CONNECTING)
         connect_failed(s, UV_ETIMEDOUT, 0);
 }

@@ -75,6 +75,7 @@ static void release(struct upconn *u, enum pm_closer closer)
         .syn_mono_ns = u->syn_mono_ns,
         .bytes_to_backend = u->bytes_to_backend,
         .timestamps = u->timestamps,
+        .never_connected = !u->connected,
     };
     pathset_release(u->be->ps, &u->pick, &r, now_ms(u));
     u->have_port = 0;
@@ -189,6 +190,7 @@ static void on_tcp_connect(uv_connect_t *req, int status)
         return;
     }
     if (status == 0) {
+        u->connected = 1;
         uv_os_fd_t fd;
         struct sockprep_info info;
         if (uv_fileno((uv_handle_t *)&u->tcp, &fd) == 0 && sockprep_tcp_info(fd, &info) == 0) {

@@ -45,7 +45,8 @@ struct upconn {
     uv_work_t *work;             /* while SOCK_DESTROY runs on the thread pool */
     int destroy_result;
     int fail_status;
-    unsigned have_port : 1, tcp_open : 1, work_pending : 1, closing : 1, destroyed : 1;
+    unsigned have_port : 1, tcp_open : 1, work_pending : 1, closing : 1, destroyed : 1,
+        connected : 1;
     int tries;
     upconn_connect_cb on_connect;
     upconn_closed_cb on_closed;

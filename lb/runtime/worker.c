@@ -199,5 +199,5 @@ int worker_backend_action(struct worker *w, const char *pool, const char *backen
                           const char *action)
 {
     struct backend_rt *be = gen_find_backend(w->cur, pool, backend);
-    return be ? backend_set_admin(be, action) : -1;
+    return be ? backend_set_admin(w->cur, be, action) : -1;
 }

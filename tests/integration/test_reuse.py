@@ -373,3 +373,46 @@ def test_rejected_reuses_are_counted_and_demote_the_backend():
         assert total(metrics(t), "twlb_port_reuses_total") == 3
         h.stop(p)
         assert open(p.log_path).read().count("treating it as \"strict\"") == 1
+
+
+def test_silently_ignored_reuses_demote_and_the_operator_can_trust_again():
+    """Issue 11: an rfc1337 backend ignores a reused SYN it finds "before" until the
+    connect times out, with nothing for TCP_INFO to count as retransmitted in time, so a
+    backend mislabelled "bsd" was never demoted.  A connect timeout on a 4-tuple in the
+    backend's TIME_WAIT now counts as a rejected reuse; after three in a row the backend
+    is treated as strict; POST .../trust makes its configured rule apply again."""
+    t = netns.Topology()
+    with t, h.Env() as env:
+        t.add_host("lb")
+        t.add_host("be", tw="strict")
+        t.link("lb", LB + "/24", "be", BE + "/24")
+        start_backend(t)
+        state = env.path("state.json")
+        with open(state, "w") as f:
+            json.dump({"version": 1, "written_unix_ms": int(time.time() * 1000), "entries": []}, f)
+        cfg = config("explicit", state_file=state)
+        cfg["pools"][0]["source_ports"] = "30000-30002"
+        cfg["pools"][0]["connect_timeout_ms"] = 300
+        cfg["workers"] = 1
+        p = start_twlb(t, env, cfg)
+        assert all(r["ok"] for r in run_client(t, 3, 0))
+        assert h.stop(p) == 0
+        saved = json.load(open(state))
+        for e in saved["entries"]:  # twlb now believes a wrong rcv_nxt: its ISNs are "before"
+            e["rcv_nxt"] = (e["rcv_nxt"] + (1 << 31)) % (1 << 32)
+        with open(state, "w") as f:
+            json.dump(saved, f)
+        p = start_twlb(t, env, cfg, name="twlb2.json")
+        res = run_client(t, 3, 0)
+        assert not any(r["ok"] for r in res), res  # ignored until the timeout
+        ms = metrics(t)
+        assert total(ms, "twlb_backend_demoted") == 1, ms.get("twlb_backend_demoted")
+        assert open(p.log_path).read().count("treating it as \"strict\"") == 1
+        r = t.run("lb", ["python3", "-c",
+                         "import urllib.request as u;print(u.urlopen(u.Request("
+                         "'http://127.0.0.1:9901/pools/app/backends/b1/trust',method='POST'),"
+                         "timeout=3).status)"], timeout=10)
+        assert r.stdout.strip() == "200", (r.stdout, r.stderr)
+        assert total(metrics(t), "twlb_backend_demoted") == 0
+        assert "trusted again by the operator" in open(p.log_path).read()
+        h.stop(p)

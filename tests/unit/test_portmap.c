@@ -397,6 +397,34 @@ static void test_random_against_model(void **state)
                     run_random(modes[a], rules[b], ltws[c], seed + (uint64_t)(a * 12 + b * 4 + c * 2 + s));
 }
 
+/* A reuse whose handshake never completed (the SYN was ignored or refused) leaves the
+ * backend's TIME_WAIT in place: the port goes back to REMOTE_TW with what was known of
+ * it.  An established connection that is then aborted frees it, as before. */
+static void test_failed_reuse_keeps_the_memory(void **state)
+{
+    struct portmap_policy pol = policy(ISN_EXPLICIT, TWRULE_BSD, PM_LOCAL_TW_AVOID);
+    portmap *pm = portmap_new(20000, 20000, &pol);
+    struct portmap_pick pk;
+    assert_int_equal(portmap_acquire(pm, 0, 0, 0, &pk), 0);
+    release(pm, pk.port, PM_CLOSER_BACKEND, 1000, 10); /* rcv_nxt = 1000 + 100 + 2 */
+    assert_int_equal(portmap_acquire(pm, 20, 0, 0, &pk), 0);
+    assert_int_equal(pk.kind, PM_PICK_REMOTE_TW);
+    assert_int_equal(pk.rcv_nxt, 1102);
+    struct portmap_release failed = {.closer = PM_CLOSER_NONE, .never_connected = 1};
+    portmap_release(pm, pk.port, &failed, 30);
+    uint32_t counts[PM_NSTATES];
+    portmap_counts(pm, counts);
+    assert_int_equal(counts[PM_REMOTE_TW], 1);
+    assert_int_equal(portmap_acquire(pm, 40, 0, 0, &pk), 0);
+    assert_int_equal(pk.kind, PM_PICK_REMOTE_TW);
+    assert_int_equal(pk.rcv_nxt, 1102); /* the same memory */
+    struct portmap_release aborted = {.closer = PM_CLOSER_NONE};
+    portmap_release(pm, pk.port, &aborted, 50);
+    portmap_counts(pm, counts);
+    assert_int_equal(counts[PM_FREE], 1);
+    portmap_free(pm);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -409,6 +437,7 @@ int main(void)
         cmocka_unit_test(test_counts_at_changes_nothing),
         cmocka_unit_test(test_memory_shrinks_when_idle),
         cmocka_unit_test(test_random_against_model),
+        cmocka_unit_test(test_failed_reuse_keeps_the_memory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
