@@ -299,8 +299,12 @@ int portmap_acquire(portmap *pm, uint64_t now_ms, uint64_t now_real_ns, uint64_t
         uint16_t next = e->next;
         int ts = (e->flags & F_TIMESTAMPS) != 0;
         if (ts || pm->pol.local_tw == PM_LOCAL_TW_DESTROY) {
+            int known = (e->flags & F_ISN_KNOWN) != 0;
+            uint32_t rcv_nxt = e->rcv_nxt;
             take(pm, port, e, PM_PICK_LOCAL_TW, out);
             out->destroy_local_tw = !ts;
+            out->rcv_nxt_known = known;
+            out->rcv_nxt = rcv_nxt;
             return 0;
         }
         port = next;
@@ -365,6 +369,12 @@ void portmap_release(portmap *pm, uint16_t port, const struct portmap_release *r
         e->until_ms = now_ms + pm->pol.local_tw_ms;
         if (r->timestamps)
             e->flags |= F_TIMESTAMPS;
+        /* If the FINs crossed on the wire, the backend holds a TIME_WAIT too: keep where
+         * its sequence ended, so a reuse can start above it (explicit mode). */
+        if (r->isn_known) {
+            e->flags |= F_ISN_KNOWN;
+            e->rcv_nxt = r->isn + (uint32_t)r->bytes_to_backend + 2;
+        }
         set_state(pm, port, e, PM_LOCAL_TW);
         break;
     case PM_CLOSER_NONE:

@@ -78,7 +78,10 @@ enum pm_pick_kind {
 struct portmap_pick {
     uint16_t port;
     enum pm_pick_kind kind;
-    uint32_t rcv_nxt;     /* REMOTE_TW + ISN_EXPLICIT: the old connection's rcv_nxt */
+    uint32_t rcv_nxt;     /* REMOTE_TW + ISN_EXPLICIT: the old connection's rcv_nxt;
+                             LOCAL_TW with rcv_nxt_known: the same, in case the FINs
+                             crossed and the backend holds a TIME_WAIT too */
+    int rcv_nxt_known;    /* LOCAL_TW: we chose the old ISN, rcv_nxt is meaningful */
     int destroy_local_tw; /* LOCAL_TW: destroy our TIME_WAIT socket before bind */
 };
 

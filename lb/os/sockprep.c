@@ -73,6 +73,18 @@ int sockprep_can_repair(int family)
     return ok;
 }
 
+int sockprep_tcp_state(int fd, int *state, int *error)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof ti, elen = sizeof *error;
+    memset(&ti, 0, sizeof ti);
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0 ||
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, error, &elen) < 0)
+        return -errno;
+    *state = ti.tcpi_state;
+    return 0;
+}
+
 int sockprep_tcp_info(int fd, struct sockprep_info *out)
 {
     struct tcp_info ti;

@@ -24,6 +24,10 @@ struct sockprep_info {
     int reset;              /* the connection is CLOSED: reset by the peer, or (after our
                                own FIN) passed to TIME_WAIT: ask only before our FIN */
 };
+/* The TCP state of <fd> (TCP_INFO's tcpi_state, <netinet/tcp.h> TCP_* values) and its
+ * pending error (SO_ERROR, which reading clears).  Returns 0 or a negative errno. */
+int sockprep_tcp_state(int fd, int *state, int *error);
+
 /* Read TCP_INFO.  Returns 0 or a negative errno. */
 int sockprep_tcp_info(int fd, struct sockprep_info *out);
 

@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/tcp.h>
 
 #include "os/sockprep.h"
 #include "runtime/session_int.h"
@@ -39,6 +40,20 @@ static void pump_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 }
 
 static void pump_read(uv_stream_t *src, ssize_t nread, const uv_buf_t *buf);
+
+/* Has the backend's FIN reached our kernel before ours, unread by twlb (CLOSE_WAIT; or
+ * LAST_ACK / CLOSING once ours is out)?  Then the backend holds the TIME_WAIT, whatever
+ * twlb has read.  FINs that cross on the wire leave one on both sides: explicit mode
+ * keeps the old sequence for our TIME_WAIT too (portmap_release), so a reuse is safe
+ * either way. */
+static int backend_fin_was_first(const struct session *s)
+{
+    uv_os_fd_t fd;
+    int state, err;
+    return uv_fileno((const uv_handle_t *)&s->up.tcp, &fd) == 0 &&
+           sockprep_tcp_state(fd, &state, &err) == 0 &&
+           (state == TCP_LAST_ACK || state == TCP_CLOSING || state == TCP_CLOSE_WAIT);
+}
 
 /* At the backend's end of file: was it a reset? (one TCP_INFO per connection).  Only
  * while our write side toward it is open: after our FIN, the backend's FIN takes the
@@ -76,6 +91,11 @@ static void on_shutdown(uv_shutdown_t *req, int status)
         session_close(s, pump_is_backend_side(s, p) ? END_BACKEND_ERROR : END_CLIENT_ERROR);
         return;
     }
+    /* libuv sends the FIN when its write queue is empty: the backend's may have come
+     * in between. */
+    if (pump_is_backend_side(s, p) && s->up.closer == PM_CLOSER_LOCAL &&
+        backend_fin_was_first(s))
+        s->up.closer = PM_CLOSER_BACKEND;
     p->shut_done = 1;
     maybe_done(s);
 }
@@ -87,7 +107,8 @@ static void pump_shutdown(struct session *s, struct pump *p)
         return;
     p->shut = 1;
     if (pump_is_backend_side(s, p) && s->up.closer == PM_CLOSER_NONE && !s->b2c.eof)
-        s->up.closer = PM_CLOSER_LOCAL; /* our FIN toward the backend goes first */
+        s->up.closer = backend_fin_was_first(s) ? PM_CLOSER_BACKEND /* there, unread */
+                                                : PM_CLOSER_LOCAL;  /* ours goes first */
     int r = UV_ENOMEM;
     if ((p->sreq = malloc(sizeof *p->sreq))) {
         p->sreq->data = s;

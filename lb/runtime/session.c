@@ -188,6 +188,10 @@ void session_close(struct session *s, enum session_end why)
     if (s->end == END_NONE)
         s->end = why;
     int abort = why != END_DONE;
+    /* Both FINs may have passed on the backend connection already (the kernel knows
+     * before twlb reads it): then one side holds its TIME_WAIT whatever happens to the
+     * client now, and a reset would not remove one an rfc1337 backend keeps. */
+    int backend_over = abort && s->up_used && !retrying && upconn_finished(&s->up);
     s->pending_closes++; /* held until every close below is issued */
     timers_cancel(s->w, &s->deadline);
     if (s->client_open) {
@@ -201,7 +205,7 @@ void session_close(struct session *s, enum session_end why)
     }
     if (s->up_used && !retrying) {
         s->up.bytes_to_backend = s->c2b.bytes + s->pplen; /* the header is payload too */
-        if (upconn_close(&s->up, abort, on_up_closed))
+        if (upconn_close(&s->up, abort && !backend_over, on_up_closed))
             s->pending_closes++;
     }
     one_closed(s);

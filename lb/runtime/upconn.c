@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/tcp.h>
 #include <unistd.h>
 
 #include "os/clock.h"
@@ -244,9 +245,12 @@ static int step(struct upconn *u)
                 struct isn_tuple t;
                 isn_tuple(&t, inside, u->pick.port.port, &u->be->cfg->addr);
                 uint64_t now = clock_real_ns();
-                u->isn = u->pick.port.kind == PM_PICK_REMOTE_TW
-                             ? isn_reuse(&u->g->w->isn_key, &t, u->pick.port.rcv_nxt, now)
-                             : isn_fresh(&u->g->w->isn_key, &t, now);
+                /* Above the old connection's last sequence number whenever we know it:
+                 * the backend's TIME_WAIT, or ours when the FINs may have crossed. */
+                int above = u->pick.port.kind == PM_PICK_REMOTE_TW ||
+                            (u->pick.port.kind == PM_PICK_LOCAL_TW && u->pick.port.rcv_nxt_known);
+                u->isn = above ? isn_reuse(&u->g->w->isn_key, &t, u->pick.port.rcv_nxt, now)
+                               : isn_fresh(&u->g->w->isn_key, &t, now);
                 u->isn_known = 1;
             }
             fd = sockprep_socket((const struct sockaddr *)&inside->ss, u->pick.port.port,
@@ -296,6 +300,25 @@ static int step(struct upconn *u)
     }
 }
 
+int upconn_finished(struct upconn *u)
+{
+    uv_os_fd_t fd;
+    int state, err;
+    if (!u->tcp_open || !u->connected || uv_fileno((uv_handle_t *)&u->tcp, &fd) != 0 ||
+        sockprep_tcp_state(fd, &state, &err) < 0)
+        return 0;
+    switch (state) {
+    case TCP_CLOSE:
+        return err == 0 && u->closer != PM_CLOSER_NONE;
+    case TCP_LAST_ACK:
+    case TCP_CLOSING:
+        u->closer = PM_CLOSER_BACKEND;
+        return 1;
+    default:
+        return 0; /* a reset ends it with no TIME_WAIT anywhere */
+    }
+}
+
 int upconn_open(struct upconn *u, struct gen *g, struct backend_rt *be,
                 const struct pathset_pick *pick, upconn_connect_cb on_connect)
 {
@@ -314,20 +337,32 @@ int upconn_close(struct upconn *u, int reset, upconn_closed_cb on_closed)
 {
     u->closing = 1;
     u->on_closed = on_closed;
-    if (reset)
-        u->closer = PM_CLOSER_NONE;
-    if (u->work_pending)
-        return 1; /* after_destroy finishes */
+    if (u->work_pending) {
+        u->closer = PM_CLOSER_NONE; /* never connected */
+        return 1;                   /* after_destroy finishes */
+    }
     if (u->tcp_open) {
         if (uv_is_closing((uv_handle_t *)&u->tcp))
             return 1; /* on_failed_closed sees <closing> */
-        /* A reset leaves no TIME_WAIT behind on either side.  uv_tcp_close_reset refuses
-         * a handle with a shutdown in flight. */
-        if (reset && uv_tcp_close_reset(&u->tcp, on_handle_closed) == 0)
+        /* A reset leaves no TIME_WAIT behind on either side. */
+        if (reset && uv_tcp_close_reset(&u->tcp, on_handle_closed) == 0) {
+            u->closer = PM_CLOSER_NONE;
             return 1;
+        }
+        /* A normal close, or a reset libuv refuses because a shutdown is in flight: then
+         * the close sends our FIN, and the closer the owner recorded stands, unless the
+         * backend's FIN is already here (CLOSE_WAIT): then ours answers it and the
+         * backend keeps the TIME_WAIT. */
+        uv_os_fd_t fd;
+        int state, err;
+        if (u->connected && uv_fileno((uv_handle_t *)&u->tcp, &fd) == 0 &&
+            sockprep_tcp_state(fd, &state, &err) == 0 && state == TCP_CLOSE_WAIT)
+            u->closer = PM_CLOSER_BACKEND;
         uv_close((uv_handle_t *)&u->tcp, on_handle_closed);
         return 1;
     }
+    if (reset)
+        u->closer = PM_CLOSER_NONE;
     release(u, u->closer);
     return 0;
 }

@@ -61,6 +61,13 @@ int upconn_open(struct upconn *u, struct gen *g, struct backend_rt *be,
  * everything is released already (see above). */
 int upconn_close(struct upconn *u, int reset, upconn_closed_cb on_closed);
 
+/* Has the connection passed both FINs, so that one side holds its TIME_WAIT whatever
+ * happens now?  Asks the kernel (the backend's FIN may be there unread): CLOSED without
+ * an error (the side that sent the first FIN, as recorded in <closer>, holds it), or
+ * LAST_ACK / CLOSING (the backend's FIN came first: it will hold it; closer is set so).
+ * An aborting owner then closes without a reset and keeps the record. */
+int upconn_finished(struct upconn *u);
+
 /* Is the connection's socket open (connect in flight or established)? */
 static inline int upconn_is_open(const struct upconn *u) { return u->tcp_open; }
 
