@@ -283,6 +283,9 @@ static void parse_top(struct keys_ctx *c, json_t *root, struct config *cfg)
                      "admin.token_file, or admin.allow_without_token: true to mean it)",
                      cfg->admin.bind.text);
     }
+    if (cfg->group && !cfg->user)
+        keys_err(c, "group", "\"%s\" needs \"user\" (twlb changes group only when it "
+                 "changes user)", cfg->group);
     json_t *log = json_object_get(root, "log");
     if (json_is_object(log) && keys_check(c, log, "log", &keys_log) == 0)
         keys_apply(c, log, "log", &keys_log, &cfg->log, NULL, NULL);
@@ -447,6 +450,8 @@ void config_free(struct config *c)
     free(c->admin.token_file);
     free(c->log.file);
     free(c->log.access_log);
+    free(c->user);
+    free(c->group);
     free(c->path);
     free(c);
 }

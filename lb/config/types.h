@@ -101,6 +101,8 @@ struct config {
     } log;
     uint32_t drain_timeout_ms;
     uint32_t workers;               /* event loops (threads); 0: "auto", one per CPU */
+    char *user;                     /* run as this user once started; NULL: stay */
+    char *group;                    /* and this group; NULL: the user's primary group */
 };
 
 #endif

@@ -136,6 +136,32 @@ static void call_all(struct group *g, void (*fn)(struct slot *s, void *arg), voi
         wait_done(g, &ms[i]);
 }
 
+/* ---- a function on every worker's thread ----------------------------------------- */
+
+struct each {
+    int (*fn)(char *err, size_t errlen);
+};
+
+static void do_each(struct slot *s, void *arg)
+{
+    const struct each *e = arg;
+    s->err[0] = 0;
+    s->rc = e->fn(s->err, sizeof s->err);
+}
+
+int group_on_every_thread(struct group *g, int (*fn)(char *err, size_t errlen), char *err,
+                          size_t errlen)
+{
+    struct each e = {fn};
+    call_all(g, do_each, &e);
+    for (unsigned i = 0; i < g->n; i++)
+        if (g->slots[i].rc < 0) {
+            snprintf(err, errlen, "worker %u: %s", i, g->slots[i].err);
+            return g->slots[i].rc;
+        }
+    return 0;
+}
+
 /* ---- a client handed to the next worker ----------------------------------------- */
 
 struct handover {
