@@ -49,6 +49,21 @@ static void parse_health(struct keys_ctx *c, json_t *obj, const char *path,
         keys_fill(&keys_health, h);
     }
     keys_apply(c, obj, path, &keys_health, h, NULL, NULL);
+    if (json_object_get(obj, "timeout_ms"))
+        h->timeout_set = 1;
+    if (h->timeout_ms > h->interval_ms) {
+        if (h->timeout_set) {
+            /* A probe must be over before the next one of its backend is due. */
+            char sub[512];
+            int here = json_object_get(obj, "timeout_ms") != NULL;
+            keys_subpath(sub, sizeof sub, path, here ? "timeout_ms" : "interval_ms");
+            keys_err(c, sub, "timeout_ms %u is above interval_ms %u (a probe must end "
+                     "before the next one starts: lower timeout_ms or raise interval_ms)",
+                     h->timeout_ms, h->interval_ms);
+        } else {
+            h->timeout_ms = h->interval_ms; /* the default timeout, shortened to fit */
+        }
+    }
     h->send_len = h->send ? strlen(h->send) : 0;
     h->expect_len = h->expect ? strlen(h->expect) : 0;
 }

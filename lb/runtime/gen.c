@@ -150,6 +150,7 @@ struct gen *gen_new(struct worker *w, struct config *cfg, const struct gen *prev
         struct pool_rt *pool = &g->pools[p];
         const struct cfg_pool *pc = &cfg->pools[p];
         pool->cfg = pc;
+        pool->gen = g;
         pool->index = p;
         pool->backends = calloc(pc->n_backends, sizeof *pool->backends);
         pool->view = calloc(pc->n_backends, sizeof *pool->view);

@@ -41,6 +41,7 @@ LOADER_ONLY = {
     "source-ports-reversed.json": "LO <= HI",
     "syntax-error.json": "not JSON at all",
     "admin-open-without-token.json": "a relation between admin.bind's address and token_file",
+    "health-timeout-above-interval.json": "a relation between two fields, also inherited",
 }
 
 
@@ -199,6 +200,8 @@ def with_value(path, key, value):
     obj[key] = value
     if path == [("pools", True)] and key == "name":
         cfg["listeners"][0]["pool"] = value  # the listener names its pool
+    if path and path[-1][0] == "health" and key == "timeout_ms":
+        obj["interval_ms"] = 3600000  # timeout_ms <= interval_ms (the loader checks)
     if not path and key == "group":
         cfg["user"] = "root"  # "group" needs "user"
     return cfg
