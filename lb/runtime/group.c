@@ -10,6 +10,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "os/clock.h"
 #include "os/log.h"
 #include "os/statefile.h"
 #include "runtime/session.h"
@@ -417,8 +418,11 @@ static void save_state(struct group *g)
 
 static void do_prepare(struct slot *s, void *arg)
 {
+    uint64_t t0 = clock_mono_ns();
     s->err[0] = 0;
     s->rc = worker_reload_prepare(s->w, config_ref(arg), s->err, sizeof s->err);
+    log_debug("worker %u: reload prepared in %.2f ms", s->index,
+              (double)(clock_mono_ns() - t0) / 1e6);
 }
 
 static void do_commit(struct slot *s, void *arg)
@@ -512,7 +516,11 @@ int group_backend_action(struct group *g, const char *pool, const char *backend,
 
 static void do_snapshot(struct slot *s, void *arg)
 {
+    uint64_t t0 = clock_mono_ns();
     s->snap = snapshot_take(s->w);
+    /* This runs on the worker's loop, between its connections' callbacks. */
+    log_debug("worker %u: snapshot of %zu backends in %.2f ms", s->index,
+              s->snap ? s->snap->nbe : 0, (double)(clock_mono_ns() - t0) / 1e6);
 }
 
 const struct view *group_view(struct group *g)
