@@ -427,7 +427,10 @@ static void do_prepare(struct slot *s, void *arg)
 
 static void do_commit(struct slot *s, void *arg)
 {
+    uint64_t t0 = clock_mono_ns();
     worker_reload_commit(s->w);
+    log_debug("worker %u: reload committed in %.2f ms", s->index,
+              (double)(clock_mono_ns() - t0) / 1e6);
 }
 
 static void do_abort(struct slot *s, void *arg)
