@@ -21,7 +21,7 @@
 #   make clean
 
 CC      ?= cc
-PKGS    := libuv jansson
+PKGS    := libuv jansson libcap
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)
@@ -76,7 +76,7 @@ UNIT_LINK_test_simulate := $(BUILD)/lb/sim/model.o
 # The model is pure, on the core: a call into libuv or jansson must fail its link.
 UNIT_LIBS_test_simulate := -lm
 
-DEB_PKGS := gcc make libc6-dev pkg-config libuv1-dev libjansson-dev libcmocka-dev \
+DEB_PKGS := gcc make libc6-dev pkg-config libuv1-dev libjansson-dev libcmocka-dev libcap-dev \
             python3 iproute2 procps curl python3-prometheus-client xxd \
             chromium chromium-driver python3-selenium bird2 keepalived \
             python3-jsonschema scdoc man-db dpkg-dev systemd

@@ -14,12 +14,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "admin/admin.h"
 #include "core/version.h"
 #include "config/config.h"
 #include "os/log.h"
+#include "os/privs.h"
 #include "os/statefile.h"
 #include "runtime/view.h"
 #include "runtime/group.h"
@@ -202,6 +204,41 @@ static void on_stop_signal(uv_signal_t *h, int signum)
     group_drain(app->g, on_drained);
 }
 
+/* "user" (and "group"): who twlb becomes once everything is open. */
+static int lookup_user(const struct config *cfg, struct privs_target *t, char *err,
+                       size_t errlen)
+{
+    if (!cfg->user)
+        return 0;
+    if (privs_lookup(cfg->user, cfg->group, t, err, errlen) < 0)
+        return -1;
+    return 0;
+}
+
+/* After every worker has started (listeners, state file, admin socket open) and before
+ * serving: become <t> on every thread, keeping CAP_NET_ADMIN and CAP_NET_BIND_SERVICE.
+ * Capabilities are per thread on Linux: each worker changes its own (privs.h). */
+static int drop_privileges(struct group *g, const struct privs_target *t, char *err,
+                           size_t errlen)
+{
+    if (geteuid() != 0) {
+        snprintf(err, errlen, "\"user\": \"%s\" needs twlb to start as root", t->user);
+        return -1;
+    }
+    char e[256] = "";
+    if (privs_thread_prepare(e, sizeof e) < 0 ||
+        group_on_every_thread(g, privs_thread_prepare, e, sizeof e) < 0 ||
+        privs_switch_ids(t, e, sizeof e) < 0 || privs_thread_finish(e, sizeof e) < 0 ||
+        group_on_every_thread(g, privs_thread_finish, e, sizeof e) < 0) {
+        snprintf(err, errlen, "dropping privileges: %s", e);
+        return -1;
+    }
+    log_info("running as user %s (uid %u), group %s (gid %u) with CAP_NET_ADMIN and "
+             "CAP_NET_BIND_SERVICE only", t->user, (unsigned)t->uid, t->group,
+             (unsigned)t->gid);
+    return 0;
+}
+
 /* More connections than the default 1024 descriptors is the normal case for a proxy. */
 static void raise_fd_limit(void)
 {
@@ -239,9 +276,15 @@ static int run(const char *path)
     app.path = path;
     char err[512] = "", token[ADMIN_TOKEN_MAX];
     int rc = 0;
-    if (admin_prepare(&app, cfg, NULL, NULL, &app.admin, token, err, sizeof err) < 0 ||
-        !(app.g = group_start(&app.loop, cfg, err, sizeof err))) {
+    struct privs_target who;
+    if (lookup_user(cfg, &who, err, sizeof err) < 0 ||
+        admin_prepare(&app, cfg, NULL, NULL, &app.admin, token, err, sizeof err) < 0 ||
+        !(app.g = group_start(&app.loop, cfg, err, sizeof err)) ||
+        (cfg->user && drop_privileges(app.g, &who, err, sizeof err) < 0)) {
         fprintf(stderr, "twlb: %s\n", err);
+        if (app.g)
+            group_stop(app.g);
+        app.g = NULL;
         if (app.admin)
             admin_close(app.admin);
         rc = 1;
@@ -278,6 +321,13 @@ static int check(const char *path)
     struct config *cfg = load_or_report(path, 0);
     if (!cfg)
         return 1;
+    char err[512];
+    struct privs_target who;
+    if (lookup_user(cfg, &who, err, sizeof err) < 0) {
+        fprintf(stderr, "%s: %s\n", path, err);
+        config_free(cfg);
+        return 1;
+    }
     printf("configuration ok\n");
     config_free(cfg);
     return 0;

@@ -49,6 +49,21 @@ static void parse_health(struct keys_ctx *c, json_t *obj, const char *path,
         keys_fill(&keys_health, h);
     }
     keys_apply(c, obj, path, &keys_health, h, NULL, NULL);
+    if (json_object_get(obj, "timeout_ms"))
+        h->timeout_set = 1;
+    if (h->timeout_ms > h->interval_ms) {
+        if (h->timeout_set) {
+            /* A probe must be over before the next one of its backend is due. */
+            char sub[512];
+            int here = json_object_get(obj, "timeout_ms") != NULL;
+            keys_subpath(sub, sizeof sub, path, here ? "timeout_ms" : "interval_ms");
+            keys_err(c, sub, "timeout_ms %u is above interval_ms %u (a probe must end "
+                     "before the next one starts: lower timeout_ms or raise interval_ms)",
+                     h->timeout_ms, h->interval_ms);
+        } else {
+            h->timeout_ms = h->interval_ms; /* the default timeout, shortened to fit */
+        }
+    }
     h->send_len = h->send ? strlen(h->send) : 0;
     h->expect_len = h->expect ? strlen(h->expect) : 0;
 }
@@ -283,6 +298,9 @@ static void parse_top(struct keys_ctx *c, json_t *root, struct config *cfg)
                      "admin.token_file, or admin.allow_without_token: true to mean it)",
                      cfg->admin.bind.text);
     }
+    if (cfg->group && !cfg->user)
+        keys_err(c, "group", "\"%s\" needs \"user\" (twlb changes group only when it "
+                 "changes user)", cfg->group);
     json_t *log = json_object_get(root, "log");
     if (json_is_object(log) && keys_check(c, log, "log", &keys_log) == 0)
         keys_apply(c, log, "log", &keys_log, &cfg->log, NULL, NULL);
@@ -447,6 +465,8 @@ void config_free(struct config *c)
     free(c->admin.token_file);
     free(c->log.file);
     free(c->log.access_log);
+    free(c->user);
+    free(c->group);
     free(c->path);
     free(c);
 }

@@ -138,6 +138,10 @@ static const struct key top[] = {
     INT("drain_timeout_ms", struct config, drain_timeout_ms, 0, 3600000, 10000, RELOAD),
     {.name = "workers", .type = KT_INT_OR_AUTO, .store = KS_U32, FIELD(struct config, workers),
      .min = 1, .max = CFG_WORKERS_MAX, .dint = 0, .def = "auto", RESTART},
+    STR("user", struct config, user, .min = 1, .max = CFG_NAME_MAX,
+        .bad = "is empty or too long (expected a user name)", RESTART),
+    STR("group", struct config, group, .min = 1, .max = CFG_NAME_MAX,
+        .bad = "is empty or too long (expected a group name)", RESTART),
 };
 TABLE(keys_top, "", top);
 

@@ -30,7 +30,8 @@ struct cfg_time_wait {
 struct cfg_health {
     int enabled;
     uint32_t interval_ms;
-    uint32_t timeout_ms;
+    uint32_t timeout_ms;   /* <= interval_ms */
+    int timeout_set;       /* timeout_ms was given, not the default (here or inherited) */
     uint32_t rise, fall;   /* HAProxy semantics */
     char *send;            /* bytes to send after connecting, or NULL */
     size_t send_len;
@@ -101,6 +102,8 @@ struct config {
     } log;
     uint32_t drain_timeout_ms;
     uint32_t workers;               /* event loops (threads); 0: "auto", one per CPU */
+    char *user;                     /* run as this user once started; NULL: stay */
+    char *group;                    /* and this group; NULL: the user's primary group */
 };
 
 #endif

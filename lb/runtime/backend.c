@@ -1,6 +1,7 @@
 /* backend.c - see backend.h. */
 #include "runtime/backend.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "os/clock.h"
@@ -45,6 +46,44 @@ void backend_probe_result(struct backend_rt *be, int ok, uint64_t now_ms)
     backend_usable(be, now_ms);
 }
 
+void backend_state_log_flush(struct worker *w, uint64_t now_ms)
+{
+    if (now_ms - w->state_log_since_ms < BACKEND_STATE_LOG_WINDOW_MS)
+        return;
+    if (w->state_unlogged_down || w->state_unlogged_up) {
+        char down[64] = "", up[64] = "";
+        if (w->state_unlogged_down)
+            snprintf(down, sizeof down, "%llu more backends went down",
+                     (unsigned long long)w->state_unlogged_down);
+        if (w->state_unlogged_up)
+            snprintf(up, sizeof up, "%llu more backends came up",
+                     (unsigned long long)w->state_unlogged_up);
+        log_warn("and %s%s%s (state changes are logged at most %d a second; "
+                 "twlb_backend_state_changes_total counts them all)", down,
+                 *down && *up ? ", " : "", up, BACKEND_STATE_LOG_PER_S);
+    }
+    w->state_log_since_ms = now_ms;
+    w->state_logged = 0;
+    w->state_unlogged_down = w->state_unlogged_up = 0;
+}
+
+/* May a state-change line be logged now?  When thousands of backends flip at once (a
+ * switch lost, a rack rebooted), a line each would flood the log: the first
+ * BACKEND_STATE_LOG_PER_S of a window are, the rest are summed up. */
+static int state_log_allowed(struct worker *w, uint64_t now_ms, int up)
+{
+    backend_state_log_flush(w, now_ms);
+    if (w->state_logged < BACKEND_STATE_LOG_PER_S) {
+        w->state_logged++;
+        return 1;
+    }
+    if (up)
+        w->state_unlogged_up++;
+    else
+        w->state_unlogged_down++;
+    return 0;
+}
+
 int backend_usable(struct backend_rt *be, uint64_t now_ms)
 {
     struct backend_shared *sh = be->sh;
@@ -54,13 +93,16 @@ int backend_usable(struct backend_rt *be, uint64_t now_ms)
     if (usable != sh->was_usable) {
         sh->was_usable = usable;
         sh->st.state_changes_total++;
-        if (usable)
-            log_warn("pool %s: backend %s (%s) is up", be->pool->cfg->name, be->cfg->name,
-                     be->cfg->addr.text);
-        else
-            log_warn("pool %s: backend %s (%s) is down%s", be->pool->cfg->name,
-                     be->cfg->name, be->cfg->addr.text,
-                     sh->health.up ? " (ejected after consecutive connect failures)" : "");
+        if (state_log_allowed(be->pool->gen->w, now_ms, usable)) {
+            if (usable)
+                log_warn("pool %s: backend %s (%s) is up", be->pool->cfg->name,
+                         be->cfg->name, be->cfg->addr.text);
+            else
+                log_warn("pool %s: backend %s (%s) is down%s", be->pool->cfg->name,
+                         be->cfg->name, be->cfg->addr.text,
+                         sh->health.up ? " (ejected after consecutive connect failures)"
+                                       : "");
+        }
     }
     return usable;
 }

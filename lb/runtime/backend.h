@@ -16,9 +16,16 @@
 void backend_policy(const struct gen *g, const struct backend_rt *be,
                     struct portmap_policy *pol);
 
+/* Backend state-change log lines: at most this many per window and worker; the rest
+ * are counted and logged as one summary line when the window is over. */
+#define BACKEND_STATE_LOG_PER_S 20
+#define BACKEND_STATE_LOG_WINDOW_MS 1000
+
 /* May <be> get new connections as of <now_ms> (health and ejection; not the operator's
- * word)?  Logs and counts a change. */
+ * word)?  Logs (rate-limited) and counts a change. */
 int backend_usable(struct backend_rt *be, uint64_t now_ms);
+/* The summary of the lines left out, once their window is over (the worker's tick). */
+void backend_state_log_flush(struct worker *w, uint64_t now_ms);
 
 /* A health probe of <be> ended (worker 0 runs them): rise/fall, then the verdict is
  * published to the other workers and a change logged and counted. */

@@ -6,7 +6,9 @@
  * it must be accounted for - then optionally <send>, and <expect> must begin the reply.
  * After a good probe we send our FIN and wait (within the timeout) for the backend's, so
  * the portmap learns who closed first; a failed probe is reset (no TIME_WAIT).  The
- * results drive the rise/fall counter in health.c. */
+ * results drive the rise/fall counter in health.c.  The probes of a generation are
+ * spread evenly over the interval (check_start_all), and timeout_ms <= interval_ms
+ * (config.c), so a probe is over before the next one of its backend. */
 #include "runtime/check.h"
 
 #include <errno.h>
@@ -274,6 +276,10 @@ static void start_probe(uv_timer_t *t)
 int check_start_all(struct gen *g)
 {
     const struct config *cfg = g->cfg;
+    size_t total = 0;
+    for (size_t p = 0; p < cfg->n_pools; p++)
+        for (size_t b = 0; b < cfg->pools[p].n_backends; b++)
+            total += cfg->pools[p].backends[b].health.enabled != 0;
     int n = 0;
     for (size_t p = 0; p < cfg->n_pools; p++)
         for (size_t b = 0; b < cfg->pools[p].n_backends; b++) {
@@ -292,8 +298,11 @@ int check_start_all(struct gen *g)
             uv_timer_init(g->w->loop, &c->interval);
             uv_timer_init(g->w->loop, &c->deadline);
             c->interval.data = c->deadline.data = c;
-            /* The first probe at once, so a dead backend is found before traffic. */
-            uv_timer_start(&c->interval, start_probe, 0, h->interval_ms);
+            /* Spread over the interval: the k-th of n checks first probes at k/n of it,
+             * so 10,000 backends never open 10,000 sockets in one loop turn (at most
+             * about n * timeout / interval probes are open at once). */
+            uint64_t first = (uint64_t)n * h->interval_ms / total;
+            uv_timer_start(&c->interval, start_probe, first, h->interval_ms);
             n++;
         }
     return n;

@@ -10,6 +10,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "os/clock.h"
 #include "os/log.h"
 #include "os/statefile.h"
 #include "runtime/session.h"
@@ -134,6 +135,32 @@ static void call_all(struct group *g, void (*fn)(struct slot *s, void *arg), voi
     }
     for (unsigned i = 0; i < g->n; i++)
         wait_done(g, &ms[i]);
+}
+
+/* ---- a function on every worker's thread ----------------------------------------- */
+
+struct each {
+    int (*fn)(char *err, size_t errlen);
+};
+
+static void do_each(struct slot *s, void *arg)
+{
+    const struct each *e = arg;
+    s->err[0] = 0;
+    s->rc = e->fn(s->err, sizeof s->err);
+}
+
+int group_on_every_thread(struct group *g, int (*fn)(char *err, size_t errlen), char *err,
+                          size_t errlen)
+{
+    struct each e = {fn};
+    call_all(g, do_each, &e);
+    for (unsigned i = 0; i < g->n; i++)
+        if (g->slots[i].rc < 0) {
+            snprintf(err, errlen, "worker %u: %s", i, g->slots[i].err);
+            return g->slots[i].rc;
+        }
+    return 0;
 }
 
 /* ---- a client handed to the next worker ----------------------------------------- */
@@ -391,13 +418,19 @@ static void save_state(struct group *g)
 
 static void do_prepare(struct slot *s, void *arg)
 {
+    uint64_t t0 = clock_mono_ns();
     s->err[0] = 0;
     s->rc = worker_reload_prepare(s->w, config_ref(arg), s->err, sizeof s->err);
+    log_debug("worker %u: reload prepared in %.2f ms", s->index,
+              (double)(clock_mono_ns() - t0) / 1e6);
 }
 
 static void do_commit(struct slot *s, void *arg)
 {
+    uint64_t t0 = clock_mono_ns();
     worker_reload_commit(s->w);
+    log_debug("worker %u: reload committed in %.2f ms", s->index,
+              (double)(clock_mono_ns() - t0) / 1e6);
 }
 
 static void do_abort(struct slot *s, void *arg)
@@ -486,7 +519,11 @@ int group_backend_action(struct group *g, const char *pool, const char *backend,
 
 static void do_snapshot(struct slot *s, void *arg)
 {
+    uint64_t t0 = clock_mono_ns();
     s->snap = snapshot_take(s->w);
+    /* This runs on the worker's loop, between its connections' callbacks. */
+    log_debug("worker %u: snapshot of %zu backends in %.2f ms", s->index,
+              s->snap ? s->snap->nbe : 0, (double)(clock_mono_ns() - t0) / 1e6);
 }
 
 const struct view *group_view(struct group *g)

@@ -26,6 +26,11 @@ struct group;
  * start or none: NULL with a message in <err>.  <loop> is the main thread's. */
 struct group *group_start(uv_loop_t *loop, struct config *cfg, char *err, size_t errlen);
 
+/* Run <fn> on every worker's thread (all at once) and wait: 0, or the first failure with
+ * its message in <err>.  For what the kernel keeps per thread (capabilities). */
+int group_on_every_thread(struct group *g, int (*fn)(char *err, size_t errlen), char *err,
+                          size_t errlen);
+
 unsigned group_size(const struct group *g);
 const struct config *group_config(const struct group *g);
 

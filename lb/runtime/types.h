@@ -95,8 +95,11 @@ struct backend_rt {
     pathset *ps;                   /* its source ports, one path per pool inside address */
 };
 
+struct gen;
+
 struct pool_rt {
     const struct cfg_pool *cfg;
+    struct gen *gen;               /* the generation that built it */
     size_t index;
     struct backend_rt *backends;
     struct balance_backend *view;  /* the balancer's view: name, weight, active */
@@ -166,6 +169,11 @@ struct worker {
     uint64_t local_logged_ms;      /* when the last one was logged */
     uint64_t local_unlogged;       /* since then, not logged */
     int reserve_fd;                /* kept free for accepting when out of descriptors */
+    /* Backend state-change lines: at most BACKEND_STATE_LOG_PER_S per second; the rest
+     * are counted and summed up in one line (backend.c). */
+    uint64_t state_log_since_ms;
+    uint32_t state_logged;
+    uint64_t state_unlogged_down, state_unlogged_up;
     uv_timer_t tick;               /* housekeeping: health changes, port expiry */
     uv_timer_t timer;              /* the connections' earliest deadline (timers.h) */
     struct timeq deadlines;

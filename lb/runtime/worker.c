@@ -33,6 +33,7 @@ static void on_tick(uv_timer_t *t)
             (void)backend_usable(be, now);
             pathset_expire(be->ps, now);
         }
+    backend_state_log_flush(w, now);
 }
 
 static void on_deadline(uv_timer_t *t)

@@ -17,7 +17,7 @@ def test_active_health_checks_rise_and_fall():
         b1 = env.backend("b1", addr, "close-first")
         b2 = env.backend("b2", "127.%d.1.2:0" % n, "close-first")
         cfg = h.pool_config(n, [{"name": "b1", "address": addr}, {"name": "b2", "address": b2.addr}],
-                            health={"interval_ms": 100, "timeout_ms": 200, "rise": 2, "fall": 2,
+                            health={"interval_ms": 100, "timeout_ms": 100, "rise": 2, "fall": 2,
                                     "send": "hi\n", "expect": "b"})
         env.twlb(cfg)
         a = h.admin_addr(cfg)
