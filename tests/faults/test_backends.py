@@ -188,7 +188,7 @@ def test_all_backends_refusing_refuses_clients_at_once_and_counts_them():
         ends = h.wait_for(ends_logged, 5, "50 access log lines")
         assert sorted(set(ends)) == ["connect_failed", "no_backend"], set(ends)
         assert ends.count("no_backend") == no_backend, ends
-        assert h.metric(ms, "twlb_backend_ejections_total") == 3
+        assert h.metric(ms, "twlb_backend_ejections_total") >= 3  # each, at least once
         print("    all refusing: %d clients connect_failed (%d connect errors), %d no_backend; "
               "slowest %.1f ms" % (50 - no_backend, errors, no_backend, 1000 * max(took)))
         assert h.metric(ms, "twlb_sessions_active") == 0
