@@ -17,6 +17,10 @@
 #   make fuzz       deps-fuzz + each libFuzzer harness of tests/fuzz for FUZZ_SECONDS (60)
 #   make fuzz-replay  every fuzz corpus file and saved crash through ASan+UBSan (gcc,
 #                   no libFuzzer needed; part of make test)
+#   make faults     the fault suite, tests/faults (bounded, < 10 min; its short cases are
+#                   in make test too)
+#   make soak       checksummed connections through twlb under reloads (not in make test;
+#                   SOAK_CONNECTIONS, default 1000000, SOAK_SECONDS cap, default 3600)
 #   make bench      benchmarks (not part of make test)
 #   make clean
 
@@ -95,7 +99,7 @@ STRESS_OBJS := $(STRESS_SRCS:%.c=$(BUILD)/%.o)
 
 .PHONY: all deps deps-bench run test unit unit-san integration integration-san lint \
         lint-selftest bench stress clean metrics-doc scale-test objects clang package-test \
-        man install deb deps-fuzz fuzz fuzz-replay
+        man install deb deps-fuzz fuzz fuzz-replay faults soak
 all: lb/twlb backends/twbackend $(UNIT_BINS) $(if $(STRESS_SRCS),tests/stress/twstress)
 
 deps:
@@ -208,6 +212,17 @@ SAN_RUN := TWLB_SANITIZED=1 TWLB_BIN=$(CURDIR)/build/san/twlb \
 integration-san: tests/stress/twstress
 	$(MAKE) SANITIZER=1 build/san/twlb build/san/twbackend
 	$(SAN_RUN) python3 tests/integration/run.py
+
+# Faults, each with an asserted outcome (docs/reliability.md); TWLB_BIN etc. as above.
+faults: lb/twlb backends/twbackend tests/stress/twstress
+	python3 tests/faults/run.py
+
+# SOAK_CONNECTIONS checksummed connections of mixed sizes with a SIGHUP every few seconds,
+# stopped early (and said so) at SOAK_SECONDS.
+SOAK_CONNECTIONS ?= 1000000
+SOAK_SECONDS     ?= 3600
+soak: lb/twlb backends/twbackend
+	python3 tests/soak/soak.py --connections $(SOAK_CONNECTIONS) --max-seconds $(SOAK_SECONDS)
 
 # Past one machine (docs/scale-out.md): three nodes behind BGP/ECMP, a VRRP pair, and
 # `twlb simulate --target-rate` checked against real runs.  Needs root and namespaces

@@ -76,6 +76,8 @@ static struct session *session_get(struct worker *w)
     w->sessions = s;
     w->sessions_active++;
     w->sessions_total++;
+    if (w->sessions_active > w->sessions_peak)
+        w->sessions_peak = w->sessions_active;
     return s;
 }
 

@@ -164,6 +164,7 @@ struct worker {
     size_t free_count;
     uint64_t sessions_active;
     uint64_t sessions_total;
+    uint64_t sessions_peak; /* most live at once since memory was last trimmed (worker.c) */
     uint64_t no_backend_total;     /* client connections closed: no backend/port usable */
     uint64_t local_errors_total;   /* out of descriptors, buffers, memory (local.h) */
     uint64_t local_logged_ms;      /* when the last one was logged */
