@@ -51,6 +51,7 @@ PORTS = {"short": 9000, "bulk": 9001, "bulk8": 9002, "echo": 9003}
 LPORT = {"short": 8080, "bulk": 8081, "bulk8": 8082, "echo": 8083}
 RANGES = {"short": "20000-59999", "bulk": "10000-10999", "bulk8": "11000-11999",
           "echo": "12000-19999"}
+LOAD_MAX = 1.5  # 1-minute load average above which the run waits before it starts
 BACKLOG = 4096  # every listener, every proxy and backend
 CLIENTS = ["127.0.9.%d" % i for i in range(100, 108)]
 TCK = os.sysconf("SC_CLK_TCK")
@@ -395,6 +396,12 @@ def main():
                  (hard, IDLE, 3 * IDLE))
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     targets = [t for t in TARGETS if not ONLY or t[0] in ONLY.split(",") or t[1] in ONLY.split(",")]
+    # Something else running skews every figure: wait (bounded) for a quiet machine.
+    quiet_by = time.monotonic() + float(os.environ.get("WAIT_QUIET", "300"))
+    while os.getloadavg()[0] > LOAD_MAX and time.monotonic() < quiet_by:
+        print("bench: load %.2f > %.1f, waiting for a quiet machine" %
+              (os.getloadavg()[0], LOAD_MAX), flush=True)
+        time.sleep(20)
     work = tempfile.mkdtemp(prefix="twlb-bench.")
     h = Host()
     t0 = time.monotonic()
@@ -417,14 +424,15 @@ def main():
                 r = one(h, work, t)
                 rows[t[0]].append(r)
                 print("round %d %-20s c50 %6.0f/s c500 %6.0f/s cpu %s us  bulk1 %.2f bulk8 %.2f "
-                      "Gbit/s  rss %s/%s KiB (%s conns) errors %d" % (
+                      "Gbit/s  rss %s/%s KiB (%s conns) errors %d  load %.1f" % (
                           rnd + 1, t[0], r["c50"]["cps"], r["c500"]["cps"],
                           "-" if r["c50"]["cpu_us"] is None else "%.1f" % r["c50"]["cpu_us"],
                           r["bulk1"]["gbps"], r["bulk8"]["gbps"],
                           "-" if r["rss"]["fresh"] is None else "%.2f" % r["rss"]["fresh"],
                           "-" if r["rss"]["exchanged"] is None else "%.2f" % r["rss"]["exchanged"],
                           r["rss"]["n"], r["c50"]["errors"] + r["c500"]["errors"]
-                          + r["bulk1"]["errors"] + r["bulk8"]["errors"]), flush=True)
+                          + r["bulk1"]["errors"] + r["bulk8"]["errors"], os.getloadavg()[0]),
+                      flush=True)
     finally:
         h.close()
     shutil.rmtree(work, ignore_errors=True)
