@@ -435,7 +435,7 @@ def main():
                       flush=True)
     finally:
         h.close()
-    shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
     raw = os.path.join(ROOT, "build", "bench-proxies.json")
     os.makedirs(os.path.dirname(raw), exist_ok=True)
     json.dump(rows, open(raw, "w"), indent=1)
