@@ -381,7 +381,7 @@ deps-bench: deps
 bench: deps-bench
 	$(MAKE) all $(BENCH_BINS)
 	@set -e; for b in $(BENCH_BINS); do echo "== $$b"; $$b; done
-	./tests/bench/proxies.sh
+	python3 tests/bench/proxies.py --doc docs/benchmarks.md
 
 # Long port-exhaustion scenarios in network namespaces (about 45 minutes with the
 # defaults; DURATION=seconds per run, SCENARIOS=1,2,3,4, PROXIES=...).

@@ -1,0 +1,470 @@
+#!/usr/bin/env python3
+"""make bench: twlb against HAProxy (mode tcp) and nginx (stream), 1 and 2 workers each,
+and a direct run without a proxy, in one interleaved comparison.
+
+    ROUNDS=3 DURATION=8 python3 tests/bench/proxies.py [--doc docs/benchmarks.md]
+
+Where: one network namespace made here (tests/integration/netns.py), everything on its
+loopback (127.0.9.0/24); without root it says so and runs on the host's loopback.
+Each round runs every target once, in an order rotated by one per round; each target is
+started fresh for its turn and stopped (by PID) after it.  Per target and round:
+
+  rss     5,000 idle connections through the proxy to an echo backend
+          (tests/bench/idleconns.py): proxy RSS (VmRSS summed over its processes)
+          minus its RSS before, / 5,000, fresh and after one 16-byte exchange
+  c50     twstress, 50 in flight, 64 B request, 128 B reply, backend closes first:
+          conn/s, connect p99, first-byte p99, proxy CPU us per connection
+  c500    the same with 500 in flight
+  bulk1   one stream at a time of BULK_MB MiB from a bulk backend: Gbit/s and proxy
+          core-seconds per GB (10^9 bytes)
+  bulk8   eight streams of BULK8_MB MiB each
+
+Prints the medians over the rounds with the ratio to the best peer (HAProxy or nginx
+with the same worker count); with --doc, replaces the "make bench" section of that file.
+"""
+import datetime
+import json
+import os
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+import netns  # noqa: E402
+
+ROUNDS = int(os.environ.get("ROUNDS", "3"))
+DURATION = float(os.environ.get("DURATION", "8"))
+IDLE = int(os.environ.get("IDLE_CONNS", "5000"))
+BULK_MB = int(os.environ.get("BULK_MB", "256"))
+BULK8_MB = int(os.environ.get("BULK8_MB", "64"))
+ONLY = os.environ.get("TARGETS", "")  # comma-separated subset, for quick checks
+
+BE = "127.0.9.1"
+PORTS = {"short": 9000, "bulk": 9001, "bulk8": 9002, "echo": 9003}
+LPORT = {"short": 8080, "bulk": 8081, "bulk8": 8082, "echo": 8083}
+RANGES = {"short": "20000-59999", "bulk": "10000-10999", "bulk8": "11000-11999",
+          "echo": "12000-19999"}
+LOAD_MAX = 1.5  # 1-minute load average above which the run waits before it starts
+BACKLOG = 4096  # every listener, every proxy and backend
+CLIENTS = ["127.0.9.%d" % i for i in range(100, 108)]
+TCK = os.sysconf("SC_CLK_TCK")
+
+# name, kind, workers, listen address, inside address
+TARGETS = [
+    ("direct", "direct", 0, BE, None),
+    ("twlb w1", "twlb", 1, "127.0.9.11", "127.0.9.31"),
+    ("twlb w2", "twlb", 2, "127.0.9.12", "127.0.9.32"),
+    ("HAProxy nbthread 1", "haproxy", 1, "127.0.9.13", "127.0.9.33"),
+    ("HAProxy nbthread 2", "haproxy", 2, "127.0.9.14", "127.0.9.34"),
+    ("nginx 1 worker", "nginx", 1, "127.0.9.15", "127.0.9.35"),
+    ("nginx 2 workers", "nginx", 2, "127.0.9.16", "127.0.9.36"),
+]
+
+
+class Host:
+    """Runs commands in the bench namespace, or on the host when there is none."""
+
+    def __init__(self):
+        ok, why = netns.available()
+        self.topo = None
+        self.where = "host loopback (no network namespace: %s)" % why
+        self.procs = []
+        if ok:
+            self.topo = netns.Topology()
+            self.topo.add_host("bench")
+            self.topo.sysctl("bench", "net.ipv4.ip_local_port_range", "30000 65000")
+            self.topo.sysctl("bench", "net.core.somaxconn", "8192")
+            self.where = "one network namespace (%s), everything on its loopback" % \
+                self.topo.ns("bench")
+
+    def popen(self, argv, **kw):
+        if self.topo:
+            return self.topo.popen("bench", argv, **kw)
+        kw.setdefault("stdout", subprocess.PIPE)
+        kw.setdefault("stderr", subprocess.DEVNULL)
+        p = subprocess.Popen([str(a) for a in argv], **kw)
+        self.procs.append(p)
+        return p
+
+    def run(self, argv, timeout):
+        argv = [str(a) for a in argv]
+        if self.topo:
+            return self.topo.run("bench", argv, timeout=timeout)
+        return subprocess.run(argv, timeout=timeout, capture_output=True, text=True)
+
+    def stop(self, p):
+        netns._stop_popens([p])
+        if self.topo and p in self.topo.procs:
+            self.topo.procs.remove(p)
+
+    def close(self):
+        if self.topo:
+            self.topo.close()
+        netns._stop_popens(self.procs)
+
+
+# ---- /proc ----------------------------------------------------------------------------
+
+def family(pid):
+    """<pid> and its children (nginx: master and workers)."""
+    pids = [pid]
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        pids.append(int(d))
+            except (OSError, IndexError, ValueError):
+                pass
+    return pids
+
+
+def cpu_s(pids):
+    t = 0
+    for p in pids:
+        try:
+            with open("/proc/%d/stat" % p) as f:
+                v = f.read().rsplit(")", 1)[1].split()
+            t += int(v[11]) + int(v[12])  # utime, stime (fields 14, 15)
+        except OSError:
+            pass
+    return t / TCK
+
+
+def rss_kib(pids):
+    t = 0
+    for p in pids:
+        try:
+            with open("/proc/%d/status" % p) as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        t += int(line.split()[1])
+        except OSError:
+            pass
+    return t
+
+
+# ---- the proxies ----------------------------------------------------------------------
+
+def twlb_conf(workers, lip, inside):
+    pools = [{"name": k, "inside": [inside], "source_ports": RANGES[k],
+              "idle_timeout_ms": 600000,
+              "backends": [{"name": "b", "address": "%s:%d" % (BE, PORTS[k])}]}
+             for k in PORTS]
+    return json.dumps({
+        "workers": workers,
+        "listeners": [{"name": k, "bind": "%s:%d" % (lip, LPORT[k]), "pool": k,
+                       "backlog": BACKLOG}
+                      for k in PORTS],
+        "pools": pools, "reuse": {"isn": "auto"},
+        "admin": {"bind": "%s:9901" % lip}, "log": {"level": "warn"}}, indent=1)
+
+
+def haproxy_conf(workers, lip, inside):
+    # HAProxy wants 2 fds per connection and a few more: stay under the hard limit
+    mc = min(40000, resource.getrlimit(resource.RLIMIT_NOFILE)[1] // 2 - 200)
+    out = ["global", "    maxconn %d" % mc, "    nbthread %d" % workers,
+           "defaults", "    mode tcp", "    maxconn %d" % mc, "    timeout connect 2s",
+           "    timeout client 600s", "    timeout server 600s"]
+    for k in PORTS:
+        out += ["frontend f_%s" % k, "    bind %s:%d backlog %d" % (lip, LPORT[k], BACKLOG),
+                "    default_backend b_%s" % k,
+                "backend b_%s" % k,
+                "    server b %s:%d source %s:%s" % (BE, PORTS[k], inside, RANGES[k])]
+    return "\n".join(out) + "\n"
+
+
+def nginx_conf(workers, lip, inside, work):
+    servers = "\n".join(
+        "    server { listen %s:%d reuseport backlog=%d; proxy_bind %s; proxy_pass %s:%d; }"
+        % (lip, LPORT[k], BACKLOG, inside, BE, PORTS[k]) for k in PORTS)
+    return """load_module /usr/lib/nginx/modules/ngx_stream_module.so;
+worker_processes %d;
+worker_rlimit_nofile %d;
+daemon off;
+pid %s/nginx.pid;
+error_log %s/error.log warn;
+events { worker_connections 16000; }
+stream {
+    proxy_timeout 600s;
+%s
+}
+""" % (workers, resource.getrlimit(resource.RLIMIT_NOFILE)[1], work, work, servers)
+
+
+def start(h, work, kind, workers, lip, inside):
+    if kind == "direct":
+        return None
+    tag = "%s%d" % (kind, workers)
+    if kind == "twlb":
+        path = os.path.join(work, tag + ".json")
+        open(path, "w").write(twlb_conf(workers, lip, inside))
+        argv = [os.path.join(ROOT, "lb/twlb"), "-c", path]
+    elif kind == "haproxy":
+        path = os.path.join(work, tag + ".cfg")
+        open(path, "w").write(haproxy_conf(workers, lip, inside))
+        argv = ["haproxy", "-db", "-f", path]
+    else:
+        d = os.path.join(work, tag)
+        os.makedirs(d, exist_ok=True)
+        path = os.path.join(d, "nginx.conf")
+        open(path, "w").write(nginx_conf(workers, lip, inside, d))
+        argv = ["nginx", "-p", d, "-c", path]
+    p = h.popen(argv, stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, tag + ".err"), "a"))
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if p.poll() is not None:
+            raise RuntimeError("%s exited at start (%s)" % (tag, os.path.join(work, tag + ".err")))
+        r = h.run([sys.executable, "-c",
+                   "import socket; socket.create_connection(('%s', %d), 1).close()"
+                   % (lip, LPORT["echo"])], timeout=5)
+        if r.returncode == 0:
+            time.sleep(0.5)  # nginx: let every worker come up
+            return p
+        time.sleep(0.2)
+    raise RuntimeError("%s does not listen on %s:%d" % (tag, lip, LPORT["echo"]))
+
+
+# ---- measurements ---------------------------------------------------------------------
+
+def twstress(h, lip, port, conc, expect, request=64, nbind=4):
+    argv = [os.path.join(ROOT, "tests/stress/twstress"), "--connect", "%s:%d" % (lip, port),
+            "--concurrency", conc, "--duration", DURATION, "--close", "server",
+            "--expect-bytes", expect, "--request-bytes", request, "--json"]
+    for c in CLIENTS[:nbind]:
+        argv += ["--bind", c]
+    r = h.run(argv, timeout=DURATION + 60)
+    if r.returncode != 0:
+        raise RuntimeError("twstress: %s" % r.stderr.strip())
+    return json.loads(r.stdout)
+
+
+def measure_short(h, lip, pids, conc):
+    c0 = cpu_s(pids)
+    r = twstress(h, lip, PORTS["short"] if not pids else LPORT["short"], conc, 128)
+    c1 = cpu_s(pids)
+    return {"cps": r["cps"], "connect_p99": r["connect_ms"]["p99"],
+            "ttfb_p99": r["ttfb_ms"]["p99"], "errors": sum(r["errors"].values()),
+            "cpu_us": (c1 - c0) * 1e6 / max(1, r["connections"]) if pids else None}
+
+
+def measure_bulk(h, lip, pids, key, streams, mb):
+    c0 = cpu_s(pids)
+    r = twstress(h, lip, PORTS[key] if not pids else LPORT[key], streams, 0, request=4,
+                 nbind=1)
+    c1 = cpu_s(pids)
+    gb = r["connections"] * mb * 1048576 / 1e9
+    return {"gbps": gb * 8 / r["duration_s"], "errors": sum(r["errors"].values()),
+            "cs_per_gb": (c1 - c0) / gb if pids and gb else None}
+
+
+def measure_rss(h, lip, pids):
+    if not pids:
+        return {"fresh": None, "exchanged": None, "n": None}
+    before = rss_kib(pids)
+    p = h.popen([sys.executable, os.path.join(HERE, "idleconns.py"),
+                 "%s:%d" % (lip, LPORT["echo"]), "%s:%d" % (BE, PORTS["echo"]), IDLE]
+                + CLIENTS[4:], stdin=subprocess.PIPE, text=True)
+    try:
+        fresh_n = int(p.stdout.readline().split()[1])
+        fresh = rss_kib(pids)
+        p.stdin.write("\n"); p.stdin.flush()
+        ex_n = int(p.stdout.readline().split()[1])
+        exch = rss_kib(pids)
+        p.stdin.write("\n"); p.stdin.flush()
+        p.stdout.readline()
+        p.wait(30)
+    finally:
+        h.stop(p)
+    time.sleep(1)
+    return {"fresh": (fresh - before) / IDLE, "exchanged": (exch - before) / IDLE,
+            "n": min(fresh_n, ex_n)}
+
+
+def one(h, work, t):
+    name, kind, workers, lip, inside = t
+    p = start(h, work, kind, workers, lip, inside)
+    try:
+        pids = family(p.pid) if p else []
+        res = {"rss": measure_rss(h, lip, pids)}
+        res["c50"] = measure_short(h, lip, pids, 50)
+        res["c500"] = measure_short(h, lip, pids, 500)
+        res["bulk1"] = measure_bulk(h, lip, pids, "bulk", 1, BULK_MB)
+        res["bulk8"] = measure_bulk(h, lip, pids, "bulk8", 8, BULK8_MB)
+        if p and p.poll() is not None:
+            raise RuntimeError("%s died during the run" % name)
+        return res
+    finally:
+        if p:
+            h.stop(p)
+
+
+# ---- the table ------------------------------------------------------------------------
+
+COLS = [  # header, getter, format, higher is better
+    ("conn/s c50", lambda r: r["c50"]["cps"], "%.0f", True),
+    ("connect p99 ms c50", lambda r: r["c50"]["connect_p99"], "%.2f", False),
+    ("ttfb p99 ms c50", lambda r: r["c50"]["ttfb_p99"], "%.2f", False),
+    ("conn/s c500", lambda r: r["c500"]["cps"], "%.0f", True),
+    ("connect p99 ms c500", lambda r: r["c500"]["connect_p99"], "%.2f", False),
+    ("ttfb p99 ms c500", lambda r: r["c500"]["ttfb_p99"], "%.2f", False),
+    ("proxy CPU us/conn c50", lambda r: r["c50"]["cpu_us"], "%.1f", False),
+    ("proxy CPU us/conn c500", lambda r: r["c500"]["cpu_us"], "%.1f", False),
+    ("bulk 1 stream Gbit/s", lambda r: r["bulk1"]["gbps"], "%.2f", True),
+    ("core-s/GB 1 stream", lambda r: r["bulk1"]["cs_per_gb"], "%.3f", False),
+    ("bulk 8 streams Gbit/s", lambda r: r["bulk8"]["gbps"], "%.2f", True),
+    ("core-s/GB 8 streams", lambda r: r["bulk8"]["cs_per_gb"], "%.3f", False),
+    ("RSS KiB/conn fresh", lambda r: r["rss"]["fresh"], "%.2f", False),
+    ("RSS KiB/conn after 1 exchange", lambda r: r["rss"]["exchanged"], "%.2f", False),
+]
+
+
+def medians(rows):
+    out = {}
+    for name in rows:
+        out[name] = []
+        for _, get, _, _ in COLS:
+            v = [get(r) for r in rows[name] if get(r) is not None]
+            out[name].append(statistics.median(v) if v else None)
+    return out
+
+
+def table(med, targets):
+    """Markdown: one row per target, then per twlb row one ratio row (twlb / best peer
+    with the same workers; "best" is the higher value for rates, the lower for costs)."""
+    hdr = "| target | " + " | ".join(c[0] for c in COLS) + " |"
+    lines = [hdr, "|---" * (len(COLS) + 1) + "|"]
+    for name, kind, workers, _, _ in targets:
+        cells = [("-" if v is None else COLS[i][2] % v) for i, v in enumerate(med[name])]
+        lines.append("| %s | %s |" % (name, " | ".join(cells)))
+    for name, kind, workers, _, _ in targets:
+        if kind != "twlb":
+            continue
+        peers = [n for n, k, w, _, _ in targets if k in ("haproxy", "nginx") and w == workers]
+        if not peers:
+            continue
+        cells = []
+        for i, (_, _, _, hib) in enumerate(COLS):
+            pv = [med[n][i] for n in peers if med[n][i] is not None]
+            if med[name][i] is None or not pv:
+                cells.append("-")
+                continue
+            best = max(pv) if hib else min(pv)
+            cells.append("%.2f" % (med[name][i] / best) if best else "-")
+        lines.append("| **%s / best peer** | %s |" % (name, " | ".join(cells)))
+    return "\n".join(lines)
+
+
+def write_doc(path, text):
+    """Replace what lies between the bench markers (or, the first time, the old "make
+    bench" section) with <text>."""
+    doc = open(path).read()
+    b, e = "<!-- bench:begin -->\n", "<!-- bench:end -->"
+    if b in doc and e in doc:
+        doc = doc[:doc.index(b) + len(b)] + text + doc[doc.index(e):]
+    else:
+        start = doc.find("## Proxies side by side")
+        end = doc.find("\n## ", start + 3) if start >= 0 else -1
+        block = b + text + e + "\n"
+        doc = (doc.rstrip() + "\n\n" + block if start < 0 else
+               doc[:start] + block + (doc[end:] if end >= 0 else ""))
+    open(path, "w").write(doc)
+
+
+def main():
+    doc = None
+    if "--doc" in sys.argv:
+        doc = sys.argv[sys.argv.index("--doc") + 1]
+    for b in ("lb/twlb", "backends/twbackend", "tests/stress/twstress"):
+        if not os.access(os.path.join(ROOT, b), os.X_OK):
+            sys.exit("bench: %s is not built (run make)" % b)
+    for b in ("haproxy", "nginx"):
+        if not any(os.access(os.path.join(d, b), os.X_OK)
+                   for d in os.environ.get("PATH", "").split(":") + ["/usr/sbin"]):
+            sys.exit("bench: %s missing (make deps-bench)" % b)
+    os.environ["PATH"] += ":/usr/sbin"
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard < 3 * IDLE:
+        sys.exit("bench: the open-file limit is %d, %d idle connections need %d" %
+                 (hard, IDLE, 3 * IDLE))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    targets = [t for t in TARGETS if not ONLY or t[0] in ONLY.split(",") or t[1] in ONLY.split(",")]
+    # Something else running skews every figure: wait (bounded) for a quiet machine.
+    quiet_by = time.monotonic() + float(os.environ.get("WAIT_QUIET", "300"))
+    while os.getloadavg()[0] > LOAD_MAX and time.monotonic() < quiet_by:
+        print("bench: load %.2f > %.1f, waiting for a quiet machine" %
+              (os.getloadavg()[0], LOAD_MAX), flush=True)
+        time.sleep(20)
+    work = tempfile.mkdtemp(prefix="twlb-bench.")
+    h = Host()
+    t0 = time.monotonic()
+    rows = {t[0]: [] for t in targets}
+    try:
+        tb = os.path.join(ROOT, "backends/twbackend")
+        for argv in (["--mode", "close-first", "--reply-bytes", 128, "--name", "short"],
+                     ["--mode", "bulk", "--send-bytes", BULK_MB * 1048576, "--name", "bulk"],
+                     ["--mode", "bulk", "--send-bytes", BULK8_MB * 1048576, "--name", "bulk8"],
+                     ["--mode", "echo", "--name", "echo"]):
+            key = argv[-1]
+            h.popen([tb, "--listen", "%s:%d" % (BE, PORTS[key]), "--quiet",
+                     "--backlog", 4096] + argv, stdout=subprocess.DEVNULL)
+        time.sleep(0.5)
+        print("bench: %s; %d rounds, %g s per load run, %d cores" %
+              (h.where, ROUNDS, DURATION, os.cpu_count()), flush=True)
+        for rnd in range(ROUNDS):
+            k = rnd % len(targets)
+            for t in targets[k:] + targets[:k]:
+                r = one(h, work, t)
+                rows[t[0]].append(r)
+                print("round %d %-20s c50 %6.0f/s c500 %6.0f/s cpu %s us  bulk1 %.2f bulk8 %.2f "
+                      "Gbit/s  rss %s/%s KiB (%s conns) errors %d  load %.1f" % (
+                          rnd + 1, t[0], r["c50"]["cps"], r["c500"]["cps"],
+                          "-" if r["c50"]["cpu_us"] is None else "%.1f" % r["c50"]["cpu_us"],
+                          r["bulk1"]["gbps"], r["bulk8"]["gbps"],
+                          "-" if r["rss"]["fresh"] is None else "%.2f" % r["rss"]["fresh"],
+                          "-" if r["rss"]["exchanged"] is None else "%.2f" % r["rss"]["exchanged"],
+                          r["rss"]["n"], r["c50"]["errors"] + r["c500"]["errors"]
+                          + r["bulk1"]["errors"] + r["bulk8"]["errors"], os.getloadavg()[0]),
+                      flush=True)
+    finally:
+        h.close()
+        shutil.rmtree(work, ignore_errors=True)
+    raw = os.path.join(ROOT, "build", "bench-proxies.json")
+    os.makedirs(os.path.dirname(raw), exist_ok=True)
+    json.dump(rows, open(raw, "w"), indent=1)
+    med = medians(rows)
+    tab = table(med, targets)
+    errs = {n: sum(r[k]["errors"] for r in rows[n] for k in ("c50", "c500", "bulk1", "bulk8"))
+            for n in rows}
+    cmd = "make bench" if os.environ.get("MAKELEVEL") else "python3 tests/bench/proxies.py"
+    env = " ".join("%s=%s" % (k, os.environ[k]) for k in
+                   ("ROUNDS", "DURATION", "IDLE_CONNS", "BULK_MB", "BULK8_MB", "TARGETS")
+                   if k in os.environ)
+    print()
+    print(tab)
+    print()
+    print("medians of %d rounds; errors per target over all runs: %s; raw rows: %s; "
+          "%.0f s in all" % (ROUNDS, ", ".join("%s %d" % kv for kv in errs.items()),
+                             raw, time.monotonic() - t0))
+    if doc:
+        text = """Run on %s: `%s%s` (%d rounds, %g s per load run, %d cores; %s).
+
+%s
+
+Errors over all runs: %s.
+""" % (datetime.date.today().isoformat(), env + " " if env else "", cmd, ROUNDS, DURATION,
+       os.cpu_count(), h.where.split(" (")[0] + ", everything on its loopback"
+       if h.topo else h.where, tab, ", ".join("%s %d" % kv for kv in errs.items()))
+        write_doc(doc, text)
+        print("bench: wrote %s" % doc)
+
+
+if __name__ == "__main__":
+    main()
