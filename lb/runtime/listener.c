@@ -27,8 +27,15 @@ static void drop_waiting(struct listener_rt *lis, int err)
     char where[96];
     snprintf(where, sizeof where, "listener %s: accept", lis->cfg->name);
     local_error(w, where, err);
-    if (w->reserve_fd < 0)
+    if (w->reserve_fd < 0) /* an earlier pressure took it: the pressure may have ended */
+        w->reserve_fd = open("/", O_RDONLY | O_CLOEXEC);
+    if (w->reserve_fd < 0) {
+        /* Nothing to accept with: stop polling (the socket stays readable, so the loop
+         * would spin); clients wait in the backlog until the worker's tick resumes it. */
+        uv_poll_stop(&lis->poll);
+        lis->paused = 1;
         return;
+    }
     close(w->reserve_fd);
     w->reserve_fd = -1;
     int fd, dropped = 0;
@@ -200,6 +207,15 @@ void listener_give_back(struct gen *g, struct gen *prev)
                 lis = NULL;
             }
         listener_close(lis); /* opened for g */
+    }
+}
+
+void listener_resume_all(struct gen *g)
+{
+    for (size_t i = 0; i < g->cfg->n_listeners; i++) {
+        struct listener_rt *lis = g->listeners[i];
+        if (lis && lis->paused && uv_poll_start(&lis->poll, UV_READABLE, on_readable) == 0)
+            lis->paused = 0;
     }
 }
 

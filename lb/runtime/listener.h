@@ -17,6 +17,10 @@ int listener_open_all(struct gen *g, struct gen *prev, char *err, size_t errlen)
  * still open; those opened for <g> are closed. */
 void listener_give_back(struct gen *g, struct gen *prev);
 
+/* Poll again the listeners of <g> that stopped for lack of descriptors (the worker's
+ * housekeeping tick calls this). */
+void listener_resume_all(struct gen *g);
+
 /* Stop listening on every listener still open in <g>. */
 void listener_close_all(struct gen *g);
 

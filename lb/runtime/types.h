@@ -114,6 +114,7 @@ struct listener_rt {
     const struct cfg_listener *cfg;
     int fd;                        /* the listening socket; twlb accepts by itself */
     uv_poll_t poll;
+    int paused;                    /* out of descriptors: not polled until the next tick */
     uint64_t connections_total;
 };
 

@@ -47,6 +47,10 @@ static void on_tick(uv_timer_t *t)
     struct worker *w = t->data;
     uint64_t now = worker_now_ms(w);
     struct gen *g = w->cur;
+    if (w->reserve_fd < 0) /* taken by a shortage of descriptors (listener.c) */
+        w->reserve_fd = open("/", O_RDONLY | O_CLOEXEC);
+    if (!w->draining)
+        listener_resume_all(g);
     for (size_t p = 0; p < g->cfg->n_pools; p++)
         for (size_t b = 0; b < g->cfg->pools[p].n_backends; b++) {
             struct backend_rt *be = &g->pools[p].backends[b];

@@ -125,6 +125,25 @@ def test_running_out_of_descriptors_is_not_the_backends_fault():
         admin = h.admin_addr(cfg)
         soft, hard = resource.prlimit(p.pid, resource.RLIMIT_NOFILE)
         fds0 = h.proc_fds(p.pid)
+        # First (the reserve descriptor is surely there): no descriptor even for accept():
+        # the waiting client is accepted with the reserve
+        # descriptor and reset at once (libuv did that silently), counted and logged.
+        before = h.metric(h.metrics(admin), "twlb_local_errors_total")
+        top = max(int(f) for f in os.listdir("/proc/%d/fd" % p.pid))
+        resource.prlimit(p.pid, resource.RLIMIT_NOFILE, (top + 1, hard))
+        try:
+            try:  # reset during connect() or right after: both are a dropped client
+                c = socket.create_connection((host, port), timeout=2)
+                c.settimeout(2)
+                assert c.recv(1) == b""
+                c.close()
+            except ConnectionResetError:
+                pass
+        finally:
+            resource.prlimit(p.pid, resource.RLIMIT_NOFILE, (soft, hard))
+        # counted; its log line may be folded into the next one (one line a second)
+        assert h.metric(h.metrics(admin), "twlb_local_errors_total") > before
+
         top = max(int(f) for f in os.listdir("/proc/%d/fd" % p.pid))
         # Room for a few proxied connections (2 descriptors each).  Whether the limit then
         # falls on an accept or on the socket() toward the backend depends on the holes in
@@ -152,23 +171,6 @@ def test_running_out_of_descriptors_is_not_the_backends_fault():
                     s.close()
             h.wait_for(lambda: h.proc_fds(p.pid) <= fds0 + 1, 5, "the pressure to end")
             resource.prlimit(p.pid, resource.RLIMIT_NOFILE, (soft, hard))
-        # No descriptor even for accept(): the waiting client is accepted with the reserve
-        # descriptor and reset at once (libuv did that silently), counted and logged.
-        before = h.metric(h.metrics(admin), "twlb_local_errors_total")
-        top = max(int(f) for f in os.listdir("/proc/%d/fd" % p.pid))
-        resource.prlimit(p.pid, resource.RLIMIT_NOFILE, (top + 1, hard))
-        try:
-            try:  # reset during connect() or right after: both are a dropped client
-                c = socket.create_connection((host, port), timeout=2)
-                c.settimeout(2)
-                assert c.recv(1) == b""
-                c.close()
-            except ConnectionResetError:
-                pass
-        finally:
-            resource.prlimit(p.pid, resource.RLIMIT_NOFILE, (soft, hard))
-        # counted; its log line may be folded into the next one (one line a second)
-        assert h.metric(h.metrics(admin), "twlb_local_errors_total") > before
         t0 = time.monotonic()
         assert h.first_line(h.listen_addr(cfg), data=b"again\n", shut=True) == "again"
         assert time.monotonic() - t0 < 1.0
