@@ -136,13 +136,13 @@ ifeq ($(SANITIZER),1)
 $(BUILD)/twlb: $(LB_OBJS) $(CORE_LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/twbackend: $(BUILD)/backends/twbackend.o
+$(BUILD)/twbackend: $(BUILD)/backends/twbackend.o $(CORE_LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 else
 lb/twlb: $(LB_OBJS) $(CORE_LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-backends/twbackend: $(BUILD)/backends/twbackend.o
+backends/twbackend: $(BUILD)/backends/twbackend.o $(CORE_LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 endif
 
@@ -163,7 +163,7 @@ metrics-doc: $(BUILD)/tools/metrics_doc
 	$< > docs/metrics.md
 	python3 tests/tools/metrics_into_operations.py docs/metrics.md docs/operations.md
 
-tests/stress/twstress: $(STRESS_OBJS)
+tests/stress/twstress: $(STRESS_OBJS) $(CORE_LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 .SECONDEXPANSION:

@@ -30,6 +30,8 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "core/numparse.h"
+
 enum mode { M_ECHO, M_CLOSE_FIRST, M_BULK, M_NAME, M_HOLD, M_BLACKHOLE };
 
 #define BUFSZ 65536
@@ -396,20 +398,6 @@ static void on_signal(uv_signal_t *h, int signum)
         stop_all();
 }
 
-/* A whole decimal number in min..max and nothing else (no sign, no space). */
-static int parse_count(const char *s, uint64_t min, uint64_t max, uint64_t *out)
-{
-    char *end;
-    if (!isdigit((unsigned char)*s))
-        return -1;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end || v < min || v > max)
-        return -1;
-    *out = v;
-    return 0;
-}
-
 /* IPv4:PORT or [IPv6]:PORT; port 0 asks the kernel for one. */
 static int parse_addr(const char *s, struct sockaddr_storage *ss)
 {
@@ -418,14 +406,14 @@ static int parse_addr(const char *s, struct sockaddr_storage *ss)
     if (s[0] == '[') {
         const char *rb = strchr(s, ']');
         if (!rb || rb[1] != ':' || (size_t)(rb - s - 1) >= sizeof host ||
-            parse_count(rb + 2, 0, 65535, &port) < 0)
+            numparse_count(rb + 2, 0, 65535, &port) < 0)
             return -1;
         memcpy(host, s + 1, (size_t)(rb - s - 1));
         host[rb - s - 1] = 0;
         return uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)ss);
     }
     const char *colon = strrchr(s, ':');
-    if (!colon || (size_t)(colon - s) >= sizeof host || parse_count(colon + 1, 0, 65535, &port) < 0)
+    if (!colon || (size_t)(colon - s) >= sizeof host || numparse_count(colon + 1, 0, 65535, &port) < 0)
         return -1;
     memcpy(host, s, (size_t)(colon - s));
     host[colon - s] = 0;
@@ -510,20 +498,20 @@ static int parse_args(int argc, char **argv, const char **addrs, int *naddrs)
             break;
         case OPT_REPLY_BYTES:
             max = SIZE_MAX;
-            bad = parse_count(optarg, min, max, &n);
+            bad = numparse_count(optarg, min, max, &n);
             opt.reply_bytes = (size_t)n;
             break;
         case OPT_REPLY_DELAY_MS:
             max = 3600000;
-            bad = parse_count(optarg, min, max, &n);
+            bad = numparse_count(optarg, min, max, &n);
             opt.reply_delay_ms = (unsigned)n;
             break;
-        case OPT_SEND_BYTES: bad = parse_count(optarg, min, max, &opt.send_bytes); break;
-        case OPT_MAX_CONNS: bad = parse_count(optarg, min, max, &opt.max_conns); break;
+        case OPT_SEND_BYTES: bad = numparse_count(optarg, min, max, &opt.send_bytes); break;
+        case OPT_MAX_CONNS: bad = numparse_count(optarg, min, max, &opt.max_conns); break;
         case OPT_BACKLOG:
             min = 0;
             max = 65535;
-            bad = parse_count(optarg, min, max, &n);
+            bad = numparse_count(optarg, min, max, &n);
             opt.backlog = (int)n;
             break;
         case ':':

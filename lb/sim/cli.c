@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "config/config.h"
+#include "core/numparse.h"
 #include "sim/model.h"
 #include "sim/svg.h"
 
@@ -36,34 +37,6 @@ struct cli_args {
     uint64_t duration, hold_ms, upload_bytes, nodes, inside, max_inside;
     int closer_backend, json;
 };
-
-/* A whole decimal number in min..max and nothing else (no sign, no space). */
-static int parse_count(const char *s, uint64_t min, uint64_t max, uint64_t *out)
-{
-    char *end;
-    if (!isdigit((unsigned char)*s))
-        return -1;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end || v < min || v > max)
-        return -1;
-    *out = v;
-    return 0;
-}
-
-/* A finite decimal number and nothing else. */
-static int parse_number(const char *s, double *out)
-{
-    char *end;
-    if (!*s || isspace((unsigned char)*s))
-        return -1;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || *end || !isfinite(v))
-        return -1;
-    *out = v;
-    return 0;
-}
 
 enum { OPT_RATE = 256, OPT_DURATION, OPT_POOL, OPT_PROFILE, OPT_POLICY, OPT_HOLD_MS,
        OPT_UPLOAD_BYTES, OPT_CLOSER, OPT_CSV, OPT_SVG, OPT_JSON, OPT_NODES, OPT_INSIDE,
@@ -112,31 +85,31 @@ static int parse_args(int argc, char **argv, struct cli_args *a)
         case OPT_SVG: a->svg = optarg; break;
         case OPT_JSON: a->json = 1; break;
         case OPT_RATE:
-            bad = parse_number(optarg, &a->rate);
+            bad = numparse_number(optarg, &a->rate);
             break;
         case OPT_TARGET:
-            bad = parse_number(optarg, &a->target) || !(a->target > 0);
+            bad = numparse_number(optarg, &a->target) || !(a->target > 0);
             break;
         case OPT_NODES:
         case OPT_INSIDE:
         case OPT_MAX_INSIDE:
             min = 1;
             max = c == OPT_NODES ? 64 : 256;
-            bad = parse_count(optarg, min, max, c == OPT_NODES ? &a->nodes
+            bad = numparse_count(optarg, min, max, c == OPT_NODES ? &a->nodes
                                                 : c == OPT_INSIDE ? &a->inside : &a->max_inside);
             break;
         case OPT_DURATION:
             min = 1;
             max = 86400;
-            bad = parse_count(optarg, min, max, &a->duration);
+            bad = numparse_count(optarg, min, max, &a->duration);
             break;
         case OPT_HOLD_MS:
             max = UINT32_MAX;
-            bad = parse_count(optarg, min, max, &a->hold_ms);
+            bad = numparse_count(optarg, min, max, &a->hold_ms);
             break;
         case OPT_UPLOAD_BYTES:
             max = UINT64_MAX;
-            bad = parse_count(optarg, min, max, &a->upload_bytes);
+            bad = numparse_count(optarg, min, max, &a->upload_bytes);
             break;
         case OPT_CLOSER:
             if (!strcmp(optarg, "proxy"))

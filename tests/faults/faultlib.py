@@ -12,21 +12,7 @@ def alive(p, what):
         what, p.returncode, open(p.log_path).read()[-3000:])
 
 
-def read_until_end(s, timeout=5, limit=None):
-    """Everything <s> receives and how it ended: "eof", "reset" or "timeout"."""
-    got = bytearray()
-    s.settimeout(timeout)
-    try:
-        while limit is None or len(got) < limit:
-            d = s.recv(1 << 16)
-            if not d:
-                return bytes(got), "eof"
-            got += d
-        return bytes(got), "limit"
-    except ConnectionResetError:
-        return bytes(got), "reset"
-    except socket.timeout:
-        return bytes(got), "timeout"
+read_until_end = h.read_until_end  # one copy, in the harness
 
 
 def raise_nofile(want=65536):

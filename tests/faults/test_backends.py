@@ -75,30 +75,13 @@ def test_backend_killed_mid_stream_resets_the_client():
         assert h.stop(p) == 0
 
 
-RST_BACKEND = r"""
-import socket, struct, sys
-l = socket.socket()
-l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-l.bind((sys.argv[1], 0))
-l.listen(128)
-print(l.getsockname()[1], flush=True)
-while True:
-    c, _ = l.accept()
-    c.recv(100)
-    c.sendall(b"partial")
-    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    c.close()
-"""
-
-
 def test_backend_resets_reach_every_client_as_resets():
     """50 connections to a backend that answers a few bytes and resets: every client gets
     those bytes and a reset (never a clean FIN); twlb keeps no descriptor of them."""
     n = h.new_net()
     with h.Env() as env:
-        rst = env.popen([sys.executable, "-c", RST_BACKEND, "127.%d.1.1" % n], text=True)
-        rport = int(h.read_line(rst, 5))
-        cfg = h.pool_config(n, [{"name": "r", "address": "127.%d.1.1:%d" % (n, rport)}])
+        raddr = h.reset_backend(env, "127.%d.1.1" % n)
+        cfg = h.pool_config(n, [{"name": "r", "address": raddr}])
         p = env.twlb(cfg)
         fds0 = h.proc_fds(p.pid)
         host, port = h.split_addr(h.listen_addr(cfg))

@@ -348,3 +348,45 @@ def name_line(addr, src=None, keep=None):
     else:
         s.close()
     return buf.strip().decode()
+
+
+# A backend that answers <reply> to the first bytes of each connection, then resets it
+# (SO_LINGER 0): for the tests of cut connections.  argv: IP, reply.  Prints its port.
+RESET_BACKEND = r"""
+import socket, struct, sys
+l = socket.socket()
+l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind((sys.argv[1], 0))
+l.listen(128)
+print(l.getsockname()[1], flush=True)
+while True:
+    c, _ = l.accept()
+    c.recv(100)
+    c.sendall(sys.argv[2].encode())
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    c.close()  # a reset, not a FIN
+"""
+
+
+def reset_backend(env, ip, reply="partial"):
+    """Start RESET_BACKEND on <ip> under <env>; returns its "ip:port"."""
+    import sys
+    p = env.popen([sys.executable, "-c", RESET_BACKEND, ip, reply], text=True)
+    return "%s:%d" % (ip, int(read_line(p, 5)))
+
+
+def read_until_end(s, timeout=5, limit=None):
+    """Everything <s> receives and how it ended: "eof", "reset", "timeout" or "limit"."""
+    got = bytearray()
+    s.settimeout(timeout)
+    try:
+        while limit is None or len(got) < limit:
+            d = s.recv(1 << 16)
+            if not d:
+                return bytes(got), "eof"
+            got += d
+        return bytes(got), "limit"
+    except ConnectionResetError:
+        return bytes(got), "reset"
+    except socket.timeout:
+        return bytes(got), "timeout"

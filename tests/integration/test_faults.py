@@ -184,34 +184,7 @@ def test_running_out_of_descriptors_is_not_the_backends_fault():
         assert log.count("not the backend's fault") < 10, "not rate-limited"
 
 
-RST_BACKEND = r"""
-import socket, struct, sys
-l = socket.socket()
-l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-l.bind((sys.argv[1], 0))
-l.listen(8)
-print(l.getsockname()[1], flush=True)
-while True:
-    c, _ = l.accept()
-    c.recv(100)
-    c.sendall(b"part of a reply that is cut")
-    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    c.close()  # a reset, not a FIN
-"""
-
-
-def read_until_end(s):
-    """Everything <s> receives, and how it ended: "eof" or "reset"."""
-    got = b""
-    s.settimeout(5)
-    try:
-        while True:
-            d = s.recv(4096)
-            if not d:
-                return got, "eof"
-            got += d
-    except ConnectionResetError:
-        return got, "reset"
+read_until_end = h.read_until_end
 
 
 def test_a_cut_connection_reaches_the_client_as_a_reset():
@@ -220,10 +193,9 @@ def test_a_cut_connection_reaches_the_client_as_a_reset():
     import sys
     n = h.new_net()
     with h.Env() as env:
-        rst = env.popen([sys.executable, "-c", RST_BACKEND, "127.%d.1.2" % n], text=True)
-        rport = int(h.read_line(rst, 5))
+        raddr = h.reset_backend(env, "127.%d.1.2" % n, "part of a reply that is cut")
         hold = env.backend("hold", "127.%d.1.3:0" % n, "echo")
-        cfg = h.pool_config(n, [{"name": "r", "address": "127.%d.1.2:%d" % (n, rport)}])
+        cfg = h.pool_config(n, [{"name": "r", "address": raddr}])
         cfg["pools"].append({"name": "hold", "inside": ["127.%d.4.2" % n],
                              "source_ports": "30000-30099",
                              "backends": [{"name": "hold", "address": hold.addr}]})

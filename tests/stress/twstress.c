@@ -33,6 +33,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/numparse.h"
+
 #define MAX_BIND 64
 #define SLOW_MS 500.0
 
@@ -121,29 +123,11 @@ static double now_ms(void)
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-/* A whole decimal number in min..max and nothing else (no sign, no space). */
-static int parse_count(const char *s, uint64_t min, uint64_t max, uint64_t *out)
-{
-    char *end;
-    if (!isdigit((unsigned char)*s))
-        return -1;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end || v < min || v > max)
-        return -1;
-    *out = v;
-    return 0;
-}
-
 /* A finite decimal number in (min, max] and nothing else. */
 static int parse_number(const char *s, double min, double max, double *out)
 {
-    char *end;
-    if (!*s || isspace((unsigned char)*s))
-        return -1;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || *end || !isfinite(v) || v <= min || v > max)
+    double v;
+    if (numparse_number(s, &v) < 0 || v <= min || v > max)
         return -1;
     *out = v;
     return 0;
@@ -175,7 +159,7 @@ static int parse_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len
     if (port_needed && !port)
         return -1;
     uint64_t p = 0;
-    if (port && parse_count(port, 1, 65535, &p) < 0)
+    if (port && numparse_count(port, 1, 65535, &p) < 0)
         return -1;
     struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
     struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
@@ -512,27 +496,27 @@ static int parse_args(int argc, char **argv)
         case OPT_CONCURRENCY:
             min = 1;
             max = 200000;
-            bad = parse_count(optarg, min, max, &n);
+            bad = numparse_count(optarg, min, max, &n);
             o.concurrency = (int)n;
             break;
         case OPT_CONNECTIONS:
             min = 1;
-            bad = parse_count(optarg, min, max, &o.connections);
+            bad = numparse_count(optarg, min, max, &o.connections);
             break;
         case OPT_TIMEOUT_MS:
             min = 1;
             max = 3600000;
-            bad = parse_count(optarg, min, max, &n);
+            bad = numparse_count(optarg, min, max, &n);
             o.timeout_ms = (int)n;
             break;
         case OPT_REQUEST_BYTES:
             min = 1;
             max = sizeof reqbuf;
-            bad = parse_count(optarg, min, max, &n);
+            bad = numparse_count(optarg, min, max, &n);
             o.request_bytes = (size_t)n;
             break;
-        case OPT_UPLOAD_BYTES: bad = parse_count(optarg, min, max, &o.upload_bytes); break;
-        case OPT_EXPECT_BYTES: bad = parse_count(optarg, min, max, &o.expect_bytes); break;
+        case OPT_UPLOAD_BYTES: bad = numparse_count(optarg, min, max, &o.upload_bytes); break;
+        case OPT_EXPECT_BYTES: bad = numparse_count(optarg, min, max, &o.expect_bytes); break;
         case OPT_CLOSE:
             if (!strcmp(optarg, "server"))
                 o.close_server = 1;
