@@ -38,6 +38,7 @@ struct slot {
     uv_async_t inbox;
     struct worker *w;
     struct msg *head, *tail;      /* under g->mu */
+    int inbox_closed;             /* under g->mu: nothing more may be posted */
     int started, start_rc;        /* under g->mu */
     char start_err[256];
     /* per-call results */
@@ -71,6 +72,8 @@ struct group {
 
 /* ---- messages ------------------------------------------------------------------ */
 
+static void drop_handover(struct msg *m);
+
 static void on_inbox(uv_async_t *a)
 {
     struct slot *s = a->data;
@@ -82,7 +85,10 @@ static void on_inbox(uv_async_t *a)
     while (m) {
         struct msg *next = m->next; /* m lives on the caller's stack until done */
         if (m->owned) {
-            m->fn(s, m->arg);
+            if (s->inbox_closed) /* set on this thread: this worker is closed */
+                drop_handover(m);
+            else
+                m->fn(s, m->arg);
             free(m);
             m = next;
             continue;
@@ -96,16 +102,24 @@ static void on_inbox(uv_async_t *a)
     }
 }
 
-static void push(struct group *g, struct slot *s, struct msg *m)
+/* Post m to s.  Returns -1 when s has closed its inbox (stopping): a worker handing a
+ * client over while another one stops must not wake a loop that is gone.  The wake-up
+ * is sent under the lock, so it never races with the close (do_close). */
+static int push(struct group *g, struct slot *s, struct msg *m)
 {
     pthread_mutex_lock(&g->mu);
+    if (s->inbox_closed) {
+        pthread_mutex_unlock(&g->mu);
+        return -1;
+    }
     if (s->tail)
         s->tail->next = m;
     else
         s->head = m;
     s->tail = m;
-    pthread_mutex_unlock(&g->mu);
     uv_async_send(&s->inbox);
+    pthread_mutex_unlock(&g->mu);
+    return 0;
 }
 
 static void wait_done(struct group *g, struct msg *m)
@@ -121,8 +135,8 @@ static void call_one(struct group *g, unsigned i, void (*fn)(struct slot *s, voi
                      void *arg)
 {
     struct msg m = {fn, arg, 0, NULL, 0};
-    push(g, &g->slots[i], &m);
-    wait_done(g, &m);
+    if (push(g, &g->slots[i], &m) == 0) /* the main thread closes inboxes: never here */
+        wait_done(g, &m);
 }
 
 /* Run fn on every worker's thread, all at once, and wait for all of them. */
@@ -131,7 +145,8 @@ static void call_all(struct group *g, void (*fn)(struct slot *s, void *arg), voi
     struct msg ms[CFG_WORKERS_MAX];
     for (unsigned i = 0; i < g->n; i++) {
         ms[i] = (struct msg){fn, arg, 0, NULL, 0};
-        push(g, &g->slots[i], &ms[i]);
+        if (push(g, &g->slots[i], &ms[i]) < 0)
+            ms[i].done = 1; /* as in call_one */
     }
     for (unsigned i = 0; i < g->n; i++)
         wait_done(g, &ms[i]);
@@ -191,8 +206,33 @@ static int hand_over(struct worker *w, int fd, const char *listener, unsigned ho
     h->fd = fd;
     h->hops = hops;
     snprintf(h->listener, sizeof h->listener, "%s", listener);
-    push(g, &g->slots[(from->index + 1) % g->n], &h->m);
+    if (push(g, &g->slots[(from->index + 1) % g->n], &h->m) < 0) {
+        free(h); /* the next worker is stopping: the caller keeps the client */
+        return -1;
+    }
     return 0;
+}
+
+static void drop_handover(struct msg *m)
+{
+    close(((struct handover *)m)->fd); /* the client sees EOF */
+}
+
+/* Hand-overs posted before the inbox closed but never run. */
+static void drop_leftovers(struct slot *s)
+{
+    pthread_mutex_lock(&s->g->mu);
+    struct msg *m = s->head;
+    s->head = s->tail = NULL;
+    pthread_mutex_unlock(&s->g->mu);
+    while (m) {
+        struct msg *next = m->next;
+        if (m->owned) { /* only hand-overs are posted without waiting */
+            drop_handover(m);
+            free(m);
+        }
+        m = next;
+    }
 }
 
 /* ---- what the workers share about a backend ------------------------------------------------------ */
@@ -253,6 +293,7 @@ static void *thread_main(void *arg)
     pthread_cond_broadcast(&g->cv);
     pthread_mutex_unlock(&g->mu);
     uv_run(&s->loop, UV_RUN_DEFAULT); /* until group_stop() closed every handle */
+    drop_leftovers(s);
     if (uv_loop_close(&s->loop) != 0)
         log_warn("worker %u: event loop closed with handles still open", s->index);
     worker_free(s->w);
@@ -263,6 +304,9 @@ static void do_close(struct slot *s, void *arg)
 {
     if (s->w)
         worker_close(s->w);
+    pthread_mutex_lock(&s->g->mu);
+    s->inbox_closed = 1;
+    pthread_mutex_unlock(&s->g->mu);
     uv_close((uv_handle_t *)&s->inbox, NULL);
 }
 
