@@ -19,6 +19,7 @@
 #                   no libFuzzer needed; part of make test)
 #   make faults     the fault suite, tests/faults (bounded, < 10 min; its short cases are
 #                   in make test too)
+#   make faults-san the fault suite through the ASan+UBSan builds (memory bounds off)
 #   make soak       checksummed connections through twlb under reloads (not in make test;
 #                   SOAK_CONNECTIONS, default 1000000, SOAK_SECONDS cap, default 3600)
 #   make bench      benchmarks (not part of make test)
@@ -99,7 +100,7 @@ STRESS_OBJS := $(STRESS_SRCS:%.c=$(BUILD)/%.o)
 
 .PHONY: all deps deps-bench run test unit unit-san integration integration-san lint \
         lint-selftest bench stress clean metrics-doc scale-test objects clang package-test \
-        man install deb deps-fuzz fuzz fuzz-replay faults soak
+        man install deb deps-fuzz fuzz fuzz-replay faults faults-san soak
 all: lb/twlb backends/twbackend $(UNIT_BINS) $(if $(STRESS_SRCS),tests/stress/twstress)
 
 deps:
@@ -216,6 +217,9 @@ integration-san: tests/stress/twstress
 # Faults, each with an asserted outcome (docs/reliability.md); TWLB_BIN etc. as above.
 faults: lb/twlb backends/twbackend tests/stress/twstress
 	python3 tests/faults/run.py
+faults-san: tests/stress/twstress
+	$(MAKE) SANITIZER=1 build/san/twlb build/san/twbackend
+	$(SAN_RUN) python3 tests/faults/run.py
 
 # SOAK_CONNECTIONS checksummed connections of mixed sizes with a SIGHUP every few seconds,
 # stopped early (and said so) at SOAK_SECONDS.

@@ -99,10 +99,11 @@ def test_ten_thousand_idle_connections_rss_and_fds_come_back_down():
               "connection), fds %d -> %d -> %d; answers while open in %.0f ms" % (
                   count, limit, opened, rss0, rss1, rss2, per_conn, fds0, fds1, fds2, 1000 * answer_s))
         assert fds1 >= fds0 + 2 * count - 5, (fds0, fds1)  # 2 per connection
-        assert per_conn < 4096, "%.0f bytes per idle connection" % per_conn
         assert fds2 <= fds0, (fds0, fds2)
-        # back down: at most a quarter of what the connections took, and at most 3 MiB
-        assert rss2 - rss0 <= min(0.25 * (rss1 - rss0), 3072), (rss0, rss1, rss2)
+        if not os.environ.get("TWLB_SANITIZED"):  # ASan keeps freed memory in quarantine
+            assert per_conn < 4096, "%.0f bytes per idle connection" % per_conn
+            # back down: at most a quarter of what the connections took, and at most 3 MiB
+            assert rss2 - rss0 <= min(0.25 * (rss1 - rss0), 3072), (rss0, rss1, rss2)
         alive(p, "after 10,000 idle connections")
         assert h.stop(p) == 0
 
@@ -211,6 +212,7 @@ def test_ten_thousand_backends_with_health_checks_stay_responsive():
         assert worst["healthz"] < 5.0, worst
         assert worst["metrics"] < 10, worst
         assert max(smp.fds) < 2 * BACKENDS + 100, max(smp.fds)  # at most one probe each
-        assert max(smp.rss) < 512 * 1024, max(smp.rss)
+        if not os.environ.get("TWLB_SANITIZED"):  # ASan's shadow memory and quarantine
+            assert max(smp.rss) < 512 * 1024, max(smp.rss)
         alive(p, "with 10,000 probed backends")
         assert h.stop(p, timeout=10) == 0
