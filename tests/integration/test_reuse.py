@@ -84,6 +84,24 @@ def metrics(t):
     return out
 
 
+def write_empty_state(path):
+    """A valid state file that knows nothing (a missing one means "every port may be in
+    the backend's TIME_WAIT")."""
+    with open(path, "w") as f:
+        json.dump({"version": 1, "written_unix_ms": int(time.time() * 1000), "entries": []}, f)
+
+
+def skew_rcv_nxt(path):
+    """Move every saved rcv_nxt by 2^31, so the ISNs twlb picks "after" it are "before"
+    for the backend.  Returns the number of entries."""
+    saved = json.load(open(path))
+    for e in saved["entries"]:
+        e["rcv_nxt"] = (e["rcv_nxt"] + (1 << 31)) % (1 << 32)
+    with open(path, "w") as f:
+        json.dump(saved, f)
+    return len(saved["entries"])
+
+
 def total(ms, name, contains=""):
     return sum(v for labels, v in ms.get(name, []) if contains in labels)
 
@@ -237,8 +255,7 @@ def test_restart_remembers_backend_time_wait():
         # first start: a configured state file that does not exist yet means "no
         # knowledge": every port counts as possibly in backend TIME_WAIT for 60 s, so
         # seed it with an empty, valid file instead
-        with open(state, "w") as f:
-            json.dump({"version": 1, "written_unix_ms": int(time.time() * 1000), "entries": []}, f)
+        write_empty_state(state)
         p = start_twlb(t, env, cfg)
         res = run_client(t, 8, 1 << 20)
         assert all(r["ok"] for r in res), res
@@ -342,20 +359,14 @@ def test_rejected_reuses_are_counted_and_demote_the_backend():
         t.link("lb", LB + "/24", "be", BE + "/24")
         start_backend(t)
         state = env.path("state.json")
-        with open(state, "w") as f:
-            json.dump({"version": 1, "written_unix_ms": int(time.time() * 1000), "entries": []}, f)
+        write_empty_state(state)
         cfg = config("explicit", state_file=state)
         cfg["pools"][0]["source_ports"] = "30000-30005"
         cfg["workers"] = 1  # 6 connections on 6 ports: one bookkeeping
         p = start_twlb(t, env, cfg)
         assert all(r["ok"] for r in run_client(t, 6, 0))
         assert h.stop(p) == 0
-        saved = json.load(open(state))
-        assert len(saved["entries"]) == 6
-        for e in saved["entries"]:
-            e["rcv_nxt"] = (e["rcv_nxt"] + (1 << 31)) % (1 << 32)
-        with open(state, "w") as f:
-            json.dump(saved, f)
+        assert skew_rcv_nxt(state) == 6
         # two workers now: the file is split between them by port (3 each), and the
         # rejects of both count toward one demotion, seen by both.  With 3 remembered
         # ports per worker, each of the 3 connections meets one whose rcv_nxt is wrong,
@@ -388,8 +399,7 @@ def test_silently_ignored_reuses_demote_and_the_operator_can_trust_again():
         t.link("lb", LB + "/24", "be", BE + "/24")
         start_backend(t)
         state = env.path("state.json")
-        with open(state, "w") as f:
-            json.dump({"version": 1, "written_unix_ms": int(time.time() * 1000), "entries": []}, f)
+        write_empty_state(state)
         cfg = config("explicit", state_file=state)
         cfg["pools"][0]["source_ports"] = "30000-30002"
         cfg["pools"][0]["connect_timeout_ms"] = 300
@@ -397,11 +407,7 @@ def test_silently_ignored_reuses_demote_and_the_operator_can_trust_again():
         p = start_twlb(t, env, cfg)
         assert all(r["ok"] for r in run_client(t, 3, 0))
         assert h.stop(p) == 0
-        saved = json.load(open(state))
-        for e in saved["entries"]:  # twlb now believes a wrong rcv_nxt: its ISNs are "before"
-            e["rcv_nxt"] = (e["rcv_nxt"] + (1 << 31)) % (1 << 32)
-        with open(state, "w") as f:
-            json.dump(saved, f)
+        skew_rcv_nxt(state)  # twlb now believes a wrong rcv_nxt: its ISNs are "before"
         p = start_twlb(t, env, cfg, name="twlb2.json")
         res = run_client(t, 3, 0)
         assert not any(r["ok"] for r in res), res  # ignored until the timeout
