@@ -16,6 +16,25 @@ struct sb {
     int oom;
 };
 
+/* Room for n more bytes and the terminating NUL.  Returns 0, or -1 (and oom) when
+ * memory ran out. */
+static int sb_reserve(struct sb *b, size_t n)
+{
+    if (b->len + n < b->cap)
+        return 0;
+    size_t cap = b->cap ? b->cap * 2 : 4096;
+    while (cap <= b->len + n)
+        cap *= 2;
+    char *np = realloc(b->p, cap);
+    if (!np) {
+        b->oom = 1;
+        return -1;
+    }
+    b->p = np;
+    b->cap = cap;
+    return 0;
+}
+
 static void sb_printf(struct sb *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void sb_printf(struct sb *b, const char *fmt, ...)
 {
@@ -32,35 +51,14 @@ static void sb_printf(struct sb *b, const char *fmt, ...)
             b->len += (size_t)n;
             return;
         }
-        size_t cap = b->cap ? b->cap * 2 : 4096;
-        while (cap < b->len + (size_t)n + 1)
-            cap *= 2;
-        char *np = realloc(b->p, cap);
-        if (!np) {
-            b->oom = 1;
-            return;
-        }
-        b->p = np;
-        b->cap = cap;
+        sb_reserve(b, (size_t)n); /* then print again */
     }
 }
 
 static void sb_append(struct sb *b, const char *s, size_t n)
 {
-    if (b->oom || n == 0)
+    if (b->oom || n == 0 || sb_reserve(b, n) < 0)
         return;
-    if (b->len + n >= b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 4096;
-        while (cap <= b->len + n)
-            cap *= 2;
-        char *np = realloc(b->p, cap);
-        if (!np) {
-            b->oom = 1;
-            return;
-        }
-        b->p = np;
-        b->cap = cap;
-    }
     memcpy(b->p + b->len, s, n);
     b->len += n;
     b->p[b->len] = 0;
