@@ -323,14 +323,10 @@ def test_slowloris_does_not_lock_operators_out():
                     s = socket.create_connection((host, port), timeout=2,
                                                  source_address=("127.%d.6.1" % n, 0))
                     s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-                    got = b""
-                    while True:
-                        d = s.recv(4096)
-                        if not d:
-                            break
-                        got += d
+                    got, how = h.read_until_end(s, timeout=2)
                     s.close()
-                    ok += got.startswith(b"HTTP/1.1 200") and got.endswith(b"ok\n")
+                    ok += (how == "eof" and got.startswith(b"HTTP/1.1 200") and
+                           got.endswith(b"ok\n"))
                 except OSError:
                     pass
                 time.sleep(0.03)
