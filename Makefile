@@ -103,14 +103,18 @@ STRESS_OBJS := $(STRESS_SRCS:%.c=$(BUILD)/%.o)
         man install deb deps-fuzz fuzz fuzz-replay faults faults-san soak
 all: lb/twlb backends/twbackend $(UNIT_BINS) $(if $(STRESS_SRCS),tests/stress/twstress)
 
-deps:
-	@missing=""; for p in $(DEB_PKGS); do \
+# Install the Debian packages in $(1) that are missing (one recipe line for deps,
+# deps-fuzz and deps-bench).
+apt_install = missing=""; for p in $(1); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
+
+deps:
+	@$(call apt_install,$(DEB_PKGS))
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -346,13 +350,7 @@ fuzz-replay:
 
 # clang and libFuzzer are needed by make fuzz only (not by make deps or make test).
 deps-fuzz: deps
-	@missing=""; for p in $(DEB_PKGS_FUZZ); do \
-	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:$$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
-	fi
+	@$(call apt_install,$(DEB_PKGS_FUZZ))
 
 # Each harness for FUZZ_SECONDS, its corpus growing in build/fuzz/corpus/<target> from the
 # committed seeds; a crash is saved under tests/fuzz/<target>/crashes/ and fails the run.
@@ -374,13 +372,7 @@ run: deps
 
 # HAProxy and nginx are only needed to compare against them.
 deps-bench: deps
-	@missing=""; for p in haproxy nginx libnginx-mod-stream; do \
-	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:$$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
-	fi
+	@$(call apt_install,haproxy nginx libnginx-mod-stream)
 
 bench: deps-bench
 	$(MAKE) all $(BENCH_BINS)
