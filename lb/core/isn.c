@@ -121,11 +121,25 @@ int isn_kernel_reuse_safe(uint64_t old_syn_real_ns, uint64_t old_syn_mono_ns,
         return 0;
     uint64_t dreal = now_real_ns - old_syn_real_ns, dmono = now_mono_ns - old_syn_mono_ns;
     uint64_t skew = dreal > dmono ? dreal - dmono : dmono - dreal;
-    if (skew > 50000000ull) /* the wall clock was stepped: the prediction is void */
+    if (skew > ISN_KERNEL_MAX_SKEW_NS) /* the wall clock was stepped: the prediction is void */
         return 0;
     /* new ISN - rcv_nxt = advance - (bytes + 2), modulo 2^32 */
     uint32_t d = isn_kernel_advance(dreal) - (uint32_t)(bytes + 2);
     if (margin > 0x40000000u)
         margin = 0x40000000u;
     return d >= (margin ? margin : 1) && d <= 0x80000000u - margin;
+}
+
+uint64_t isn_kernel_safe_at_ns(uint64_t dt_ns, uint64_t bytes, uint32_t margin)
+{
+    if (margin > 0x40000000u)
+        margin = 0x40000000u;
+    uint32_t lo = margin ? margin : 1, hi = 0x80000000u - margin;
+    uint64_t ticks = dt_ns / 64;
+    uint32_t d = (uint32_t)ticks - (uint32_t)(bytes + 2);
+    if (d >= lo && d <= hi)
+        return dt_ns;
+    /* ticks until d reaches lo again, modulo 2^32 (d < lo, or d past the window) */
+    uint32_t wait = lo - d;
+    return (ticks + wait) * 64;
 }

@@ -61,9 +61,17 @@ uint32_t isn_kernel_advance(uint64_t dt_ns);
  * this call and the SYN cannot flip the answer.  Returns 0 when the wall clock went
  * backwards or moved more than 50 ms away from the monotonic clock over the same
  * interval (<old_syn_mono_ns>, <now_mono_ns>): a stepped clock breaks the prediction. */
+#define ISN_KERNEL_MAX_SKEW_NS 50000000ull /* the 50 ms above */
 int isn_kernel_reuse_safe(uint64_t old_syn_real_ns, uint64_t old_syn_mono_ns,
                           uint64_t now_real_ns, uint64_t now_mono_ns,
                           uint64_t bytes, uint32_t margin);
+
+/* When does the reuse above become safe?  <dt_ns> is the time since the old SYN now;
+ * returns the smallest dt >= dt_ns (ns since the old SYN) at which the kernel's ISN lies
+ * in the safe window of isn_kernel_reuse_safe() for <bytes> and <margin> (the window
+ * comes back every 2^32 ticks of 64 ns, about 275 s).  Ignores the clock-step test,
+ * which waiting does not change. */
+uint64_t isn_kernel_safe_at_ns(uint64_t dt_ns, uint64_t bytes, uint32_t margin);
 
 /* Default margin: 2^24 sequence numbers = about 1.07 s of the kernel clock. */
 #define ISN_KERNEL_MARGIN (1u << 24)

@@ -145,6 +145,21 @@ int pathset_acquire(pathset *ps, uint64_t now_ms, uint64_t now_real_ns, uint64_t
     return -1;
 }
 
+uint64_t pathset_next_usable_ms(const pathset *ps, uint64_t now_ms, uint64_t now_real_ns,
+                                uint64_t now_mono_ns)
+{
+    uint64_t at = UINT64_MAX;
+    for (size_t i = 0; i < ps->n && at > now_ms; i++) {
+        const portmap *pm = ps->paths[i]->pm;
+        if (pm) {
+            uint64_t t = portmap_next_usable_ms(pm, now_ms, now_real_ns, now_mono_ns);
+            if (t < at)
+                at = t;
+        }
+    }
+    return at;
+}
+
 void pathset_release(pathset *ps, const struct pathset_pick *p, const struct portmap_release *r,
                      uint64_t now_ms)
 {

@@ -56,6 +56,11 @@ struct pathset_pick {
 int pathset_acquire(pathset *ps, uint64_t now_ms, uint64_t now_real_ns, uint64_t now_mono_ns,
                     struct pathset_pick *out);
 
+/* The earliest portmap_next_usable_ms() over the paths (UINT64_MAX: none will be
+ * usable before a release). */
+uint64_t pathset_next_usable_ms(const pathset *ps, uint64_t now_ms, uint64_t now_real_ns,
+                                uint64_t now_mono_ns);
+
 /* The connection on <p> ended (portmap_release), was refused by the kernel
  * (portmap_quarantine), or was opened on the backend's TIME_WAIT (counted). */
 void pathset_release(pathset *ps, const struct pathset_pick *p, const struct portmap_release *r,

@@ -427,6 +427,51 @@ void portmap_block_unknown(portmap *pm, uint64_t until_ms)
     pm->blocked = pm->cursor <= pm->hi;
 }
 
+/* ---- waiting ----------------------------------------------------------------------- */
+
+static uint64_t earlier(uint64_t a, uint64_t b) { return a < b ? a : b; }
+
+uint64_t portmap_next_usable_ms(const portmap *pm, uint64_t now_ms, uint64_t now_real_ns,
+                                uint64_t now_mono_ns)
+{
+    uint64_t at = UINT64_MAX;
+    if (pm->cursor <= pm->hi && pm->hi - pm->cursor + 1 > pm->ahead)
+        at = earlier(at, pm->blocked_until); /* never-used ports left (not all restored) */
+    if (pm->free_l.head)
+        return now_ms;
+    const struct list *timed[] = {&pm->local_l, &pm->quar_l, &pm->remote_l};
+    for (size_t k = 0; k < 3; k++)
+        if (timed[k]->head)
+            at = earlier(at, get(pm, timed[k]->head)->until_ms); /* FIFO: head ends first */
+    uint16_t port = pm->local_l.head;
+    for (int i = 0; port && i < PORTMAP_SCAN; i++) {
+        const struct entry *e = get(pm, port);
+        if ((e->flags & F_TIMESTAMPS) || pm->pol.local_tw == PM_LOCAL_TW_DESTROY)
+            return now_ms;
+        port = e->next;
+    }
+    if (pm->pol.mode != ISN_OFF && pm->pol.rule.kind != TWRULE_STRICT) {
+        port = pm->remote_l.head;
+        for (int i = 0; port && i < PORTMAP_SCAN; i++) {
+            const struct entry *e = get(pm, port);
+            if (pm->pol.mode == ISN_EXPLICIT && (e->flags & F_ISN_KNOWN))
+                return now_ms;
+            uint64_t dt = now_real_ns - e->syn_real_ns;
+            uint64_t dmono = now_mono_ns > e->syn_mono_ns ? now_mono_ns - e->syn_mono_ns : 0;
+            /* a stepped wall clock voids the prediction until the TIME_WAIT ends */
+            if (pm->pol.mode == ISN_KERNEL && e->syn_mono_ns && now_real_ns >= e->syn_real_ns &&
+                (dt > dmono ? dt - dmono : dmono - dt) <= ISN_KERNEL_MAX_SKEW_NS) {
+                uint64_t safe = isn_kernel_safe_at_ns(dt, e->bytes, pm->pol.kernel_margin);
+                /* on the monotonic clock, rounded up to the next millisecond */
+                uint64_t wait_ms = (safe - dt + 999999) / 1000000;
+                at = earlier(at, now_ms + wait_ms);
+            }
+            port = e->next;
+        }
+    }
+    return at < now_ms ? now_ms : at;
+}
+
 /* ---- reading ----------------------------------------------------------------------- */
 
 void portmap_counts(const portmap *pm, uint32_t counts[PM_NSTATES])

@@ -128,6 +128,15 @@ int portmap_restore(portmap *pm, uint16_t port, enum pm_state state, uint64_t un
  * TIME_WAIT by the backend until <until_ms> (no memory per port). */
 void portmap_block_unknown(portmap *pm, uint64_t until_ms);
 
+/* The earliest time (on now_ms's clock) at which portmap_acquire() could return a port
+ * without any port being released first: now_ms when it could now; a TIME_WAIT or
+ * quarantine ending, or (ISN_KERNEL) the moment the kernel's ISN clock is safely past an
+ * old connection (isn_kernel_safe_at_ns); UINT64_MAX when only a release can help (every
+ * port BUSY, or a wait beyond what the map can tell).  Looks at the same PORTMAP_SCAN
+ * TIME_WAIT entries that acquire would.  Changes nothing.  Times as portmap_acquire. */
+uint64_t portmap_next_usable_ms(const portmap *pm, uint64_t now_ms, uint64_t now_real_ns,
+                                uint64_t now_mono_ns);
+
 /* Move entries whose time is up back to FREE.  Called by acquire; call it before
  * reading counts. */
 void portmap_expire(portmap *pm, uint64_t now_ms);

@@ -104,9 +104,27 @@ static void test_names(void **state)
     assert_string_equal(twrule_kind_name(TWRULE_STRICT), "strict");
 }
 
+/* isn_kernel_safe_at_ns names the first 64 ns tick at which isn_kernel_reuse_safe says yes. */
+static void test_kernel_safe_at(void **state)
+{
+    uint64_t x = 88172645463325252ull;
+    for (int i = 0; i < 20000; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        uint64_t bytes = x % (1ull << 33), dt = (x >> 20) % (600ull * 1000000000ull);
+        uint32_t margin = 1u << (16 + (unsigned)(x % 10));
+        uint64_t at = isn_kernel_safe_at_ns(dt, bytes, margin);
+        assert_true(at >= dt);
+        const uint64_t r0 = 1700000000ull * 1000000000ull, m0 = 1000;
+        assert_true(isn_kernel_reuse_safe(r0, m0, r0 + at, m0 + at, bytes, margin));
+        if (at > dt && at - 64 >= dt)
+            assert_false(isn_kernel_reuse_safe(r0, m0, r0 + at - 64, m0 + at - 64, bytes, margin));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_kernel_safe_at),
         cmocka_unit_test(test_siphash_reference_vectors),
         cmocka_unit_test(test_seq_after),
         cmocka_unit_test(test_reuse_isn_range_and_wrap),

@@ -425,6 +425,69 @@ static void test_failed_reuse_keeps_the_memory(void **state)
     portmap_free(pm);
 }
 
+/* Whenever acquire fails, portmap_next_usable_ms() names the first millisecond at which
+ * it succeeds again with no port released meanwhile: one ms earlier it still fails. */
+static void check_next_usable(enum isn_mode mode, enum twrule_kind rule, uint64_t seed)
+{
+    rng_state = seed;
+    struct portmap_policy pol = policy(mode, rule, PM_LOCAL_TW_AVOID);
+    pol.rule.time_wait_ms = 3000;
+    pol.local_tw_ms = 2000;
+    pol.quarantine_ms = 500;
+    pol.kernel_margin = 1u << 20; /* 67 ms of the kernel clock */
+    portmap *pm = portmap_new(LO, LO + 7, &pol);
+    const uint64_t real_off = 1700000000ull * 1000000000ull;
+    uint64_t now = 0;
+    int checked = 0;
+    for (int round = 0; round < 300; round++) {
+        struct portmap_pick pk;
+        uint16_t held[8];
+        int n = 0;
+        while (n < 8 && portmap_acquire(pm, now, real_off + now * 1000000, now * 1000000, &pk) == 0)
+            held[n++] = pk.port;
+        for (int i = 0; i < n; i++) {
+            int c = (int)(rnd() % 4);
+            struct portmap_release r = {.closer = c == 0 ? PM_CLOSER_NONE
+                                                  : c == 1 ? PM_CLOSER_LOCAL : PM_CLOSER_BACKEND,
+                                        .isn_known = mode == ISN_EXPLICIT, .isn = (uint32_t)rnd(),
+                                        .syn_real_ns = real_off + now * 1000000,
+                                        .syn_mono_ns = now * 1000000 + 1,
+                                        .bytes_to_backend = rnd() % (1u << 22)};
+            if (c == 3)
+                portmap_quarantine(pm, held[i], now);
+            else
+                portmap_release(pm, held[i], &r, now);
+            now += rnd() % 3;
+        }
+        uint64_t at = portmap_next_usable_ms(pm, now, real_off + now * 1000000, now * 1000000);
+        if (at == now)
+            continue;
+        assert_true(at > now && at != UINT64_MAX); /* nothing is BUSY: something ends */
+        uint64_t before = at - 1;
+        if (portmap_acquire(pm, before, real_off + before * 1000000, before * 1000000, &pk) == 0)
+            fail_msg("mode %d rule %d seed %llu: port %u usable at %llu, predicted %llu", mode,
+                     rule, (unsigned long long)seed, pk.port, (unsigned long long)before,
+                     (unsigned long long)at);
+        assert_int_equal(portmap_acquire(pm, at, real_off + at * 1000000, at * 1000000, &pk), 0);
+        struct portmap_release none = {.closer = PM_CLOSER_NONE};
+        portmap_release(pm, pk.port, &none, at);
+        now = at;
+        checked++;
+    }
+    assert_true(checked > 20);
+    portmap_free(pm);
+}
+
+static void test_next_usable(void **state)
+{
+    for (uint64_t seed = 1; seed <= 4; seed++) {
+        check_next_usable(ISN_EXPLICIT, TWRULE_BSD, seed);
+        check_next_usable(ISN_EXPLICIT, TWRULE_STRICT, seed);
+        check_next_usable(ISN_KERNEL, TWRULE_BSD, seed);
+        check_next_usable(ISN_OFF, TWRULE_BSD, seed);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -438,6 +501,7 @@ int main(void)
         cmocka_unit_test(test_memory_shrinks_when_idle),
         cmocka_unit_test(test_random_against_model),
         cmocka_unit_test(test_failed_reuse_keeps_the_memory),
+        cmocka_unit_test(test_next_usable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
