@@ -185,6 +185,11 @@ static void pool_nested(struct keys_ctx *c, const struct key *k, json_t *v, cons
         parse_time_wait(c, v, path, &p->time_wait);
     else if (!strcmp(k->name, "health"))
         parse_health(c, v, path, &p->health, NULL);
+    else if (!strcmp(k->name, "queue")) {
+        keys_fill(&keys_queue, &p->queue);
+        if (keys_check(c, v, path, &keys_queue) == 0)
+            keys_apply(c, v, path, &keys_queue, &p->queue, NULL, NULL);
+    }
     else if (!strcmp(k->name, "backends"))
         parse_backends(c, v, path, p);
 }

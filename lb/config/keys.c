@@ -136,6 +136,7 @@ static const struct key top[] = {
     OBJ("admin", struct config, admin, keys_admin, RELOAD),
     OBJ("log", struct config, log, keys_log, RELOAD),
     INT("drain_timeout_ms", struct config, drain_timeout_ms, 0, 3600000, 10000, RELOAD),
+    INT("max_connections", struct config, max_connections, 0, 10000000, 0, RELOAD),
     {.name = "workers", .type = KT_INT_OR_AUTO, .store = KS_U32, FIELD(struct config, workers),
      .min = 1, .max = CFG_WORKERS_MAX, .dint = 0, .def = "auto", RESTART},
     STR("user", struct config, user, .min = 1, .max = CFG_NAME_MAX,
@@ -150,6 +151,7 @@ static const struct key listener[] = {
     ADDR("bind", struct cfg_listener, bind, NULL, REQUIRED, RELOAD),
     STR("pool", struct cfg_listener, pool_name, REQUIRED, RELOAD),
     INT("backlog", struct cfg_listener, backlog, 1, 65535, 511, RELOAD),
+    INT("max_connections", struct cfg_listener, max_connections, 0, 10000000, 0, RELOAD),
 };
 TABLE(keys_listener, "listeners[]", listener);
 
@@ -168,6 +170,7 @@ static const struct key pool[] = {
     INT("buffer_bytes", struct cfg_pool, buffer_bytes, 4096, 16777216, 65536, RELOAD),
     OBJ("time_wait", struct cfg_pool, time_wait, keys_time_wait, RELOAD),
     OBJ("health", struct cfg_pool, health, keys_health, RELOAD),
+    OBJ("queue", struct cfg_pool, queue, keys_queue, RELOAD),
     LIST("backends", struct cfg_pool, backends, keys_backend, REQUIRED, RELOAD),
 };
 TABLE(keys_pool, "pools[]", pool);
@@ -180,6 +183,7 @@ static const struct key backend[] = {
     OBJ("health", struct cfg_backend, health, keys_health, RELOAD),
     WORD("proxy_protocol", struct cfg_backend, proxy_protocol, parse_proxy, W_PROXY, "none",
          RELOAD),
+    INT("max_connections", struct cfg_backend, max_connections, 0, 10000000, 0, RELOAD),
 };
 TABLE(keys_backend, "pools[].backends[]", backend);
 
@@ -198,6 +202,12 @@ static const struct key health[] = {
     STR("expect", struct cfg_health, expect, .min = 1, .max = CFG_HEALTH_EXPECT_MAX, RELOAD),
 };
 TABLE(keys_health, "health", health);
+
+static const struct key queue[] = {
+    INT("max", struct cfg_queue, max, 1, 1000000, 1024, RELOAD),
+    INT("timeout_ms", struct cfg_queue, timeout_ms, 1, 3600000, 5000, RELOAD),
+};
+TABLE(keys_queue, "queue", queue);
 
 static const struct key reuse[] = {
     WORD("isn", struct cfg_reuse, isn, parse_isn, W_ISN, "auto", RELOAD),
@@ -231,7 +241,8 @@ TABLE(keys_log, "log", log_keys);
 
 const struct key_table *const keys_all[] = {&keys_top,       &keys_listener, &keys_pool,
                                             &keys_backend,   &keys_time_wait, &keys_health,
-                                            &keys_reuse,     &keys_admin,    &keys_log};
+                                            &keys_reuse,     &keys_admin,    &keys_log,
+                                            &keys_queue};
 const size_t keys_all_n = sizeof keys_all / sizeof keys_all[0];
 
 const struct key *keys_find(const struct key_table *t, const char *name)

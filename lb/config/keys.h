@@ -1,7 +1,7 @@
 /* keys.h - the key tables of the configuration, and what is done with them.
  *
  * One table per JSON object (top level, listener, pool, backend, time_wait, health,
- * reuse, admin, log).  An entry says everything about its key: name, JSON type, bounds,
+ * queue, reuse, admin, log).  An entry says everything about its key: name, JSON type, bounds,
  * default, whether it is required, whether a reload may change it, and where its value
  * lives in struct config.  Loading (config.c) walks the tables; the defaults filled in
  * are the ones written here, once; docs/configuration.md is checked against them
@@ -64,7 +64,7 @@ struct key_table {
 };
 
 extern const struct key_table keys_top, keys_listener, keys_pool, keys_backend,
-    keys_time_wait, keys_health, keys_reuse, keys_admin, keys_log;
+    keys_time_wait, keys_health, keys_reuse, keys_admin, keys_log, keys_queue;
 /* Every table, for tests and the documentation check. */
 extern const struct key_table *const keys_all[];
 extern const size_t keys_all_n;

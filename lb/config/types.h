@@ -48,6 +48,14 @@ struct cfg_backend {
     struct cfg_time_wait time_wait; /* the pool's unless overridden */
     struct cfg_health health;       /* the pool's unless overridden */
     enum proxy_protocol proxy_protocol;
+    uint32_t max_connections;       /* connecting + established, every worker; 0: none */
+};
+
+/* Clients waiting for a backend slot or a source port ("queue" in a pool).  Absent:
+ * max 0, no queue (a client nothing can serve now is closed at once). */
+struct cfg_queue {
+    uint32_t max;                   /* clients waiting at once, per worker */
+    uint32_t timeout_ms;            /* the longest a client waits */
 };
 
 struct cfg_pool {
@@ -62,6 +70,7 @@ struct cfg_pool {
     uint32_t buffer_bytes;          /* per direction */
     struct cfg_time_wait time_wait; /* default for its backends */
     struct cfg_health health;       /* default for its backends */
+    struct cfg_queue queue;
     struct cfg_backend *backends;   /* >= 1 */
     size_t n_backends;
 };
@@ -72,6 +81,7 @@ struct cfg_listener {
     char *pool_name;
     size_t pool;     /* index into config.pools */
     uint32_t backlog;
+    uint32_t max_connections;       /* clients served or queued at once; 0: no limit */
 };
 
 struct config {
@@ -101,6 +111,8 @@ struct config {
         int access_log_json;        /* JSON lines instead of key=value */
     } log;
     uint32_t drain_timeout_ms;
+    uint32_t max_connections;       /* clients served or queued at once, every listener
+                                       and worker; 0: no limit */
     uint32_t workers;               /* event loops (threads); 0: "auto", one per CPU */
     char *user;                     /* run as this user once started; NULL: stay */
     char *group;                    /* and this group; NULL: the user's primary group */

@@ -174,11 +174,45 @@ int backend_acquire(struct gen *g, struct backend_rt *be, uint64_t now_ms,
     return -1;
 }
 
+static unsigned *slots_of(struct backend_shared *sh)
+{
+    return sh->flags ? &sh->flags->slots : &sh->slots;
+}
+
+int backend_at_limit(const struct backend_rt *be)
+{
+    uint32_t max = be->cfg->max_connections;
+    return max && __atomic_load_n(slots_of(be->sh), __ATOMIC_RELAXED) >= max;
+}
+
+/* Take a slot of <be> (connecting + established), or -1 at its max_connections.  With
+ * several workers the count is theirs together: add first, and give back on overshoot,
+ * so the limit is never passed. */
+static int slot_take(struct backend_rt *be)
+{
+    uint32_t max = be->cfg->max_connections;
+    unsigned n = __atomic_add_fetch(slots_of(be->sh), 1, __ATOMIC_RELAXED);
+    if (max && n > max) {
+        __atomic_sub_fetch(slots_of(be->sh), 1, __ATOMIC_RELAXED);
+        return -1;
+    }
+    be->sh->slots++;
+    return 0;
+}
+
+void backend_slot_give(struct backend_rt *be)
+{
+    if (be->sh->flags)
+        __atomic_sub_fetch(&be->sh->flags->slots, 1, __ATOMIC_RELAXED);
+    be->sh->slots--;
+}
+
 int backend_pick(struct gen *g, struct pool_rt *pool, uint64_t client_hash, const uint32_t *tried,
                  size_t ntried, uint64_t now_ms, struct backend_rt **be,
                  struct pathset_pick *pick)
 {
     const struct cfg_pool *pc = pool->cfg;
+    int full = 0;
     for (size_t b = 0; b < pc->n_backends; b++) {
         struct backend_rt *cand = &pool->backends[b];
         pool->usable[b] = cand->sh->admin == BE_ENABLED && backend_usable(cand, now_ms);
@@ -190,17 +224,28 @@ int backend_pick(struct gen *g, struct pool_rt *pool, uint64_t client_hash, cons
     }
     for (size_t t = 0; t < ntried; t++)
         pool->usable[tried[t]] = 0;
+    /* A backend at its limit is passed over: its clients spill to the others. */
+    for (size_t b = 0; b < pc->n_backends; b++)
+        if (pool->usable[b] && backend_at_limit(&pool->backends[b])) {
+            pool->usable[b] = 0;
+            full = 1;
+        }
     int exhausted = 0;
     for (;;) {
         int i = balancer_pick(pool->bal, pool->view, pool->usable, client_hash);
         if (i < 0)
-            return exhausted ? -2 : -1;
-        exhausted = 1;
+            return exhausted ? -2 : full ? -3 : -1;
+        pool->usable[i] = 0; /* each backend at most once: the loop ends */
+        if (slot_take(&pool->backends[i]) < 0) {
+            full = 1;
+            continue;
+        }
         if (backend_acquire(g, &pool->backends[i], now_ms, pick) == 0) {
             *be = &pool->backends[i];
             return 0;
         }
-        pool->usable[i] = 0; /* each backend at most once: the loop ends */
+        backend_slot_give(&pool->backends[i]);
+        exhausted = 1;
     }
 }
 

@@ -45,13 +45,19 @@ void backend_note_syn(struct gen *g, struct backend_rt *be, int reuse, int retra
 int backend_acquire(struct gen *g, struct backend_rt *be, uint64_t now_ms,
                     struct pathset_pick *out);
 
-/* Pick a backend of <pool> that is enabled, usable and not among the <ntried> indexes in
- * <tried>, and a port toward it (the port is BUSY on return).  Backends whose every
- * path is out of ports are skipped and counted.  Returns 0; -1 when no backend is
- * usable; -2 when some were, but this worker had no port toward any of them. */
+/* Pick a backend of <pool> that is enabled, usable, below its max_connections and not
+ * among the <ntried> indexes in <tried>, and a port toward it (the port is BUSY and a
+ * slot of the backend taken on return: backend_slot_give() when the connection ends or
+ * fails).  Backends whose every path is out of ports are skipped and counted.  Returns
+ * 0; -1 when no backend is usable; -2 when some were, but this worker had no port
+ * toward any of them; -3 when the usable ones are at their max_connections. */
 int backend_pick(struct gen *g, struct pool_rt *pool, uint64_t client_hash, const uint32_t *tried,
                  size_t ntried, uint64_t now_ms, struct backend_rt **be,
                  struct pathset_pick *pick);
+/* Give back the slot backend_pick() took. */
+void backend_slot_give(struct backend_rt *be);
+/* Is <be> at its max_connections (every worker's connections counted)? */
+int backend_at_limit(const struct backend_rt *be);
 
 /* The operator's word: "enable", "disable" (no new connections, live ones of every
  * generation are aborted now), "drain" (no new connections, live ones finish) or

@@ -11,6 +11,7 @@
 #include "os/clock.h"
 #include "os/sockprep.h"
 #include "runtime/backend.h"
+#include "runtime/queue.h"
 
 /* Passive ejection: this many failed connects in a row take a backend out for 1 s,
  * doubling per ejection in a row up to 60 s (core/health.h). */
@@ -267,6 +268,8 @@ static void gen_destroy(struct gen *g, int own_cfg)
                     if (be->sh && --be->sh->refs == 0)
                         free(be->sh);
                 }
+            if (pool->gen)
+                queue_pool_done(pool);
             balancer_free(pool->bal);
             free(pool->backends);
             free(pool->view);

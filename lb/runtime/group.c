@@ -13,6 +13,8 @@
 #include "os/clock.h"
 #include "os/log.h"
 #include "os/statefile.h"
+#include "runtime/limits.h"
+#include "runtime/queue.h"
 #include "runtime/session.h"
 #include "runtime/snapshot.h"
 #include "runtime/state.h"
@@ -36,6 +38,7 @@ struct slot {
     int thread_started;
     uv_loop_t loop;
     uv_async_t inbox;
+    uv_async_t wake;              /* limits or slots may have freed (wake_others) */
     struct worker *w;
     struct msg *head, *tail;      /* under g->mu */
     int inbox_closed;             /* under g->mu: nothing more may be posted */
@@ -68,6 +71,14 @@ struct group {
     struct snapshot *snap;        /* the last view */
     pthread_mutex_t flags_mu;
     struct flag *flags;
+    struct count *counts;         /* under flags_mu; kept until the group is freed */
+};
+
+/* A counter every worker shares (limits.h), by key. */
+struct count {
+    struct count *next;
+    char *key;
+    unsigned n;
 };
 
 /* ---- messages ------------------------------------------------------------------ */
@@ -265,6 +276,45 @@ static struct backend_flags *shared_flags(void *arg, const char *pool,
     return f ? &f->f : NULL;
 }
 
+static unsigned *shared_count(void *arg, const char *key)
+{
+    struct group *g = arg;
+    pthread_mutex_lock(&g->flags_mu);
+    struct count *c = g->counts;
+    while (c && strcmp(c->key, key))
+        c = c->next;
+    if (!c && (c = calloc(1, sizeof *c))) {
+        if (!(c->key = strdup(key))) {
+            free(c);
+            c = NULL;
+        } else {
+            c->next = g->counts;
+            g->counts = c;
+        }
+    }
+    pthread_mutex_unlock(&g->flags_mu);
+    return c ? &c->n : NULL;
+}
+
+static void on_wake(uv_async_t *a)
+{
+    struct slot *s = a->data;
+    limits_resume(s->w);
+    queue_kick(s->w);
+}
+
+/* Wake every other worker (uv_async_send coalesces: a burst of ends is one wake-up). */
+static void wake_others(struct worker *w)
+{
+    struct slot *from = w->data;
+    struct group *g = from->g;
+    pthread_mutex_lock(&g->mu);
+    for (unsigned i = 0; i < g->n; i++)
+        if (i != from->index && !g->slots[i].inbox_closed && g->slots[i].w)
+            uv_async_send(&g->slots[i].wake);
+    pthread_mutex_unlock(&g->mu);
+}
+
 /* ---- the worker threads ----------------------------------------------------------- */
 
 static void *thread_main(void *arg)
@@ -276,6 +326,8 @@ static void *thread_main(void *arg)
     uv_loop_init(&s->loop);
     uv_async_init(&s->loop, &s->inbox, on_inbox);
     s->inbox.data = s;
+    uv_async_init(&s->loop, &s->wake, on_wake);
+    s->wake.data = s;
     s->w = worker_new(&s->loop, s->index, g->n, &g->key, err, sizeof err);
     if (s->w) {
         s->w->data = s;
@@ -283,6 +335,8 @@ static void *thread_main(void *arg)
             s->w->shared_flags = shared_flags;
             s->w->shared_arg = g;
             s->w->hand_over = hand_over;
+            s->w->shared_count = shared_count;
+            s->w->wake_others = wake_others;
         }
         rc = worker_start(s->w, config_ref(g->cfg), err, sizeof err);
     }
@@ -308,6 +362,7 @@ static void do_close(struct slot *s, void *arg)
     s->inbox_closed = 1;
     pthread_mutex_unlock(&s->g->mu);
     uv_close((uv_handle_t *)&s->inbox, NULL);
+    uv_close((uv_handle_t *)&s->wake, NULL);
 }
 
 static void free_group(struct group *g)
@@ -321,6 +376,12 @@ static void free_group(struct group *g)
         free(f->name);
         free(f->addr);
         free(f);
+    }
+    while (g->counts) {
+        struct count *c = g->counts;
+        g->counts = c->next;
+        free(c->key);
+        free(c);
     }
     pthread_mutex_destroy(&g->mu);
     pthread_cond_destroy(&g->cv);

@@ -10,12 +10,21 @@
 #include <unistd.h>
 
 #include "os/log.h"
+#include "runtime/limits.h"
 #include "runtime/local.h"
 #include "runtime/session.h"
 
 /* Clients accepted per readiness event at most, so one busy listener cannot starve the
  * rest of the loop. */
 #define ACCEPT_BATCH 64
+
+/* Close a client at once with a reset, before anything is read or sent. */
+static void refuse(int fd)
+{
+    struct linger lg = {1, 0};
+    (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    close(fd);
+}
 
 /* Out of descriptors with clients waiting: the listening socket stays readable, so
  * accept them with the descriptor kept in reserve and close them at once (they see a
@@ -40,9 +49,7 @@ static void drop_waiting(struct listener_rt *lis, int err)
     w->reserve_fd = -1;
     int fd, dropped = 0;
     while ((fd = accept4(lis->fd, NULL, NULL, SOCK_CLOEXEC)) >= 0 && dropped < ACCEPT_BATCH) {
-        struct linger lg = {1, 0};
-        (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-        close(fd);
+        refuse(fd);
         dropped++;
         local_error(w, where, err);
     }
@@ -55,6 +62,10 @@ static void on_readable(uv_poll_t *p, int status, int events)
 {
     struct listener_rt *lis = p->data;
     for (int i = 0; i < ACCEPT_BATCH; i++) {
+        if (limits_full(lis)) { /* the rest wait in the backlog (limits.h) */
+            limits_pause(lis);
+            return;
+        }
         union {
             struct sockaddr sa;
             struct sockaddr_in6 in6;
@@ -75,7 +86,13 @@ static void on_readable(uv_poll_t *p, int status, int events)
             return;
         }
         lis->connections_total++;
-        session_accept(lis->gen, lis->cfg, fd, &peer.sa, len);
+        if (limits_take(lis) < 0) { /* another worker took the last slot meanwhile */
+            REJECTED_LIS(lis, REJ_MAX_CONNECTIONS); /* XXX merge acl */
+            refuse(fd);
+            limits_pause(lis);
+            return;
+        }
+        session_accept(lis->gen, lis->cfg, fd, &peer.sa, len, lis->live);
     }
 }
 
@@ -88,8 +105,13 @@ static void listener_closed(uv_handle_t *h)
 
 static void listener_close(struct listener_rt *lis)
 {
-    if (lis)
-        uv_close((uv_handle_t *)&lis->poll, listener_closed);
+    if (!lis)
+        return;
+    if (lis->paused_limit) {
+        lis->paused_limit = 0;
+        __atomic_sub_fetch(lis->gen->w->paused_all, 1, __ATOMIC_RELAXED);
+    }
+    uv_close((uv_handle_t *)&lis->poll, listener_closed);
 }
 
 /* A bound socket for <bind>.  With several workers each has its own listening socket on
@@ -188,6 +210,7 @@ int listener_open_all(struct gen *g, struct gen *prev, char *err, size_t errlen)
         for (size_t i = 0; i < c->n_listeners; i++) {
             g->listeners[i]->gen = g;
             g->listeners[i]->cfg = &c->listeners[i];
+            g->listeners[i]->live = limits_listener_count(g->w, c->listeners[i].name);
         }
     }
     free(from);
@@ -214,9 +237,17 @@ void listener_resume_all(struct gen *g)
 {
     for (size_t i = 0; i < g->cfg->n_listeners; i++) {
         struct listener_rt *lis = g->listeners[i];
-        if (lis && lis->paused && uv_poll_start(&lis->poll, UV_READABLE, on_readable) == 0)
+        if (lis && lis->paused) {
             lis->paused = 0;
+            listener_poll(lis);
+        }
     }
+}
+
+void listener_poll(struct listener_rt *lis)
+{
+    if (!lis->paused && !lis->paused_limit)
+        (void)uv_poll_start(&lis->poll, UV_READABLE, on_readable);
 }
 
 void listener_close_all(struct gen *g)

@@ -21,6 +21,9 @@ void listener_give_back(struct gen *g, struct gen *prev);
  * housekeeping tick calls this). */
 void listener_resume_all(struct gen *g);
 
+/* Poll <lis> again unless it is paused (descriptors or a limit). */
+void listener_poll(struct listener_rt *lis);
+
 /* Stop listening on every listener still open in <g>. */
 void listener_close_all(struct gen *g);
 

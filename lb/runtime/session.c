@@ -3,6 +3,9 @@
  *   state         what is going on                          leaves on
  *   S_CONNECTING  backend connect in flight; the client is  connect ok -> S_PUMPING
  *                 not read (its bytes wait in the kernel)   failure/timeout -> S_RETRY
+ *                                                           no slot or port -> S_QUEUED
+ *   S_QUEUED      waiting in its pool's queue (queue.c),    its turn -> S_CONNECTING
+ *                 nothing held, the client not read         timeout, left -> S_CLOSING
  *   S_RETRY       the failed upconn is closing; the next    closed -> S_CONNECTING
  *                 try starts from its close callback        no try left -> S_CLOSING
  *   S_PUMPING     bytes flow both ways; one side may have   both FINs passed on -> S_CLOSING
@@ -27,7 +30,9 @@
 #include "runtime/accesslog.h"
 #include "runtime/backend.h"
 #include "runtime/gen.h"
+#include "runtime/limits.h"
 #include "runtime/local.h"
+#include "runtime/queue.h"
 #include "runtime/upconn.h"
 
 static const char *session_end_name(enum session_end e)
@@ -44,8 +49,10 @@ static const char *session_end_name(enum session_end e)
         [END_BACKEND_DISABLED] = "backend_disabled",
         [END_HANDED_OVER] = "handed_over",
         [END_LOCAL_ERROR] = "local_error",
+        [END_QUEUE_FULL] = "queue_full",
+        [END_QUEUE_TIMEOUT] = "queue_timeout",
     };
-    return e <= END_LOCAL_ERROR ? names[e] : "?";
+    return e <= END_QUEUE_TIMEOUT ? names[e] : "?";
 }
 
 static void try_connect(struct session *s);
@@ -144,6 +151,19 @@ static void access_log(const struct session *s)
     accesslog_write(&r);
 }
 
+/* Give back the backend slot backend_pick() took; a queued client of another worker
+ * may wait for it. */
+static void release_slot(struct session *s)
+{
+    if (!s->slot_held)
+        return;
+    s->slot_held = 0;
+    backend_slot_give(s->up.be);
+    struct worker *w = s->w;
+    if (w->wake_others && __atomic_load_n(w->queued_all, __ATOMIC_RELAXED) > w->queued_here)
+        w->wake_others(w);
+}
+
 static void one_closed(struct session *s)
 {
     if (--s->pending_closes > 0)
@@ -154,9 +174,14 @@ static void one_closed(struct session *s)
         backend_active_add(s->up.be, -1);
         s->counted_active = 0;
     }
+    release_slot(s);
     if (s->end != END_HANDED_OVER) /* the worker that took it logs it */
         access_log(s);
+    struct worker *w = s->w;
+    if (s->counted_live)
+        limits_give(w, s->lis_live);
     session_put(s);
+    queue_kick(w); /* its port and slot may be what a queued client waits for */
 }
 
 static void on_handle_closed(uv_handle_t *h)
@@ -185,6 +210,7 @@ void session_close(struct session *s, enum session_end why)
 {
     if (s->state == S_CLOSING)
         return;
+    queue_remove(s); /* if it was waiting */
     int retrying = s->state == S_RETRY; /* the upconn is closing already */
     s->state = S_CLOSING;
     if (s->end == END_NONE)
@@ -272,6 +298,7 @@ static void on_retry_closed(struct upconn *u)
     s->pending_closes--;
     s->state = S_CONNECTING;
     try_connect(s);
+    queue_kick(s->w); /* the failed try gave its port back */
 }
 
 /* The current try failed (<no_port>: the kernel refused every port toward the backend,
@@ -284,6 +311,7 @@ static void connect_failed(struct session *s, int err, int no_port)
         blame_backend(s, err);
     backend_unlink(&s->link);
     timers_cancel(s->w, &s->deadline);
+    release_slot(s);
     s->state = S_RETRY;
     s->pending_closes++;
     if (!upconn_close(&s->up, 1, on_retry_closed)) {
@@ -396,6 +424,27 @@ static void on_up_connect(struct upconn *u, int status)
     pump_start(s);
 }
 
+/* Nothing can serve <s> now (<picked>: backend_pick's answer): wait in the queue if its
+ * pool has one and some backend could take it later, else close it, counted. */
+static void cannot_serve(struct session *s, int picked)
+{
+    if (s->state == S_QUEUED)
+        return; /* it keeps its place until its turn or its timeout */
+    if (picked != -1) { /* a backend is usable, only busy: it may take the client later */
+        if (queue_push(s) == 0)
+            return;
+        if (s->pool->cfg->queue.max) {
+            REJECTED_S(s, REJ_QUEUE_FULL); /* XXX merge acl */
+            s->w->no_backend_total++;
+            session_close(s, END_QUEUE_FULL);
+            return;
+        }
+    }
+    REJECTED_S(s, REJ_NO_BACKEND); /* XXX merge acl */
+    s->w->no_backend_total++;
+    session_close(s, s->nfailed ? END_CONNECT_FAILED : END_NO_BACKEND);
+}
+
 /* Start the next try: pick a backend and a port, connect.  Each backend is picked at
  * most once per client, so the loop ends. */
 static void try_connect(struct session *s)
@@ -411,14 +460,15 @@ static void try_connect(struct session *s)
         struct pathset_pick pick;
         int picked = backend_pick(s->g, s->pool, s->client_hash, s->tried, s->ntried,
                                   session_now_ms(s), &be, &pick);
-        if (picked == -2 && !s->nfailed && hand_over(s) == 0)
+        if (picked == -2 && !s->nfailed && s->state != S_QUEUED && hand_over(s) == 0)
             return;
         if (picked < 0) {
-            s->w->no_backend_total++;
-            session_close(s, s->nfailed ? END_CONNECT_FAILED : END_NO_BACKEND);
+            cannot_serve(s, picked);
             return;
         }
+        queue_remove(s); /* its turn, if it waited */
         s->up_used = 1;
+        s->slot_held = 1;
         int r = upconn_open(&s->up, s->g, be, &pick, on_up_connect);
         if (r == 0) {
             s->link.abort = abort_on_disable;
@@ -427,6 +477,7 @@ static void try_connect(struct session *s)
             timers_set(s->w, &s->deadline, session_now_ms(s) + pc->connect_timeout_ms);
             return;
         }
+        release_slot(s);
         if (r == UPCONN_NO_PORT) {
             if (tried_add(s, (uint32_t)be->index) < 0)
                 break;
@@ -444,6 +495,12 @@ static void try_connect(struct session *s)
         blame_backend(s, r);
     }
     session_close(s, END_NO_BACKEND);
+}
+
+int session_serve_queued(struct session *s)
+{
+    try_connect(s);
+    return s->state != S_QUEUED;
 }
 
 /* ---- accept ---------------------------------------------------------------------- */
@@ -495,14 +552,17 @@ static void session_begin(struct session *s)
 }
 
 void session_accept(struct gen *g, const struct cfg_listener *lc, int fd,
-                    const struct sockaddr *peer, socklen_t peerlen)
+                    const struct sockaddr *peer, socklen_t peerlen, unsigned *lis_live)
 {
     struct session *s = session_new(g, lc);
     if (!s) {
         local_error(g->w, "session", UV_ENOMEM); /* refuse this one client */
+        limits_give(g->w, lis_live);
         close(fd);
         return;
     }
+    s->lis_live = lis_live;
+    s->counted_live = 1;
     if (uv_tcp_open(&s->client, fd) != 0) {
         close(fd);
         session_close(s, END_CLIENT_ERROR);
@@ -526,6 +586,9 @@ void session_adopt(struct worker *w, int fd, const char *listener, unsigned hops
         return;
     }
     s->hops = hops;
+    s->lis_live = limits_listener_count(w, listener);
+    limits_take_adopted(w, s->lis_live);
+    s->counted_live = 1;
     if (uv_tcp_open(&s->client, fd) != 0) {
         close(fd);
         session_close(s, END_CLIENT_ERROR);

@@ -22,13 +22,16 @@ enum session_end {
     END_BACKEND_DISABLED, /* the operator disabled its backend */
     END_HANDED_OVER,     /* no port left here: the client went to another worker */
     END_LOCAL_ERROR,     /* this machine ran out of descriptors, buffers or memory */
+    END_QUEUE_FULL,      /* nothing could serve it now and its pool's queue was full */
+    END_QUEUE_TIMEOUT,   /* it waited in its pool's queue for queue.timeout_ms */
 };
 
 /* Take over client connection <fd> (non-blocking), accepted from <peer> on listener <lc>
  * of generation <g>, and start connecting to a backend of the listener's pool.  The fd is
- * the session's from now on (closed on failure). */
+ * the session's from now on (closed on failure).  The client is counted in <lis_live>
+ * and the worker's live_all already (limits_take): the session gives them back. */
 void session_accept(struct gen *g, const struct cfg_listener *lc, int fd,
-                    const struct sockaddr *peer, socklen_t peerlen);
+                    const struct sockaddr *peer, socklen_t peerlen, unsigned *lis_live);
 
 /* Take over client connection <fd> that another worker accepted on listener <listener>
  * of the current generation and could not serve (runtime/types.h: hand_over); <hops>

@@ -1,5 +1,6 @@
-/* session_int.h - the inside of a session, shared by its two halves: session.c (accept,
- * connect, retry, close) and pump.c (bytes both ways).  Not for other modules. */
+/* session_int.h - the inside of a session, shared by its parts: session.c (accept,
+ * connect, retry, close), pump.c (bytes both ways) and queue.c (waiting for a backend
+ * slot or a port).  Not for other modules. */
 #ifndef TWLB_SESSION_INT_H
 #define TWLB_SESSION_INT_H
 
@@ -11,7 +12,7 @@
 #include "runtime/session.h"
 #include "runtime/upconn.h"
 
-enum session_state { S_CONNECTING, S_RETRY, S_PUMPING, S_CLOSING };
+enum session_state { S_CONNECTING, S_QUEUED, S_RETRY, S_PUMPING, S_CLOSING };
 
 /* One direction of the pump: bytes read from <src> are written to <dst>. */
 struct pump {
@@ -59,6 +60,12 @@ struct session {
     size_t nfailed;              /* tries that failed (pool "retries" bounds them) */
     unsigned hops;               /* workers that had no port for it before this one */
     uint32_t pplen;              /* bytes of PROXY header sent to the backend */
+    unsigned *lis_live;          /* its listener's live-client counter (limits.h) */
+    unsigned counted_live : 1;   /* counted in lis_live and w->live_all */
+    unsigned slot_held : 1;      /* holds a slot of up.be (backend max_connections) */
+    struct session *q_next, *q_prev; /* in its pool's queue while S_QUEUED (queue.h) */
+    struct qwatch *watch;        /* notices the client leaving while queued */
+    uint64_t queued_ms;          /* when it entered the queue */
 
     struct pump c2b, b2c;
     uint64_t last_activity;
@@ -67,6 +74,10 @@ struct session {
 /* The backend connection is established: start moving bytes both ways, with the idle
  * timeout of the session's pool (pump.c). */
 void pump_start(struct session *s);
+
+/* A queued session's turn (queue.c): try to connect it now.  Returns 1 when it left the
+ * queue (connecting, or closed), 0 when it must go on waiting (session.c). */
+int session_serve_queued(struct session *s);
 
 /* End the session: the first reason is kept (session.c). */
 void session_close(struct session *s, enum session_end why);

@@ -61,6 +61,7 @@ struct backend_flags {
     int demoted;                   /* its explicit-ISN reuses were rejected: strict now */
     unsigned rejects_in_row;       /* rejected explicit-ISN reuses in a row, any worker */
     unsigned active;               /* live connections of every worker (least_conn) */
+    unsigned slots;                /* connecting + established, every worker (max_connections) */
 };
 
 /* A link in a backend's list of live client connections, so that disabling a backend
@@ -74,6 +75,7 @@ struct backend_shared {
     unsigned refs;
     struct backend_stats st;
     uint32_t active;               /* live connections, all generations */
+    uint32_t slots;                /* connecting + established (max_connections) */
     unsigned reuse_rejects_in_row; /* SYN retransmits on reused 4-tuples, consecutive */
     int demoted;                   /* treated as strict after repeated rejects */
     enum backend_admin admin;
@@ -82,6 +84,12 @@ struct backend_shared {
     struct be_link conns;          /* list head of live client connections */
     struct backend_flags *flags;   /* shared by every worker, NULL with one worker */
     int probes_here;               /* this worker runs the probes (worker 0) */
+};
+
+/* A connection's deadline on its worker's timer (runtime/timers.h). */
+struct wtimer {
+    struct timeq_item it;
+    void (*fn)(struct wtimer *t);
 };
 
 struct pool_rt;
@@ -105,6 +113,9 @@ struct pool_rt {
     struct balance_backend *view;  /* the balancer's view: name, weight, active */
     uint8_t *usable;               /* scratch for one pick */
     balancer *bal;
+    struct session *q_head, *q_tail; /* clients waiting for a slot or a port (queue.h) */
+    uint32_t q_len;
+    struct wtimer q_timer;         /* the earliest moment a port may be usable again */
 };
 
 struct gen;
@@ -115,6 +126,8 @@ struct listener_rt {
     int fd;                        /* the listening socket; twlb accepts by itself */
     uv_poll_t poll;
     int paused;                    /* out of descriptors: not polled until the next tick */
+    int paused_limit;              /* at max_connections: not polled until one ends */
+    unsigned *live;                /* its clients, every worker (limits.h) */
     uint64_t connections_total;
 };
 
@@ -137,12 +150,6 @@ struct gen {
 struct session;
 struct wbuf;
 
-/* A connection's deadline on its worker's timer (runtime/timers.h). */
-struct wtimer {
-    struct timeq_item it;
-    void (*fn)(struct wtimer *t);
-};
-
 struct worker {
     uv_loop_t *loop;
     unsigned index, nworkers;      /* this worker's number, and how many there are */
@@ -157,6 +164,18 @@ struct worker {
      * backend; <hops>: workers that tried already.  Returns 0 (the fd is the other
      * worker's now) or -1.  NULL with one worker. */
     int (*hand_over)(struct worker *w, int fd, const char *listener, unsigned hops);
+    /* Counters every worker shares (limits.h), by key; NULL with one worker, whose
+     * counters are its own (own_counts). */
+    unsigned *(*shared_count)(void *arg, const char *key);
+    struct live_count *own_counts;
+    unsigned *live_all;            /* clients served or queued, every worker */
+    unsigned *paused_all;          /* listeners paused at a limit, every worker */
+    unsigned *queued_all;          /* clients queued, every worker */
+    /* Wake the other workers: a limit or a backend slot may have freed (NULL: alone). */
+    void (*wake_others)(struct worker *w);
+    uint32_t queued_here;          /* clients in this worker's queues */
+    int serving_queues;            /* queue_kick() is running (no recursion) */
+    int queues_again;              /* and was asked again meanwhile */
     struct gen *cur;               /* the current generation */
     struct gen *gens;              /* every generation alive, the current one first */
     struct isn_key isn_key;        /* RFC 6528 secret, from getrandom(), kept on reload */

@@ -17,6 +17,8 @@
 #include "runtime/check.h"
 #include "runtime/gen.h"
 #include "runtime/listener.h"
+#include "runtime/limits.h"
+#include "runtime/queue.h"
 #include "runtime/session.h"
 #include "runtime/state.h"
 #include "runtime/timers.h"
@@ -51,6 +53,7 @@ static void on_tick(uv_timer_t *t)
         w->reserve_fd = open("/", O_RDONLY | O_CLOEXEC);
     if (!w->draining)
         listener_resume_all(g);
+    limits_resume(w);
     for (size_t p = 0; p < g->cfg->n_pools; p++)
         for (size_t b = 0; b < g->cfg->pools[p].n_backends; b++) {
             struct backend_rt *be = &g->pools[p].backends[b];
@@ -58,6 +61,7 @@ static void on_tick(uv_timer_t *t)
             pathset_expire(be->ps, now);
         }
     backend_state_log_flush(w, now);
+    queue_kick(w); /* a backend may have come back up */
     trim_after_a_fall(w);
 }
 
@@ -98,6 +102,10 @@ int worker_start(struct worker *w, struct config *cfg, char *err, size_t errlen)
         return -ENOMEM;
     }
     w->cur = w->gens = g;
+    if (limits_init(w) < 0) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
     /* What the backends and our kernel still remember, before the first connect. */
     state_load(g);
     int r = listener_open_all(g, NULL, err, errlen);
@@ -160,6 +168,7 @@ void worker_reload_commit(struct worker *w)
     gen_commit(g);
     check_stop_all(old);
     listener_close_all(old); /* the listeners that are not in the new config */
+    limits_resume(w);        /* the limits may have changed */
     gen_retire(old);         /* its sessions finish on their old backends */
     if (w->index == 0) {
         int n = check_start_all(g);
@@ -206,6 +215,7 @@ void worker_free(struct worker *w)
         return;
     session_free_cache(w);
     buffers_free_all(w);
+    limits_free(w);
     if (w->reserve_fd >= 0)
         close(w->reserve_fd);
     while (w->gens) {

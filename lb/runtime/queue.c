@@ -1,0 +1,214 @@
+/* queue.c - see queue.h.  The third part of a session's life, with session.c and pump.c:
+ * it shares their struct (session_int.h). */
+#include "runtime/queue.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "os/clock.h"
+#include "runtime/backend.h"
+#include "runtime/limits.h"
+#include "runtime/session_int.h"
+
+/* Watches a queued client's socket through a duplicate descriptor: readable with
+ * nothing to read means it closed (or reset) and gave up. */
+struct qwatch {
+    uv_poll_t poll;
+    int fd;
+    struct session *s; /* NULL once the session left the queue */
+};
+
+static void watch_closed(uv_handle_t *h)
+{
+    struct qwatch *q = h->data;
+    close(q->fd);
+    free(q);
+}
+
+static void watch_stop(struct session *s)
+{
+    struct qwatch *q = s->watch;
+    if (!q)
+        return;
+    s->watch = NULL;
+    q->s = NULL;
+    uv_close((uv_handle_t *)&q->poll, watch_closed);
+}
+
+static void on_watch(uv_poll_t *p, int status, int events)
+{
+    struct qwatch *q = p->data;
+    struct session *s = q->s;
+    if (!s)
+        return;
+    char c;
+    ssize_t r = status < 0 ? -1 : recv(q->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (r < 0 && status == 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (r > 0) { /* it sent its request: it waits for the answer, stay queued */
+        uv_poll_stop(p);
+        return;
+    }
+    session_close(s, END_CLIENT_ERROR); /* closed or reset while waiting */
+}
+
+static void watch_start(struct session *s)
+{
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&s->client, &fd) != 0)
+        return;
+    struct qwatch *q = malloc(sizeof *q);
+    if (!q)
+        return; /* not watched: it still leaves on its timeout */
+    if ((q->fd = dup(fd)) < 0) {
+        free(q);
+        return;
+    }
+    q->s = s;
+    if (uv_poll_init(s->w->loop, &q->poll, q->fd) != 0) {
+        close(q->fd);
+        free(q);
+        return;
+    }
+    q->poll.data = q;
+    s->watch = q;
+    if (uv_poll_start(&q->poll, UV_READABLE, on_watch) != 0)
+        watch_stop(s);
+}
+
+static void on_queue_timeout(struct wtimer *t)
+{
+    struct session *s = (struct session *)((char *)t - offsetof(struct session, deadline));
+    REJECTED_S(s, REJ_QUEUE_TIMEOUT); /* XXX merge acl */
+    session_close(s, END_QUEUE_TIMEOUT);
+}
+
+static void add_queued(struct worker *w, int d)
+{
+    w->queued_here += (uint32_t)d;
+    __atomic_add_fetch(w->queued_all, (unsigned)d, __ATOMIC_RELAXED);
+}
+
+int queue_push(struct session *s)
+{
+    struct pool_rt *pool = s->pool;
+    const struct cfg_queue *qc = &pool->cfg->queue;
+    if (!qc->max || pool->q_len >= qc->max)
+        return -1;
+    s->q_next = NULL;
+    s->q_prev = pool->q_tail;
+    if (pool->q_tail)
+        pool->q_tail->q_next = s;
+    else
+        pool->q_head = s;
+    pool->q_tail = s;
+    pool->q_len++;
+    add_queued(s->w, 1);
+    s->state = S_QUEUED;
+    s->queued_ms = session_now_ms(s);
+    s->deadline.fn = on_queue_timeout;
+    timers_set(s->w, &s->deadline, s->queued_ms + qc->timeout_ms);
+    watch_start(s);
+    /* The first in line: wake when a port may come back by itself. */
+    if (pool->q_head == s)
+        queue_kick(s->w);
+    return 0;
+}
+
+void queue_remove(struct session *s)
+{
+    struct pool_rt *pool = s->pool;
+    if (s->state != S_QUEUED)
+        return;
+    if (s->q_prev)
+        s->q_prev->q_next = s->q_next;
+    else
+        pool->q_head = s->q_next;
+    if (s->q_next)
+        s->q_next->q_prev = s->q_prev;
+    else
+        pool->q_tail = s->q_prev;
+    s->q_next = s->q_prev = NULL;
+    pool->q_len--;
+    add_queued(s->w, -1);
+    s->state = S_CONNECTING;
+    timers_cancel(s->w, &s->deadline);
+    watch_stop(s);
+    if (!pool->q_len)
+        timers_cancel(s->w, &pool->q_timer);
+}
+
+/* The earliest moment a port toward a backend the head of the queue may use could come
+ * back by itself; the timer is armed for it (not at all when only a session ending can
+ * help: that kicks the queue). */
+static void arm(struct pool_rt *pool)
+{
+    struct worker *w = pool->gen->w;
+    const struct session *head = pool->q_head;
+    uint64_t now = worker_now_ms(w), at = UINT64_MAX;
+    uint64_t real = clock_real_ns(), mono = clock_mono_ns();
+    for (size_t b = 0; b < pool->cfg->n_backends; b++) {
+        struct backend_rt *be = &pool->backends[b];
+        int tried = 0;
+        for (size_t t = 0; t < head->ntried && !tried; t++)
+            tried = head->tried[t] == b;
+        if (tried || be->sh->admin != BE_ENABLED || !backend_usable(be, now) ||
+            backend_at_limit(be))
+            continue;
+        uint64_t t = pathset_next_usable_ms(be->ps, now, real, mono);
+        if (t < at)
+            at = t;
+    }
+    if (at == UINT64_MAX) {
+        timers_cancel(w, &pool->q_timer);
+        return;
+    }
+    timers_set(w, &pool->q_timer, at > now ? at : now + 1); /* never a busy loop */
+}
+
+/* Serve the queue from its head while clients can be served. */
+static void serve(struct pool_rt *pool)
+{
+    while (pool->q_head) {
+        if (!session_serve_queued(pool->q_head)) {
+            arm(pool);
+            return;
+        }
+    }
+}
+
+static void on_pool_timer(struct wtimer *t)
+{
+    struct pool_rt *pool = (struct pool_rt *)((char *)t - offsetof(struct pool_rt, q_timer));
+    queue_kick(pool->gen->w);
+}
+
+void queue_kick(struct worker *w)
+{
+    if (!w->queued_here)
+        return;
+    if (w->serving_queues) { /* a session closed while a queue was served */
+        w->queues_again = 1;
+        return;
+    }
+    w->serving_queues = 1;
+    do {
+        w->queues_again = 0;
+        for (struct gen *g = w->gens; g; g = g->next)
+            for (size_t p = 0; p < g->cfg->n_pools; p++) {
+                struct pool_rt *pool = &g->pools[p];
+                pool->q_timer.fn = on_pool_timer;
+                if (pool->q_len)
+                    serve(pool);
+            }
+    } while (w->queues_again);
+    w->serving_queues = 0;
+}
+
+void queue_pool_done(struct pool_rt *pool)
+{
+    timers_cancel(pool->gen->w, &pool->q_timer);
+}
