@@ -78,6 +78,8 @@ UNIT_LINK_test_kdiag    := $(OS_OBJS)
 UNIT_LINK_test_config   := $(CONFIG_OBJS) $(OS_OBJS)
 UNIT_LINK_test_worker   := $(RUNTIME_OBJS) $(CONFIG_OBJS) $(OS_OBJS)
 UNIT_LINK_test_simulate := $(BUILD)/lb/sim/model.o
+UNIT_LINK_test_metrics  := $(addprefix $(BUILD)/lb/admin/,metrics.o walk.o prom.o procinfo.o) \
+                           $(RUNTIME_OBJS) $(CONFIG_OBJS) $(OS_OBJS)
 # The model is pure, on the core: a call into libuv or jansson must fail its link.
 UNIT_LIBS_test_simulate := -lm
 

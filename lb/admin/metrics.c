@@ -6,7 +6,12 @@
 
 const char *metric_type_name(enum metric_type t)
 {
-    return t == METRIC_COUNTER ? "counter" : "gauge";
+    switch (t) {
+    case METRIC_COUNTER: return "counter";
+    case METRIC_GAUGE: return "gauge";
+    case METRIC_HISTOGRAM: return "histogram";
+    }
+    return "untyped";
 }
 
 const char *const *metric_scope_labels(enum metric_scope s)
@@ -15,11 +20,13 @@ const char *const *metric_scope_labels(enum metric_scope s)
     static const char *const listener[] = {"listener", NULL};
     static const char *const backend[] = {"pool", "backend", NULL};
     static const char *const path[] = {"pool", "backend", "inside", NULL};
+    static const char *const pool[] = {"pool", NULL};
     switch (s) {
     case METRIC_GLOBAL: return none;
     case METRIC_LISTENER: return listener;
     case METRIC_BACKEND: return backend;
     case METRIC_PATH: return path;
+    case METRIC_POOL: return pool;
     }
     return none;
 }
@@ -58,6 +65,7 @@ static int64_t rd_bytes(const struct metric_src *s, size_t k)
 {
     return (int64_t)(k == 0 ? s->be.st->bytes_to_backend : s->be.st->bytes_to_client);
 }
+static const struct hist *rd_connect_hist(const struct metric_src *s) { return s->be.connect; }
 static int64_t rd_ports(const struct metric_src *s, size_t k) { return s->ports[k]; }
 static int64_t rd_reuses(const struct metric_src *s, size_t k) { return (int64_t)s->reuses_total; }
 static int64_t rd_backend_up(const struct metric_src *s, size_t k) { return s->be.up; }
@@ -77,6 +85,7 @@ static int64_t rd_resident(const struct metric_src *s, size_t k) { return procin
 
 #define COUNTER METRIC_COUNTER
 #define GAUGE METRIC_GAUGE
+#define HISTOGRAM METRIC_HISTOGRAM
 #define ONE .nvalues = 1
 #define JSON(how, key) .json = METRIC_JSON_##how, .json_key = key
 
@@ -97,6 +106,10 @@ const struct metric_family metrics_table[] = {
     {mname, COUNTER, mhelp, METRIC_BACKEND, ONE, .read = rd_##fld, JSON(INT, #fld)},
     BACKEND_COUNTERS(X)
 #undef X
+    {"twlb_backend_connect_seconds", HISTOGRAM,
+     "Time from connect() to the established connection, for successful backend "
+     "connects of client sessions", METRIC_BACKEND, ONE, .read_hist = rd_connect_hist,
+     JSON(HIST, "connect_seconds")},
     {"twlb_bytes_total", COUNTER, "Bytes forwarded, by direction", METRIC_BACKEND,
      .label = "direction", .nvalues = 2, .value = direction_value, .read = rd_bytes,
      JSON(INT, "bytes_")},

@@ -2,6 +2,7 @@
 #include "admin/prom.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,27 +94,87 @@ struct family_ctx {
     const struct metric_family *f;
 };
 
+/* The name, a suffix, and the labels of the object's scope, "{" opened if any. */
+static int sb_series(struct sb *b, const char *name, const char *suffix,
+                     const struct metric_src *src, const char *const *names)
+{
+    sb_append(b, name, strlen(name));
+    sb_append(b, suffix, strlen(suffix));
+    int n = 0;
+    for (; names[n]; n++)
+        sb_label(b, n == 0, names[n], src->labels[n]);
+    return n;
+}
+
+/* A sample value that need not be whole, as the text format spells it. */
+static void sb_real(struct sb *b, double v)
+{
+    if (isnan(v))
+        sb_append(b, "NaN", 3);
+    else if (isinf(v))
+        sb_append(b, v > 0 ? "+Inf" : "-Inf", 4);
+    else
+        sb_printf(b, "%.15g", v);
+}
+
+/* name_bucket{..,le="bound"} cumulative for every bound and +Inf, name_sum, name_count. */
+static void emit_histogram(struct sb *b, const struct metric_family *f,
+                           const struct metric_src *src, const char *const *names)
+{
+    const struct hist *h = f->read_hist(src);
+    uint64_t cum = 0;
+    for (size_t i = 0; i <= HIST_NBOUNDS; i++) {
+        int n = sb_series(b, f->name, "_bucket", src, names);
+        char le[32];
+        if (i < HIST_NBOUNDS)
+            snprintf(le, sizeof le, "%g", hist_bound_s(i));
+        else
+            snprintf(le, sizeof le, "+Inf");
+        sb_label(b, n == 0, "le", le);
+        cum += h->bucket[i];
+        sb_printf(b, "} %" PRIu64 "\n", cum);
+    }
+    int n = sb_series(b, f->name, "_sum", src, names);
+    sb_append(b, n ? "} " : " ", n ? 2 : 1);
+    sb_real(b, hist_sum_s(h));
+    sb_append(b, "\n", 1);
+    n = sb_series(b, f->name, "_count", src, names);
+    sb_printf(b, "%s %" PRIu64 "\n", n ? "}" : "", h->count);
+}
+
 static void emit_samples(void *arg, const struct metric_src *src)
 {
     struct family_ctx *x = arg;
     const struct metric_family *f = x->f;
     const char *const *names = metric_scope_labels(f->scope);
+    if (f->read_hist) {
+        emit_histogram(x->b, f, src, names);
+        return;
+    }
     for (size_t k = 0; k < f->nvalues; k++) {
-        sb_append(x->b, f->name, strlen(f->name));
-        int n = 0;
-        for (; names[n]; n++)
-            sb_label(x->b, n == 0, names[n], src->labels[n]);
+        int n = sb_series(x->b, f->name, "", src, names);
         if (f->label)
             sb_label(x->b, n++ == 0, f->label, f->value(k));
-        sb_printf(x->b, "%s %" PRId64 "\n", n ? "}" : "", f->read(src, k));
+        sb_append(x->b, n ? "} " : " ", n ? 2 : 1);
+        if (f->read_real)
+            sb_real(x->b, f->read_real(src, k));
+        else
+            sb_printf(x->b, "%" PRId64, f->read(src, k));
+        sb_append(x->b, "\n", 1);
     }
 }
 
 char *prom_render(const struct view *v, size_t *len)
 {
+    return prom_render_families(v, metrics_table, metrics_count, len);
+}
+
+char *prom_render_families(const struct view *v, const struct metric_family *table, size_t n,
+                           size_t *len)
+{
     struct sb b = {0};
-    for (size_t i = 0; i < metrics_count; i++) {
-        const struct metric_family *f = &metrics_table[i];
+    for (size_t i = 0; i < n; i++) {
+        const struct metric_family *f = &table[i];
         sb_printf(&b, "# HELP %s %s\n# TYPE %s %s\n", f->name, f->help, f->name,
                   metric_type_name(f->type));
         struct family_ctx x = {&b, f};

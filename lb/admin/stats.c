@@ -22,6 +22,19 @@ static void put_family(json_t *obj, const struct metric_family *f, const struct 
             json_object_set_new(obj, key, json_integer((json_int_t)f->read(src, k)));
         }
         return;
+    case METRIC_JSON_NUMBER:
+        json_object_set_new(obj, f->json_key, json_real(f->read_real(src, 0)));
+        return;
+    case METRIC_JSON_HIST: {
+        const struct hist *h = f->read_hist(src);
+        double p50 = hist_quantile(h, 0.5), p99 = hist_quantile(h, 0.99);
+        json_object_set_new(obj, f->json_key,
+                            json_pack("{s:I, s:f, s:o, s:o}", "count", (json_int_t)h->count,
+                                      "sum", hist_sum_s(h), "p50",
+                                      p50 < 0 ? json_null() : json_real(p50), "p99",
+                                      p99 < 0 ? json_null() : json_real(p99)));
+        return;
+    }
     case METRIC_JSON_BOOL:
         json_object_set_new(obj, f->json_key, json_boolean(f->read(src, 0) != 0));
         return;
@@ -99,9 +112,11 @@ char *stats_render(const struct view *v)
             json_array_append_new(bs, backend_json(v, p, b));
         char range[16]; /* the port range the figures of "ports" add up to */
         snprintf(range, sizeof range, "%u-%u", (unsigned)pc->port_lo, (unsigned)pc->port_hi);
-        json_array_append_new(pools, json_pack("{s:s, s:s, s:s, s:o}", "name", pc->name,
-                                               "balance", balance_algo_name(pc->balance),
-                                               "source_ports", range, "backends", bs));
+        json_t *po = json_pack("{s:s, s:s, s:s, s:o}", "name", pc->name, "balance",
+                               balance_algo_name(pc->balance), "source_ports", range,
+                               "backends", bs);
+        put_scope(po, v, METRIC_POOL, p, 0, 0);
+        json_array_append_new(pools, po);
     }
     json_object_set_new(root, "pools", pools);
     /* Per worker (event loop): how the kernel spread the clients between them. */

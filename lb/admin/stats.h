@@ -3,8 +3,10 @@
  *
  *   {isn_mode, sessions_active, no_backend_total, process_...,
  *    listeners: [{name, bind, pool, connections_total}],
- *    pools: [{name, balance, source_ports ("LO-HI"), backends: [{name, address, weight, time_wait_rule, admin,
- *             health, active, <BACKEND_COUNTERS>, bytes_to_backend, bytes_to_client, up,
+ *    pools: [{name, balance, source_ports ("LO-HI"), <pool-scope families>,
+ *             backends: [{name, address, weight, time_wait_rule, admin,
+ *             health, active, <BACKEND_COUNTERS>, connect_seconds: {count, sum, p50, p99},
+ *             bytes_to_backend, bytes_to_client, up,
  *             demoted, ports: {<inside>: {free, busy, ..., reuses_total}}}]}]} */
 #ifndef TWLB_STATS_H
 #define TWLB_STATS_H

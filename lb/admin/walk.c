@@ -36,6 +36,12 @@ int walk_at(const struct view *v, enum metric_scope scope, size_t i, size_t j, s
         out->index[2] = k;
         out->labels[2] = c->pools[i].inside[k].text;
         return 0;
+    case METRIC_POOL:
+        if (view_pool(v, i, &out->pool) < 0)
+            return -1;
+        out->index[0] = i;
+        out->labels[0] = c->pools[i].name;
+        return 0;
     }
     return -1;
 }
@@ -51,7 +57,8 @@ void walk_each(const struct view *v, enum metric_scope scope,
             fn(arg, &src);
         return;
     case METRIC_LISTENER:
-        for (size_t i = 0; i < c->n_listeners; i++)
+    case METRIC_POOL:
+        for (size_t i = 0; i < (scope == METRIC_POOL ? c->n_pools : c->n_listeners); i++)
             if (walk_at(v, scope, i, 0, 0, &src) == 0)
                 fn(arg, &src);
         return;

@@ -1,6 +1,6 @@
 /* walk.h - the objects of a view that metric samples are read from (metrics.h), in the
  * order /metrics and /stats list them: listeners, then pools, their backends and their
- * inside addresses, in config order.
+ * inside addresses, in config order (pools alone: METRIC_POOL).
  * Return convention: 0, or -1 when the object does not exist (also a path without a
  * port map). */
 #ifndef TWLB_WALK_H

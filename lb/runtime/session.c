@@ -26,6 +26,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "os/clock.h"
 #include "os/log.h"
 #include "runtime/accesslog.h"
 #include "runtime/backend.h"
@@ -413,6 +414,9 @@ static void on_up_connect(struct upconn *u, int status)
     timers_cancel(s->w, &s->deadline);
     struct backend_rt *be = u->be;
     be->sh->st.connections_total++;
+    /* connect() was called at syn_mono_ns (upconn.c: step): the handshake's time. */
+    uint64_t now_ns = clock_mono_ns();
+    hist_add(&be->sh->connect, now_ns > u->syn_mono_ns ? now_ns - u->syn_mono_ns : 0);
     backend_connect_result(be, 1, session_now_ms(s));
     backend_active_add(be, 1);
     s->counted_active = 1;

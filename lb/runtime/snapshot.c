@@ -11,6 +11,7 @@ void snapshot_free(struct snapshot *s)
     config_free(s->cfg);
     free(s->workers);
     free(s->listener_conns);
+    free(s->pool);
     free(s->be_base);
     free(s->be);
     free(s->path_base);
@@ -38,12 +39,13 @@ struct snapshot *snapshot_take(const struct worker *w)
     s->nworkers = 1;
     s->workers = calloc(1, sizeof *s->workers);
     s->listener_conns = calloc(c->n_listeners + 1, sizeof *s->listener_conns);
+    s->pool = calloc(c->n_pools + 1, sizeof *s->pool);
     s->be_base = calloc(c->n_pools + 1, sizeof *s->be_base);
     s->be = calloc(nbe + 1, sizeof *s->be);
     s->path_base = calloc(nbe + 1, sizeof *s->path_base);
     s->path = calloc(npath + 1, sizeof *s->path);
-    if (!s->workers || !s->listener_conns || !s->be_base || !s->be || !s->path_base ||
-        !s->path) {
+    if (!s->workers || !s->listener_conns || !s->pool || !s->be_base || !s->be ||
+        !s->path_base || !s->path) {
         snapshot_free(s);
         return NULL;
     }
@@ -56,12 +58,18 @@ struct snapshot *snapshot_take(const struct worker *w)
         s->listener_conns[i] = g->listeners[i] ? g->listeners[i]->connections_total : 0;
     size_t k = 0, q = 0;
     for (size_t p = 0; p < c->n_pools; p++) {
+        /* s->pool[p]: the pool's queue of this worker (issue 10) goes here, e.g.
+         *   s->pool[p].queue_length = <clients queued now in g->pools[p]>;
+         *   s->pool[p].queue_wait = <the worker's histogram of queue waits of that pool,
+         *                            kept across reloads like backend_shared.connect>;
+         * snapshot_add() already sums both over the workers, view_pool() reads them. */
         s->be_base[p] = k;
         for (size_t b = 0; b < c->pools[p].n_backends; b++, k++) {
             const struct backend_rt *be = &g->pools[p].backends[b];
             const struct backend_shared *sh = be->sh;
             struct snap_backend *sb = &s->be[k];
             sb->st = sh->st;
+            sb->connect = sh->connect;
             sb->active = sh->active;
             sb->usable = health_usable(&sh->health, s->now_ms);
             sb->health_up = sh->health.up;
@@ -95,6 +103,10 @@ int snapshot_add(struct snapshot *into, const struct snapshot *s)
     into->nworkers += s->nworkers;
     for (size_t i = 0; i < c->n_listeners; i++)
         into->listener_conns[i] += s->listener_conns[i];
+    for (size_t p = 0; p < c->n_pools; p++) {
+        into->pool[p].queue_length += s->pool[p].queue_length;
+        hist_merge(&into->pool[p].queue_wait, &s->pool[p].queue_wait);
+    }
     for (size_t k = 0; k < into->nbe; k++) {
         struct snap_backend *a = &into->be[k];
         const struct snap_backend *b = &s->be[k];
@@ -103,6 +115,7 @@ int snapshot_add(struct snapshot *into, const struct snapshot *s)
 #undef X
         a->st.bytes_to_backend += b->st.bytes_to_backend;
         a->st.bytes_to_client += b->st.bytes_to_client;
+        hist_merge(&a->connect, &b->connect);
         a->active += b->active;
         if (b->demoted) {
             a->demoted = 1;

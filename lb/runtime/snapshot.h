@@ -18,6 +18,7 @@
 
 struct snap_backend {
     struct backend_stats st;
+    struct hist connect;       /* backend_shared.connect */
     uint32_t active;
     int usable;                /* health and ejection allow new connections */
     int health_up;             /* the probes' verdict */
@@ -32,6 +33,13 @@ struct snap_path {
     uint64_t reuses_total;
 };
 
+/* Per pool.  Nothing feeds these yet: the queue (issue 10) fills them in snapshot_take()
+ * (see the comment there) and adds its metric rows to admin/metrics.c. */
+struct snap_pool {
+    uint64_t queue_length;     /* clients waiting now */
+    struct hist queue_wait;    /* how long the clients that left the queue waited */
+};
+
 struct snap_worker {
     uint64_t sessions_active, sessions_total, no_backend_total, buffers_in_use;
     uint64_t local_errors_total;
@@ -44,6 +52,7 @@ struct snapshot {
     size_t nworkers;
     struct snap_worker *workers;
     uint64_t *listener_conns;  /* per config listener */
+    struct snap_pool *pool;    /* per config pool */
     size_t nbe, npath;         /* backends, paths (backend x inside address) */
     size_t *be_base;           /* index in be[] of pool p's first backend */
     struct snap_backend *be;

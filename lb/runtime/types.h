@@ -19,6 +19,7 @@
 #include "config/config.h"
 #include "core/balance.h"
 #include "core/health.h"
+#include "core/hist.h"
 #include "core/isn.h"
 #include "core/pathset.h"
 #include "core/timeq.h"
@@ -74,6 +75,8 @@ struct be_link {
 struct backend_shared {
     unsigned refs;
     struct backend_stats st;
+    struct hist connect;           /* connect() to established, per successful session
+                                      connect (session.c: on_up_connect) */
     uint32_t active;               /* live connections, all generations */
     uint32_t slots;                /* connecting + established (max_connections) */
     unsigned reuse_rejects_in_row; /* SYN retransmits on reused 4-tuples, consecutive */

@@ -82,6 +82,7 @@ int view_backend(const struct view *v, size_t pool, size_t backend, struct view_
     out->rule = b->rule;
     out->admin = backend_admin_name(b->admin);
     out->health = !b->health_up ? "down" : b->usable ? "up" : "ejected";
+    out->connect = &b->connect;
     return 0;
 }
 
@@ -97,5 +98,14 @@ int view_path(const struct view *v, size_t pool, size_t backend, size_t inside,
     for (int s = 0; s < PM_NSTATES; s++)
         counts[s] = p->counts[s];
     *reuses_total = p->reuses_total;
+    return 0;
+}
+
+int view_pool(const struct view *v, size_t pool, struct view_pool *out)
+{
+    if (pool >= S(v)->cfg->n_pools)
+        return -1;
+    out->queue_length = S(v)->pool[pool].queue_length;
+    out->queue_wait = &S(v)->pool[pool].queue_wait;
     return 0;
 }

@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "config/config.h"
+#include "core/hist.h"
 #include "core/isn.h"
 #include "core/portmap.h"
 #include "core/twrule.h"
@@ -55,6 +56,8 @@ struct view_backend {
     enum twrule_kind rule;          /* the rule in effect (strict when demoted) */
     const char *admin;              /* "enabled", "draining" or "disabled" */
     const char *health;             /* "up", "down" (checks) or "ejected" (passive) */
+    const struct hist *connect;     /* connect() to established, successful connects of
+                                       client sessions (one per connections_total) */
 };
 int view_backend(const struct view *v, size_t pool, size_t backend, struct view_backend *out);
 
@@ -63,5 +66,12 @@ int view_backend(const struct view *v, size_t pool, size_t backend, struct view_
  * also when that path has no port map (inside and backend families differ). */
 int view_path(const struct view *v, size_t pool, size_t backend, size_t inside,
               uint32_t counts[PM_NSTATES], uint64_t *reuses_total);
+
+/* The figures of pool <pool>, summed over the workers. */
+struct view_pool {
+    uint64_t queue_length;          /* clients waiting in the pool's queue now */
+    const struct hist *queue_wait;  /* how long clients waited in it */
+};
+int view_pool(const struct view *v, size_t pool, struct view_pool *out);
 
 #endif

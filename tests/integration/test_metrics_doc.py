@@ -23,7 +23,8 @@ def generated_doc():
 
 def doc_families(text):
     """{name: type} from the markdown table."""
-    return dict(re.findall(r"^\| `((?:twlb|process)_\w+)` \| (counter|gauge) \|", text, re.M))
+    return dict(re.findall(r"^\| `((?:twlb|process)_\w+)` \| (counter|gauge|histogram) \|",
+                           text, re.M))
 
 
 def groups(text):
@@ -44,6 +45,8 @@ def groups(text):
             continue
         assert out and out[-1][2], "sample before any HELP/TYPE: %r" % line
         name = re.match(r"[a-zA-Z_:][a-zA-Z0-9_:]*", line).group(0)
+        if out[-1][2] == "histogram":  # its samples are name_bucket, name_sum, name_count
+            name = re.sub(r"_(bucket|sum|count)$", "", name)
         assert name == out[-1][0], "sample %r inside the group of %s" % (line, out[-1][0])
         out[-1][3].append(line)
     return out
@@ -104,11 +107,16 @@ def test_prometheus_client_parses_every_family():
     parsed = json.loads(r.stdout)
     helps = re.findall(r"^# HELP (\S+) (.+)$", text, re.M)
     types = dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, re.M))
-    assert [p["samples"] for p in parsed] == [[name] for name, _ in helps], \
+    def sample_names(name):
+        if types[name] == "histogram":
+            return sorted(name + s for s in ("_bucket", "_count", "_sum"))
+        return [name]
+    assert [p["samples"] for p in parsed] == [sample_names(name) for name, _ in helps], \
         "the client split or merged families: %s" % [(p["name"], p["n"]) for p in parsed]
     for p, (name, help_) in zip(parsed, helps):
         # the client names a counter family without its _total suffix
         assert p["name"] in (name, re.sub(r"_total$", "", name)), (p["name"], name)
         assert p["type"] == types[name], (name, p["type"], types[name])
         assert p["help"] == help_, (name, p["help"])
-        assert p["n"] == len(re.findall(r"^%s[{ ]" % name, text, re.M)), (name, p)
+        series = r"^%s(_bucket|_sum|_count)?[{ ]" if types[name] == "histogram" else r"^%s[{ ]"
+        assert p["n"] == len(re.findall(series % name, text, re.M)), (name, p)
