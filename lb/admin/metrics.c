@@ -66,6 +66,11 @@ static int64_t rd_bytes(const struct metric_src *s, size_t k)
     return (int64_t)(k == 0 ? s->be.st->bytes_to_backend : s->be.st->bytes_to_client);
 }
 static const struct hist *rd_connect_hist(const struct metric_src *s) { return s->be.connect; }
+static int64_t rd_queue_length(const struct metric_src *s, size_t k)
+{
+    return (int64_t)s->pool.queue_length;
+}
+static const struct hist *rd_queue_wait(const struct metric_src *s) { return s->pool.queue_wait; }
 static int64_t rd_ports(const struct metric_src *s, size_t k) { return s->ports[k]; }
 static int64_t rd_reuses(const struct metric_src *s, size_t k) { return (int64_t)s->reuses_total; }
 static int64_t rd_backend_up(const struct metric_src *s, size_t k) { return s->be.up; }
@@ -125,6 +130,10 @@ const struct metric_family metrics_table[] = {
     {"twlb_backend_demoted", GAUGE,
      "1 when a backend rejected explicit-ISN reuses and is treated as strict",
      METRIC_BACKEND, ONE, .read = rd_demoted, JSON(BOOL, "demoted")},
+    {"twlb_queue_length", GAUGE, "Clients waiting in the pool's queue for a backend slot or a "
+     "source port", METRIC_POOL, ONE, .read = rd_queue_length, JSON(INT, "queue_length")},
+    {"twlb_queue_wait_seconds", HISTOGRAM, "How long the clients served from the pool's queue "
+     "waited in it", METRIC_POOL, ONE, .read_hist = rd_queue_wait, JSON(HIST, "queue_wait_seconds")},
     {"twlb_sessions_active", GAUGE, "Client connections being served", METRIC_GLOBAL, ONE,
      .read = rd_sessions_active, JSON(INT, "sessions_active")},
     {"twlb_local_errors_total", COUNTER,

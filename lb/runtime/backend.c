@@ -196,15 +196,12 @@ static int slot_take(struct backend_rt *be)
         __atomic_sub_fetch(slots_of(be->sh), 1, __ATOMIC_RELAXED);
         return -1;
     }
-    be->sh->slots++;
     return 0;
 }
 
 void backend_slot_give(struct backend_rt *be)
 {
-    if (be->sh->flags)
-        __atomic_sub_fetch(&be->sh->flags->slots, 1, __ATOMIC_RELAXED);
-    be->sh->slots--;
+    __atomic_sub_fetch(slots_of(be->sh), 1, __ATOMIC_RELAXED);
 }
 
 int backend_pick(struct gen *g, struct pool_rt *pool, uint64_t client_hash, const uint32_t *tried,

@@ -11,7 +11,7 @@
 #include "os/clock.h"
 #include "os/sockprep.h"
 #include "runtime/backend.h"
-#include "runtime/queue.h"
+#include "runtime/timers.h"
 
 /* Passive ejection: this many failed connects in a row take a backend out for 1 s,
  * doubling per ejection in a row up to 60 s (core/health.h). */
@@ -176,6 +176,32 @@ static int build_backend(struct gen *g, struct pool_rt *pool, size_t b,
 
 static void gen_destroy(struct gen *g, int own_cfg);
 
+/* The worker's stats of pool <name>, made on first use; NULL on OOM. */
+static struct pool_stats *pool_stats_of(struct worker *w, const char *name)
+{
+    for (struct pool_stats *ps = w->pool_stats; ps; ps = ps->next)
+        if (!strcmp(ps->name, name))
+            return ps;
+    struct pool_stats *ps = calloc(1, sizeof *ps);
+    if (!ps || !(ps->name = strdup(name))) {
+        free(ps);
+        return NULL;
+    }
+    ps->next = w->pool_stats;
+    w->pool_stats = ps;
+    return ps;
+}
+
+void gen_pool_stats_free(struct worker *w)
+{
+    while (w->pool_stats) {
+        struct pool_stats *ps = w->pool_stats;
+        w->pool_stats = ps->next;
+        free(ps->name);
+        free(ps);
+    }
+}
+
 struct gen *gen_new(struct worker *w, struct config *cfg, const struct gen *prev, char *err,
                     size_t errlen)
 {
@@ -204,6 +230,7 @@ struct gen *gen_new(struct worker *w, struct config *cfg, const struct gen *prev
         pool->cfg = pc;
         pool->gen = g;
         pool->index = p;
+        pool->st = pool_stats_of(w, pc->name);
         pool->backends = calloc(pc->n_backends, sizeof *pool->backends);
         pool->view = calloc(pc->n_backends, sizeof *pool->view);
         pool->usable = calloc(pc->n_backends, 1);
@@ -268,8 +295,8 @@ static void gen_destroy(struct gen *g, int own_cfg)
                     if (be->sh && --be->sh->refs == 0)
                         free(be->sh);
                 }
-            if (pool->gen)
-                queue_pool_done(pool);
+            if (pool->gen) /* the queue's timer (queue.h); empty with the last session */
+                timers_cancel(pool->gen->w, &pool->q_timer);
             balancer_free(pool->bal);
             free(pool->backends);
             free(pool->view);

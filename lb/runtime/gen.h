@@ -27,6 +27,8 @@ void gen_commit(struct gen *g);
 
 /* Free everything (the config too); listeners and probes must be closed already. */
 void gen_free(struct gen *g);
+/* Free the per-pool stats the worker's generations made (at exit). */
+void gen_pool_stats_free(struct worker *w);
 
 /* Lifecycle.  A session of <g> ended (the counts are decremented already), or a handle
  * <g> owned finished closing: this finishes a drain (the worker's on_drained) and frees a

@@ -14,8 +14,8 @@
 #include "os/log.h"
 #include "os/statefile.h"
 #include "runtime/limits.h"
-#include "runtime/queue.h"
 #include "runtime/session.h"
+#include "runtime/shared.h"
 #include "runtime/snapshot.h"
 #include "runtime/state.h"
 #include "runtime/worker.h"
@@ -50,13 +50,6 @@ struct slot {
     struct snapshot *snap;
 };
 
-/* What the workers share about a backend: (pool, backend, address) -> flags. */
-struct flag {
-    struct flag *next;
-    char *pool, *name, *addr;
-    struct backend_flags f;
-};
-
 struct group {
     uv_loop_t *loop;              /* the main thread's */
     uv_async_t drained_async;
@@ -69,16 +62,7 @@ struct group {
     unsigned drained;             /* workers drained (atomic) */
     void (*on_drained)(struct group *g);
     struct snapshot *snap;        /* the last view */
-    pthread_mutex_t flags_mu;
-    struct flag *flags;
-    struct count *counts;         /* under flags_mu; kept until the group is freed */
-};
-
-/* A counter every worker shares (limits.h), by key. */
-struct count {
-    struct count *next;
-    char *key;
-    unsigned n;
+    struct shared *shared;        /* what the workers share (shared.h) */
 };
 
 /* ---- messages ------------------------------------------------------------------ */
@@ -251,49 +235,12 @@ static void drop_leftovers(struct slot *s)
 static struct backend_flags *shared_flags(void *arg, const char *pool,
                                           const struct cfg_backend *b)
 {
-    struct group *g = arg;
-    pthread_mutex_lock(&g->flags_mu);
-    struct flag *f = g->flags;
-    while (f && (strcmp(f->pool, pool) || strcmp(f->name, b->name) || strcmp(f->addr, b->addr.text)))
-        f = f->next;
-    if (!f && (f = calloc(1, sizeof *f))) {
-        f->pool = strdup(pool);
-        f->name = strdup(b->name);
-        f->addr = strdup(b->addr.text);
-        f->f.up = 1;
-        if (!f->pool || !f->name || !f->addr) {
-            free(f->pool);
-            free(f->name);
-            free(f->addr);
-            free(f);
-            f = NULL;
-        } else {
-            f->next = g->flags;
-            g->flags = f;
-        }
-    }
-    pthread_mutex_unlock(&g->flags_mu);
-    return f ? &f->f : NULL;
+    return shared_backend(((struct group *)arg)->shared, pool, b);
 }
 
 static unsigned *shared_count(void *arg, const char *key)
 {
-    struct group *g = arg;
-    pthread_mutex_lock(&g->flags_mu);
-    struct count *c = g->counts;
-    while (c && strcmp(c->key, key))
-        c = c->next;
-    if (!c && (c = calloc(1, sizeof *c))) {
-        if (!(c->key = strdup(key))) {
-            free(c);
-            c = NULL;
-        } else {
-            c->next = g->counts;
-            g->counts = c;
-        }
-    }
-    pthread_mutex_unlock(&g->flags_mu);
-    return c ? &c->n : NULL;
+    return shared_counter(((struct group *)arg)->shared, key);
 }
 
 static void on_wake(uv_async_t *a)
@@ -369,23 +316,7 @@ static void free_group(struct group *g)
 {
     snapshot_free(g->snap);
     config_free(g->cfg);
-    while (g->flags) {
-        struct flag *f = g->flags;
-        g->flags = f->next;
-        free(f->pool);
-        free(f->name);
-        free(f->addr);
-        free(f);
-    }
-    while (g->counts) {
-        struct count *c = g->counts;
-        g->counts = c->next;
-        free(c->key);
-        free(c);
-    }
-    pthread_mutex_destroy(&g->mu);
-    pthread_cond_destroy(&g->cv);
-    pthread_mutex_destroy(&g->flags_mu);
+    shared_free(g->shared);
     free(g->slots);
     free(g);
 }
@@ -430,7 +361,11 @@ struct group *group_start(uv_loop_t *loop, struct config *cfg, char *err, size_t
     g->cfg = config_ref(cfg);
     pthread_mutex_init(&g->mu, NULL);
     pthread_cond_init(&g->cv, NULL);
-    pthread_mutex_init(&g->flags_mu, NULL);
+    if (!(g->shared = shared_new())) {
+        snprintf(err, errlen, "out of memory");
+        free_group(g);
+        return NULL;
+    }
     /* RFC 6528: the ISN hash key must be secret and unpredictable. */
     if (getrandom(g->key.k, sizeof g->key.k, 0) != sizeof g->key.k) {
         snprintf(err, errlen, "getrandom: %s", strerror(errno));

@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/listener.h"
 
 struct live_count {
     struct live_count *next;
@@ -127,6 +126,6 @@ void limits_resume(struct worker *w)
             continue;
         lis->paused_limit = 0;
         add(w->paused_all, -1);
-        listener_poll(lis);
+        lis->poll_again(lis);
     }
 }

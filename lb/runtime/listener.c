@@ -146,6 +146,7 @@ static struct listener_rt *listener_open(struct gen *g, const struct cfg_listene
     }
     lis->gen = g;
     lis->cfg = lc;
+    lis->poll_again = listener_poll;
     int r = listen_socket(&lc->bind, g->w->nworkers > 1);
     if (r >= 0) {
         lis->fd = r;

@@ -230,3 +230,68 @@ void pump_start(struct session *s)
     s->deadline.fn = on_idle_deadline;
     timers_set(s->w, &s->deadline, s->last_activity + s->pool->cfg->idle_timeout_ms);
 }
+
+/* ---- the PROXY protocol header ------------------------------------------------------ */
+
+static void on_proxy_header_written(uv_write_t *req, int status)
+{
+    struct session *s = req->data;
+    buffers_put(s->w, (struct wbuf *)req);
+    if (status < 0 && s->state == S_PUMPING)
+        session_close(s, END_BACKEND_ERROR);
+}
+
+static void pp_addr(const struct sockaddr *sa, struct proxyproto_addr *out)
+{
+    memset(out, 0, sizeof *out);
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *a = (const void *)sa;
+        out->family = PROXYPROTO_INET;
+        memcpy(out->addr, &a->sin_addr, 4);
+        out->port = ntohs(a->sin_port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const void *)sa;
+        out->family = PROXYPROTO_INET6;
+        memcpy(out->addr, &a->sin6_addr, 16);
+        out->port = ntohs(a->sin6_port);
+    }
+}
+
+/* The PROXY protocol header goes first on the backend connection.  It is written before
+ * the pump starts; anything the kernel does not take at once is queued in a write
+ * buffer, and libuv keeps later writes behind it (uv_try_write refuses while the queue
+ * is not empty). */
+int pump_proxy_header(struct session *s)
+{
+    union peer_addr local;
+    int llen = sizeof local;
+    if (s->peer.sa.sa_family == 0 ||
+        uv_tcp_getsockname(&s->client, &local.sa, &llen) != 0)
+        return -1;
+    int version = s->up.be->cfg->proxy_protocol == PROXY_V1 ? 1 : 2;
+    struct proxyproto_addr src, dst;
+    pp_addr(&s->peer.sa, &src);
+    pp_addr(&local.sa, &dst);
+    char hdr[PROXYPROTO_MAX];
+    size_t len = proxyproto_build(version, &src, &dst, hdr);
+    s->pplen = (uint32_t)len;
+    s->up.be->sh->st.bytes_to_backend += len;
+    uv_buf_t b = uv_buf_init(hdr, (unsigned)len);
+    int w = uv_try_write((uv_stream_t *)&s->up.tcp, &b, 1);
+    if (w == (int)len)
+        return 0;
+    if (w < 0 && w != UV_EAGAIN)
+        return -1;
+    size_t done = w > 0 ? (size_t)w : 0;
+    struct wbuf *wb = buffers_get(s->w, len - done);
+    if (!wb)
+        return -1;
+    memcpy(wb->data, hdr + done, len - done);
+    wb->req.data = s;
+    b = uv_buf_init(wb->data, (unsigned)(len - done));
+    if (uv_write(&wb->req, (uv_stream_t *)&s->up.tcp, &b, 1, on_proxy_header_written) < 0) {
+        buffers_put(s->w, wb);
+        return -1;
+    }
+    return 0;
+}

@@ -1,6 +1,29 @@
-/* queue.c - see queue.h.  The third part of a session's life, with session.c and pump.c:
- * it shares their struct (session_int.h). */
-#include "runtime/queue.h"
+/* queue.c - clients waiting for a backend slot or a source port ("queue" in a pool).
+ *
+ * A client waits, in FIFO order, when every usable backend of its pool is at its
+ * max_connections, or when no port toward any of them can be used now.  It is served as
+ * soon as something changes that may let it through:
+ *   - a session of this worker ends (a slot and a port are given back): queue_kick();
+ *   - another worker gave back a slot of a shared backend: it wakes us, queue_kick();
+ *   - a port becomes usable by itself (a TIME_WAIT or quarantine ends, or in kernel ISN
+ *     mode the kernel's ISN clock passes the old connection): the pool's timer is armed
+ *     for the earliest such moment (pathset_next_usable_ms), so nothing polls;
+ *   - a backend comes back up: the worker's tick, once a second.
+ * Only the head is tried: a client never overtakes one queued before it in its pool.
+ * Past the pool's queue.timeout_ms the client is closed (reset) and counted
+ * (queue_timeout); a client that arrives when queue.max are waiting is closed at once
+ * (queue_full).  A client that closes its connection while waiting leaves the queue at
+ * once: its socket is watched (through a duplicate descriptor, so nothing is read from
+ * it) and nothing is ever sent to a backend for it.
+ *
+ * Queues are per worker (each worker has its own clients and ports); the limit
+ * queue.max is per worker too.  With several workers FIFO order holds among the clients
+ * of one worker.
+ *
+ * Return convention: 0 or -1.
+ *
+ * The third part of a session's life, with session.c and pump.c: it shares their struct
+ * (session_int.h). */
 
 #include <errno.h>
 #include <stddef.h>
@@ -141,6 +164,15 @@ void queue_remove(struct session *s)
         timers_cancel(s->w, &pool->q_timer);
 }
 
+void queue_served(struct session *s)
+{
+    if (s->state != S_QUEUED)
+        return;
+    if (s->pool->st)
+        hist_add(&s->pool->st->queue_wait, (session_now_ms(s) - s->queued_ms) * 1000000);
+    queue_remove(s);
+}
+
 /* The earliest moment a port toward a backend the head of the queue may use could come
  * back by itself; the timer is armed for it (not at all when only a session ending can
  * help: that kicks the queue). */
@@ -206,9 +238,4 @@ void queue_kick(struct worker *w)
             }
     } while (w->queues_again);
     w->serving_queues = 0;
-}
-
-void queue_pool_done(struct pool_rt *pool)
-{
-    timers_cancel(pool->gen->w, &pool->q_timer);
 }

@@ -38,6 +38,10 @@ void session_accept(struct gen *g, const struct cfg_listener *lc, int fd,
  * workers tried before.  The fd is the session's, or closed. */
 void session_adopt(struct worker *w, int fd, const char *listener, unsigned hops);
 
+/* Something was given back (a session ended, another worker freed a backend slot, a
+ * backend may be up again): serve the worker's queues that hold clients (queue.c). */
+void queue_kick(struct worker *w);
+
 /* Close every live session of worker <w> at once (drain deadline). */
 void session_abort_all(struct worker *w);
 

@@ -71,9 +71,22 @@ struct session {
     uint64_t last_activity;
 };
 
+/* Send the PROXY protocol header of the session's backend before any byte of the
+ * client (pump.c).  Returns 0 or -1. */
+int pump_proxy_header(struct session *s);
+
 /* The backend connection is established: start moving bytes both ways, with the idle
  * timeout of the session's pool (pump.c). */
 void pump_start(struct session *s);
+
+/* Put <s> (S_CONNECTING, nothing held) at the tail of its pool's queue: S_QUEUED.
+ * Returns 0, or -1 when the pool has no queue or it is full (queue.c). */
+int queue_push(struct session *s);
+/* Take <s> out of its queue if it is in one: it is being served, or closed (queue.c). */
+void queue_remove(struct session *s);
+
+/* <s> leaves its queue to be served: its wait is counted (queue.c). */
+void queue_served(struct session *s);
 
 /* A queued session's turn (queue.c): try to connect it now.  Returns 1 when it left the
  * queue (connecting, or closed), 0 when it must go on waiting (session.c). */

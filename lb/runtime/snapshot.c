@@ -58,11 +58,14 @@ struct snapshot *snapshot_take(const struct worker *w)
         s->listener_conns[i] = g->listeners[i] ? g->listeners[i]->connections_total : 0;
     size_t k = 0, q = 0;
     for (size_t p = 0; p < c->n_pools; p++) {
-        /* s->pool[p]: the pool's queue of this worker (issue 10) goes here, e.g.
-         *   s->pool[p].queue_length = <clients queued now in g->pools[p]>;
-         *   s->pool[p].queue_wait = <the worker's histogram of queue waits of that pool,
-         *                            kept across reloads like backend_shared.connect>;
-         * snapshot_add() already sums both over the workers, view_pool() reads them. */
+        /* The queue of every generation's pool of that name (a reload leaves clients
+         * queued in the old one until they are served), and the waits of the worker. */
+        for (const struct gen *o = w->gens; o; o = o->next)
+            for (size_t op = 0; op < o->cfg->n_pools; op++)
+                if (!strcmp(o->cfg->pools[op].name, c->pools[p].name))
+                    s->pool[p].queue_length += o->pools[op].q_len;
+        if (g->pools[p].st)
+            s->pool[p].queue_wait = g->pools[p].st->queue_wait;
         s->be_base[p] = k;
         for (size_t b = 0; b < c->pools[p].n_backends; b++, k++) {
             const struct backend_rt *be = &g->pools[p].backends[b];

@@ -78,7 +78,8 @@ struct backend_shared {
     struct hist connect;           /* connect() to established, per successful session
                                       connect (session.c: on_up_connect) */
     uint32_t active;               /* live connections, all generations */
-    uint32_t slots;                /* connecting + established (max_connections) */
+    unsigned slots;                /* connecting + established (max_connections); with
+                                      several workers flags->slots counts instead */
     unsigned reuse_rejects_in_row; /* SYN retransmits on reused 4-tuples, consecutive */
     int demoted;                   /* treated as strict after repeated rejects */
     enum backend_admin admin;
@@ -108,6 +109,13 @@ struct backend_rt {
 
 struct gen;
 
+/* What a worker keeps about a pool across reloads, by name (gen.c). */
+struct pool_stats {
+    struct pool_stats *next;
+    char *name;
+    struct hist queue_wait;        /* clients served from the queue: how long they waited */
+};
+
 struct pool_rt {
     const struct cfg_pool *cfg;
     struct gen *gen;               /* the generation that built it */
@@ -119,6 +127,7 @@ struct pool_rt {
     struct session *q_head, *q_tail; /* clients waiting for a slot or a port (queue.h) */
     uint32_t q_len;
     struct wtimer q_timer;         /* the earliest moment a port may be usable again */
+    struct pool_stats *st;         /* NULL on OOM: nothing is counted */
 };
 
 struct gen;
@@ -131,6 +140,7 @@ struct listener_rt {
     int paused;                    /* out of descriptors: not polled until the next tick */
     int paused_limit;              /* at max_connections: not polled until one ends */
     unsigned *live;                /* its clients, every worker (limits.h) */
+    void (*poll_again)(struct listener_rt *lis); /* listener_poll: unless paused */
     uint64_t connections_total;
 };
 
@@ -177,6 +187,7 @@ struct worker {
     /* Wake the other workers: a limit or a backend slot may have freed (NULL: alone). */
     void (*wake_others)(struct worker *w);
     uint32_t queued_here;          /* clients in this worker's queues */
+    struct pool_stats *pool_stats; /* every pool name seen (gen.c) */
     int serving_queues;            /* queue_kick() is running (no recursion) */
     int queues_again;              /* and was asked again meanwhile */
     struct gen *cur;               /* the current generation */

@@ -18,7 +18,6 @@
 #include "runtime/gen.h"
 #include "runtime/listener.h"
 #include "runtime/limits.h"
-#include "runtime/queue.h"
 #include "runtime/session.h"
 #include "runtime/state.h"
 #include "runtime/timers.h"
@@ -216,6 +215,7 @@ void worker_free(struct worker *w)
     session_free_cache(w);
     buffers_free_all(w);
     limits_free(w);
+    gen_pool_stats_free(w);
     if (w->reserve_fd >= 0)
         close(w->reserve_fd);
     while (w->gens) {

@@ -103,7 +103,6 @@ def test_backend_limit_spills_to_the_other_backend_then_queues():
             assert name_of(c, timeout=0.7) is None, "a client was served over the backends' limits"
             h.wait_for(lambda: h.metric(h.metrics(h.admin_addr(cfg)), "twlb_queue_length") == 1,
                        2, "the queue to hold the client")
-            freed = name_of(b) if False else None
             b.close()
             got = name_of(c)
             assert got in ("b1", "b2"), got
@@ -157,14 +156,17 @@ def test_queue_timeout_and_full_queue_close_the_client():
             h.wait_for(lambda: h.metric(h.metrics(h.admin_addr(cfg)), "twlb_queue_length") == 1,
                        2, "the queue to hold the client")
             t0 = time.monotonic()
-            full = connect(addr)
-            assert name_of(full, timeout=2) in ("reset", "eof"), "a full queue took a client"
+            try:  # the reset may come before connect() returns
+                full = connect(addr)
+                assert name_of(full, timeout=2) in ("reset", "eof"), "a full queue took a client"
+                full.close()
+            except ConnectionResetError:
+                pass
             assert time.monotonic() - t0 < 0.5, "a full queue did not refuse at once"
             assert name_of(queued, timeout=3) in ("reset", "eof"), "no queue timeout"
             waited = time.monotonic() - t0
             assert 0.4 < waited < 2.0, waited
             queued.close()
-            full.close()
             ms = h.metrics(h.admin_addr(cfg))
             assert h.metric(ms, "twlb_queue_length") == 0
             assert h.metric(ms, "twlb_backend_connections_total") == 1
