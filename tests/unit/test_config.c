@@ -208,7 +208,7 @@ static void test_unknown_keys_are_rejected(void **state)
     load_fails("\"retry\": 1, ", "", "1, \"inside\"",
                "pools[0].retry: unknown key (expected one of: name, balance, inside, "
                "source_ports, connect_timeout_ms, idle_timeout_ms, retries, buffer_bytes, "
-               "time_wait, health, backends)");
+               "time_wait, health, queue, backends)");
     load_fails("", ", \"log\": {\"colour\": true}", "true",
                "log.colour: unknown key (expected one of: level, file, access_log, "
                "access_log_format)");
