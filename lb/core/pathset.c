@@ -41,7 +41,7 @@ static void seed_entry(void *arg, const struct portmap_entry *e)
 {
     struct seed *s = arg;
     if (e->state != PM_BUSY)
-        (void)portmap_restore(s->to, e->port, e->state, e->until_ms, e->isn_known, e->rcv_nxt);
+        (void)portmap_restore(s->to, e); /* all of it: the SYN times for ISN_KERNEL too */
 }
 
 static struct path *path_make(int backend_family, const struct pathset_inside *in, uint16_t lo,

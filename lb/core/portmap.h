@@ -117,15 +117,19 @@ void portmap_release(portmap *pm, uint16_t port, const struct portmap_release *r
 /* The kernel refused BUSY <port>: QUARANTINED until now_ms + quarantine_ms. */
 void portmap_quarantine(portmap *pm, uint16_t port, uint64_t now_ms);
 
-/* Knowledge from before a restart.  <state> is REMOTE_TW, LOCAL_TW or QUARANTINED;
- * <until_ms> is on the caller's monotonic clock; rcv_nxt is meaningful only with
- * isn_known.  Overrides whatever the map holds for <port> unless it is BUSY.
- * Returns 0, or -1 for a port outside the range, a bad state or OOM. */
-int portmap_restore(portmap *pm, uint16_t port, enum pm_state state, uint64_t until_ms,
-                    int isn_known, uint32_t rcv_nxt);
+/* Knowledge from before a restart, or from the map of an older generation: <e>'s state
+ * is REMOTE_TW, LOCAL_TW or QUARANTINED, its until_ms on the caller's monotonic clock;
+ * everything else of <e> is kept (rcv_nxt with isn_known, the SYN times and bytes for
+ * ISN_KERNEL, timestamps, unknown).  Overrides whatever the map holds for the port unless
+ * it is BUSY, or an unknown REMOTE_TW and <e> is not REMOTE_TW (our own kernel's TIME_WAIT
+ * says nothing of what the backend holds).  Returns 0, or -1 for a port outside the
+ * range, one it keeps, a bad state or OOM. */
+struct portmap_entry;
+int portmap_restore(portmap *pm, const struct portmap_entry *e);
 
 /* No knowledge after a restart: treat every never-used port as possibly held in
- * TIME_WAIT by the backend until <until_ms> (no memory per port). */
+ * TIME_WAIT by the backend until <until_ms> (no memory per port).  They count as
+ * "unknown" (portmap_unknown_at) until then. */
 void portmap_block_unknown(portmap *pm, uint64_t until_ms);
 
 /* The earliest time (on now_ms's clock) at which portmap_acquire() could return a port
@@ -149,17 +153,32 @@ void portmap_counts(const portmap *pm, uint32_t counts[PM_NSTATES]);
  * FREE.  O(entries expired by now_ms) (only the expired head of each FIFO is walked). */
 void portmap_counts_at(const portmap *pm, uint64_t now_ms, uint32_t counts[PM_NSTATES]);
 
-/* One remembered port, for the state file and the admin endpoint. */
+/* One remembered port: for the state file, the observer and the admin endpoint. */
 struct portmap_entry {
     uint16_t port;
     enum pm_state state;
-    uint64_t until_ms;   /* BUSY: 0 */
-    int isn_known;
+    uint64_t until_ms;     /* BUSY and FREE: 0 */
+    int isn_known;         /* rcv_nxt is where the old connection's sequence ended */
     uint32_t rcv_nxt;
+    int timestamps;        /* LOCAL_TW: the connection used TCP timestamps */
+    int unknown;           /* REMOTE_TW with nothing known: restored after a crash */
+    uint64_t syn_real_ns, syn_mono_ns, bytes; /* REMOTE_TW: the old SYN (ISN_KERNEL) */
 };
 /* Call <fn> for every non-FREE port, in no particular order. */
 void portmap_foreach(const portmap *pm, void (*fn)(void *arg, const struct portmap_entry *e),
                      void *arg);
+
+/* Every change of a port's state (acquire, release, quarantine, restore, expiry) calls
+ * <fn>(arg, e) with the port's new entry (FREE: nothing else meaningful) before the map
+ * call returns: the hook that keeps a persistent copy current (runtime/state.c).  NULL
+ * fn: none.  The map is not changed by it; <fn> must not call back into the map. */
+typedef void portmap_observer(void *arg, const struct portmap_entry *e);
+void portmap_observe(portmap *pm, portmap_observer *fn, void *arg);
+
+/* Ports that count as REMOTE_TW only because nothing is known about them (entries
+ * restored with e.unknown, never-used ports under portmap_block_unknown) as of
+ * <now_ms>: a subset of counts_at's REMOTE_TW. */
+uint32_t portmap_unknown_at(const portmap *pm, uint64_t now_ms);
 
 /* Bytes of memory the map holds now (for the benchmark and the memory test). */
 size_t portmap_memory(const portmap *pm);

@@ -62,10 +62,7 @@ static portmap *find_map(const struct gen *g, const char *pool, const char *back
 static int restore_entry(void *arg, const struct statefile_entry *se)
 {
     portmap *pm = find_map(arg, se->pool, se->backend, se->inside);
-    return pm && portmap_restore(pm, se->e.port, se->e.state, se->e.until_ms,
-                                 se->e.isn_known, se->e.rcv_nxt) == 0
-               ? 0
-               : -1;
+    return pm && portmap_restore(pm, &se->e) == 0 ? 0 : -1;
 }
 
 /* No (usable) knowledge: any port may still be in the backend's TIME_WAIT. */
@@ -111,8 +108,9 @@ static void on_kernel_tw(void *arg, const struct kdiag_tw *tw)
         if (!same_endpoint(&pc->backends[b].addr.ss, &tw->remote))
             continue;
         portmap *pm = pathset_map(l->g->pools[l->pool].backends[b].ps, l->inside);
-        if (pm && portmap_restore(pm, tw->local_port, PM_LOCAL_TW, l->now + tw->expires_ms, 0,
-                                  0) == 0)
+        struct portmap_entry e = {.port = tw->local_port, .state = PM_LOCAL_TW,
+                                  .until_ms = l->now + tw->expires_ms};
+        if (pm && portmap_restore(pm, &e) == 0)
             l->loaded++;
     }
 }

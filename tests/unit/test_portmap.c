@@ -119,8 +119,11 @@ static void test_quarantine_and_restore(void **state)
     struct portmap_policy pol = policy(ISN_EXPLICIT, TWRULE_BSD, PM_LOCAL_TW_AVOID);
     portmap *pm = portmap_new(10, 12, &pol);
     struct portmap_pick pk;
-    assert_int_equal(portmap_restore(pm, 11, PM_REMOTE_TW, 5000, 1, 777), 0);
-    assert_int_equal(portmap_restore(pm, 13, PM_REMOTE_TW, 5000, 1, 777), -1);
+    struct portmap_entry e = {.port = 11, .state = PM_REMOTE_TW, .until_ms = 5000,
+                              .isn_known = 1, .rcv_nxt = 777};
+    assert_int_equal(portmap_restore(pm, &e), 0);
+    e.port = 13;
+    assert_int_equal(portmap_restore(pm, &e), -1);
     assert_int_equal(portmap_acquire(pm, 0, 0, 0, &pk), 0);
     assert_int_equal(pk.port, 10);
     portmap_quarantine(pm, 10, 0);
@@ -488,6 +491,138 @@ static void test_next_usable(void **state)
     }
 }
 
+/* ---- the observer and unknown ports (the state file's hooks) ------------------------- */
+
+struct seen {
+    struct portmap_entry e[32];
+    int n;
+};
+
+static void seen_fn(void *arg, const struct portmap_entry *e)
+{
+    struct seen *s = arg;
+    if (s->n < 32)
+        s->e[s->n] = *e;
+    s->n++;
+}
+
+/* Every change of a port's state is told, with what a restart needs of it. */
+static void test_observer_sees_every_change(void **state)
+{
+    struct portmap_policy pol = policy(ISN_EXPLICIT, TWRULE_BSD, PM_LOCAL_TW_AVOID);
+    portmap *pm = portmap_new(10, 11, &pol);
+    struct seen s = {.n = 0};
+    portmap_observe(pm, seen_fn, &s);
+    struct portmap_pick pk;
+    assert_int_equal(portmap_acquire(pm, 0, 0, 0, &pk), 0);
+    assert_int_equal(s.n, 1);
+    assert_int_equal(s.e[0].port, 10);
+    assert_int_equal(s.e[0].state, PM_BUSY);
+    struct portmap_release r = {.closer = PM_CLOSER_BACKEND, .isn_known = 1, .isn = 1000,
+                                .syn_real_ns = 5, .syn_mono_ns = 6, .bytes_to_backend = 98};
+    portmap_release(pm, 10, &r, 100);
+    assert_int_equal(s.n, 2);
+    assert_int_equal(s.e[1].state, PM_REMOTE_TW);
+    assert_int_equal(s.e[1].until_ms, 60100);
+    assert_int_equal(s.e[1].isn_known, 1);
+    assert_int_equal(s.e[1].rcv_nxt, 1100);
+    assert_int_equal(s.e[1].syn_real_ns, 5);
+    assert_int_equal(s.e[1].syn_mono_ns, 6);
+    assert_int_equal(s.e[1].bytes, 98);
+    /* taken again from the backend's TIME_WAIT, the connect fails: back as it was */
+    assert_int_equal(portmap_acquire(pm, 200, 0, 0, &pk), 0); /* 11, never used */
+    assert_int_equal(portmap_acquire(pm, 200, 0, 0, &pk), 0);
+    assert_int_equal(pk.port, 10);
+    assert_int_equal(s.e[3].state, PM_BUSY);
+    struct portmap_release failed = {.closer = PM_CLOSER_NONE, .never_connected = 1};
+    portmap_release(pm, 10, &failed, 300);
+    assert_int_equal(s.e[4].state, PM_REMOTE_TW);
+    assert_int_equal(s.e[4].until_ms, 60100);
+    assert_int_equal(s.e[4].rcv_nxt, 1100);
+    portmap_quarantine(pm, 11, 300);
+    assert_int_equal(s.e[5].state, PM_QUARANTINED);
+    assert_int_equal(s.e[5].until_ms, 1300);
+    portmap_expire(pm, 70000); /* both over: FREE, each told */
+    assert_int_equal(s.n, 8);
+    assert_int_equal(s.e[6].state, PM_FREE);
+    assert_int_equal(s.e[7].state, PM_FREE);
+    struct portmap_entry back = {.port = 11, .state = PM_LOCAL_TW, .until_ms = 80000,
+                                 .timestamps = 1};
+    assert_int_equal(portmap_restore(pm, &back), 0);
+    assert_int_equal(s.e[8].state, PM_LOCAL_TW);
+    assert_int_equal(s.e[8].timestamps, 1);
+    portmap_free(pm);
+}
+
+/* A port restored as unknown is never reused before its time, in any mode, is counted
+ * apart, and keeps its place against our kernel's TIME_WAIT. */
+static void test_unknown_ports(void **state)
+{
+    enum isn_mode modes[] = {ISN_EXPLICIT, ISN_KERNEL};
+    for (size_t m = 0; m < 2; m++) {
+        struct portmap_policy pol = policy(modes[m], TWRULE_BSD, PM_LOCAL_TW_DESTROY);
+        portmap *pm = portmap_new(1, 10, &pol);
+        struct portmap_entry u = {.port = 3, .state = PM_REMOTE_TW, .until_ms = 5000,
+                                  .unknown = 1};
+        assert_int_equal(portmap_restore(pm, &u), 0);
+        struct portmap_entry mine = {.port = 3, .state = PM_LOCAL_TW, .until_ms = 9000};
+        assert_int_equal(portmap_restore(pm, &mine), -1); /* says nothing of the backend */
+        assert_int_equal(portmap_unknown_at(pm, 0), 1);
+        assert_int_equal(portmap_unknown_at(pm, 5000), 0); /* as counts_at would */
+        struct portmap_pick pk;
+        for (int i = 0; i < 9; i++) {
+            assert_int_equal(portmap_acquire(pm, 10, 10000000, 10000000, &pk), 0);
+            assert_int_not_equal(pk.port, 3);
+        }
+        assert_int_equal(portmap_acquire(pm, 4999, 4999000000ull, 4999000000ull, &pk), -1);
+        assert_int_equal(portmap_next_usable_ms(pm, 4999, 4999000000ull, 4999000000ull),
+                         5000);
+        assert_int_equal(portmap_acquire(pm, 5000, 5000000000ull, 5000000000ull, &pk), 0);
+        assert_int_equal(pk.port, 3);
+        assert_int_equal(pk.kind, PM_PICK_FRESH);
+        assert_int_equal(portmap_unknown_at(pm, 5000), 0);
+        portmap_free(pm);
+    }
+    /* never-used ports under a block count as unknown until it ends */
+    struct portmap_policy pol = policy(ISN_EXPLICIT, TWRULE_BSD, PM_LOCAL_TW_AVOID);
+    portmap *pm = portmap_new(1, 10, &pol);
+    struct portmap_entry tw = {.port = 2, .state = PM_REMOTE_TW, .until_ms = 100,
+                               .isn_known = 1, .rcv_nxt = 5};
+    assert_int_equal(portmap_restore(pm, &tw), 0);
+    portmap_block_unknown(pm, 3000);
+    assert_int_equal(portmap_unknown_at(pm, 0), 9); /* 2 is known */
+    uint32_t c[PM_NSTATES];
+    portmap_counts_at(pm, 0, c);
+    assert_int_equal(c[PM_REMOTE_TW], 10);
+    assert_int_equal(portmap_unknown_at(pm, 3000), 0);
+    portmap_free(pm);
+}
+
+/* A restore keeps what kernel ISN mode needs: the old SYN's times and bytes, so the
+ * prediction works after a restart as before it. */
+static void test_restore_keeps_the_kernel_prediction(void **state)
+{
+    struct portmap_policy pol = policy(ISN_KERNEL, TWRULE_BSD, PM_LOCAL_TW_AVOID);
+    portmap *pm = portmap_new(1, 1, &pol);
+    uint64_t syn = 1000000000ull;
+    struct portmap_entry e = {.port = 1, .state = PM_REMOTE_TW, .until_ms = 60000,
+                              .syn_real_ns = syn, .syn_mono_ns = syn, .bytes = 100};
+    assert_int_equal(portmap_restore(pm, &e), 0);
+    struct portmap_pick pk;
+    /* 2 s later the kernel's clock is 31 M past 100 bytes, beyond the margin: safe */
+    assert_int_equal(portmap_acquire(pm, 3000, syn + 2000000000ull, syn + 2000000000ull, &pk),
+                     0);
+    assert_int_equal(pk.kind, PM_PICK_REMOTE_TW);
+    portmap_free(pm);
+    /* without the times (twlb 0.1's state file) it waits for the TIME_WAIT to end */
+    pm = portmap_new(1, 1, &pol);
+    e.syn_real_ns = e.syn_mono_ns = 0;
+    assert_int_equal(portmap_restore(pm, &e), 0);
+    assert_int_equal(portmap_acquire(pm, 3000, syn + 2000000000ull, syn + 2000000000ull, &pk),
+                     -1);
+    portmap_free(pm);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -502,6 +637,9 @@ int main(void)
         cmocka_unit_test(test_random_against_model),
         cmocka_unit_test(test_failed_reuse_keeps_the_memory),
         cmocka_unit_test(test_next_usable),
+        cmocka_unit_test(test_observer_sees_every_change),
+        cmocka_unit_test(test_unknown_ports),
+        cmocka_unit_test(test_restore_keeps_the_kernel_prediction),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
