@@ -20,6 +20,11 @@ uint64_t clock_mono_ns(void)
     return read_ns(CLOCK_MONOTONIC);
 }
 
+uint64_t clock_boot_ns(void)
+{
+    return read_ns(CLOCK_BOOTTIME);
+}
+
 uint64_t clock_unix_ms(void)
 {
     return read_ns(CLOCK_REALTIME) / 1000000ull;

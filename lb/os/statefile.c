@@ -1,291 +1,586 @@
-/* statefile.c - see statefile.h.  Format (JSON, one object):
- *   {"version": 1, "written_unix_ms": N,
- *    "entries": [{"pool": P, "backend": B, "inside": IP, "port": N,
- *                 "state": "remote_time_wait" | "local_time_wait" | "quarantined",
- *                 "remaining_ms": N, "isn_known": bool, "rcv_nxt": N}, ...]}
- * Times are stored as "remaining when written" plus the wall-clock time of writing, so a
- * restart (new monotonic base in libuv) can recompute them; the time spent stopped is
- * subtracted. */
-#include "os/statefile.h"
+/* statefile.c - see statefile.h: the file of this run (layout, growth, the observer,
+ * heartbeat, sync, close).  The previous run's file is read by statefile_read.c; the
+ * inside of both is statefile_int.h.
+ *
+ * Why a mapped array of our own and not LMDB: LMDB's write transactions are serialized
+ * by one writer lock, each a copy-on-write B-tree update and a meta-page flip (a few
+ * microseconds even with MDB_NOSYNC|MDB_WRITEMAP), taken twice per connection by every
+ * worker; a slot here is one store of 32 bytes into a page of the page cache by the one
+ * thread that owns the port (about 10 ns), and a SIGKILL loses neither.  What LMDB would
+ * add, crash consistency of the whole file on power loss, the heartbeat and the rules of
+ * core/portstate.h provide for what matters here: which ports may be at risk. */
+#include "os/statefile_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <jansson.h>
 #include <stdio.h>
-#include <string.h>
-#include <time.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "os/clock.h"
 #include "os/log.h"
 
-struct statefile_writer {
-    json_t *entries;
-    uint64_t now;
-};
-
-struct statefile_writer *statefile_writer_new(uint64_t now_ms)
-{
-    struct statefile_writer *w = calloc(1, sizeof *w);
-    if (w && !(w->entries = json_array())) {
-        free(w);
-        return NULL;
-    }
-    if (w)
-        w->now = now_ms;
-    return w;
-}
-
-void statefile_writer_add(struct statefile_writer *w, const struct statefile_entry *se)
-{
-    const struct portmap_entry *e = &se->e;
-    if (e->state == PM_BUSY || e->until_ms <= w->now)
-        return;
-    json_array_append_new(
-        w->entries,
-        json_pack("{s:s, s:s, s:s, s:i, s:s, s:I, s:b, s:I}", "pool", se->pool, "backend",
-                  se->backend, "inside", se->inside, "port", (int)e->port, "state",
-                  portmap_state_name(e->state), "remaining_ms",
-                  (json_int_t)(e->until_ms - w->now), "isn_known", e->isn_known, "rcv_nxt",
-                  (json_int_t)e->rcv_nxt));
-}
+/* Address space reserved for the mapping, so that it grows in place: 64 GiB is about
+ * 200,000 paths of 10,000 ports.  Reserving costs no memory (PROT_NONE, no backing). */
+#define SF_RESERVE (64ull << 30)
 
 static uint64_t save_failures;
 
-uint64_t statefile_save_failures(void) { return save_failures; }
-
-/* Write <root> to a new temporary file next to <path> and rename it over <path>.
- * Returns 0, or -1 with *what and errno set. */
-static int write_atomically(json_t *root, const char *path, const char **what)
+uint64_t statefile_save_failures(void)
 {
-    struct stat st;
-    if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) {
-        *what = "is a symbolic link; refusing to write through or replace it";
-        errno = ELOOP;
-        return -1;
-    }
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.XXXXXX", path) >= (int)sizeof tmp) {
-        *what = "cannot create a temporary file";
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    int fd = mkostemp(tmp, O_CLOEXEC); /* O_CREAT|O_EXCL, mode 0600, a fresh name */
-    if (fd < 0) {
-        *what = "cannot create a temporary file";
-        return -1;
-    }
-    FILE *f = fdopen(fd, "w");
-    if (!f) {
+    return __atomic_load_n(&save_failures, __ATOMIC_RELAXED);
+}
+
+static void count_failure(void)
+{
+    __atomic_add_fetch(&save_failures, 1, __ATOMIC_RELAXED);
+}
+
+/* ---- small pieces ------------------------------------------------------------------- */
+
+uint32_t sf_check(const void *p, size_t len)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ ((const uint8_t *)p)[i]) * 16777619u;
+    return h;
+}
+
+uint64_t sf_where_hash(const struct sf_segment *s, int with_range)
+{
+    uint64_t h = 1469598103934665603ull;
+    const uint8_t *b = (const uint8_t *)s;
+    for (size_t i = SF_WHERE_START; i < SF_WHERE_END; i++)
+        h = (h ^ b[i]) * 1099511628211ull;
+    if (with_range)
+        h = (h ^ ((uint64_t)s->lo << 16 | s->hi)) * 1099511628211ull;
+    return h;
+}
+
+size_t sf_segment_bytes(uint16_t lo, uint16_t hi)
+{
+    size_t slots = ((size_t)hi - lo + 1) * sizeof(struct portstate_slot);
+    return SF_SEGMENT_BYTES + (slots + 63) / 64 * 64;
+}
+
+void sf_segment_of(const struct statefile_key *k, struct sf_segment *s)
+{
+    memset(s, 0, sizeof *s);
+    memcpy(s->magic, "path", 4);
+    s->lo = k->lo;
+    s->hi = k->hi;
+    s->bytes = sf_segment_bytes(k->lo, k->hi);
+    s->backend_family = k->backend_family;
+    s->inside_family = k->inside_family;
+    memcpy(s->backend_addr, k->backend_addr, 16);
+    memcpy(s->inside_addr, k->inside_addr, 16);
+    s->backend_port = k->backend_port;
+    snprintf(s->pool, SF_NAME_MAX, "%s", k->pool);
+    snprintf(s->backend, SF_NAME_MAX, "%s", k->backend);
+}
+
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+void sf_read_clock(struct portstate_clock *c, int with_boot_id)
+{
+    memset(c, 0, sizeof *c);
+    c->real_ms = clock_real_ns() / 1000000;
+    c->mono_ms = clock_mono_ns() / 1000000;
+    c->boot_ms = clock_boot_ns() / 1000000;
+    if (!with_boot_id)
+        return;
+    /* Hidden under systemd's ProcSubset=pid: then the boot clocks decide. */
+    int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+    char buf[64];
+    ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf) : -1;
+    if (fd >= 0)
         close(fd);
-        unlink(tmp);
-        *what = "cannot write";
+    int digits = 0;
+    for (ssize_t i = 0; i < n && digits < 32; i++) {
+        int v = hexval(buf[i]);
+        if (v < 0)
+            continue;
+        c->boot_id[digits / 2] = (uint8_t)(c->boot_id[digits / 2] << 4 | v);
+        digits++;
+    }
+    c->boot_id_known = digits == 32;
+}
+
+/* ---- paths -------------------------------------------------------------------------- */
+
+static int same_path(const struct sf_segment *a, const struct sf_segment *b)
+{
+    return a->lo == b->lo && a->hi == b->hi &&
+           !memcmp((const uint8_t *)a + SF_WHERE_START, (const uint8_t *)b + SF_WHERE_START,
+                   SF_WHERE_END - SF_WHERE_START);
+}
+
+static struct statefile_path *table_get(const struct statefile *sf, const struct sf_segment *id)
+{
+    if (!sf->table)
+        return NULL;
+    for (size_t k = sf_where_hash(id, 1) & sf->mask; sf->table[k]; k = (k + 1) & sf->mask)
+        if (same_path(&sf->table[k]->id, id))
+            return sf->table[k];
+    return NULL;
+}
+
+static int table_grow(struct statefile *sf, size_t want)
+{
+    size_t cap = sf->mask ? sf->mask + 1 : 16;
+    if (sf->table && 2 * want <= cap)
+        return 0;
+    while (2 * want > cap)
+        cap *= 2;
+    struct statefile_path **t = calloc(cap, sizeof *t);
+    if (!t)
         return -1;
+    for (size_t i = 0; i < sf->n; i++) {
+        size_t k = sf_where_hash(&sf->paths[i]->id, 1) & (cap - 1);
+        while (t[k])
+            k = (k + 1) & (cap - 1);
+        t[k] = sf->paths[i];
     }
-    int ok = root && json_dumpf(root, f, JSON_COMPACT) == 0;
-    ok = fflush(f) == 0 && fsync(fd) == 0 && ok;
-    int e = errno;
-    if (fclose(f) != 0 && ok) {
-        ok = 0;
-        e = errno;
-    }
-    if (!ok) {
-        unlink(tmp);
-        *what = "cannot write";
-        errno = e ? e : EIO;
-        return -1;
-    }
-    if (rename(tmp, path) != 0) {
-        e = errno;
-        unlink(tmp);
-        *what = "cannot replace";
-        errno = e;
-        return -1;
-    }
+    free(sf->table);
+    sf->table = t;
+    sf->mask = cap - 1;
     return 0;
 }
 
-int statefile_writer_commit(struct statefile_writer *w, const char *path)
+/* A new path for <k> (no slots yet), in the list and the table.  NULL on OOM. */
+static struct statefile_path *path_add(struct statefile *sf, const struct statefile_key *k)
 {
-    int n = (int)json_array_size(w->entries);
-    json_t *root = json_pack("{s:i, s:I, s:o}", "version", 1, "written_unix_ms",
-                             (json_int_t)clock_unix_ms(), "entries", w->entries);
-    free(w);
-    const char *what = "cannot write";
-    int r = write_atomically(root, path, &what);
-    int e = errno;
-    json_decref(root);
-    if (r < 0) {
-        save_failures++;
-        log_error("state file %s: %s: %s; the remembered ports are not saved (%llu failed "
-                  "saves)", path, what, strerror(e), (unsigned long long)save_failures);
+    if (sf->n == sf->cap) {
+        size_t cap = sf->cap ? 2 * sf->cap : 16;
+        struct statefile_path **a = realloc(sf->paths, cap * sizeof *a);
+        if (!a)
+            return NULL;
+        sf->paths = a;
+        sf->cap = cap;
+    }
+    struct statefile_path *p = calloc(1, sizeof *p);
+    if (!p || table_grow(sf, sf->n + 1) < 0 || !(p->inside = strdup(k->inside ? k->inside : ""))) {
+        free(p);
+        return NULL;
+    }
+    p->sf = sf;
+    sf_segment_of(k, &p->id);
+    p->lo = k->lo;
+    p->hi = k->hi;
+    p->time_wait_ms = k->time_wait_ms;
+    sf->paths[sf->n++] = p;
+    size_t i = sf_where_hash(&p->id, 1) & sf->mask;
+    while (sf->table[i])
+        i = (i + 1) & sf->mask;
+    sf->table[i] = p;
+    return p;
+}
+
+struct statefile_path *statefile_find(const struct statefile *sf, const struct statefile_key *k)
+{
+    struct sf_segment id;
+    sf_segment_of(k, &id);
+    return table_get(sf, &id);
+}
+
+/* ---- the mapping -------------------------------------------------------------------- */
+
+static int reserve(struct statefile *sf, size_t need)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t sizes[] = {(size_t)SF_RESERVE, 4 * need, need};
+    for (size_t i = 0; i < 3; i++) {
+        size_t len = (sizes[i] + page - 1) / page * page;
+        if (len < need)
+            continue;
+        void *p = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (p != MAP_FAILED) {
+            sf->base = p;
+            sf->reserved = len;
+            return 0;
+        }
+    }
+    return -ENOMEM;
+}
+
+/* Extend the mapping over [0, len) of the file (or of memory, with no file). */
+static int map_to(struct statefile *sf, size_t len)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t want = (len + page - 1) / page * page;
+    if (want <= sf->mapped)
+        return 0;
+    if (want > sf->reserved)
+        return -ENOSPC;
+    void *at = sf->base + sf->mapped, *p;
+    if (sf->fd >= 0)
+        p = mmap(at, want - sf->mapped, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, sf->fd,
+                 (off_t)sf->mapped);
+    else
+        p = mmap(at, want - sf->mapped, PROT_READ | PROT_WRITE,
+                 MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+    if (p == MAP_FAILED)
+        return -errno;
+    sf->mapped = want;
+    return 0;
+}
+
+/* The file's bytes up to <len>, on disk (no hole: a store into a hole of a full disk
+ * would be a SIGBUS).  0 or -errno. */
+static int file_extend(int fd, size_t from, size_t len)
+{
+    if (ftruncate(fd, (off_t)len) != 0)
+        return -errno;
+    int e = posix_fallocate(fd, (off_t)from, (off_t)(len - from));
+    return e ? -e : 0;
+}
+
+/* A new file next to sf->path, locked, of <len> bytes.  Returns its descriptor (name in
+ * <tmp>), or -1 after logging why. */
+static int create_file(struct statefile *sf, size_t len, char *tmp, size_t tmplen)
+{
+    struct stat st;
+    if (lstat(sf->path, &st) == 0 && S_ISLNK(st.st_mode)) {
+        log_error("state file %s: is a symbolic link; refusing to write through or replace it",
+                  sf->path);
         return -1;
     }
-    log_info("state file %s: saved %d remembered ports", path, n);
+    const char *what = "cannot create a temporary file";
+    int e = ENAMETOOLONG, fd = -1;
+    if (snprintf(tmp, tmplen, "%s.XXXXXX", sf->path) < (int)tmplen) {
+        fd = mkostemp(tmp, O_CLOEXEC); /* O_CREAT|O_EXCL, mode 0600, a fresh name */
+        e = errno;
+    }
+    if (fd >= 0) {
+        int r = flock(fd, LOCK_EX | LOCK_NB) != 0 ? -errno : file_extend(fd, 0, len);
+        if (r == 0)
+            return fd;
+        e = -r;
+        what = "cannot reserve its space";
+        close(fd);
+        unlink(tmp);
+    }
+    log_error("state file %s: %s: %s", sf->path, what, strerror(e));
+    return -1;
+}
+
+static void fsync_dir(const char *path)
+{
+    char *dir = strdup(path);
+    char *slash = dir ? strrchr(dir, '/') : NULL;
+    const char *d = slash ? (slash == dir ? "/" : (*slash = 0, dir)) : ".";
+    int fd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        (void)fsync(fd);
+        close(fd);
+    }
+    free(dir);
+}
+
+/* The header and every segment's description; the slots are zero. */
+static void layout(struct statefile *sf)
+{
+    struct sf_header *h = (struct sf_header *)sf->base;
+    sf->hdr = h;
+    memcpy(h->magic, SF_MAGIC, 8);
+    h->version = SF_VERSION;
+    h->byte_order = SF_ORDER;
+    h->alive_real_ms = sf->opened.real_ms;
+    h->alive_mono_ms = sf->opened.mono_ms;
+    h->alive_boot_ms = sf->opened.boot_ms;
+    h->end = sf->size;
+    h->pid = (uint32_t)getpid();
+    h->header_bytes = SF_HEADER_BYTES;
+    h->segment_bytes = SF_SEGMENT_BYTES;
+    h->slot_bytes = sizeof(struct portstate_slot);
+    h->boot_id_known = (uint32_t)sf->opened.boot_id_known;
+    memcpy(h->boot_id, sf->opened.boot_id, sizeof h->boot_id);
+    h->clock_base_ns = sf->clock_base_ns;
+    h->created_real_ms = sf->opened.real_ms;
+    size_t off = SF_HEADER_BYTES;
+    for (size_t i = 0; i < sf->n; i++) {
+        struct statefile_path *p = sf->paths[i];
+        struct sf_segment *s = (struct sf_segment *)(sf->base + off);
+        *s = p->id;
+        s->check = sf_check(s, sizeof *s);
+        p->slots = (struct portstate_slot *)(s + 1);
+        off += s->bytes;
+    }
+}
+
+/* ---- open --------------------------------------------------------------------------- */
+
+static void free_sf(struct statefile *sf)
+{
+    if (!sf)
+        return;
+    for (size_t i = 0; i < sf->n; i++) {
+        if (sf->paths[i]->own_slots)
+            free(sf->paths[i]->slots);
+        free(sf->paths[i]->inside);
+        free(sf->paths[i]);
+    }
+    if (sf->base)
+        munmap(sf->base, sf->reserved);
+    if (sf->fd >= 0)
+        close(sf->fd);
+    free(sf->paths);
+    free(sf->table);
+    free(sf->path);
+    free(sf);
+}
+
+/* Put the new file in the old one's place (the old one aside first when it could not be
+ * read).  On failure the file stays mapped but is no longer at its name. */
+static void install(struct statefile *sf, const struct sf_prev *prev, const char *tmp)
+{
+    char aside[4200];
+    const char *what = "cannot write";
+    if (fdatasync(sf->fd) == 0) {
+        what = "cannot keep the unreadable file aside";
+        if (!prev->keep_aside ||
+            (snprintf(aside, sizeof aside, "%s.bad", sf->path) < (int)sizeof aside &&
+             rename(sf->path, aside) == 0)) {
+            what = "cannot replace";
+            if (rename(tmp, sf->path) == 0) {
+                fsync_dir(sf->path);
+                return;
+            }
+        }
+    }
+    int e = errno;
+    unlink(tmp);
+    close(sf->fd);
+    sf->fd = -1;
+    count_failure();
+    log_error("state file %s: %s: %s; this run's records are kept in memory only", sf->path,
+              what, strerror(e));
+}
+
+int statefile_open(const char *path, const struct statefile_key *keys, size_t n,
+                   const struct statefile_limits *v1, struct statefile **out, char *err,
+                   size_t errlen)
+{
+    struct statefile *sf = calloc(1, sizeof *sf);
+    *out = NULL;
+    if (!sf || !(sf->path = strdup(path))) {
+        free(sf);
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    sf->fd = -1;
+    sf_read_clock(&sf->opened, 1);
+    sf->clock_base_ns = clock_real_ns() - clock_mono_ns();
+    sf->size = SF_HEADER_BYTES;
+    for (size_t i = 0; i < n; i++) {
+        struct sf_segment id;
+        sf_segment_of(&keys[i], &id);
+        if (table_get(sf, &id))
+            continue;
+        if (!path_add(sf, &keys[i])) {
+            free_sf(sf);
+            snprintf(err, errlen, "out of memory");
+            return -ENOMEM;
+        }
+        sf->size += id.bytes;
+    }
+    if (reserve(sf, sf->size) < 0) {
+        snprintf(err, errlen, "state file %s: cannot reserve %zu bytes of address space", path,
+                 sf->size);
+        free_sf(sf);
+        return -ENOMEM;
+    }
+    struct sf_prev prev;
+    int r = sf_read_prev(sf, &prev, err, errlen);
+    if (r < 0) {
+        free_sf(sf);
+        return r;
+    }
+    char tmp[4200];
+    sf->fd = create_file(sf, sf->size, tmp, sizeof tmp);
+    if (sf->fd >= 0 && map_to(sf, sf->size) < 0) {
+        log_error("state file %s: cannot map it: %s", path, strerror(errno));
+        close(sf->fd);
+        unlink(tmp);
+        sf->fd = -1;
+    }
+    if (sf->fd < 0) {
+        count_failure(); /* memory only: the drain exits 1 */
+        if ((r = map_to(sf, sf->size)) < 0) {
+            sf_prev_release(&prev);
+            free_sf(sf);
+            snprintf(err, errlen, "state file %s: out of memory", path);
+            return r;
+        }
+    }
+    layout(sf);
+    int restored = 0, unknown = 0;
+    sf_copy_prev(sf, &prev, v1, &restored, &unknown);
+    struct portstate_plan damage;
+    portstate_plan_unreadable(prev.damaged_alive_ms, &sf->opened, &damage);
+    uint64_t blocked = 0, longest = 0;
+    for (size_t i = 0; i < sf->n; i++) {
+        struct statefile_path *p = sf->paths[i];
+        uint64_t u = portstate_unknown_until_ms(&sf->plan, &sf->opened, p->time_wait_ms);
+        uint64_t d = prev.damaged && !p->found
+                         ? portstate_unknown_until_ms(&damage, &sf->opened, p->time_wait_ms)
+                         : 0;
+        p->unknown_until_ms = u > d ? u : d;
+        if (p->unknown_until_ms) {
+            blocked += (uint64_t)p->hi - p->lo + 1;
+            if (p->unknown_until_ms - sf->opened.mono_ms > longest)
+                longest = p->unknown_until_ms - sf->opened.mono_ms;
+        }
+    }
+    sf->hdr->risk_from_real_ms = sf->plan.risk_from_real_ms;
+    if (prev.damaged && damage.risk_from_real_ms > sf->hdr->risk_from_real_ms)
+        sf->hdr->risk_from_real_ms = damage.risk_from_real_ms;
+    sf->hdr->check = sf_check(sf->base + SF_HEADER_FIXED,
+                              offsetof(struct sf_header, check) - SF_HEADER_FIXED);
+    if (sf->fd >= 0)
+        install(sf, &prev, tmp);
+    sf_prev_release(&prev);
+    const char *memo = sf->fd < 0 ? "; kept in memory only" : "";
+    if (sf->plan.kind == PORTSTATE_FRESH)
+        log_info("state file %s: none yet (a first start): every source port is usable at "
+                 "once%s", path, memo);
+    else
+        log_info("state file %s: %s: restored %d remembered ports%s", path,
+                 portstate_restart_name(sf->plan.kind), restored, memo);
+    if (unknown)
+        log_warn("state file %s: %d ports were busy when the previous run ended (a crash?): "
+                 "their connections' end is unknown, so they count as in backend TIME_WAIT "
+                 "for one TIME_WAIT period", path, unknown);
+    if (blocked)
+        log_warn("state file %s: %llu ports of %zu paths have no record that can be trusted "
+                 "(%s): they count as possibly in backend TIME_WAIT for up to %llu s", path,
+                 (unsigned long long)blocked, sf->n, portstate_restart_name(sf->plan.kind),
+                 (unsigned long long)(longest + 999) / 1000);
+    *out = sf;
+    return 0;
+}
+
+/* ---- a reload ----------------------------------------------------------------------- */
+
+int statefile_add(struct statefile *sf, const struct statefile_key *keys, size_t n)
+{
+    struct portstate_clock now;
+    sf_read_clock(&now, 0);
+    size_t size = sf->size, first = sf->n;
+    for (size_t i = 0; i < n; i++) {
+        struct sf_segment id;
+        sf_segment_of(&keys[i], &id);
+        if (table_get(sf, &id))
+            continue;
+        if (!path_add(sf, &keys[i]))
+            return -ENOMEM; /* those added so far have no slots: statefile_find says so */
+        size += id.bytes;
+    }
+    if (first == sf->n)
+        return 0;
+    int r = sf->fd >= 0 ? file_extend(sf->fd, sf->size, size) : 0;
+    if (r == 0)
+        r = map_to(sf, size);
+    if (r < 0) {
+        count_failure();
+        log_error("state file %s: cannot grow it to %zu bytes: %s; the ports of %zu new paths "
+                  "are kept in memory only", sf->path, size, strerror(-r), sf->n - first);
+    }
+    size_t off = sf->size;
+    for (size_t i = first; i < sf->n; i++) {
+        struct statefile_path *p = sf->paths[i];
+        p->unknown_until_ms = portstate_unknown_until_ms(&sf->plan, &now, p->time_wait_ms);
+        if (r < 0) {
+            p->slots = calloc((size_t)p->hi - p->lo + 1, sizeof *p->slots);
+            p->own_slots = 1;
+            continue;
+        }
+        struct sf_segment *s = (struct sf_segment *)(sf->base + off);
+        *s = p->id;
+        s->check = sf_check(s, sizeof *s);
+        p->slots = (struct portstate_slot *)(s + 1);
+        off += s->bytes;
+    }
+    if (r == 0) {
+        sf->size = size;
+        __atomic_store_n(&sf->hdr->end, (uint64_t)size, __ATOMIC_RELEASE);
+    }
+    return r < 0 ? r : (int)(sf->n - first);
+}
+
+/* ---- running ------------------------------------------------------------------------ */
+
+void statefile_observer(void *arg, const struct portmap_entry *e)
+{
+    struct statefile_path *p = arg;
+    if (e->port >= p->lo && e->port <= p->hi && p->slots)
+        portstate_store(&p->slots[e->port - p->lo], e, p->sf->clock_base_ns);
+}
+
+int statefile_restore(const struct statefile_path *p, portmap *pm, uint16_t lo, uint16_t hi,
+                      uint64_t now_ms)
+{
+    int n = 0;
+    for (uint32_t port = lo; p->slots && port <= hi; port++) {
+        if (port < p->lo || port > p->hi)
+            continue;
+        struct portmap_entry e = {.port = (uint16_t)port};
+        if (portstate_load(&p->slots[port - p->lo], p->sf->clock_base_ns, &e) != 1)
+            continue;
+        e.port = (uint16_t)port;
+        if (e.state != PM_BUSY && e.until_ms > now_ms && portmap_restore(pm, &e) == 0)
+            n++;
+    }
+    if (p->unknown_until_ms > now_ms)
+        portmap_block_unknown(pm, p->unknown_until_ms);
     return n;
 }
 
-/* Read <path> whole, refusing what the limits forbid.  Returns a malloc'ed buffer, or
- * NULL with <why> (*missing: the file does not exist, the normal first start). */
-static char *read_bounded(const char *path, uint64_t max_bytes, size_t *len, char *why,
-                          size_t whylen, int *missing)
+void statefile_heartbeat(struct statefile *sf)
 {
-    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
-    struct stat st;
-    *missing = fd < 0 && errno == ENOENT;
-    if (fd < 0) {
-        snprintf(why, whylen, "%s", errno == ELOOP ? "is a symbolic link; not following it"
-                                                   : strerror(errno));
-        return NULL;
-    }
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        snprintf(why, whylen, "is not a regular file");
-        close(fd);
-        return NULL;
-    }
-    if ((uint64_t)st.st_size > max_bytes) {
-        snprintf(why, whylen, "is %llu bytes, more than the %llu the configuration can need",
-                 (unsigned long long)st.st_size, (unsigned long long)max_bytes);
-        close(fd);
-        return NULL;
-    }
-    size_t cap = (size_t)st.st_size + 1, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        ssize_t r = read(fd, buf + n, cap - n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            snprintf(why, whylen, "%s", strerror(errno));
-            free(buf);
-            buf = NULL;
-        } else if (r == 0) {
-            break;
-        } else if ((n += (size_t)r) == cap) { /* it grew while we read */
-            snprintf(why, whylen, "changed while being read");
-            free(buf);
-            buf = NULL;
-        }
-    }
-    if (!buf && !why[0])
-        snprintf(why, whylen, "out of memory");
-    close(fd);
-    *len = n;
-    return buf;
+    struct portstate_clock c;
+    sf_read_clock(&c, 0);
+    __atomic_store_n(&sf->hdr->alive_real_ms, c.real_ms, __ATOMIC_RELEASE);
+    __atomic_store_n(&sf->hdr->alive_mono_ms, c.mono_ms, __ATOMIC_RELEASE);
+    __atomic_store_n(&sf->hdr->alive_boot_ms, c.boot_ms, __ATOMIC_RELEASE);
 }
 
-struct loaded {
-    struct statefile_entry se;
-    size_t index; /* in the file: ties keep the file's order */
-};
-
-static int by_expiry(const void *a, const void *b)
+int statefile_sync(struct statefile *sf)
 {
-    const struct loaded *x = a, *y = b;
-    if (x->se.e.until_ms != y->se.e.until_ms)
-        return x->se.e.until_ms < y->se.e.until_ms ? -1 : 1;
-    return x->index < y->index ? -1 : x->index > y->index;
+    if (sf->fd < 0 || fdatasync(sf->fd) == 0)
+        return 0;
+    int e = errno;
+    count_failure();
+    log_error("state file %s: cannot sync it to disk: %s (a host crash now would lose the "
+              "records of the last seconds)", sf->path, strerror(e));
+    return -e;
 }
 
-int statefile_load(const char *path, uint64_t now, const struct statefile_limits *lim,
-                   int (*fn)(void *arg, const struct statefile_entry *e), void *arg)
+void statefile_close(struct statefile *sf, int clean)
 {
-    char whybuf[160] = "";
-    const char *why = NULL;
-    json_error_t jerr;
-    json_t *root = NULL, *entries = NULL;
-    json_int_t version = 0, written = 0;
-    uint64_t max_bytes = STATEFILE_BASE_BYTES;
-    if (lim->max_entries > (UINT64_MAX - max_bytes) / STATEFILE_ENTRY_BYTES)
-        max_bytes = UINT64_MAX;
-    else
-        max_bytes += lim->max_entries * STATEFILE_ENTRY_BYTES;
-    size_t len = 0;
-    int missing = 0;
-    char *text = read_bounded(path, max_bytes, &len, whybuf, sizeof whybuf, &missing);
-    if (!text)
-        why = whybuf;
-    else if (!(root = json_loadb(text, len, 0, &jerr)))
-        why = jerr.text;
-    else if (json_unpack_ex(root, &jerr, 0, "{s:I, s:I, s:o}", "version", &version,
-                            "written_unix_ms", &written, "entries", &entries) != 0)
-        why = jerr.text;
-    else if (version != 1)
-        why = "unknown version";
-    else if (!json_is_array(entries))
-        why = "entries is not an array";
-    else if (json_array_size(entries) > lim->max_entries) {
-        snprintf(whybuf, sizeof whybuf, "has %zu entries, more than the %llu the "
-                 "configuration can hold", json_array_size(entries),
-                 (unsigned long long)lim->max_entries);
-        why = whybuf;
-    }
-    free(text);
-    if (why) {
-        log_msg(missing ? LOGL_WARN : LOGL_ERROR, "state file %s: %s; assuming every source port may still be in backend "
-                  "TIME_WAIT for one TIME_WAIT period",
-                  path, why);
-        json_decref(root);
-        return -1;
-    }
-    uint64_t wall = clock_unix_ms();
-    uint64_t stopped = wall > (uint64_t)written ? wall - (uint64_t)written : 0;
-    int restored = 0, skipped = 0, clamped = 0;
-    struct loaded *keep = malloc((json_array_size(entries) + 1) * sizeof *keep);
-    size_t nkeep = 0, i;
-    json_t *e;
-    json_array_foreach(entries, i, e) {
-        const char *pool, *backend, *inside, *state;
-        json_int_t port, remaining, rcv_nxt;
-        int isn_known;
-        if (!keep || json_unpack(e, "{s:s, s:s, s:s, s:I, s:s, s:I, s:b, s:I}", "pool", &pool,
-                                 "backend", &backend, "inside", &inside, "port", &port,
-                                 "state", &state, "remaining_ms", &remaining, "isn_known",
-                                 &isn_known, "rcv_nxt", &rcv_nxt) != 0) {
-            skipped++;
-            continue;
+    if (!sf)
+        return;
+    statefile_heartbeat(sf);
+    if (clean)
+        __atomic_store_n(&sf->hdr->clean, 1u, __ATOMIC_RELEASE);
+    if (sf->fd >= 0) {
+        if (fsync(sf->fd) != 0) {
+            count_failure();
+            log_error("state file %s: cannot sync it to disk: %s", sf->path, strerror(errno));
+        } else {
+            log_info("state file %s: %s", sf->path, clean ? "closed cleanly" : "closed");
         }
-        if (remaining <= 0 || (uint64_t)remaining <= stopped)
-            continue; /* expired while we were down */
-        uint64_t left = (uint64_t)remaining - stopped;
-        if (left > lim->max_remaining_ms) {
-            left = lim->max_remaining_ms; /* no port is remembered longer than the config says */
-            clamped++;
-        }
-        enum pm_state st = PM_NSTATES;
-        for (int s = 0; s < PM_NSTATES; s++)
-            if (!strcmp(state, portmap_state_name((enum pm_state)s)))
-                st = (enum pm_state)s;
-        if (port < 1 || port > 65535 || rcv_nxt < 0 || rcv_nxt > 0xffffffffLL ||
-            st == PM_NSTATES) {
-            skipped++;
-            continue;
-        }
-        keep[nkeep++] = (struct loaded){
-            .se = {.pool = pool, .backend = backend, .inside = inside,
-                   .e = {.port = (uint16_t)port, .state = st, .until_ms = now + left,
-                         .isn_known = isn_known, .rcv_nxt = (uint32_t)rcv_nxt}},
-            .index = i,
-        };
+    } else {
+        count_failure();
+        log_error("state file %s: this run's records were kept in memory only; the next "
+                  "start will not know them", sf->path);
     }
-    /* Expiry is first in, first out per path: restore in the order the ports expire. */
-    if (nkeep)
-        qsort(keep, nkeep, sizeof *keep, by_expiry);
-    for (size_t k = 0; k < nkeep; k++) {
-        if (fn(arg, &keep[k].se) != 0)
-            skipped++; /* a path that no longer exists, or a port outside its range */
-        else
-            restored++;
-    }
-    free(keep);
-    json_decref(root);
-    if (clamped)
-        log_warn("state file %s: %d entries remembered longer than the configuration's "
-                 "longest TIME_WAIT (%llu ms); cut to it", path, clamped,
-                 (unsigned long long)lim->max_remaining_ms);
-    log_info("state file %s: restored %d remembered ports (%d skipped, down for %llu ms)",
-             path, restored, skipped, (unsigned long long)stopped);
-    return restored;
+    free_sf(sf);
 }

@@ -11,6 +11,7 @@
 #include "os/clock.h"
 #include "os/sockprep.h"
 #include "runtime/backend.h"
+#include "runtime/state.h"
 #include "runtime/timers.h"
 
 /* Passive ejection: this many failed connects in a row take a backend out for 1 s,
@@ -163,15 +164,14 @@ static int build_backend(struct gen *g, struct pool_rt *pool, size_t b,
     }
     struct portmap_policy pol;
     backend_policy(g, be, &pol);
-    /* This worker's share of the range: workers split every range into disjoint
-     * slices, so a port belongs to one worker only (the worker count is at most the
-     * size of the smallest range: group.c). */
-    uint32_t n = (uint32_t)pc->port_hi - pc->port_lo + 1;
-    uint32_t lo = pc->port_lo + g->w->index * n / g->w->nworkers;
-    uint32_t hi = pc->port_lo + (g->w->index + 1) * n / g->w->nworkers - 1;
-    be->ps = pathset_new(be->cfg->addr.ss.ss_family, inside, pc->n_inside, (uint16_t)lo,
-                         (uint16_t)hi, &pol, prev_be ? prev_be->ps : NULL);
-    return be->ps ? 0 : -1;
+    uint16_t lo, hi;
+    worker_slice(g->w, pc, &lo, &hi);
+    be->ps = pathset_new(be->cfg->addr.ss.ss_family, inside, pc->n_inside, lo, hi, &pol,
+                         prev_be ? prev_be->ps : NULL);
+    if (!be->ps)
+        return -1;
+    state_attach(g, be, prev_be); /* every change of its ports goes to the state file */
+    return 0;
 }
 
 static void gen_destroy(struct gen *g, int own_cfg);

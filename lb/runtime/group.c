@@ -63,6 +63,8 @@ struct group {
     void (*on_drained)(struct group *g);
     struct snapshot *snap;        /* the last view */
     struct shared *shared;        /* what the workers share (shared.h) */
+    struct statefile *store;      /* the state file (state.h); NULL: none */
+    struct state_keeper *keeper;  /* its heartbeat and sync on the main loop */
 };
 
 /* ---- messages ------------------------------------------------------------------ */
@@ -278,6 +280,7 @@ static void *thread_main(void *arg)
     s->w = worker_new(&s->loop, s->index, g->n, &g->key, err, sizeof err);
     if (s->w) {
         s->w->data = s;
+        s->w->store = g->store;
         if (g->n > 1) {
             s->w->shared_flags = shared_flags;
             s->w->shared_arg = g;
@@ -314,6 +317,8 @@ static void do_close(struct slot *s, void *arg)
 
 static void free_group(struct group *g)
 {
+    if (!g->keeper) /* else the keeper closes it (group_stop) */
+        statefile_close(g->store, 1);
     snapshot_free(g->snap);
     config_free(g->cfg);
     shared_free(g->shared);
@@ -377,6 +382,12 @@ struct group *group_start(uv_loop_t *loop, struct config *cfg, char *err, size_t
         free_group(g);
         return NULL;
     }
+    /* What the previous run left, judged and laid out anew before any worker builds a
+     * port map (state.h); another process holding the file stops the start. */
+    if (state_open(cfg, &g->store, err, errlen) < 0) {
+        free_group(g);
+        return NULL;
+    }
     /* Signals are the main loop's: the worker threads block them all. */
     sigset_t all, old;
     sigfillset(&all);
@@ -415,6 +426,7 @@ struct group *group_start(uv_loop_t *loop, struct config *cfg, char *err, size_t
     }
     uv_async_init(loop, &g->drained_async, on_drained_async);
     g->drained_async.data = g;
+    g->keeper = state_keeper_start(loop, g->store);
     if (g->n > 1)
         log_info("%u workers", g->n);
     return g;
@@ -428,30 +440,6 @@ unsigned group_size(const struct group *g)
 const struct config *group_config(const struct group *g)
 {
     return g->cfg;
-}
-
-/* ---- state file ------------------------------------------------------------------ */
-
-static void do_collect(struct slot *s, void *arg)
-{
-    state_collect(s->w, arg);
-}
-
-/* Every worker's share of the ports, in one file (one worker at a time: the writer is
- * not shared between threads). */
-static void save_state(struct group *g)
-{
-    const char *path = g->cfg->reuse.state_file;
-    if (!path)
-        return;
-    struct statefile_writer *wr = statefile_writer_new(uv_now(g->loop));
-    if (!wr) {
-        log_error("state file %s: out of memory", path);
-        return;
-    }
-    for (unsigned i = 0; i < g->n; i++)
-        call_one(g, i, do_collect, wr);
-    (void)statefile_writer_commit(wr, path);
 }
 
 /* ---- reload ---------------------------------------------------------------------- */
@@ -480,6 +468,7 @@ static void do_abort(struct slot *s, void *arg)
 
 int group_reload(struct group *g, struct config *cfg, char *err, size_t errlen)
 {
+    state_add(g->store, cfg); /* the new paths' slots, before any worker looks for them */
     call_all(g, do_prepare, cfg);
     for (unsigned i = 0; i < g->n; i++)
         if (g->slots[i].rc < 0) {
@@ -491,7 +480,6 @@ int group_reload(struct group *g, struct config *cfg, char *err, size_t errlen)
     call_all(g, do_commit, NULL);
     config_free(g->cfg);
     g->cfg = config_ref(cfg);
-    save_state(g);
     return 0;
 }
 
@@ -511,7 +499,6 @@ static void on_drained_async(uv_async_t *a)
         return;
     void (*cb)(struct group *) = g->on_drained;
     g->on_drained = NULL; /* once */
-    save_state(g);
     cb(g);
 }
 
@@ -534,6 +521,12 @@ static void free_after_close(uv_handle_t *h)
 void group_stop(struct group *g)
 {
     stop_threads(g);
+    /* Every worker's loop has ended: every port is released, the file is final. */
+    if (g->keeper)
+        state_keeper_stop(g->keeper, 1);
+    else
+        statefile_close(g->store, 1);
+    g->store = NULL;
     uv_close((uv_handle_t *)&g->drained_async, free_after_close);
 }
 

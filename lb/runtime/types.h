@@ -24,6 +24,8 @@
 #include "core/pathset.h"
 #include "core/timeq.h"
 
+struct statefile;
+
 /* Counters of one backend, declared once: X(field, metric name, help).  The admin side
  * renders /metrics and /stats from this list. */
 #define BACKEND_COUNTERS(X)                                                              \
@@ -171,6 +173,9 @@ struct worker {
     struct backend_flags *(*shared_flags)(void *arg, const char *pool,
                                           const struct cfg_backend *b);
     void *shared_arg;
+    /* The state file (os/statefile.h), shared by every worker, each writing the slots of
+     * its own ports; NULL: none ("state_file": null). */
+    struct statefile *store;
     struct gen *next;              /* a reload prepared, not yet committed */
     /* Give client connection <fd> (accepted on listener <listener>, nothing read from it
      * yet) to the next worker, because this one has no port left toward a usable
@@ -222,7 +227,19 @@ struct worker {
     void *data;                    /* the caller's */
 };
 
-/* Monotonic milliseconds of the loop (cached per loop iteration). */
+/* This worker's share of pool <pc>'s source ports: workers split every range into
+ * disjoint slices, so a port belongs to one worker only (the worker count is at most the
+ * size of the smallest range: group.c). */
+static inline void worker_slice(const struct worker *w, const struct cfg_pool *pc,
+                                uint16_t *lo, uint16_t *hi)
+{
+    uint32_t n = (uint32_t)pc->port_hi - pc->port_lo + 1;
+    *lo = (uint16_t)(pc->port_lo + w->index * n / w->nworkers);
+    *hi = (uint16_t)(pc->port_lo + (w->index + 1) * n / w->nworkers - 1);
+}
+
+/* Monotonic milliseconds of the loop (cached per loop iteration): CLOCK_MONOTONIC, one
+ * clock for the whole boot (the state file keeps deadlines on it across a restart). */
 static inline uint64_t worker_now_ms(const struct worker *w) { return uv_now(w->loop); }
 
 #endif

@@ -1,4 +1,4 @@
-/* fuzz_statefile.c - the state-file loader on any file content: statefile_load() must
+/* fuzz_statefile.c - the state-file loader on any file content: statefile_v1_load() must
  * refuse or restore, never crash, and every entry it hands over must be within the
  * limits it was given and come in the order the ports expire. */
 #include <stdio.h>
@@ -7,7 +7,7 @@
 
 #include "fuzz.h"
 #include "os/log.h"
-#include "os/statefile.h"
+#include "os/statefile_v1.h"
 
 static char path[] = "/tmp/twlb-fuzz-state-XXXXXX";
 static int fd = -1;
@@ -53,7 +53,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     struct statefile_limits lim = {.max_remaining_ms = MAX_MS, .max_entries = 64};
     struct seen s = {0};
-    int n = statefile_load(path, NOW, &lim, on_entry, &s);
+    int n = statefile_v1_load(path, NOW, &lim, on_entry, &s);
     if (n > s.n || (n < 0 && s.n))
         abort();
     return 0;
