@@ -238,6 +238,21 @@ static void parse_listener(struct keys_ctx *c, json_t *obj, const char *lp, stru
     }
 }
 
+/* Where the state file is when the config does not say: in the directory systemd made
+ * for the unit (StateDirectory=, given as $STATE_DIRECTORY, the first of a list), else
+ * next to the configuration file: FILE.state.  NULL on OOM (then none). */
+static char *default_state_file(const char *config_path)
+{
+    const char *dir = getenv("STATE_DIRECTORY");
+    char buf[4200];
+    size_t n = dir ? strcspn(dir, ":") : 0;
+    if (n && n < 4096)
+        snprintf(buf, sizeof buf, "%.*s/state", (int)n, dir);
+    else
+        snprintf(buf, sizeof buf, "%s.state", config_path ? config_path : "twlb.json");
+    return strdup(buf);
+}
+
 static void parse_top(struct keys_ctx *c, json_t *root, struct config *cfg)
 {
     keys_fill(&keys_top, cfg);
@@ -285,6 +300,10 @@ static void parse_top(struct keys_ctx *c, json_t *root, struct config *cfg)
     json_t *reuse = json_object_get(root, "reuse");
     if (json_is_object(reuse) && keys_check(c, reuse, "reuse", &keys_reuse) == 0)
         keys_apply(c, reuse, "reuse", &keys_reuse, &cfg->reuse, NULL, NULL);
+    if (!json_is_object(reuse) || !json_object_get(reuse, "state_file")) {
+        cfg->reuse.state_file = default_state_file(cfg->path);
+        cfg->reuse.state_file_default = 1;
+    }
     json_t *admin = json_object_get(root, "admin");
     if (json_is_object(admin) && keys_check(c, admin, "admin", &keys_admin) == 0) {
         cfg->admin.enabled = 1;

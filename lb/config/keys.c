@@ -216,8 +216,10 @@ static const struct key reuse[] = {
     INT("local_time_wait_seconds", struct cfg_reuse, local_time_wait_seconds, 1, 3600, 60,
         RELOAD),
     INT("quarantine_ms", struct cfg_reuse, quarantine_ms, 1, 600000, 1000, RELOAD),
-    STR("state_file", struct cfg_reuse, state_file, .min = 1,
-        .bad = "is empty (expected a file path)", RELOAD),
+    /* absent: a default path (config.c: default_state_file); null: none */
+    {.name = "state_file", .type = KT_STR_OR_NULL, .store = KS_STR,
+     FIELD(struct cfg_reuse, state_file), .min = 1,
+     .bad = "is empty (expected a file path, or null for none)", RESTART},
 };
 TABLE(keys_reuse, "reuse", reuse);
 
@@ -310,7 +312,8 @@ static const char *type_name(enum key_type t)
     static const char *const n[] = {[KT_STR] = "a string", [KT_INT] = "an integer",
                                     [KT_OBJ] = "an object", [KT_ARR] = "an array",
                                     [KT_BOOL] = "true or false",
-                                    [KT_INT_OR_AUTO] = "an integer or \"auto\""};
+                                    [KT_INT_OR_AUTO] = "an integer or \"auto\"",
+                                    [KT_STR_OR_NULL] = "a string or null"};
     return n[t];
 }
 
@@ -323,6 +326,7 @@ static int type_ok(json_t *v, enum key_type t)
     case KT_ARR: return json_is_array(v);
     case KT_BOOL: return json_is_boolean(v);
     case KT_INT_OR_AUTO: return json_is_integer(v) || json_is_string(v);
+    case KT_STR_OR_NULL: return json_is_string(v) || json_is_null(v);
     }
     return 0;
 }
@@ -437,7 +441,7 @@ void keys_apply(struct keys_ctx *c, json_t *obj, const char *path, const struct 
     for (size_t i = 0; i < t->n; i++) {
         const struct key *k = &t->keys[i];
         json_t *v = json_object_get(obj, k->name);
-        if (!v || !type_ok(v, k->type))
+        if (!v || !type_ok(v, k->type) || json_is_null(v))
             continue;
         keys_subpath(sub, sizeof sub, path, k->name);
         void *field = (char *)base + k->off;

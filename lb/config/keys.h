@@ -22,6 +22,7 @@
 enum key_type {
     KT_STR, KT_INT, KT_OBJ, KT_ARR, KT_BOOL,
     KT_INT_OR_AUTO, /* an integer, or the string "auto" (stored as 0) */
+    KT_STR_OR_NULL, /* a string, or null (nothing is stored: the field stays NULL) */
 };
 
 /* Where and how a value is stored in the section's struct. */

@@ -96,7 +96,8 @@ struct config {
         enum pm_local_tw local_time_wait;
         uint32_t local_time_wait_seconds; /* Linux: TCP_TIMEWAIT_LEN */
         uint32_t quarantine_ms;
-        char *state_file;           /* NULL: none */
+        char *state_file;           /* NULL: none ("state_file": null) */
+        int state_file_default;     /* not configured: the default path (config.c) */
     } reuse;
     struct cfg_admin {
         int enabled;                /* "admin" present */

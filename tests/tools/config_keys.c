@@ -20,6 +20,7 @@ static const char *type_name(enum key_type t)
     case KT_ARR: return "array";
     case KT_BOOL: return "boolean";
     case KT_INT_OR_AUTO: return "integer|string";
+    case KT_STR_OR_NULL: return "string|null";
     }
     return "?";
 }
@@ -43,6 +44,8 @@ static json_t *dump_key(const struct key *k)
     json_t *o = json_pack("{s:s, s:s, s:b, s:b, s:s}", "name", k->name, "type",
                           type_name(k->type), "required", k->required, "reloadable",
                           k->reloadable, "store", store_name(k->store));
+    if (k->type == KT_STR_OR_NULL)
+        json_object_set_new(o, "type", json_pack("[s, s]", "string", "null"));
     if (k->type == KT_INT_OR_AUTO) { /* an integer in bounds, or "auto" (the default) */
         json_object_set_new(o, "type", json_pack("[s, s]", "integer", "string"));
         json_object_set_new(o, "minimum", json_integer(k->min));

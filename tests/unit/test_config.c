@@ -150,7 +150,11 @@ static void test_defaults_come_from_the_tables(void **state)
     assert_int_equal(c->reuse.local_time_wait, PM_LOCAL_TW_AVOID);
     assert_int_equal(c->reuse.local_time_wait_seconds, 60);
     assert_int_equal(c->reuse.quarantine_ms, 1000);
-    assert_null(c->reuse.state_file);
+    /* No state_file: next to the configuration (no $STATE_DIRECTORY here). */
+    char want[160];
+    snprintf(want, sizeof want, "%s.state", file);
+    assert_string_equal(c->reuse.state_file, want);
+    assert_int_equal(c->reuse.state_file_default, 1);
     assert_int_equal(c->admin.enabled, 0);
     assert_int_equal(c->log.level, LOGL_INFO);
     assert_null(c->log.file);
@@ -187,6 +191,42 @@ static void test_values_are_stored(void **state)
     assert_int_equal(c->log.level, LOGL_DEBUG);
     assert_int_equal(c->log.access_log_json, 1);
     config_free(c);
+}
+
+/* reuse.state_file: absent is a default path ($STATE_DIRECTORY/state under systemd, else
+ * next to the configuration); null is none; a path is that path; "" is an error. */
+static void test_state_file_default_and_opt_out(void **state)
+{
+    setenv("STATE_DIRECTORY", "/var/lib/twlb:/var/lib/other", 1);
+    struct config *c = load_ok("", "");
+    assert_string_equal(c->reuse.state_file, "/var/lib/twlb/state");
+    assert_int_equal(c->reuse.state_file_default, 1);
+    config_free(c);
+    c = load_ok("", ", \"reuse\": {\"isn\": \"off\"}");
+    assert_string_equal(c->reuse.state_file, "/var/lib/twlb/state");
+    config_free(c);
+    unsetenv("STATE_DIRECTORY");
+    c = load_ok("", ", \"reuse\": {\"state_file\": null}");
+    assert_null(c->reuse.state_file);
+    assert_int_equal(c->reuse.state_file_default, 0);
+    config_free(c);
+    c = load_ok("", ", \"reuse\": {\"state_file\": \"/srv/s\"}");
+    assert_string_equal(c->reuse.state_file, "/srv/s");
+    assert_int_equal(c->reuse.state_file_default, 0);
+    config_free(c);
+    load_fails("", ", \"reuse\": {\"state_file\": \"\"}", "\"\"}",
+               "reuse.state_file: is empty (expected a file path, or null for none)");
+    load_fails("", ", \"reuse\": {\"state_file\": 7}", "7}",
+               "reuse.state_file: 7 is not a string or null");
+    /* A changed path takes effect at the next restart: the file is mapped at start. */
+    struct config *old = load_ok("", ", \"reuse\": {\"state_file\": \"/srv/a\"}");
+    c = load_ok("", ", \"reuse\": {\"state_file\": null}");
+    struct cfg_errors out = {0};
+    assert_int_equal(config_unreloadable_changes(old, c, &out), 1);
+    assert_string_equal(out.msg[0], "reuse.state_file: changed; takes effect at the next restart");
+    cfg_errors_free(&out);
+    config_free(c);
+    config_free(old);
 }
 
 static void test_bounds_give_the_exact_error(void **state)
@@ -389,6 +429,7 @@ int main(void)
         cmocka_unit_test(test_tables_are_consistent),
         cmocka_unit_test(test_defaults_come_from_the_tables),
         cmocka_unit_test(test_values_are_stored),
+        cmocka_unit_test(test_state_file_default_and_opt_out),
         cmocka_unit_test(test_bounds_give_the_exact_error),
         cmocka_unit_test(test_unknown_keys_are_rejected),
         cmocka_unit_test(test_words_are_what_parse_accepts),

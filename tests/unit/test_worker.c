@@ -13,9 +13,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
 
+#include "os/clock.h"
 #include "config/config.h"
 #include "runtime/group.h"
 #include "runtime/worker.h"
@@ -193,9 +195,26 @@ static void test_group_stop_leaves_no_handle(void **state)
     group_drain(g, on_group_drained);
     uv_run(&loop, UV_RUN_DEFAULT);
     assert_true(group_drained);
-    assert_int_equal(uv_loop_close(&loop), 0);
+    assert_int_equal(uv_loop_close(&loop), 0); /* the state file's keeper too */
+    /* the default state file (next to the configuration) was made, and is closed */
+    struct stat st;
+    assert_int_equal(stat(c->reuse.state_file, &st), 0);
+    assert_int_equal(unlink(c->reuse.state_file), 0);
     config_free(c);
     close(hole);
+}
+
+/* The state file keeps deadlines on the loop's clock across a restart: uv_now() must be
+ * CLOCK_MONOTONIC in milliseconds, one clock for the whole boot (libuv 1.44: uv__hrtime,
+ * CLOCK_MONOTONIC or its coarse variant). */
+static void test_loop_clock_is_the_boot_wide_monotonic_clock(void **state)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    uv_update_time(&loop);
+    int64_t d = (int64_t)uv_now(&loop) - (int64_t)(clock_mono_ns() / 1000000);
+    assert_true(d > -20 && d < 20);
+    assert_int_equal(uv_loop_close(&loop), 0);
 }
 
 int main(void)
@@ -205,6 +224,7 @@ int main(void)
         cmocka_unit_test(test_stop_leaves_no_handle),
         cmocka_unit_test(test_start_failure_leaves_no_handle),
         cmocka_unit_test(test_group_stop_leaves_no_handle),
+        cmocka_unit_test(test_loop_clock_is_the_boot_wide_monotonic_clock),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
