@@ -73,6 +73,7 @@ static int64_t rd_queue_length(const struct metric_src *s, size_t k)
 static const struct hist *rd_queue_wait(const struct metric_src *s) { return s->pool.queue_wait; }
 static int64_t rd_ports(const struct metric_src *s, size_t k) { return s->ports[k]; }
 static int64_t rd_reuses(const struct metric_src *s, size_t k) { return (int64_t)s->reuses_total; }
+static int64_t rd_ports_unknown(const struct metric_src *s, size_t k) { return s->ports_unknown; }
 static int64_t rd_backend_up(const struct metric_src *s, size_t k) { return s->be.up; }
 static int64_t rd_demoted(const struct metric_src *s, size_t k) { return s->be.demoted; }
 static int64_t rd_sessions_active(const struct metric_src *s, size_t k)
@@ -124,6 +125,11 @@ const struct metric_family metrics_table[] = {
     {"twlb_port_reuses_total", COUNTER,
      "Connections opened on a 4-tuple still in TIME_WAIT on the backend", METRIC_PATH, ONE,
      .read = rd_reuses, JSON(INT, "reuses_total")},
+    {"twlb_ports_unknown", GAUGE,
+     "Source ports counted as in backend TIME_WAIT only because a restart could not know "
+     "their state (busy at a crash, a host crash, a lost state file), until that TIME_WAIT "
+     "would end; part of twlb_ports{state=\"remote_time_wait\"}", METRIC_PATH, ONE,
+     .read = rd_ports_unknown, JSON(INT, "unknown")},
     {"twlb_backend_up", GAUGE,
      "1 when the backend may get new connections (healthy, not ejected, enabled)",
      METRIC_BACKEND, ONE, .read = rd_backend_up, JSON(BOOL, "up")},

@@ -44,6 +44,7 @@ struct metric_src {
     struct view_backend be;                   /* BACKEND, PATH */
     uint32_t ports[PM_NSTATES];               /* PATH: ports by state, as of now */
     uint64_t reuses_total;                    /* PATH */
+    uint32_t ports_unknown;                   /* PATH: of ports[PM_REMOTE_TW] */
     struct view_pool pool;                    /* POOL */
 };
 

@@ -33,6 +33,7 @@ int walk_at(const struct view *v, enum metric_scope scope, size_t i, size_t j, s
             return 0;
         if (view_path(v, i, j, k, out->ports, &out->reuses_total) < 0)
             return -1;
+        out->ports_unknown = view_path_unknown(v, i, j, k);
         out->index[2] = k;
         out->labels[2] = c->pools[i].inside[k].text;
         return 0;

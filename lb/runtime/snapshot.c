@@ -86,6 +86,7 @@ struct snapshot *snapshot_take(const struct worker *w)
                     continue;
                 s->path[q].present = 1;
                 portmap_counts_at(pm, s->now_ms, s->path[q].counts);
+                s->path[q].unknown = portmap_unknown_at(pm, s->now_ms);
                 s->path[q].reuses_total = pathset_reuses(be->ps, i);
             }
         }
@@ -131,6 +132,7 @@ int snapshot_add(struct snapshot *into, const struct snapshot *s)
         a->present |= b->present;
         for (int st = 0; st < PM_NSTATES; st++)
             a->counts[st] += b->counts[st];
+        a->unknown += b->unknown;
         a->reuses_total += b->reuses_total;
     }
     return 0;

@@ -30,6 +30,7 @@ struct snap_backend {
 struct snap_path {
     int present;               /* the path has a port map */
     uint32_t counts[PM_NSTATES];
+    uint32_t unknown;          /* of counts[PM_REMOTE_TW]: unknown after a restart */
     uint64_t reuses_total;
 };
 

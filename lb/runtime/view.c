@@ -101,6 +101,14 @@ int view_path(const struct view *v, size_t pool, size_t backend, size_t inside,
     return 0;
 }
 
+uint32_t view_path_unknown(const struct view *v, size_t pool, size_t backend, size_t inside)
+{
+    size_t k;
+    if (!find(v, pool, backend, &k) || inside >= S(v)->cfg->pools[pool].n_inside)
+        return 0;
+    return S(v)->path[S(v)->path_base[k] + inside].unknown;
+}
+
 int view_pool(const struct view *v, size_t pool, struct view_pool *out)
 {
     if (pool >= S(v)->cfg->n_pools)

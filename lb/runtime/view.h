@@ -67,6 +67,10 @@ int view_backend(const struct view *v, size_t pool, size_t backend, struct view_
 int view_path(const struct view *v, size_t pool, size_t backend, size_t inside,
               uint32_t counts[PM_NSTATES], uint64_t *reuses_total);
 
+/* Of those ports in backend TIME_WAIT, how many only because a restart could not know
+ * their state (portmap_unknown_at); 0 when that path has no port map. */
+uint32_t view_path_unknown(const struct view *v, size_t pool, size_t backend, size_t inside);
+
 /* The figures of pool <pool>, summed over the workers. */
 struct view_pool {
     uint64_t queue_length;          /* clients waiting in the pool's queue now */
