@@ -16,6 +16,7 @@ import time
 
 import harness as h
 import netns
+import statefile
 
 LB, BE = "198.18.0.1", "198.18.0.2"
 UPLOAD = 32 << 20
@@ -82,24 +83,6 @@ def metrics(t):
         if m and not line.startswith("#"):
             out.setdefault(m.group(1), []).append((m.group(2) or "", float(m.group(3))))
     return out
-
-
-def write_empty_state(path):
-    """A valid state file that knows nothing (a missing one means "every port may be in
-    the backend's TIME_WAIT")."""
-    with open(path, "w") as f:
-        json.dump({"version": 1, "written_unix_ms": int(time.time() * 1000), "entries": []}, f)
-
-
-def skew_rcv_nxt(path):
-    """Move every saved rcv_nxt by 2^31, so the ISNs twlb picks "after" it are "before"
-    for the backend.  Returns the number of entries."""
-    saved = json.load(open(path))
-    for e in saved["entries"]:
-        e["rcv_nxt"] = (e["rcv_nxt"] + (1 << 31)) % (1 << 32)
-    with open(path, "w") as f:
-        json.dump(saved, f)
-    return len(saved["entries"])
 
 
 def total(ms, name, contains=""):
@@ -247,22 +230,20 @@ def test_plain_client_shows_the_stall():
 def test_restart_remembers_backend_time_wait():
     with topology() as t, h.Env() as env:
         start_backend(t)
-        state = env.path("state.json")
+        state = env.path("state")
         cfg = config("explicit", state_file=state)
         # one worker: "8 connections use the 8 ports" holds for one bookkeeping; with two,
         # each has 4 ports and the kernel may send 5 connections to one of them
         cfg["workers"] = 1
-        # first start: a configured state file that does not exist yet means "no
-        # knowledge": every port counts as possibly in backend TIME_WAIT for 60 s, so
-        # seed it with an empty, valid file instead
-        write_empty_state(state)
-        p = start_twlb(t, env, cfg)
+        p = start_twlb(t, env, cfg)  # no file yet: a first start, every port usable
         res = run_client(t, 8, 1 << 20)
         assert all(r["ok"] for r in res), res
         assert h.stop(p) == 0
-        saved = json.load(open(state))
-        assert len(saved["entries"]) == 8, saved
-        assert all(e["state"] == "remote_time_wait" and e["isn_known"] for e in saved["entries"])
+        saved = statefile.StateFile(state)
+        assert saved.clean == 1
+        recs = saved.records()
+        assert len(recs) == 8, saved.by_state()
+        assert all(sl.state == "remote_time_wait" and sl.isn_known for _, _, sl in recs)
         p = start_twlb(t, env, cfg)
         ms = metrics(t)
         assert total(ms, "twlb_ports", 'state="remote_time_wait"') == 8
@@ -275,16 +256,19 @@ def test_restart_remembers_backend_time_wait():
         h.stop(p)
 
 
-def test_missing_state_file_is_conservative():
+def test_missing_state_file_means_a_first_start_at_full_capacity():
+    """Issue 11: a configured state file that does not exist yet (a first install) used
+    to block every port for a whole TIME_WAIT period; it is a first start now."""
     with topology() as t, h.Env() as env:
         start_backend(t)
-        cfg = config("explicit", state_file=env.path("missing.json"))
-        p = start_twlb(t, env, cfg)
+        state = env.path("missing")
+        p = start_twlb(t, env, config("explicit", state_file=state))
         ms = metrics(t)
-        assert total(ms, "twlb_ports", 'state="remote_time_wait"') == 8
-        res = run_client(t, 2, 0)
-        assert not any(r["ok"] for r in res), "a port of unknown state was used"
-        assert "assuming every source port" in open(p.log_path).read()
+        assert total(ms, "twlb_ports", 'state="free"') == 8
+        res = run_client(t, 8, 0)
+        assert all(r["ok"] for r in res), res
+        assert "a first start" in open(p.log_path).read()
+        assert os.path.exists(state)
         h.stop(p)
 
 
@@ -358,15 +342,14 @@ def test_rejected_reuses_are_counted_and_demote_the_backend():
         t.add_host("be", tw="bsd")
         t.link("lb", LB + "/24", "be", BE + "/24")
         start_backend(t)
-        state = env.path("state.json")
-        write_empty_state(state)
+        state = env.path("state")
         cfg = config("explicit", state_file=state)
         cfg["pools"][0]["source_ports"] = "30000-30005"
         cfg["workers"] = 1  # 6 connections on 6 ports: one bookkeeping
         p = start_twlb(t, env, cfg)
         assert all(r["ok"] for r in run_client(t, 6, 0))
         assert h.stop(p) == 0
-        assert skew_rcv_nxt(state) == 6
+        assert statefile.skew_rcv_nxt(state) == 6
         # two workers now: the file is split between them by port (3 each), and the
         # rejects of both count toward one demotion, seen by both.  With 3 remembered
         # ports per worker, each of the 3 connections meets one whose rcv_nxt is wrong,
@@ -398,8 +381,7 @@ def test_silently_ignored_reuses_demote_and_the_operator_can_trust_again():
         t.add_host("be", tw="strict")
         t.link("lb", LB + "/24", "be", BE + "/24")
         start_backend(t)
-        state = env.path("state.json")
-        write_empty_state(state)
+        state = env.path("state")
         cfg = config("explicit", state_file=state)
         cfg["pools"][0]["source_ports"] = "30000-30002"
         cfg["pools"][0]["connect_timeout_ms"] = 300
@@ -407,7 +389,7 @@ def test_silently_ignored_reuses_demote_and_the_operator_can_trust_again():
         p = start_twlb(t, env, cfg)
         assert all(r["ok"] for r in run_client(t, 3, 0))
         assert h.stop(p) == 0
-        skew_rcv_nxt(state)  # twlb now believes a wrong rcv_nxt: its ISNs are "before"
+        statefile.skew_rcv_nxt(state)  # twlb now believes a wrong rcv_nxt: its ISNs are "before"
         p = start_twlb(t, env, cfg, name="twlb2.json")
         res = run_client(t, 3, 0)
         assert not any(r["ok"] for r in res), res  # ignored until the timeout
