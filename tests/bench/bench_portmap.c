@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "core/portmap.h"
+#include "core/portstate.h"
 
 static double now_s(void)
 {
@@ -24,10 +25,22 @@ static struct portmap_policy pol(enum isn_mode m, enum twrule_kind r)
 /* Steady state at 10,000 connections per virtual second, every one ended by the backend's
  * FIN: after 6.5 s all 64,511 ports are in backend TIME_WAIT (60 s), so from then on each
  * acquire is a TIME_WAIT reuse, or a refusal where the policy forbids it. */
-static void run(const char *name, enum isn_mode mode, enum twrule_kind rule, long ops)
+/* The state file's observer (os/statefile.c: statefile_observer) without the file: the
+ * same slot stores, into memory here (a MAP_SHARED page of the page cache in twlb). */
+static void observe(void *arg, const struct portmap_entry *e)
+{
+    portstate_store((struct portstate_slot *)arg + (e->port - 1024), e,
+                    1700000000000000000ull);
+}
+
+static void run_obs(const char *name, enum isn_mode mode, enum twrule_kind rule, long ops,
+                    int with_slots)
 {
     struct portmap_policy p = pol(mode, rule);
     portmap *pm = portmap_new(1024, 65535, &p);
+    struct portstate_slot *slots = with_slots ? calloc(64512, sizeof *slots) : NULL;
+    if (slots)
+        portmap_observe(pm, observe, slots);
     struct portmap_pick pk;
     long ok = 0, reused = 0;
     uint64_t t = 0;
@@ -50,6 +63,12 @@ static void run(const char *name, enum isn_mode mode, enum twrule_kind rule, lon
            dt / ops * 1e9, 100.0 * (double)ok / (double)ops, 100.0 * (double)reused / (double)ops,
            portmap_memory(pm) / 1024);
     portmap_free(pm);
+    free(slots);
+}
+
+static void run(const char *name, enum isn_mode mode, enum twrule_kind rule, long ops)
+{
+    run_obs(name, mode, rule, ops, 0);
 }
 
 int main(void)
@@ -63,6 +82,8 @@ int main(void)
     run("kernel, bsd (predicts ISN)", ISN_KERNEL, TWRULE_BSD, ops);
     run("off, bsd (waits for expiry)", ISN_OFF, TWRULE_BSD, ops);
     run("explicit, strict", ISN_EXPLICIT, TWRULE_STRICT, ops);
+    run_obs("explicit, bsd, state file", ISN_EXPLICIT, TWRULE_BSD, ops, 1);
+    run_obs("kernel, bsd, state file", ISN_KERNEL, TWRULE_BSD, ops, 1);
 
     struct portmap_policy p = pol(ISN_EXPLICIT, TWRULE_BSD);
     enum { NB = 1000 };
