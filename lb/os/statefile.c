@@ -528,7 +528,7 @@ int statefile_restore(const struct statefile_path *p, portmap *pm, uint16_t lo, 
                       uint64_t now_ms)
 {
     int n = 0;
-    for (uint32_t port = lo; p->slots && port <= hi; port++) {
+    for (uint32_t port = lo; p->slots && (p->records || p->sf->started) && port <= hi; port++) {
         if (port < p->lo || port > p->hi)
             continue;
         struct portmap_entry e = {.port = (uint16_t)port};
@@ -541,6 +541,11 @@ int statefile_restore(const struct statefile_path *p, portmap *pm, uint16_t lo, 
     if (p->unknown_until_ms > now_ms)
         portmap_block_unknown(pm, p->unknown_until_ms);
     return n;
+}
+
+void statefile_started(struct statefile *sf)
+{
+    sf->started = 1;
 }
 
 void statefile_heartbeat(struct statefile *sf)

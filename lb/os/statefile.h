@@ -81,6 +81,10 @@ void statefile_observer(void *path, const struct portmap_entry *e);
 int statefile_restore(const struct statefile_path *p, portmap *pm, uint16_t lo, uint16_t hi,
                       uint64_t now_ms);
 
+/* Every worker has started: from now on a map that holds nothing (a path that comes
+ * back in a reload) gets whatever its slots hold, however the run began. */
+void statefile_started(struct statefile *sf);
+
 /* The heartbeat: the clocks of now into the header (the keeper, every second). */
 void statefile_heartbeat(struct statefile *sf);
 /* The file to disk (fdatasync; may block: off the serving threads).  0 or -errno (logged,

@@ -68,6 +68,8 @@ struct statefile_path {
     struct sf_segment id;         /* as written: the names, addresses and range */
     char *inside;                 /* as written in the config (version 1 files) */
     int own_slots;                /* slots malloc'ed: kept in memory only */
+    int records;                  /* how many the previous run left: at the first start
+                                     restoring walks only paths that have some */
     int found;                    /* the previous file had a segment for its place */
 };
 
@@ -84,6 +86,7 @@ struct statefile {
     struct portstate_plan plan;
     struct portstate_clock opened; /* the clocks at open */
     uint64_t clock_base_ns;
+    int started;                  /* statefile_started(): every restore walks the slots */
 };
 
 /* The previous run's file, as statefile_read() found it. */

@@ -239,6 +239,7 @@ static void put(struct statefile *sf, struct statefile_path *p, int got,
     if (!portstate_recover(&sf->plan, &sf->opened, p->time_wait_ms, got, e))
         return;
     portstate_store(&p->slots[e->port - p->lo], e, sf->clock_base_ns);
+    p->records++;
     n->restored++;
     n->unknown += e->unknown;
 }

@@ -426,6 +426,8 @@ struct group *group_start(uv_loop_t *loop, struct config *cfg, char *err, size_t
     }
     uv_async_init(loop, &g->drained_async, on_drained_async);
     g->drained_async.data = g;
+    if (g->store)
+        statefile_started(g->store);
     g->keeper = state_keeper_start(loop, g->store);
     if (g->n > 1)
         log_info("%u workers", g->n);

@@ -458,3 +458,58 @@ def test_a_second_twlb_on_the_same_state_file_refuses_to_start():
         log = open(q.log_path).read()
         assert "state file %s: in use by another process" % state in log, log
         assert h.stop(p) == 0
+
+
+def test_reloads_keep_the_file_current():
+    """A reload that adds a backend (new slots at the end of the file), one that removes
+    it and one that brings it back (its new map gets what its slots hold), one that widens
+    the range (a new map seeded from the old one writes what it holds): after them a
+    SIGKILL and a restart know every TIME_WAIT."""
+    n = h.new_net()
+    with h.Env() as env:
+        b1 = env.backend("b1", "127.%d.1.1:0" % n, "close-first")
+        b2 = env.backend("b2", "127.%d.1.2:0" % n, "close-first")
+        state = env.path("state")
+        cfg = loop_config(n, b1.addr, state)
+        p = env.twlb(cfg)
+        assert serve_all(cfg, 10) == ["b1"] * 10
+
+        def reload(c):
+            env.write_config(c)
+            p.send_signal(signal.SIGHUP)
+            h.wait_for(lambda: open(p.log_path).read().count("reloaded") == reload.n + 1, 5,
+                       "the reload")
+            reload.n += 1
+        reload.n = 0
+
+        def tw(c):
+            ms = h.metrics(h.admin_addr(c))
+            return {b: h.metric(ms, "twlb_ports", backend=b, state="remote_time_wait")
+                    for b in ("b1", "b2")}
+
+        def crash_and_restart(c):
+            nonlocal p
+            p.send_signal(signal.SIGKILL)
+            p.wait(5)
+            p = env.twlb(c)
+            reload.n = 0
+
+        cfg["pools"][0]["backends"].append({"name": "b2", "address": b2.addr})
+        reload(cfg)
+        assert sorted(serve_all(cfg, 10)) == ["b1"] * 5 + ["b2"] * 5  # round robin
+        h.wait_for(lambda: tw(cfg) == {"b1": 10, "b2": 5}, 5, "backend TIME_WAITs")
+        # b2 goes and comes back within this run: its new map gets what its slots hold
+        removed = dict(cfg, pools=[dict(cfg["pools"][0], backends=cfg["pools"][0]["backends"][:1])])
+        reload(removed)
+        reload(cfg)
+        assert tw(cfg) == {"b1": 10, "b2": 5}, tw(cfg)
+        crash_and_restart(cfg)
+        assert tw(cfg) == {"b1": 10, "b2": 5}, tw(cfg)
+
+        cfg["pools"][0]["source_ports"] = "20000-20019"
+        reload(cfg)
+        assert tw(cfg) == {"b1": 10, "b2": 5}, tw(cfg)
+        crash_and_restart(cfg)
+        assert tw(cfg) == {"b1": 10, "b2": 5}, tw(cfg)
+        assert h.stop(p) == 0
+        assert len(statefile.StateFile(state).segments) == 2  # laid out anew at each start
