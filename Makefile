@@ -89,11 +89,12 @@ DEB_PKGS := gcc make libc6-dev pkg-config libuv1-dev libjansson-dev libcmocka-de
             python3-jsonschema scdoc man-db dpkg-dev systemd
 
 # Fuzzing (tests/fuzz/README.md): one harness per target, linked with what it needs.
-FUZZ_TARGETS := config http statefile simulate
+FUZZ_TARGETS := config http statefile statemap simulate
 FUZZ_SECONDS ?= 60
 FUZZ_LINK_config    := $(CONFIG_OBJS) $(OS_OBJS)
 FUZZ_LINK_http      := $(BUILD)/lb/admin/http.o
 FUZZ_LINK_statefile := $(OS_OBJS)
+FUZZ_LINK_statemap  := $(OS_OBJS)
 FUZZ_LINK_simulate  := $(SIM_OBJS) $(CONFIG_OBJS) $(OS_OBJS)
 DEB_PKGS_FUZZ := clang-14 libfuzzer-14-dev
 

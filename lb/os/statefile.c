@@ -83,36 +83,6 @@ void sf_segment_of(const struct statefile_key *k, struct sf_segment *s)
     snprintf(s->backend, SF_NAME_MAX, "%s", k->backend);
 }
 
-static int hexval(char c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
-void sf_read_clock(struct portstate_clock *c, int with_boot_id)
-{
-    memset(c, 0, sizeof *c);
-    c->real_ms = clock_real_ns() / 1000000;
-    c->mono_ms = clock_mono_ns() / 1000000;
-    c->boot_ms = clock_boot_ns() / 1000000;
-    if (!with_boot_id)
-        return;
-    /* Hidden under systemd's ProcSubset=pid: then the boot clocks decide. */
-    int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
-    char buf[64];
-    ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf) : -1;
-    if (fd >= 0)
-        close(fd);
-    int digits = 0;
-    for (ssize_t i = 0; i < n && digits < 32; i++) {
-        int v = hexval(buf[i]);
-        if (v < 0)
-            continue;
-        c->boot_id[digits / 2] = (uint8_t)(c->boot_id[digits / 2] << 4 | v);
-        digits++;
-    }
-    c->boot_id_known = digits == 32;
-}
-
 /* ---- paths -------------------------------------------------------------------------- */
 
 static int same_path(const struct sf_segment *a, const struct sf_segment *b)
@@ -451,13 +421,15 @@ int statefile_open(const char *path, const struct statefile_key *keys, size_t n,
     if (sf->plan.kind == PORTSTATE_FRESH)
         log_info("state file %s: none yet (a first start): every source port is usable at "
                  "once%s", path, memo);
+    else if (sf->plan.kind == PORTSTATE_UNREADABLE)
+        log_info("state file %s: made anew, without the old records%s", path, memo);
     else
         log_info("state file %s: %s: restored %d remembered ports%s", path,
                  portstate_restart_name(sf->plan.kind), restored, memo);
     if (unknown)
-        log_warn("state file %s: %d ports were busy when the previous run ended (a crash?): "
-                 "their connections' end is unknown, so they count as in backend TIME_WAIT "
-                 "for one TIME_WAIT period", path, unknown);
+        log_warn("state file %s: %d ports count as in backend TIME_WAIT with nothing known, "
+                 "for at most one TIME_WAIT period: busy when a run ended (a crash?), so "
+                 "their connections' end is unknown", path, unknown);
     if (blocked)
         log_warn("state file %s: %llu ports of %zu paths have no record that can be trusted "
                  "(%s): they count as possibly in backend TIME_WAIT for up to %llu s", path,
