@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/slowstart.h"
+
 /* ---- values that are words ----------------------------------------------------------- */
 
 #define WORD_PARSER(fn, type, parse, what)                                                  \
@@ -168,6 +170,8 @@ static const struct key pool[] = {
     INT("buffer_bytes", struct cfg_pool, buffer_bytes, 4096, 16777216, 65536, RELOAD),
     OBJ("time_wait", struct cfg_pool, time_wait, keys_time_wait, RELOAD),
     OBJ("health", struct cfg_pool, health, keys_health, RELOAD),
+    /* before "backends", which inherit it */
+    INT("slow_start_ms", struct cfg_pool, slow_start_ms, 0, SLOWSTART_MAX_MS, 0, RELOAD),
     LIST("backends", struct cfg_pool, backends, keys_backend, REQUIRED, RELOAD),
 };
 TABLE(keys_pool, "pools[]", pool);
@@ -180,6 +184,9 @@ static const struct key backend[] = {
     OBJ("health", struct cfg_backend, health, keys_health, RELOAD),
     WORD("proxy_protocol", struct cfg_backend, proxy_protocol, parse_proxy, W_PROXY, "none",
          RELOAD),
+    BOOL("backup", struct cfg_backend, backup, "false", RELOAD),
+    /* default: the pool's (config.c), which is 0 unless set */
+    INT("slow_start_ms", struct cfg_backend, slow_start_ms, 0, SLOWSTART_MAX_MS, 0, RELOAD),
 };
 TABLE(keys_backend, "pools[].backends[]", backend);
 

@@ -48,6 +48,8 @@ struct cfg_backend {
     struct cfg_time_wait time_wait; /* the pool's unless overridden */
     struct cfg_health health;       /* the pool's unless overridden */
     enum proxy_protocol proxy_protocol;
+    int backup;                     /* only when no non-backup backend is usable */
+    uint32_t slow_start_ms;         /* the pool's unless overridden; 0: none */
 };
 
 struct cfg_pool {
@@ -62,6 +64,7 @@ struct cfg_pool {
     uint32_t buffer_bytes;          /* per direction */
     struct cfg_time_wait time_wait; /* default for its backends */
     struct cfg_health health;       /* default for its backends */
+    uint32_t slow_start_ms;         /* default for its backends */
     struct cfg_backend *backends;   /* >= 1 */
     size_t n_backends;
 };
