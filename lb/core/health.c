@@ -43,13 +43,13 @@ int health_check_result(struct health *h, int ok, uint64_t now_ms)
 
 void health_follow(struct health *h, int up, uint64_t up_since_ms)
 {
+    /* Back when both the checks and an ejection of ours let it be. */
+    if (up && up_since_ms > h->back_since_ms)
+        h->back_since_ms = up_since_ms;
     if (up == h->up)
         return;
     h->up = up;
     h->streak = 0;
-    /* Back when both the checks and an ejection of ours let it be. */
-    if (up && up_since_ms > h->back_since_ms)
-        h->back_since_ms = up_since_ms;
 }
 
 int health_connect_result(struct health *h, int ok, uint64_t now_ms)

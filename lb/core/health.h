@@ -41,9 +41,11 @@ int health_check_result(struct health *h, int ok, uint64_t now_ms);
  * health_usable() (an ejection started). */
 int health_connect_result(struct health *h, int ok, uint64_t now_ms);
 
-/* Another thread runs the checks and found <up>, the first check result of that state
- * at <up_since_ms> (its clock): take the verdict over, as if this health had seen the
- * checks itself (a passive ejection here still counts). */
+/* Another thread runs the checks: its verdict is <up>, and the checks last brought the
+ * backend up at <up_since_ms> (its clock; 0: never).  Take both over, as if this health
+ * had seen the checks itself (a passive ejection here still counts).  The time counts
+ * even when <up> equals ours: a flap too short for this thread to see (down and up
+ * again between two looks) still starts a slow start. */
 void health_follow(struct health *h, int up, uint64_t up_since_ms);
 
 /* May the backend get new connections now? */

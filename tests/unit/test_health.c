@@ -119,13 +119,18 @@ static void test_follow_takes_the_publisher_time(void **state)
 {
     struct health h;
     health_init(&h, 2, 3, 2, 1000, 60000);
-    health_follow(&h, 1, 123); /* already up: nothing changes */
+    health_follow(&h, 1, 0); /* up, the checks never brought it back: nothing changes */
     assert_true(h.back_since_ms == 0);
     health_follow(&h, 0, 0);
     assert_false(health_usable(&h, 1000));
     health_follow(&h, 1, 2000); /* the thread running the checks saw it come back at 2000 */
     assert_true(health_usable(&h, 2000));
     assert_true(h.back_since_ms == 2000);
+    /* down and up again between two looks: still up here, but back since 2500 */
+    health_follow(&h, 1, 2500);
+    assert_true(h.back_since_ms == 2500);
+    health_follow(&h, 1, 2500);
+    assert_true(h.back_since_ms == 2500);
     /* our own ejection ends later than the checks' verdict: back at its end */
     health_connect_result(&h, 0, 3000);
     health_connect_result(&h, 0, 3000); /* until 4000 */
