@@ -62,6 +62,8 @@ static int64_t rd_ports(const struct metric_src *s, size_t k) { return s->ports[
 static int64_t rd_reuses(const struct metric_src *s, size_t k) { return (int64_t)s->reuses_total; }
 static int64_t rd_backend_up(const struct metric_src *s, size_t k) { return s->be.up; }
 static int64_t rd_demoted(const struct metric_src *s, size_t k) { return s->be.demoted; }
+static int64_t rd_backup(const struct metric_src *s, size_t k) { return s->be.backup; }
+static int64_t rd_eff_weight(const struct metric_src *s, size_t k) { return s->be.weight_milli; }
 static int64_t rd_sessions_active(const struct metric_src *s, size_t k)
 {
     return (int64_t)s->totals.sessions_active;
@@ -112,6 +114,12 @@ const struct metric_family metrics_table[] = {
     {"twlb_backend_demoted", GAUGE,
      "1 when a backend rejected explicit-ISN reuses and is treated as strict",
      METRIC_BACKEND, ONE, .read = rd_demoted, JSON(BOOL, "demoted")},
+    {"twlb_backend_backup", GAUGE,
+     "1 for a backup backend (gets new connections only while no non-backup one of its "
+     "pool is usable)", METRIC_BACKEND, ONE, .read = rd_backup, JSON(BOOL, "backup")},
+    {"twlb_backend_effective_weight", GAUGE,
+     "The weight the backend is balanced with now: its weight, lower while it slow-starts",
+     METRIC_BACKEND, ONE, .read = rd_eff_weight, JSON(INT, "effective_weight"), .milli = 1},
     {"twlb_sessions_active", GAUGE, "Client connections being served", METRIC_GLOBAL, ONE,
      .read = rd_sessions_active, JSON(INT, "sessions_active")},
     {"twlb_local_errors_total", COUNTER,

@@ -64,6 +64,7 @@ struct metric_family {
     int64_t (*read)(const struct metric_src *src, size_t k); /* sample k */
     enum metric_json json;
     const char *json_key; /* with <label> and METRIC_JSON_INT: prefix of key + value */
+    int milli;            /* samples are thousandths: shown as decimals (x.yyy) */
 };
 
 extern const struct metric_family metrics_table[];

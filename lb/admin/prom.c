@@ -105,7 +105,11 @@ static void emit_samples(void *arg, const struct metric_src *src)
             sb_label(x->b, n == 0, names[n], src->labels[n]);
         if (f->label)
             sb_label(x->b, n++ == 0, f->label, f->value(k));
-        sb_printf(x->b, "%s %" PRId64 "\n", n ? "}" : "", f->read(src, k));
+        int64_t v = f->read(src, k);
+        if (f->milli) /* never negative */
+            sb_printf(x->b, "%s %" PRId64 ".%03" PRId64 "\n", n ? "}" : "", v / 1000, v % 1000);
+        else
+            sb_printf(x->b, "%s %" PRId64 "\n", n ? "}" : "", v);
     }
 }
 

@@ -6,6 +6,12 @@
 
 #include "admin/walk.h"
 
+/* A sample as JSON: an integer, or a number with decimals for thousandths. */
+static json_t *number(const struct metric_family *f, int64_t v)
+{
+    return f->milli ? json_real((double)v / 1000.0) : json_integer((json_int_t)v);
+}
+
 static void put_family(json_t *obj, const struct metric_family *f, const struct metric_src *src)
 {
     switch (f->json) {
@@ -13,13 +19,13 @@ static void put_family(json_t *obj, const struct metric_family *f, const struct 
         return;
     case METRIC_JSON_INT:
         if (!f->label) {
-            json_object_set_new(obj, f->json_key, json_integer((json_int_t)f->read(src, 0)));
+            json_object_set_new(obj, f->json_key, number(f, f->read(src, 0)));
             return;
         }
         for (size_t k = 0; k < f->nvalues; k++) {
             char key[128];
             snprintf(key, sizeof key, "%s%s", f->json_key, f->value(k));
-            json_object_set_new(obj, key, json_integer((json_int_t)f->read(src, k)));
+            json_object_set_new(obj, key, number(f, f->read(src, k)));
         }
         return;
     case METRIC_JSON_BOOL:
@@ -117,7 +123,8 @@ char *stats_render(const struct view *v)
                               "buffers_in_use", (json_int_t)t.buffers_in_use));
     }
     json_object_set_new(root, "workers", ws);
-    char *out = json_dumps(root, JSON_INDENT(2));
+    /* 10 significant digits: thousandths print as 0.333, not 0.33300000000000002 */
+    char *out = json_dumps(root, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
     json_decref(root);
     return out;
 }

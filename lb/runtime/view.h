@@ -55,6 +55,9 @@ struct view_backend {
     enum twrule_kind rule;          /* the rule in effect (strict when demoted) */
     const char *admin;              /* "enabled", "draining" or "disabled" */
     const char *health;             /* "up", "down" (checks) or "ejected" (passive) */
+    int backup;                     /* a backup backend (config) */
+    uint32_t weight_milli;          /* the weight it balances with now (slow start),
+                                       in thousandths of a configured weight unit */
 };
 int view_backend(const struct view *v, size_t pool, size_t backend, struct view_backend *out);
 
