@@ -211,9 +211,10 @@ int backend_pick(struct gen *g, struct pool_rt *pool, uint64_t client_hash, cons
         pool->view[b].weight_full = cand->cfg->weight * SLOWSTART_SCALE;
         pool->view[b].backup = (uint8_t)cand->cfg->backup;
     }
-    /* Backups only while no non-backup is usable by health and the operator's word; one
-     * tried already or out of ports still counts as usable (the retry, the hand-over to
-     * another worker or the queue deals with that), so this comes first. */
+    /* Backups only while no non-backup is usable by health and the operator's word.  One
+     * tried already for this client or out of ports still counts as usable (the retry or
+     * the hand-over to another worker deals with that), so this comes first: whatever
+     * makes a usable backend unwanted for this one pick (tried, a limit) goes after. */
     balance_keep_primaries(pool->view, pool->usable, pc->n_backends);
     for (size_t t = 0; t < ntried; t++)
         pool->usable[tried[t]] = 0;
