@@ -261,6 +261,36 @@ def test_slow_start_after_health_checks_bring_a_backend_back():
         assert h.metric(h.metrics(adm), "twlb_backend_effective_weight", backend="b") == 1.0
 
 
+def test_slow_start_after_an_ejection_ends():
+    """No health checks: b refuses connects until 3 failures in a row eject it for 1 s;
+    it is listening again before that second is over, and ramps from the ejection's
+    end (weighted_round_robin, 2 s, one worker: a passive ejection is per worker).
+    First second: 19 % expected, exact."""
+    n = h.new_net()
+    with h.Env() as env:
+        a_be, a_addr = backend_at(env, "a", "127.%d.1.1" % n)
+        b_be, b_addr = backend_at(env, "b", "127.%d.1.2" % n)
+        cfg = h.pool_config(n, [{"name": "a", "address": a_addr},
+                                {"name": "b", "address": b_addr}],
+                            balance="weighted_round_robin", slow_start_ms=2000)
+        cfg["workers"] = 1
+        env.twlb(cfg)
+        adm, lst = h.admin_addr(cfg), h.listen_addr(cfg)
+        h.stop(b_be)
+        ejected = lambda: h.metric(h.metrics(adm), "twlb_backend_ejections_total", backend="b")
+        for _ in range(20):  # b refuses, the retry goes to a; every other client tries b
+            assert h.name_line(lst) == "a"
+            if ejected():
+                break
+        assert ejected() == 1
+        assert by_name(h.stats(adm), "b")["health"] == "ejected"
+        env.backend("b", b_addr, "name")
+        h.wait_for(lambda: by_name(h.stats(adm), "b")["health"] == "up", 3,
+                   "the ejection to end", interval=0.005)
+        picks, weights = ramp_run(adm, lst, "b", 3.4)
+        check_ramp(picks, weights, 2.0, 0.3)
+
+
 def ramp_after_enable(balance, idle_first):
     n = h.new_net()
     with h.Env() as env:
