@@ -75,6 +75,11 @@ static int64_t rd_ports(const struct metric_src *s, size_t k) { return s->ports[
 static int64_t rd_reuses(const struct metric_src *s, size_t k) { return (int64_t)s->reuses_total; }
 static int64_t rd_backend_up(const struct metric_src *s, size_t k) { return s->be.up; }
 static int64_t rd_demoted(const struct metric_src *s, size_t k) { return s->be.demoted; }
+static int64_t rd_backup(const struct metric_src *s, size_t k) { return s->be.backup; }
+static double rd_eff_weight(const struct metric_src *s, size_t k)
+{
+    return s->be.weight_milli / 1000.0;
+}
 static int64_t rd_sessions_active(const struct metric_src *s, size_t k)
 {
     return (int64_t)s->totals.sessions_active;
@@ -134,6 +139,12 @@ const struct metric_family metrics_table[] = {
      "source port", METRIC_POOL, ONE, .read = rd_queue_length, JSON(INT, "queue_length")},
     {"twlb_queue_wait_seconds", HISTOGRAM, "How long the clients served from the pool's queue "
      "waited in it", METRIC_POOL, ONE, .read_hist = rd_queue_wait, JSON(HIST, "queue_wait_seconds")},
+    {"twlb_backend_backup", GAUGE,
+     "1 for a backup backend (gets new connections only while no non-backup one of its "
+     "pool is usable)", METRIC_BACKEND, ONE, .read = rd_backup, JSON(BOOL, "backup")},
+    {"twlb_backend_effective_weight", GAUGE,
+     "The weight the backend is balanced with now: its weight, lower while it slow-starts",
+     METRIC_BACKEND, ONE, .read_real = rd_eff_weight, JSON(NUMBER, "effective_weight")},
     {"twlb_sessions_active", GAUGE, "Client connections being served", METRIC_GLOBAL, ONE,
      .read = rd_sessions_active, JSON(INT, "sessions_active")},
     {"twlb_local_errors_total", COUNTER,

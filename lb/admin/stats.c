@@ -132,7 +132,8 @@ char *stats_render(const struct view *v)
                               "buffers_in_use", (json_int_t)t.buffers_in_use));
     }
     json_object_set_new(root, "workers", ws);
-    char *out = json_dumps(root, JSON_INDENT(2));
+    /* 10 significant digits: thousandths print as 0.333, not 0.33300000000000002 */
+    char *out = json_dumps(root, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
     json_decref(root);
     return out;
 }

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 
 #include "config/keys.h"
+#include "core/slowstart.h"
 
 /* ---- errors ------------------------------------------------------------------------ */
 
@@ -97,6 +98,7 @@ static void parse_backend(struct keys_ctx *c, json_t *obj, const char *path,
 {
     keys_fill(&keys_backend, b);
     b->time_wait = pool->time_wait;
+    b->slow_start_ms = pool->slow_start_ms;
     keys_check(c, obj, path, &keys_backend);
     struct backend_arg arg = {b, pool};
     keys_apply(c, obj, path, &keys_backend, b, backend_nested, &arg);
@@ -194,12 +196,44 @@ static void pool_nested(struct keys_ctx *c, const struct key *k, json_t *v, cons
         parse_backends(c, v, path, p);
 }
 
+/* maglev is static (consistent hashing: the weights are fixed in its table), so a slow
+ * start could not apply there: say so where it was written (the pool's, once, not again
+ * for each backend that inherits it). */
+static void check_slow_start(struct keys_ctx *c, json_t *obj, const char *path,
+                             const struct cfg_pool *p)
+{
+    if (p->balance != BAL_MAGLEV)
+        return;
+    static const char why[] = "%lld has no effect with balance \"maglev\" (static "
+                              "consistent hashing: the weights are fixed in its table); "
+                              "remove it or choose another balance";
+    char sub[512], bp[560], kp[600];
+    json_t *v = json_object_get(obj, "slow_start_ms");
+    if (json_is_integer(v) && p->slow_start_ms) { /* 0 or out of range: nothing to add */
+        keys_subpath(sub, sizeof sub, path, "slow_start_ms");
+        keys_err(c, sub, why, (long long)p->slow_start_ms);
+    }
+    /* From the JSON: an element that is not an object has no cfg_backend. */
+    json_t *bs = json_object_get(obj, "backends");
+    keys_subpath(sub, sizeof sub, path, "backends");
+    for (size_t i = 0; i < json_array_size(bs); i++) {
+        v = json_object_get(json_array_get(bs, i), "slow_start_ms");
+        long long ms = json_is_integer(v) ? json_integer_value(v) : 0;
+        if (ms <= 0 || ms > SLOWSTART_MAX_MS) /* out of range was reported already */
+            continue;
+        keys_index(bp, sizeof bp, sub, i);
+        keys_subpath(kp, sizeof kp, bp, "slow_start_ms");
+        keys_err(c, kp, why, ms);
+    }
+}
+
 static void parse_pool(struct keys_ctx *c, json_t *obj, const char *path, struct cfg_pool *p)
 {
     keys_fill(&keys_pool, p);
     keys_fill(&keys_time_wait, &p->time_wait);
     keys_check(c, obj, path, &keys_pool);
     keys_apply(c, obj, path, &keys_pool, p, pool_nested, p);
+    check_slow_start(c, obj, path, p);
 }
 
 /* Listeners come after the pools: each names one. */

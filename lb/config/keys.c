@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/slowstart.h"
+
 /* ---- values that are words ----------------------------------------------------------- */
 
 #define WORD_PARSER(fn, type, parse, what)                                                  \
@@ -171,6 +173,8 @@ static const struct key pool[] = {
     OBJ("time_wait", struct cfg_pool, time_wait, keys_time_wait, RELOAD),
     OBJ("health", struct cfg_pool, health, keys_health, RELOAD),
     OBJ("queue", struct cfg_pool, queue, keys_queue, RELOAD),
+    /* before "backends", which inherit it */
+    INT("slow_start_ms", struct cfg_pool, slow_start_ms, 0, SLOWSTART_MAX_MS, 0, RELOAD),
     LIST("backends", struct cfg_pool, backends, keys_backend, REQUIRED, RELOAD),
 };
 TABLE(keys_pool, "pools[]", pool);
@@ -184,6 +188,9 @@ static const struct key backend[] = {
     WORD("proxy_protocol", struct cfg_backend, proxy_protocol, parse_proxy, W_PROXY, "none",
          RELOAD),
     INT("max_connections", struct cfg_backend, max_connections, 0, 10000000, 0, RELOAD),
+    BOOL("backup", struct cfg_backend, backup, "false", RELOAD),
+    /* default: the pool's (config.c), which is 0 unless set */
+    INT("slow_start_ms", struct cfg_backend, slow_start_ms, 0, SLOWSTART_MAX_MS, 0, RELOAD),
 };
 TABLE(keys_backend, "pools[].backends[]", backend);
 

@@ -49,6 +49,8 @@ struct cfg_backend {
     struct cfg_health health;       /* the pool's unless overridden */
     enum proxy_protocol proxy_protocol;
     uint32_t max_connections;       /* connecting + established, every worker; 0: none */
+    int backup;                     /* only when no non-backup backend is usable */
+    uint32_t slow_start_ms;         /* the pool's unless overridden; 0: none */
 };
 
 /* Clients waiting for a backend slot or a source port ("queue" in a pool).  Absent:
@@ -71,6 +73,7 @@ struct cfg_pool {
     struct cfg_time_wait time_wait; /* default for its backends */
     struct cfg_health health;       /* default for its backends */
     struct cfg_queue queue;
+    uint32_t slow_start_ms;         /* default for its backends */
     struct cfg_backend *backends;   /* >= 1 */
     size_t n_backends;
 };

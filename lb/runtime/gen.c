@@ -156,6 +156,8 @@ static int build_backend(struct gen *g, struct pool_rt *pool, size_t b,
         be->sh->probes_here = w->index == 0;
         if (be->sh->flags) { /* what the probes and the other workers found so far */
             be->sh->health.up = __atomic_load_n(&be->sh->flags->up, __ATOMIC_ACQUIRE);
+            be->sh->health.back_since_ms =
+                __atomic_load_n(&be->sh->flags->up_since_ms, __ATOMIC_ACQUIRE);
             be->sh->demoted = __atomic_load_n(&be->sh->flags->demoted, __ATOMIC_ACQUIRE);
         }
         be->sh->was_usable = be->sh->health.up;
@@ -268,12 +270,16 @@ void gen_commit(struct gen *g)
             const struct cfg_health *h = &be->cfg->health;
             be->sh->health.rise = h->enabled ? h->rise : 1;
             be->sh->health.fall = h->enabled ? h->fall : 1;
-            if (!h->enabled && !be->sh->health.up) {
-                /* No probe will ever bring it back: without checks a backend is up. */
-                be->sh->health.up = 1;
-                be->sh->health.streak = 0;
-                if (be->sh->flags && g->w->index == 0)
+            if (!h->enabled && !be->sh->health.up && (!be->sh->flags || g->w->index == 0)) {
+                /* No probe will ever bring it back: without checks a backend is up, and
+                 * slow-starts from now as if a probe had said so.  Worker 0 publishes it
+                 * (the time first); the others follow as they follow the probes. */
+                uint64_t now = worker_now_ms(g->w);
+                health_follow(&be->sh->health, 1, now);
+                if (be->sh->flags) {
+                    __atomic_store_n(&be->sh->flags->up_since_ms, now, __ATOMIC_RELEASE);
                     __atomic_store_n(&be->sh->flags->up, 1, __ATOMIC_RELEASE);
+                }
             }
             struct portmap_policy pol;
             backend_policy(g, be, &pol);

@@ -541,18 +541,22 @@ void group_stop(struct group *g)
 
 struct action {
     const char *pool, *backend, *action;
+    uint64_t now_ms;
 };
 
 static void do_action(struct slot *s, void *arg)
 {
     const struct action *a = arg;
-    s->rc = worker_backend_action(s->w, a->pool, a->backend, a->action);
+    s->rc = worker_backend_action(s->w, a->pool, a->backend, a->action, a->now_ms);
 }
 
 int group_backend_action(struct group *g, const char *pool, const char *backend,
                          const char *action)
 {
-    struct action a = {pool, backend, action};
+    /* One time for every worker (their loops read the same monotonic clock as this
+     * one), so a slow start that begins here runs alike in all of them. */
+    uv_update_time(g->loop);
+    struct action a = {pool, backend, action, uv_now(g->loop)};
     call_all(g, do_action, &a);
     return g->slots[0].rc;
 }

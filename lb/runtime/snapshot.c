@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "runtime/backend.h"
+
 void snapshot_free(struct snapshot *s)
 {
     if (!s)
@@ -79,6 +81,7 @@ struct snapshot *snapshot_take(const struct worker *w)
             sb->demoted = sh->demoted;
             sb->admin = sh->admin;
             sb->rule = sh->demoted ? TWRULE_STRICT : be->cfg->time_wait.rule;
+            sb->weight = backend_weight(be, s->now_ms);
             s->path_base[k] = q;
             for (size_t i = 0; i < c->pools[p].n_inside; i++, q++) {
                 const portmap *pm = pathset_map(be->ps, i);

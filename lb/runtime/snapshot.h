@@ -3,9 +3,9 @@
  *
  * No thread reads another's port maps or counters: the main thread asks each worker for
  * a snapshot (group.c) and adds them up.  Ports are split between workers, so adding the
- * per-state port counts of every worker gives the whole range; counters add; health and
- * the operator's word are the same in every worker and are taken from the first (worker
- * 0, which runs the health probes).
+ * per-state port counts of every worker gives the whole range; counters add; health, the
+ * operator's word and the effective weight are the same in every worker and are taken
+ * from the first (worker 0, which runs the health probes).
  *
  * Return convention: NULL / -1 on failure. */
 #ifndef TWLB_SNAPSHOT_H
@@ -25,6 +25,7 @@ struct snap_backend {
     int demoted;
     enum backend_admin admin;
     enum twrule_kind rule;     /* in effect */
+    uint32_t weight;           /* effective (slow start), 1/SLOWSTART_SCALE units */
 };
 
 struct snap_path {

@@ -59,6 +59,10 @@ enum backend_admin {
  * address, across reloads), read and written with atomic operations only. */
 struct backend_flags {
     int up;                        /* the probes' verdict: written by worker 0 */
+    /* When the probes last brought it up, on worker 0's loop clock (every loop reads the
+     * same monotonic clock), written before <up>: where its slow start begins in every
+     * worker.  0: never. */
+    uint64_t up_since_ms;
     int demoted;                   /* its explicit-ISN reuses were rejected: strict now */
     unsigned rejects_in_row;       /* rejected explicit-ISN reuses in a row, any worker */
     unsigned active;               /* live connections of every worker (least_conn) */
@@ -83,6 +87,7 @@ struct backend_shared {
     unsigned reuse_rejects_in_row; /* SYN retransmits on reused 4-tuples, consecutive */
     int demoted;                   /* treated as strict after repeated rejects */
     enum backend_admin admin;
+    uint64_t enabled_since_ms;     /* the operator enabled it (slow start); 0: never */
     struct health health;          /* active checks and passive ejection */
     int was_usable;                /* health_usable() when last looked at, to log changes */
     struct be_link conns;          /* list head of live client connections */

@@ -2,8 +2,11 @@
  * worker's figures, taken on their own threads. */
 #include "runtime/view.h"
 
+#include "core/slowstart.h"
 #include "runtime/backend.h"
 #include "runtime/snapshot.h"
+
+_Static_assert(SLOWSTART_SCALE == 1000, "view_backend.weight_milli is in thousandths");
 
 static const struct snapshot *S(const struct view *v)
 {
@@ -83,6 +86,8 @@ int view_backend(const struct view *v, size_t pool, size_t backend, struct view_
     out->admin = backend_admin_name(b->admin);
     out->health = !b->health_up ? "down" : b->usable ? "up" : "ejected";
     out->connect = &b->connect;
+    out->backup = S(v)->cfg->pools[pool].backends[backend].backup;
+    out->weight_milli = b->weight; /* SLOWSTART_SCALE units are thousandths (below) */
     return 0;
 }
 

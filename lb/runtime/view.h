@@ -58,6 +58,9 @@ struct view_backend {
     const char *health;             /* "up", "down" (checks) or "ejected" (passive) */
     const struct hist *connect;     /* connect() to established, successful connects of
                                        client sessions (one per connections_total) */
+    int backup;                     /* a backup backend (config) */
+    uint32_t weight_milli;          /* the weight it balances with now (slow start),
+                                       in thousandths of a configured weight unit */
 };
 int view_backend(const struct view *v, size_t pool, size_t backend, struct view_backend *out);
 

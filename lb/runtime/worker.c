@@ -232,8 +232,8 @@ const struct config *worker_config(const struct worker *w)
 }
 
 int worker_backend_action(struct worker *w, const char *pool, const char *backend,
-                          const char *action)
+                          const char *action, uint64_t now_ms)
 {
     struct backend_rt *be = gen_find_backend(w->cur, pool, backend);
-    return be ? backend_set_admin(w->cur, be, action) : -1;
+    return be ? backend_set_admin(w->cur, be, action, now_ms) : -1;
 }

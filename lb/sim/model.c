@@ -248,7 +248,7 @@ static int fleet_new(const struct sim_params *p, struct fleet *f)
     for (uint32_t n = 0; n < f->nodes && rc == 0; n++) {
         for (uint32_t b = 0; b < f->nb; b++) {
             struct balance_backend *v = &f->view[(size_t)n * f->nb + b];
-            *v = (struct balance_backend){f->be[b].name, f->be[b].weight, 0};
+            *v = (struct balance_backend){.name = f->be[b].name, .weight = f->be[b].weight};
         }
         if (!(f->bal[n] = balancer_new(p->balance, &f->view[(size_t)n * f->nb], f->nb,
                                        0x9e3779b97f4a7c15ull + n)))

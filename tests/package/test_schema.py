@@ -42,6 +42,7 @@ LOADER_ONLY = {
     "syntax-error.json": "not JSON at all",
     "admin-open-without-token.json": "a relation between admin.bind's address and token_file",
     "health-timeout-above-interval.json": "a relation between two fields, also inherited",
+    "slow-start-with-maglev.json": "a relation between a pool's balance and its backends",
 }
 
 

@@ -203,12 +203,60 @@ static void test_bounds_give_the_exact_error(void **state)
                "drain_timeout_ms: -1 is out of range 0..3600000");
 }
 
+/* Load <text> as the file; returns the config (NULL on errors, then in <errs>). */
+static struct config *load_text(const char *text, struct cfg_errors *errs)
+{
+    FILE *f = fopen(file, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    return config_load(file, errs);
+}
+
+#define SLOW_START_POOL(balance)                                                            \
+    "{\"listeners\": [{\"name\": \"l\", \"bind\": \"127.0.0.1:18080\", \"pool\": \"p\"}],\n"       \
+    "\"pools\": [{\"name\": \"p\", \"balance\": \"" balance "\", \"inside\": [\"127.0.0.2\"],\n"  \
+    "\"slow_start_ms\": 3000, \"backends\": [\n"                                                \
+    "{\"name\": \"b1\", \"address\": \"127.0.1.1:9001\"},\n"                                    \
+    "{\"name\": \"b2\", \"address\": \"127.0.1.2:9001\", \"slow_start_ms\": 500},\n"            \
+    "{\"name\": \"b3\", \"address\": \"127.0.1.3:9001\", \"backup\": true, \"slow_start_ms\": 0}\n" \
+    "]}]}\n"
+
+static void test_slow_start_inherited_and_backup(void **state)
+{
+    struct cfg_errors errs = {0};
+    struct config *c = load_text(SLOW_START_POOL("least_conn"), &errs);
+    assert_int_equal(errs.n, 0);
+    assert_non_null(c);
+    const struct cfg_pool *p = &c->pools[0];
+    assert_int_equal(p->slow_start_ms, 3000);
+    assert_int_equal(p->backends[0].slow_start_ms, 3000); /* the pool's */
+    assert_int_equal(p->backends[1].slow_start_ms, 500);
+    assert_int_equal(p->backends[2].slow_start_ms, 0);    /* set to none */
+    assert_false(p->backends[0].backup);
+    assert_false(p->backends[1].backup);
+    assert_true(p->backends[2].backup);
+    config_free(c);
+    /* maglev cannot slow-start: one error where it is written (the pool's), one for
+     * b2's own, none for b1 (inherited) or b3 (0) */
+    assert_null(load_text(SLOW_START_POOL("maglev"), &errs));
+    assert_int_equal(errs.n, 2);
+    assert_non_null(strstr(errs.msg[0], ":3:18: pools[0].slow_start_ms: 3000 has no effect with "
+                                        "balance \"maglev\""));
+    assert_non_null(strstr(errs.msg[1], ":5:62: pools[0].backends[1].slow_start_ms: 500 has "
+                                        "no effect"));
+    cfg_errors_free(&errs);
+    /* out of range: the bound, not the maglev rule */
+    load_fails("\"slow_start_ms\": 3600001, ", "", "3600001",
+               "pools[0].slow_start_ms: 3600001 is out of range 0..3600000");
+}
+
 static void test_unknown_keys_are_rejected(void **state)
 {
     load_fails("\"retry\": 1, ", "", "1, \"inside\"",
                "pools[0].retry: unknown key (expected one of: name, balance, inside, "
                "source_ports, connect_timeout_ms, idle_timeout_ms, retries, buffer_bytes, "
-               "time_wait, health, queue, backends)");
+               "time_wait, health, queue, slow_start_ms, backends)");
     load_fails("", ", \"log\": {\"colour\": true}", "true",
                "log.colour: unknown key (expected one of: level, file, access_log, "
                "access_log_format)");
@@ -391,6 +439,7 @@ int main(void)
         cmocka_unit_test(test_values_are_stored),
         cmocka_unit_test(test_bounds_give_the_exact_error),
         cmocka_unit_test(test_unknown_keys_are_rejected),
+        cmocka_unit_test(test_slow_start_inherited_and_backup),
         cmocka_unit_test(test_words_are_what_parse_accepts),
         cmocka_unit_test(test_unreloadable_changes),
         cmocka_unit_test(test_doc_lists_every_key_with_its_default),
