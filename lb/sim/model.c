@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/capacity.h"
 #include "core/isn.h"
 #include "core/pathset.h"
 #include "core/portmap.h"
@@ -210,6 +211,30 @@ static struct portmap_policy policy_for(const struct sim_params *p, const struct
         .quarantine_ms = 1000,
         .kernel_margin = ISN_KERNEL_MARGIN,
     };
+}
+
+double sim_capacity(const struct sim_params *p)
+{
+    if (p->policy == SIM_NAIVE)
+        return -1;
+    uint32_t paths = (p->n_nodes ? p->n_nodes : 1) * (p->n_inside ? p->n_inside : 1);
+    uint32_t ports = p->port_lo && p->port_lo <= p->port_hi
+                         ? (uint32_t)p->port_hi - p->port_lo + 1 : 0;
+    double sum = 0;
+    for (uint32_t b = 0; b < p->n_backends; b++) {
+        const struct sim_stack *st = p->backends ? &p->backends[b].stack : &p->stack;
+        struct portmap_policy pol = policy_for(p, st);
+        /* as the runs release them: timestamps with the timestamps rule's stacks */
+        struct capacity_mix m = {
+            .hold_ms = p->hold_ms,
+            .bytes_to_backend = (double)p->upload_bytes,
+            .backend_first = p->closer_backend ? 1 : 0,
+            .local_first = p->closer_backend ? 0 : 1,
+            .local_timestamps = st->rule == TWRULE_TIMESTAMPS,
+        };
+        sum += paths * capacity_cps(&pol, ports, &m);
+    }
+    return sum;
 }
 
 static int fleet_new(const struct sim_params *p, struct fleet *f)
@@ -462,6 +487,7 @@ int sim_run(const struct sim_params *p, struct sim_result *out)
     for (uint32_t s = p->duration_s - win; s < p->duration_s; s++)
         acc += out->per_second[s].accepted;
     out->sustainable_rate = (double)acc / win;
+    out->capacity = sim_capacity(p);
     out->min_node_accepted = UINT64_MAX;
     for (uint32_t n = 0; n < f.nodes; n++) {
         if (f.node_accepted[n] > out->max_node_accepted)

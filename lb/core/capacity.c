@@ -1,0 +1,125 @@
+/* capacity.c - see capacity.h. */
+#include "core/capacity.h"
+
+#include "core/isn.h"
+
+/* Kernel ISN mode: ms from the moment <hold_ms> after the old SYN until the kernel's
+ * ISN clock for the 4-tuple is inside isn_kernel_reuse_safe()'s window, that is
+ * (advance - (bytes + 2)) mod 2^32 in [margin, 2^31 - margin], advance = t_ns / 64. */
+static double kernel_wait_ms(double hold_ms, double bytes, uint32_t margin)
+{
+    if (margin > 0x40000000u)
+        margin = 0x40000000u;
+    uint32_t lo = margin ? margin : 1, hi = 0x80000000u - margin;
+    uint64_t steps = (uint64_t)(hold_ms * 1e6 / 64.0); /* advance at release */
+    uint32_t d = (uint32_t)steps - (uint32_t)((uint64_t)bytes + 2);
+    uint64_t more;
+    if (d >= lo && d <= hi)
+        return 0;
+    if (d < lo)
+        more = lo - d;
+    else
+        more = (1ull << 32) - d + lo;
+    double wait = ((double)(steps + more) * 64.0 - hold_ms * 1e6) / 1e6;
+    return wait > 0 ? wait : 0;
+}
+
+double capacity_blocked_ms(const struct portmap_policy *pol, enum pm_closer closer,
+                           double hold_ms, double bytes, int timestamps)
+{
+    double tw = (double)pol->rule.time_wait_ms;
+    switch (closer) {
+    case PM_CLOSER_NONE:
+        return 0;
+    case PM_CLOSER_LOCAL:
+        return timestamps || pol->local_tw == PM_LOCAL_TW_DESTROY ? 0
+                                                                  : (double)pol->local_tw_ms;
+    case PM_CLOSER_BACKEND:
+        break;
+    }
+    if (pol->mode == ISN_OFF || pol->rule.kind == TWRULE_STRICT)
+        return tw;
+    if (pol->mode == ISN_EXPLICIT)
+        return 0;
+    double w = kernel_wait_ms(hold_ms, bytes, pol->kernel_margin);
+    return w < tw ? w : tw;
+}
+
+double capacity_cycle_ms(const struct portmap_policy *pol, const struct capacity_mix *m)
+{
+    double hold = m->hold_ms > 0 ? m->hold_ms : 0;
+    double cycle = hold;
+    cycle += m->backend_first *
+             capacity_blocked_ms(pol, PM_CLOSER_BACKEND, hold, m->bytes_to_backend, 0);
+    cycle += m->local_first * (1 - m->local_timestamps) *
+             capacity_blocked_ms(pol, PM_CLOSER_LOCAL, hold, 0, 0);
+    return cycle > CAPACITY_MIN_CYCLE_MS ? cycle : CAPACITY_MIN_CYCLE_MS;
+}
+
+double capacity_cps(const struct portmap_policy *pol, uint32_t ports,
+                    const struct capacity_mix *m)
+{
+    return (double)ports * 1000.0 / capacity_cycle_ms(pol, m);
+}
+
+/* The weight of the n-th observation: the plain mean until CAPACITY_EWMA_N, then
+ * 1 / CAPACITY_EWMA_N. */
+static void ewma(double *avg, double x, uint64_t n)
+{
+    double a = n < CAPACITY_EWMA_N ? 1.0 / (double)n : 1.0 / CAPACITY_EWMA_N;
+    *avg += a * (x - *avg);
+}
+
+void capacity_observe(struct capacity_obs *o, uint64_t hold_ms, const struct portmap_release *r)
+{
+    if (r->never_connected)
+        return;
+    o->n++;
+    ewma(&o->mix.hold_ms, (double)hold_ms, o->n);
+    ewma(&o->mix.backend_first, r->closer == PM_CLOSER_BACKEND, o->n);
+    ewma(&o->mix.local_first, r->closer == PM_CLOSER_LOCAL, o->n);
+    if (r->closer == PM_CLOSER_BACKEND) {
+        o->n_backend++;
+        ewma(&o->mix.bytes_to_backend, (double)r->bytes_to_backend, o->n_backend);
+    } else if (r->closer == PM_CLOSER_LOCAL) {
+        o->n_local++;
+        ewma(&o->mix.local_timestamps, r->timestamps != 0, o->n_local);
+    }
+}
+
+static double weight(uint64_t n)
+{
+    return (double)(n < CAPACITY_EWMA_N ? n : CAPACITY_EWMA_N);
+}
+
+/* <a> with weight <wa> and <b> with weight <wb>, averaged. */
+static double mean2(double a, double wa, double b, double wb)
+{
+    return wa + wb > 0 ? (a * wa + b * wb) / (wa + wb) : 0;
+}
+
+void capacity_obs_merge(struct capacity_obs *into, const struct capacity_obs *from)
+{
+    struct capacity_mix *a = &into->mix;
+    const struct capacity_mix *b = &from->mix;
+    double wa = weight(into->n), wb = weight(from->n);
+    a->hold_ms = mean2(a->hold_ms, wa, b->hold_ms, wb);
+    a->backend_first = mean2(a->backend_first, wa, b->backend_first, wb);
+    a->local_first = mean2(a->local_first, wa, b->local_first, wb);
+    a->bytes_to_backend = mean2(a->bytes_to_backend, weight(into->n_backend),
+                                b->bytes_to_backend, weight(from->n_backend));
+    a->local_timestamps = mean2(a->local_timestamps, weight(into->n_local),
+                                b->local_timestamps, weight(from->n_local));
+    into->n += from->n;
+    into->n_backend += from->n_backend;
+    into->n_local += from->n_local;
+}
+
+void capacity_obs_mix(const struct capacity_obs *o, struct capacity_mix *out)
+{
+    if (o->n) {
+        *out = o->mix;
+        return;
+    }
+    *out = (struct capacity_mix){.hold_ms = 0, .bytes_to_backend = 0, .backend_first = 1};
+}
