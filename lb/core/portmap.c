@@ -76,11 +76,22 @@ static struct list *list_of(portmap *pm, uint8_t state)
     return NULL; /* BUSY */
 }
 
+/* Keep remote_known and local_ts: <e> joins (d = 1) or leaves (d = -1) its state's list
+ * with the flags it has. */
+static void count_flags(portmap *pm, const struct entry *e, int d)
+{
+    if (e->state == PM_REMOTE_TW && (e->flags & F_ISN_KNOWN))
+        pm->remote_known += (uint32_t)d;
+    else if (e->state == PM_LOCAL_TW && (e->flags & F_TIMESTAMPS))
+        pm->local_ts += (uint32_t)d;
+}
+
 static void unlink_entry(portmap *pm, uint16_t port, struct entry *e)
 {
     struct list *l = list_of(pm, e->state);
     if (!l)
         return;
+    count_flags(pm, e, -1);
     if (e->prev)
         get(pm, e->prev)->next = e->next;
     else
@@ -112,6 +123,7 @@ static void set_state(portmap *pm, uint16_t port, struct entry *e, enum pm_state
         l->head = port;
     l->tail = port;
     l->n++;
+    count_flags(pm, e, 1);
 }
 
 /* Forget everything but the policy: every port is never-used again. */
@@ -125,6 +137,7 @@ static void reset(portmap *pm)
     pm->cursor = pm->lo;
     pm->ahead = 0;
     pm->free_l = pm->remote_l = pm->local_l = pm->quar_l = (struct list){0, 0, 0};
+    pm->remote_known = pm->local_ts = 0;
     pm->busy = 0;
 }
 
