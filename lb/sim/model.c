@@ -347,7 +347,8 @@ int sim_run(const struct sim_params *p, struct sim_result *out)
                     .bytes_to_backend = p->upload_bytes,
                     .timestamps = stk->rule == TWRULE_TIMESTAMPS,
                 };
-                struct pathset_pick pk = {.path = e.path, .port = {.port = e.port}};
+                struct pathset_pick pk = {.path = e.path, .port = {.port = e.port},
+                                          .acquired_ms = e.syn_ms};
                 pathset_release(f.ps[(size_t)e.node * nb + e.backend], &pk, &r, e.t);
             }
         }
@@ -424,7 +425,8 @@ int sim_run(const struct sim_params *p, struct sim_result *out)
                             st->local_until = 0;
                         } else {
                             struct portmap_release r = {.closer = PM_CLOSER_NONE};
-                            struct pathset_pick pk = {.path = path, .port = {.port = port}};
+                            struct pathset_pick pk = {.path = path, .port = {.port = port},
+                                                      .acquired_ms = t};
                             pathset_release(f.ps[(size_t)node * nb + b], &pk, &r, t);
                         }
                         continue;
