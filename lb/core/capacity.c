@@ -70,26 +70,29 @@ static void ewma(double *avg, double x, uint64_t n)
     *avg += a * (x - *avg);
 }
 
+static double weight(uint64_t n)
+{
+    return (double)(n < CAPACITY_EWMA_N ? n : CAPACITY_EWMA_N);
+}
+
 void capacity_observe(struct capacity_obs *o, uint64_t hold_ms, const struct portmap_release *r)
 {
     if (r->never_connected)
         return;
     o->n++;
+    o->w = weight(o->n);
     ewma(&o->mix.hold_ms, (double)hold_ms, o->n);
     ewma(&o->mix.backend_first, r->closer == PM_CLOSER_BACKEND, o->n);
     ewma(&o->mix.local_first, r->closer == PM_CLOSER_LOCAL, o->n);
     if (r->closer == PM_CLOSER_BACKEND) {
         o->n_backend++;
+        o->w_backend = weight(o->n_backend);
         ewma(&o->mix.bytes_to_backend, (double)r->bytes_to_backend, o->n_backend);
     } else if (r->closer == PM_CLOSER_LOCAL) {
         o->n_local++;
+        o->w_local = weight(o->n_local);
         ewma(&o->mix.local_timestamps, r->timestamps != 0, o->n_local);
     }
-}
-
-static double weight(uint64_t n)
-{
-    return (double)(n < CAPACITY_EWMA_N ? n : CAPACITY_EWMA_N);
 }
 
 /* <a> with weight <wa> and <b> with weight <wb>, averaged. */
@@ -102,17 +105,19 @@ void capacity_obs_merge(struct capacity_obs *into, const struct capacity_obs *fr
 {
     struct capacity_mix *a = &into->mix;
     const struct capacity_mix *b = &from->mix;
-    double wa = weight(into->n), wb = weight(from->n);
-    a->hold_ms = mean2(a->hold_ms, wa, b->hold_ms, wb);
-    a->backend_first = mean2(a->backend_first, wa, b->backend_first, wb);
-    a->local_first = mean2(a->local_first, wa, b->local_first, wb);
-    a->bytes_to_backend = mean2(a->bytes_to_backend, weight(into->n_backend),
-                                b->bytes_to_backend, weight(from->n_backend));
-    a->local_timestamps = mean2(a->local_timestamps, weight(into->n_local),
-                                b->local_timestamps, weight(from->n_local));
+    a->hold_ms = mean2(a->hold_ms, into->w, b->hold_ms, from->w);
+    a->backend_first = mean2(a->backend_first, into->w, b->backend_first, from->w);
+    a->local_first = mean2(a->local_first, into->w, b->local_first, from->w);
+    a->bytes_to_backend = mean2(a->bytes_to_backend, into->w_backend, b->bytes_to_backend,
+                                from->w_backend);
+    a->local_timestamps = mean2(a->local_timestamps, into->w_local, b->local_timestamps,
+                                from->w_local);
     into->n += from->n;
     into->n_backend += from->n_backend;
     into->n_local += from->n_local;
+    into->w += from->w;
+    into->w_backend += from->w_backend;
+    into->w_local += from->w_local;
 }
 
 void capacity_obs_mix(const struct capacity_obs *o, struct capacity_mix *out)

@@ -63,6 +63,9 @@ struct capacity_obs {
     uint64_t n;              /* connections observed */
     uint64_t n_backend;      /* of those, closed first by the backend */
     uint64_t n_local;        /* closed first by us */
+    /* How many connections each average stands for: min(n, CAPACITY_EWMA_N) (of all,
+     * of the backend's closes, of ours), summed by capacity_obs_merge(). */
+    double w, w_backend, w_local;
     struct capacity_mix mix; /* the averages */
 };
 
@@ -70,8 +73,8 @@ struct capacity_obs {
  * (r->never_connected) says nothing about the mix and is left out. */
 void capacity_observe(struct capacity_obs *o, uint64_t hold_ms, const struct portmap_release *r);
 
-/* <into> becomes the average of both, each weighted by its connections (at most
- * CAPACITY_EWMA_N each): the workers' slices of one path together. */
+/* <into> becomes the average of both, each weighted by the connections its averages
+ * stand for (w): the workers' slices of one path together, in any order. */
 void capacity_obs_merge(struct capacity_obs *into, const struct capacity_obs *from);
 
 /* The mix to feed the formula: the averages; before the first connection, hold 0 and

@@ -166,6 +166,19 @@ static void test_merge_weights_by_connections(void **state)
         capacity_observe(&small, 30, &be);
     capacity_obs_merge(&big, &small);
     assert_true(near(big.mix.hold_ms, 20, 1e-6));
+    /* three workers merged one after the other, in any order: each counts the same */
+    struct capacity_obs w[3] = {{0}};
+    for (int k = 0; k < 3; k++)
+        for (int i = 0; i < 2 * CAPACITY_EWMA_N; i++)
+            capacity_observe(&w[k], 10 * (uint64_t)(k + 1), &be);
+    const int orders[2][3] = {{0, 1, 2}, {2, 1, 0}};
+    for (int o = 0; o < 2; o++) {
+        struct capacity_obs sum = w[orders[o][0]];
+        capacity_obs_merge(&sum, &w[orders[o][1]]);
+        capacity_obs_merge(&sum, &w[orders[o][2]]);
+        assert_true(near(sum.mix.hold_ms, 20, 1e-6));
+        assert_int_equal(sum.n, 6 * CAPACITY_EWMA_N);
+    }
 }
 
 int main(void)
