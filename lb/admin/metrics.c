@@ -71,8 +71,13 @@ static int64_t rd_queue_length(const struct metric_src *s, size_t k)
     return (int64_t)s->pool.queue_length;
 }
 static const struct hist *rd_queue_wait(const struct metric_src *s) { return s->pool.queue_wait; }
-static int64_t rd_ports(const struct metric_src *s, size_t k) { return s->ports[k]; }
-static int64_t rd_reuses(const struct metric_src *s, size_t k) { return (int64_t)s->reuses_total; }
+static int64_t rd_ports(const struct metric_src *s, size_t k) { return s->path.counts[k]; }
+static int64_t rd_reuses(const struct metric_src *s, size_t k)
+{
+    return (int64_t)s->path.reuses_total;
+}
+static int64_t rd_headroom(const struct metric_src *s, size_t k) { return s->path.headroom; }
+static double rd_capacity(const struct metric_src *s, size_t k) { return s->path.capacity_cps; }
 static int64_t rd_backend_up(const struct metric_src *s, size_t k) { return s->be.up; }
 static int64_t rd_demoted(const struct metric_src *s, size_t k) { return s->be.demoted; }
 static int64_t rd_backup(const struct metric_src *s, size_t k) { return s->be.backup; }
@@ -129,6 +134,16 @@ const struct metric_family metrics_table[] = {
     {"twlb_port_reuses_total", COUNTER,
      "Connections opened on a 4-tuple still in TIME_WAIT on the backend", METRIC_PATH, ONE,
      .read = rd_reuses, JSON(INT, "reuses_total")},
+    {"twlb_port_headroom", GAUGE,
+     "Source ports toward a backend from an inside address that a new connection could "
+     "use now: free, or in a TIME_WAIT that the rule and ISN mode let twlb reuse now",
+     METRIC_PATH, ONE, .read = rd_headroom, JSON(INT, "headroom")},
+    {"twlb_port_capacity_cps", GAUGE,
+     "New connections per second the source ports toward a backend from an inside "
+     "address sustain at the current mix of hold times and closes, under the backend's "
+     "TIME_WAIT rule and the ISN mode (ports / mean port cycle; before the first "
+     "connection: hold 0, the backend closing first)", METRIC_PATH, ONE,
+     .read_real = rd_capacity, JSON(NUMBER, "capacity_cps")},
     {"twlb_backend_up", GAUGE,
      "1 when the backend may get new connections (healthy, not ejected, enabled)",
      METRIC_BACKEND, ONE, .read = rd_backend_up, JSON(BOOL, "up")},

@@ -42,8 +42,7 @@ struct metric_src {
     enum isn_mode isn_mode;                   /* GLOBAL */
     uint64_t listener_connections;            /* LISTENER */
     struct view_backend be;                   /* BACKEND, PATH */
-    uint32_t ports[PM_NSTATES];               /* PATH: ports by state, as of now */
-    uint64_t reuses_total;                    /* PATH */
+    struct view_path path;                    /* PATH */
     struct view_pool pool;                    /* POOL */
 };
 

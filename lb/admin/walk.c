@@ -31,7 +31,7 @@ int walk_at(const struct view *v, enum metric_scope scope, size_t i, size_t j, s
         out->labels[1] = c->pools[i].backends[j].name;
         if (scope == METRIC_BACKEND)
             return 0;
-        if (view_path(v, i, j, k, out->ports, &out->reuses_total) < 0)
+        if (view_path(v, i, j, k, &out->path) < 0)
             return -1;
         out->index[2] = k;
         out->labels[2] = c->pools[i].inside[k].text;

@@ -1,63 +1,13 @@
-/* portmap.c - see portmap.h.
- *
- * Data structure: ports never used since the map was (re)started are the range
- * [cursor, hi], with no memory per port.  Every other port has an entry in a two-level
- * table (256 pages of 256 entries, a page allocated while any of its ports has an entry).
- * Entries sit on one of four intrusive FIFOs linked by port number (0 = none, as port 0
- * is never in a range): free (released, expired), remote TIME_WAIT, local TIME_WAIT and
- * quarantine, each in order of insertion, which for a fixed TIME_WAIT length is also the
- * order of expiry.  A BUSY entry is on no list.  When nothing is busy, in TIME_WAIT or
- * quarantined any more, the map drops every page and starts a fresh cursor. */
-#include "core/portmap.h"
+/* portmap.c - see portmap.h: life cycle, choice, release and time.  The data structure
+ * is described in portmap_int.h; reading a map without changing it is portmap_read.c. */
+#include "core/portmap_int.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#define NO_ENTRY 0xff
-#define PAGE_BITS 8
-#define PAGE_SIZE (1u << PAGE_BITS)
-#define NPAGES (65536u >> PAGE_BITS)
 /* An idle map shrinks only when it holds at least this many free entries: cheaper than
  * freeing and allocating a page around every lone connection. */
 #define SHRINK_MIN_FREE 64
-
-enum {
-    F_ISN_KNOWN = 1,
-    F_TIMESTAMPS = 2,
-    F_WAS_REMOTE_TW = 4, /* BUSY, picked from REMOTE_TW: its memory is still in the entry */
-};
-
-struct entry {
-    uint8_t state; /* enum pm_state, or NO_ENTRY */
-    uint8_t flags;
-    uint16_t prev, next;
-    uint32_t rcv_nxt;
-    uint64_t until_ms;
-    uint64_t syn_real_ns, syn_mono_ns, bytes;
-};
-
-struct page {
-    struct entry e[PAGE_SIZE];
-    uint32_t used; /* entries present */
-};
-
-struct list {
-    uint16_t head, tail;
-    uint32_t n;
-};
-
-struct portmap {
-    uint16_t lo, hi;
-    struct portmap_policy pol;
-    uint32_t cursor;         /* next never-used port; hi + 1 when none is left */
-    uint32_t ahead;          /* entries at ports >= cursor (restored before first use) */
-    uint64_t blocked_until;  /* never-used ports are unusable before this */
-    int blocked;             /* as of the last expire */
-    struct list free_l, remote_l, local_l, quar_l;
-    uint32_t busy;
-    uint32_t pages_used;
-    struct page *pages[NPAGES];
-};
 
 const char *portmap_state_name(enum pm_state s)
 {
@@ -87,11 +37,7 @@ int portmap_local_tw_parse(const char *s, enum pm_local_tw *out)
 
 static struct entry *get(const portmap *pm, uint16_t port)
 {
-    struct page *pg = pm->pages[port >> PAGE_BITS];
-    if (!pg)
-        return NULL;
-    struct entry *e = &pg->e[port & (PAGE_SIZE - 1)];
-    return e->state == NO_ENTRY ? NULL : e;
+    return portmap_entry_of(pm, port);
 }
 
 /* The entry for <port>, created (state BUSY, on no list) if absent.  NULL on OOM. */
@@ -130,11 +76,22 @@ static struct list *list_of(portmap *pm, uint8_t state)
     return NULL; /* BUSY */
 }
 
+/* Keep remote_known and local_ts: <e> joins (d = 1) or leaves (d = -1) its state's list
+ * with the flags it has. */
+static void count_flags(portmap *pm, const struct entry *e, int d)
+{
+    if (e->state == PM_REMOTE_TW && (e->flags & F_ISN_KNOWN))
+        pm->remote_known += (uint32_t)d;
+    else if (e->state == PM_LOCAL_TW && (e->flags & F_TIMESTAMPS))
+        pm->local_ts += (uint32_t)d;
+}
+
 static void unlink_entry(portmap *pm, uint16_t port, struct entry *e)
 {
     struct list *l = list_of(pm, e->state);
     if (!l)
         return;
+    count_flags(pm, e, -1);
     if (e->prev)
         get(pm, e->prev)->next = e->next;
     else
@@ -166,6 +123,7 @@ static void set_state(portmap *pm, uint16_t port, struct entry *e, enum pm_state
         l->head = port;
     l->tail = port;
     l->n++;
+    count_flags(pm, e, 1);
 }
 
 /* Forget everything but the policy: every port is never-used again. */
@@ -179,6 +137,7 @@ static void reset(portmap *pm)
     pm->cursor = pm->lo;
     pm->ahead = 0;
     pm->free_l = pm->remote_l = pm->local_l = pm->quar_l = (struct list){0, 0, 0};
+    pm->remote_known = pm->local_ts = 0;
     pm->busy = 0;
 }
 
@@ -215,11 +174,6 @@ void portmap_free(portmap *pm)
 }
 
 void portmap_set_policy(portmap *pm, const struct portmap_policy *pol) { pm->pol = *pol; }
-
-size_t portmap_memory(const portmap *pm)
-{
-    return sizeof *pm + (size_t)pm->pages_used * sizeof(struct page);
-}
 
 /* ---- time -------------------------------------------------------------------------- */
 
@@ -470,70 +424,4 @@ uint64_t portmap_next_usable_ms(const portmap *pm, uint64_t now_ms, uint64_t now
         }
     }
     return at < now_ms ? now_ms : at;
-}
-
-/* ---- reading ----------------------------------------------------------------------- */
-
-void portmap_counts(const portmap *pm, uint32_t counts[PM_NSTATES])
-{
-    uint32_t total = (uint32_t)pm->hi - pm->lo + 1;
-    uint32_t never = pm->cursor <= pm->hi ? pm->hi - pm->cursor + 1 - pm->ahead : 0;
-    counts[PM_BUSY] = pm->busy;
-    counts[PM_REMOTE_TW] = pm->remote_l.n + (pm->blocked ? never : 0);
-    counts[PM_LOCAL_TW] = pm->local_l.n;
-    counts[PM_QUARANTINED] = pm->quar_l.n;
-    counts[PM_FREE] = total - counts[PM_BUSY] - counts[PM_REMOTE_TW] - counts[PM_LOCAL_TW] -
-                      counts[PM_QUARANTINED];
-}
-
-/* Entries at the head of <l> whose time is up by <now_ms>: exactly those
- * expire_list() would move, as it also stops at the first one still running. */
-static uint32_t expired_prefix(const portmap *pm, const struct list *l, uint64_t now_ms)
-{
-    uint32_t n = 0;
-    for (uint16_t port = l->head; port;) {
-        const struct entry *e = get(pm, port);
-        if (e->until_ms > now_ms)
-            break;
-        n++;
-        port = e->next;
-    }
-    return n;
-}
-
-void portmap_counts_at(const portmap *pm, uint64_t now_ms, uint32_t counts[PM_NSTATES])
-{
-    uint32_t total = (uint32_t)pm->hi - pm->lo + 1;
-    uint32_t never = pm->cursor <= pm->hi ? pm->hi - pm->cursor + 1 - pm->ahead : 0;
-    int blocked = now_ms < pm->blocked_until && pm->cursor <= pm->hi;
-    counts[PM_BUSY] = pm->busy;
-    counts[PM_REMOTE_TW] =
-        pm->remote_l.n - expired_prefix(pm, &pm->remote_l, now_ms) + (blocked ? never : 0);
-    counts[PM_LOCAL_TW] = pm->local_l.n - expired_prefix(pm, &pm->local_l, now_ms);
-    counts[PM_QUARANTINED] = pm->quar_l.n - expired_prefix(pm, &pm->quar_l, now_ms);
-    counts[PM_FREE] = total - counts[PM_BUSY] - counts[PM_REMOTE_TW] - counts[PM_LOCAL_TW] -
-                      counts[PM_QUARANTINED];
-}
-
-void portmap_foreach(const portmap *pm, void (*fn)(void *arg, const struct portmap_entry *e),
-                     void *arg)
-{
-    for (unsigned p = 0; p < NPAGES; p++) {
-        const struct page *pg = pm->pages[p];
-        if (!pg)
-            continue;
-        for (unsigned i = 0; i < PAGE_SIZE; i++) {
-            const struct entry *e = &pg->e[i];
-            if (e->state == NO_ENTRY || e->state == PM_FREE)
-                continue;
-            struct portmap_entry v = {
-                .port = (uint16_t)(p << PAGE_BITS | i),
-                .state = (enum pm_state)e->state,
-                .until_ms = e->state == PM_BUSY ? 0 : e->until_ms,
-                .isn_known = (e->flags & F_ISN_KNOWN) != 0,
-                .rcv_nxt = e->rcv_nxt,
-            };
-            fn(arg, &v);
-        }
-    }
 }

@@ -149,6 +149,21 @@ void portmap_counts(const portmap *pm, uint32_t counts[PM_NSTATES]);
  * FREE.  O(entries expired by now_ms) (only the expired head of each FIFO is walked). */
 void portmap_counts_at(const portmap *pm, uint64_t now_ms, uint32_t counts[PM_NSTATES]);
 
+/* Ports portmap_acquire() could hand out as of <now_ms> (a connection's ports usable
+ * NOW), without changing the map: never-used ports (unless blocked after a restart),
+ * FREE ports and every entry whose TIME_WAIT or quarantine is over by <now_ms> (as
+ * portmap_counts_at counts them), our own TIME_WAIT where it may be reused (timestamps,
+ * or PM_LOCAL_TW_DESTROY), and the backend's TIME_WAIT where the policy reuses it now:
+ * explicit ISNs and a known rcv_nxt, or in kernel mode when isn_kernel_reuse_safe()
+ * holds at <now_real_ns> / <now_mono_ns>; never under ISN_OFF or the strict rule.
+ * Unlike acquire, which looks at PORTMAP_SCAN TIME_WAIT entries per call, every usable
+ * one counts; the one approximation: in kernel mode at most PORTMAP_HEADROOM_SCAN
+ * backend TIME_WAIT entries (the oldest, those closest to safe) are examined, and any
+ * beyond them count as unusable, so for more than that many the figure is a lower
+ * bound.  O(expired entries + PORTMAP_HEADROOM_SCAN). */
+uint32_t portmap_headroom_at(const portmap *pm, uint64_t now_ms, uint64_t now_real_ns,
+                             uint64_t now_mono_ns);
+
 /* One remembered port, for the state file and the admin endpoint. */
 struct portmap_entry {
     uint16_t port;
@@ -165,5 +180,6 @@ void portmap_foreach(const portmap *pm, void (*fn)(void *arg, const struct portm
 size_t portmap_memory(const portmap *pm);
 
 #define PORTMAP_SCAN 8
+#define PORTMAP_HEADROOM_SCAN 4096
 
 #endif

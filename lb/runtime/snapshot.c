@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "os/clock.h"
 #include "runtime/backend.h"
 
 void snapshot_free(struct snapshot *s)
@@ -38,6 +39,7 @@ struct snapshot *snapshot_take(const struct worker *w)
     s->npath = npath;
     s->isn_mode = g->isn_mode;
     s->now_ms = worker_now_ms(w);
+    uint64_t real_ns = clock_real_ns(), mono_ns = clock_mono_ns(); /* kernel-mode headroom */
     s->nworkers = 1;
     s->workers = calloc(1, sizeof *s->workers);
     s->listener_conns = calloc(c->n_listeners + 1, sizeof *s->listener_conns);
@@ -82,6 +84,7 @@ struct snapshot *snapshot_take(const struct worker *w)
             sb->admin = sh->admin;
             sb->rule = sh->demoted ? TWRULE_STRICT : be->cfg->time_wait.rule;
             sb->weight = backend_weight(be, s->now_ms);
+            backend_policy(g, be, &sb->pol);
             s->path_base[k] = q;
             for (size_t i = 0; i < c->pools[p].n_inside; i++, q++) {
                 const portmap *pm = pathset_map(be->ps, i);
@@ -90,6 +93,8 @@ struct snapshot *snapshot_take(const struct worker *w)
                 s->path[q].present = 1;
                 portmap_counts_at(pm, s->now_ms, s->path[q].counts);
                 s->path[q].reuses_total = pathset_reuses(be->ps, i);
+                s->path[q].headroom = portmap_headroom_at(pm, s->now_ms, real_ns, mono_ns);
+                s->path[q].obs = *pathset_capacity_obs(be->ps, i);
             }
         }
     }
@@ -126,6 +131,7 @@ int snapshot_add(struct snapshot *into, const struct snapshot *s)
         if (b->demoted) {
             a->demoted = 1;
             a->rule = b->rule;
+            a->pol = b->pol;
         }
     }
     for (size_t q = 0; q < into->npath; q++) {
@@ -135,6 +141,8 @@ int snapshot_add(struct snapshot *into, const struct snapshot *s)
         for (int st = 0; st < PM_NSTATES; st++)
             a->counts[st] += b->counts[st];
         a->reuses_total += b->reuses_total;
+        a->headroom += b->headroom;
+        capacity_obs_merge(&a->obs, &b->obs);
     }
     return 0;
 }

@@ -26,12 +26,15 @@ struct snap_backend {
     enum backend_admin admin;
     enum twrule_kind rule;     /* in effect */
     uint32_t weight;           /* effective (slow start), 1/SLOWSTART_SCALE units */
+    struct portmap_policy pol; /* its port policy in effect (the capacity formula's) */
 };
 
 struct snap_path {
     int present;               /* the path has a port map */
     uint32_t counts[PM_NSTATES];
     uint64_t reuses_total;
+    uint32_t headroom;         /* portmap_headroom_at: usable now */
+    struct capacity_obs obs;   /* the mix of its connections (merged over the workers) */
 };
 
 /* Per pool.  Nothing feeds these yet: the queue (issue 10) fills them in snapshot_take()

@@ -92,17 +92,24 @@ int view_backend(const struct view *v, size_t pool, size_t backend, struct view_
 }
 
 int view_path(const struct view *v, size_t pool, size_t backend, size_t inside,
-              uint32_t counts[PM_NSTATES], uint64_t *reuses_total)
+              struct view_path *out)
 {
     size_t k;
-    if (!find(v, pool, backend, &k) || inside >= S(v)->cfg->pools[pool].n_inside)
+    const struct snap_backend *b = find(v, pool, backend, &k);
+    const struct config *c = S(v)->cfg;
+    if (!b || inside >= c->pools[pool].n_inside)
         return -1;
     const struct snap_path *p = &S(v)->path[S(v)->path_base[k] + inside];
     if (!p->present)
         return -1;
     for (int s = 0; s < PM_NSTATES; s++)
-        counts[s] = p->counts[s];
-    *reuses_total = p->reuses_total;
+        out->counts[s] = p->counts[s];
+    out->reuses_total = p->reuses_total;
+    out->headroom = p->headroom;
+    capacity_obs_mix(&p->obs, &out->mix);
+    out->observed = p->obs.n;
+    uint32_t ports = (uint32_t)c->pools[pool].port_hi - c->pools[pool].port_lo + 1;
+    out->capacity_cps = capacity_cps(&b->pol, ports, &out->mix);
     return 0;
 }
 

@@ -64,11 +64,21 @@ struct view_backend {
 };
 int view_backend(const struct view *v, size_t pool, size_t backend, struct view_backend *out);
 
-/* Ports toward backend <backend> from inside address <inside>, by state as of now
- * (expired TIME_WAIT counts as free), and the reuses of backend TIME_WAIT.  Returns -1
- * also when that path has no port map (inside and backend families differ). */
+/* The source ports toward backend <backend> from inside address <inside>, over every
+ * worker's slice of the range. */
+struct view_path {
+    uint32_t counts[PM_NSTATES]; /* by state as of now (expired TIME_WAIT counts as free) */
+    uint64_t reuses_total;       /* connections opened on the backend's TIME_WAIT */
+    uint32_t headroom;           /* usable by a new connection now (portmap_headroom_at) */
+    double capacity_cps;         /* new connections per second the range sustains at
+                                    <mix> under the backend's policy (capacity_cps) */
+    struct capacity_mix mix;     /* what the formula was fed: the running averages, or
+                                    the default before the first connection */
+    uint64_t observed;           /* connections the averages come from (0: default) */
+};
+/* Returns -1 also when that path has no port map (inside and backend families differ). */
 int view_path(const struct view *v, size_t pool, size_t backend, size_t inside,
-              uint32_t counts[PM_NSTATES], uint64_t *reuses_total);
+              struct view_path *out);
 
 /* The figures of pool <pool>, summed over the workers. */
 struct view_pool {

@@ -241,6 +241,7 @@ struct mport {
     int ts;
     uint32_t isn;          /* ISN of the current (BUSY) connection */
     uint64_t syn_real, syn_mono; /* when its SYN left */
+    uint64_t bytes;        /* RTW: what the old connection sent */
 };
 
 static uint64_t rng_state;
@@ -343,6 +344,7 @@ static void run_random(enum isn_mode mode, enum twrule_kind rule, enum pm_local_
                 portmap_release(pm, (uint16_t)(LO + i), &r, now);
                 if (c == PM_CLOSER_BACKEND) {
                     m[i].st = M_RTW;
+                    m[i].bytes = bytes;
                     m[i].until = now + 30000;
                     m[i].true_rcv_nxt = m[i].isn + (uint32_t)bytes + 2;
                 } else if (c == PM_CLOSER_LOCAL) {
@@ -377,6 +379,21 @@ static void run_random(enum isn_mode mode, enum twrule_kind rule, enum pm_local_
                                       : st == M_LTW ? PM_LOCAL_TW : PM_QUARANTINED]++;
         }
         assert_memory_equal(c, want, sizeof c);
+        /* headroom: what the model says may be handed out now, port by port */
+        uint32_t head = 0;
+        for (int i = 0; i < N; i++) {
+            int st = m[i].st;
+            if ((st == M_RTW || st == M_LTW || st == M_Q) && now >= m[i].until)
+                st = M_FREE;
+            if (st == M_FREE || (st == M_LTW && (m[i].ts || ltw == PM_LOCAL_TW_DESTROY)))
+                head++;
+            else if (st == M_RTW && rule != TWRULE_STRICT)
+                head += mode == ISN_EXPLICIT ||
+                        (mode == ISN_KERNEL &&
+                         isn_kernel_reuse_safe(m[i].syn_real, m[i].syn_mono, real_ns, mono_ns,
+                                               m[i].bytes, ISN_KERNEL_MARGIN));
+        }
+        assert_int_equal(portmap_headroom_at(pm, now, real_ns, mono_ns), head);
     }
     assert_true(acquired > 1000);
     if (mode == ISN_EXPLICIT && rule != TWRULE_STRICT)
@@ -488,6 +505,119 @@ static void test_next_usable(void **state)
     }
 }
 
+/* Take every port acquire hands out at <now>; returns how many. */
+static uint32_t drain(portmap *pm, uint64_t now, uint64_t real_ns, uint64_t mono_ns)
+{
+    struct portmap_pick pk;
+    uint32_t n = 0;
+    while (portmap_acquire(pm, now, real_ns, mono_ns, &pk) == 0)
+        n++;
+    return n;
+}
+
+/* Eight ports (no more than acquire scans, so it sees every entry): 2 busy, 2 closed by
+ * the backend with a known ISN, 2 by us (one with timestamps), 1 reset, 1 quarantined.
+ * The headroom is what acquire then hands out, policy by policy, now and after each
+ * kind of TIME_WAIT or quarantine ends, and reading it changes nothing. */
+static void test_headroom_is_what_acquire_hands_out(void **state)
+{
+    const struct {
+        enum isn_mode mode;
+        enum twrule_kind rule;
+        enum pm_local_tw ltw;
+        uint32_t at_5, at_1100, at_20000, at_30000;
+    } cases[] = {
+        /* free 1; + backend TW 2 (explicit, bsd); + local TW 1 (timestamps) or 2 (destroy) */
+        {ISN_EXPLICIT, TWRULE_BSD, PM_LOCAL_TW_AVOID, 4, 5, 6, 6},
+        {ISN_EXPLICIT, TWRULE_BSD, PM_LOCAL_TW_DESTROY, 5, 6, 6, 6},
+        /* strict or reuse off: the backend's TIME_WAIT (30 s) only when over */
+        {ISN_EXPLICIT, TWRULE_STRICT, PM_LOCAL_TW_AVOID, 2, 3, 4, 6},
+        {ISN_OFF, TWRULE_BSD, PM_LOCAL_TW_AVOID, 2, 3, 4, 6},
+        /* kernel ISNs: 100 bytes, safe (102 + 2^24) x 64 ns = 1.074 s after the SYN */
+        {ISN_KERNEL, TWRULE_BSD, PM_LOCAL_TW_AVOID, 2, 5, 6, 6},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        struct portmap_policy pol = policy(cases[c].mode, cases[c].rule, cases[c].ltw);
+        pol.rule.time_wait_ms = 30000;
+        pol.local_tw_ms = 20000;
+        pol.quarantine_ms = 1000;
+        for (int round = 0; round < 4; round++) {
+            uint64_t at = round == 0 ? 5 : round == 1 ? 1100 : round == 2 ? 20000 : 30000;
+            uint32_t want = round == 0 ? cases[c].at_5 : round == 1 ? cases[c].at_1100
+                          : round == 2 ? cases[c].at_20000 : cases[c].at_30000;
+            portmap *pm = portmap_new(100, 107, &pol);
+            struct portmap_pick pk;
+            for (int i = 0; i < 8; i++)
+                assert_int_equal(portmap_acquire(pm, 0, 1, 1, &pk), 0);
+            struct portmap_release be = {.closer = PM_CLOSER_BACKEND, .isn_known = 1,
+                                         .isn = 7, .syn_real_ns = 1, .syn_mono_ns = 1,
+                                         .bytes_to_backend = 100};
+            struct portmap_release lo = {.closer = PM_CLOSER_LOCAL, .syn_mono_ns = 1};
+            struct portmap_release lo_ts = {.closer = PM_CLOSER_LOCAL, .timestamps = 1};
+            struct portmap_release rst = {.closer = PM_CLOSER_NONE};
+            portmap_release(pm, 102, &be, 0);
+            portmap_release(pm, 103, &be, 0);
+            portmap_release(pm, 104, &lo, 0);
+            portmap_release(pm, 105, &lo_ts, 0);
+            portmap_release(pm, 106, &rst, 0);
+            portmap_quarantine(pm, 107, 0);
+            uint64_t ns = at * 1000000ull + 1;
+            uint32_t before[PM_NSTATES], after[PM_NSTATES];
+            portmap_counts(pm, before);
+            size_t mem = portmap_memory(pm);
+            uint32_t h = portmap_headroom_at(pm, at, ns, ns);
+            portmap_counts(pm, after);
+            assert_memory_equal(before, after, sizeof before);
+            assert_int_equal(portmap_memory(pm), mem);
+            if (h != want)
+                fail_msg("case %zu at %llu ms: headroom %u, want %u", c,
+                         (unsigned long long)at, h, want);
+            assert_int_equal(drain(pm, at, ns, ns), h);
+            assert_int_equal(portmap_headroom_at(pm, at, ns, ns), 0);
+            portmap_free(pm);
+        }
+    }
+}
+
+/* Never-used ports blocked after a restart without a state file are no headroom until
+ * the block ends; restored entries count by their own state. */
+static void test_headroom_after_restart(void **state)
+{
+    struct portmap_policy pol = policy(ISN_EXPLICIT, TWRULE_BSD, PM_LOCAL_TW_AVOID);
+    portmap *pm = portmap_new(100, 109, &pol);
+    portmap_block_unknown(pm, 60000);
+    assert_int_equal(portmap_restore(pm, 101, PM_REMOTE_TW, 30000, 1, 5000), 0);
+    assert_int_equal(portmap_restore(pm, 102, PM_REMOTE_TW, 30000, 0, 0), 0);
+    /* explicit: the entry with a known rcv_nxt only */
+    assert_int_equal(portmap_headroom_at(pm, 10, 0, 0), 1);
+    assert_int_equal(drain(pm, 10, 0, 0), 1);
+    assert_int_equal(portmap_headroom_at(pm, 30000, 0, 0), 1); /* 102's TIME_WAIT over */
+    assert_int_equal(portmap_headroom_at(pm, 60000, 0, 0), 9); /* and the 8 unknown */
+    assert_int_equal(drain(pm, 60000, 0, 0), 9);
+    portmap_free(pm);
+}
+
+/* In kernel mode the backend's TIME_WAIT is judged entry by entry, oldest first, for at
+ * most PORTMAP_HEADROOM_SCAN entries: past that the headroom is a lower bound. */
+static void test_headroom_kernel_scan_is_bounded(void **state)
+{
+    struct portmap_policy pol = policy(ISN_KERNEL, TWRULE_BSD, PM_LOCAL_TW_AVOID);
+    const uint32_t n = PORTMAP_HEADROOM_SCAN + 1000;
+    portmap *pm = portmap_new(1000, (uint16_t)(1000 + n - 1), &pol);
+    struct portmap_pick pk;
+    for (uint32_t i = 0; i < n; i++)
+        assert_int_equal(portmap_acquire(pm, 0, 1, 1, &pk), 0);
+    struct portmap_release be = {.closer = PM_CLOSER_BACKEND, .syn_real_ns = 1,
+                                 .syn_mono_ns = 1, .bytes_to_backend = 100};
+    for (uint32_t i = 0; i < n; i++)
+        portmap_release(pm, (uint16_t)(1000 + i), &be, 10);
+    assert_int_equal(portmap_headroom_at(pm, 500, 500000001, 500000001), 0); /* too soon */
+    uint64_t t = 2000000001; /* 2 s after the SYNs: every one is safe */
+    assert_int_equal(portmap_headroom_at(pm, 2000, t, t), PORTMAP_HEADROOM_SCAN);
+    assert_int_equal(drain(pm, 2000, t, t), n); /* acquire takes them all */
+    portmap_free(pm);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -502,6 +632,9 @@ int main(void)
         cmocka_unit_test(test_random_against_model),
         cmocka_unit_test(test_failed_reuse_keeps_the_memory),
         cmocka_unit_test(test_next_usable),
+        cmocka_unit_test(test_headroom_is_what_acquire_hands_out),
+        cmocka_unit_test(test_headroom_after_restart),
+        cmocka_unit_test(test_headroom_kernel_scan_is_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
