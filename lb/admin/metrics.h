@@ -39,6 +39,7 @@ struct metric_src {
     struct view_totals totals;                /* GLOBAL */
     enum isn_mode isn_mode;                   /* GLOBAL */
     uint64_t listener_connections;            /* LISTENER */
+    uint64_t listener_rejected[REJ_N];        /* LISTENER, by reason */
     struct view_backend be;                   /* BACKEND, PATH */
     uint32_t ports[PM_NSTATES];               /* PATH: ports by state, as of now */
     uint64_t reuses_total;                    /* PATH */

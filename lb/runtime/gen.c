@@ -11,6 +11,7 @@
 #include "os/clock.h"
 #include "os/sockprep.h"
 #include "runtime/backend.h"
+#include "runtime/listener_stats.h"
 
 /* Passive ejection: this many failed connects in a row take a backend out for 1 s,
  * doubling per ejection in a row up to 60 s (core/health.h). */
@@ -276,7 +277,10 @@ static void gen_destroy(struct gen *g, int own_cfg)
     free(g->pools);
     if (g->listeners && g->cfg)
         for (size_t i = 0; i < g->cfg->n_listeners; i++)
-            free(g->listeners[i]); /* never opened: nothing to close */
+            if (g->listeners[i]) { /* never opened: nothing to close */
+                listener_stats_unref(g->listeners[i]->stats);
+                free(g->listeners[i]);
+            }
     free(g->listeners);
     if (own_cfg)
         config_free(g->cfg);

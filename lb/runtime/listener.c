@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "os/log.h"
+#include "runtime/listener_stats.h"
 #include "runtime/local.h"
 #include "runtime/session.h"
 
@@ -74,8 +75,8 @@ static void on_readable(uv_poll_t *p, int status, int events)
             log_warn("listener %s: accept: %s", lis->cfg->name, strerror(-e));
             return;
         }
-        lis->connections_total++;
-        session_accept(lis->gen, lis->cfg, fd, &peer.sa, len);
+        lis->stats->connections_total++;
+        session_accept(lis, fd, &peer.sa, len);
     }
 }
 
@@ -83,6 +84,7 @@ static void listener_closed(uv_handle_t *h)
 {
     struct listener_rt *lis = h->data;
     close(lis->fd);
+    listener_stats_unref(lis->stats); /* sessions may hold it still */
     free(lis); /* sessions keep no pointer to their listener */
 }
 
@@ -124,6 +126,11 @@ static struct listener_rt *listener_open(struct gen *g, const struct cfg_listene
     }
     lis->gen = g;
     lis->cfg = lc;
+    if (!(lis->stats = listener_stats_new())) {
+        snprintf(err, errlen, "listener %s: out of memory", lc->name);
+        free(lis);
+        return NULL;
+    }
     int r = listen_socket(&lc->bind, g->w->nworkers > 1);
     if (r >= 0) {
         lis->fd = r;
@@ -141,6 +148,8 @@ static struct listener_rt *listener_open(struct gen *g, const struct cfg_listene
     if (r < 0) {
         snprintf(err, errlen, "listener %s: cannot listen on %s: %s", lc->name, lc->bind.text,
                  uv_strerror(r));
+        if (lis) /* else closing: listener_closed() frees it */
+            listener_stats_unref(lis->stats);
         free(lis);
         return NULL;
     }

@@ -27,6 +27,7 @@
 #include "runtime/accesslog.h"
 #include "runtime/backend.h"
 #include "runtime/gen.h"
+#include "runtime/listener_stats.h"
 #include "runtime/local.h"
 #include "runtime/upconn.h"
 
@@ -156,6 +157,7 @@ static void one_closed(struct session *s)
     }
     if (s->end != END_HANDED_OVER) /* the worker that took it logs it */
         access_log(s);
+    listener_stats_unref(s->lst);
     session_put(s);
 }
 
@@ -415,6 +417,7 @@ static void try_connect(struct session *s)
             return;
         if (picked < 0) {
             s->w->no_backend_total++;
+            listener_stats_reject(s->lst, REJ_NO_BACKEND);
             session_close(s, s->nfailed ? END_CONNECT_FAILED : END_NO_BACKEND);
             return;
         }
@@ -462,9 +465,11 @@ static uint64_t client_hash(const struct sockaddr *peer)
     return 0;
 }
 
-/* A new session of generation <g> for a client of listener <lc>; the client handle is
- * initialised, not yet connected to a socket.  NULL on OOM. */
-static struct session *session_new(struct gen *g, const struct cfg_listener *lc)
+/* A new session of generation <g> for a client of listener <lc> (counters <st>, NULL:
+ * none); the client handle is initialised, not yet connected to a socket.  NULL on
+ * OOM. */
+static struct session *session_new(struct gen *g, const struct cfg_listener *lc,
+                                   struct listener_stats *st)
 {
     struct worker *w = g->w;
     struct session *s = session_get(w);
@@ -473,6 +478,7 @@ static struct session *session_new(struct gen *g, const struct cfg_listener *lc)
     s->g = g;
     g->sessions_active++;
     s->lis_name = lc->name;
+    s->lst = listener_stats_ref(st);
     s->pool = &g->pools[lc->pool];
     s->start_ms = session_now_ms(s);
     uv_tcp_init(w->loop, &s->client);
@@ -494,33 +500,36 @@ static void session_begin(struct session *s)
     try_connect(s);
 }
 
-void session_accept(struct gen *g, const struct cfg_listener *lc, int fd,
-                    const struct sockaddr *peer, socklen_t peerlen)
+void session_accept(struct listener_rt *lis, int fd, const struct sockaddr *peer,
+                    socklen_t peerlen)
 {
-    struct session *s = session_new(g, lc);
+    struct gen *g = lis->gen;
+    struct session *s = session_new(g, lis->cfg, lis->stats);
     if (!s) {
         local_error(g->w, "session", UV_ENOMEM); /* refuse this one client */
         close(fd);
         return;
     }
+    if (peerlen <= sizeof s->peer)
+        memcpy(&s->peer, peer, peerlen);
     if (uv_tcp_open(&s->client, fd) != 0) {
         close(fd);
         session_close(s, END_CLIENT_ERROR);
         return;
     }
-    if (peerlen <= sizeof s->peer)
-        memcpy(&s->peer, peer, peerlen);
     session_begin(s);
 }
 
 void session_adopt(struct worker *w, int fd, const char *listener, unsigned hops)
 {
     struct gen *g = w->cur;
-    const struct cfg_listener *lc = NULL;
-    for (size_t i = 0; i < g->cfg->n_listeners && !lc; i++)
-        if (!strcmp(g->cfg->listeners[i].name, listener))
-            lc = &g->cfg->listeners[i];
-    struct session *s = lc && !w->draining ? session_new(g, lc) : NULL;
+    size_t i = 0;
+    while (i < g->cfg->n_listeners && strcmp(g->cfg->listeners[i].name, listener))
+        i++;
+    const struct cfg_listener *lc = i < g->cfg->n_listeners ? &g->cfg->listeners[i] : NULL;
+    struct session *s = NULL;
+    if (lc && !w->draining)
+        s = session_new(g, lc, g->listeners[i] ? g->listeners[i]->stats : NULL);
     if (!s) {
         close(fd); /* the listener is gone (reload) or no memory: the client sees EOF */
         return;

@@ -37,6 +37,7 @@ struct session {
     struct worker *w;
     struct gen *g;               /* the generation it was accepted under */
     const char *lis_name;        /* in that generation's config */
+    struct listener_stats *lst;  /* its listener's counters in this worker (held) */
     struct pool_rt *pool;
     enum session_state state;
     enum session_end end;

@@ -44,6 +44,7 @@ struct snapshot {
     size_t nworkers;
     struct snap_worker *workers;
     uint64_t *listener_conns;  /* per config listener */
+    uint64_t *listener_rejected; /* per config listener, REJ_N each (by reason) */
     size_t nbe, npath;         /* backends, paths (backend x inside address) */
     size_t *be_base;           /* index in be[] of pool p's first backend */
     struct snap_backend *be;

@@ -109,13 +109,39 @@ struct pool_rt {
 
 struct gen;
 
+/* Why a client was turned away: X(enum, value of the reason label of
+ * twlb_rejected_total), in the order the metric lists them. */
+#define REJECT_REASONS(X)                                                                \
+    X(REJ_ACL, "acl")                         /* the listener's allow/deny */             \
+    X(REJ_CLIENT_LIMIT, "client_limit")       /* max_connections_per_client */            \
+    X(REJ_CLIENT_RATE, "client_rate")         /* rate_per_client */                       \
+    X(REJ_MAX_CONNECTIONS, "max_connections") /* the process's or listener's limit */     \
+    X(REJ_QUEUE_FULL, "queue_full")           /* the pool's queue had no room */          \
+    X(REJ_QUEUE_TIMEOUT, "queue_timeout")     /* waited in the queue too long */          \
+    X(REJ_NO_BACKEND, "no_backend")           /* no backend or source port usable */
+enum reject_reason {
+#define X(e, label) e,
+    REJECT_REASONS(X)
+#undef X
+    REJ_N
+};
+
+/* The counters of one listener in one worker (runtime/listener_stats.h).  Held by its
+ * listener_rt and by each session accepted on it, so that a session can still count
+ * against its listener after a reload closed the listener's socket. */
+struct listener_stats {
+    unsigned refs;                 /* this worker's thread only */
+    uint64_t connections_total;    /* accepted, refused ones included */
+    uint64_t rejected[REJ_N];
+};
+
 struct listener_rt {
     struct gen *gen;               /* the generation it serves now (moves on reload) */
     const struct cfg_listener *cfg;
     int fd;                        /* the listening socket; twlb accepts by itself */
     uv_poll_t poll;
     int paused;                    /* out of descriptors: not polled until the next tick */
-    uint64_t connections_total;
+    struct listener_stats *stats;  /* moves with it on reload */
 };
 
 struct check;
