@@ -11,6 +11,7 @@
 #include "os/clock.h"
 #include "os/sockprep.h"
 #include "runtime/backend.h"
+#include "runtime/clients.h"
 #include "runtime/listener_stats.h"
 
 /* Passive ejection: this many failed connects in a row take a backend out for 1 s,
@@ -188,10 +189,17 @@ struct gen *gen_new(struct worker *w, struct config *cfg, const struct gen *prev
         return NULL;
     }
     g->listeners = calloc(cfg->n_listeners, sizeof *g->listeners);
+    g->clients = calloc(cfg->n_listeners, sizeof *g->clients);
     g->pools = calloc(cfg->n_pools, sizeof *g->pools);
-    if (!g->listeners || !g->pools)
+    if (!g->listeners || !g->clients || !g->pools)
         goto oom;
     g->cfg = cfg; /* from here on gen_free() walks it; undone on failure below */
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        const struct cfg_listener *lc = &cfg->listeners[i];
+        if ((lc->max_conns_per_client || lc->rate_per_client) &&
+            !(g->clients[i] = clients_get(w->clients, lc->name)))
+            goto oom;
+    }
     uint64_t seed; /* for the balancers that draw (power of two choices) */
     if (getrandom(&seed, sizeof seed, 0) != sizeof seed)
         seed = clock_mono_ns();
@@ -282,6 +290,10 @@ static void gen_destroy(struct gen *g, int own_cfg)
                 free(g->listeners[i]);
             }
     free(g->listeners);
+    if (g->clients && g->cfg)
+        for (size_t i = 0; i < g->cfg->n_listeners; i++)
+            clients_put(g->clients[i]);
+    free(g->clients);
     if (own_cfg)
         config_free(g->cfg);
     free(g);

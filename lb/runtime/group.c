@@ -13,6 +13,7 @@
 #include "os/clock.h"
 #include "os/log.h"
 #include "os/statefile.h"
+#include "runtime/clients.h"
 #include "runtime/session.h"
 #include "runtime/snapshot.h"
 #include "runtime/state.h"
@@ -68,6 +69,7 @@ struct group {
     struct snapshot *snap;        /* the last view */
     pthread_mutex_t flags_mu;
     struct flag *flags;
+    struct clients_registry *clients; /* per-client limits, shared (runtime/clients.h) */
 };
 
 /* ---- messages ------------------------------------------------------------------ */
@@ -279,6 +281,7 @@ static void *thread_main(void *arg)
     s->w = worker_new(&s->loop, s->index, g->n, &g->key, err, sizeof err);
     if (s->w) {
         s->w->data = s;
+        s->w->clients = g->clients;
         if (g->n > 1) {
             s->w->shared_flags = shared_flags;
             s->w->shared_arg = g;
@@ -313,6 +316,7 @@ static void do_close(struct slot *s, void *arg)
 static void free_group(struct group *g)
 {
     snapshot_free(g->snap);
+    clients_registry_free(g->clients);
     config_free(g->cfg);
     while (g->flags) {
         struct flag *f = g->flags;
@@ -371,7 +375,8 @@ struct group *group_start(uv_loop_t *loop, struct config *cfg, char *err, size_t
     pthread_cond_init(&g->cv, NULL);
     pthread_mutex_init(&g->flags_mu, NULL);
     /* RFC 6528: the ISN hash key must be secret and unpredictable. */
-    if (getrandom(g->key.k, sizeof g->key.k, 0) != sizeof g->key.k) {
+    if (getrandom(g->key.k, sizeof g->key.k, 0) != sizeof g->key.k ||
+        !(g->clients = clients_registry_new())) {
         snprintf(err, errlen, "getrandom: %s", strerror(errno));
         free_group(g);
         return NULL;

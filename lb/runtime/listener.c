@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "os/log.h"
+#include "runtime/clients.h"
 #include "runtime/listener_stats.h"
 #include "runtime/local.h"
 #include "runtime/session.h"
@@ -17,6 +18,15 @@
 /* Clients accepted per readiness event at most, so one busy listener cannot starve the
  * rest of the loop. */
 #define ACCEPT_BATCH 64
+
+/* Close an accepted client with a reset (SO_LINGER 0): it sees at once that it was not
+ * served, and nothing is left in TIME_WAIT. */
+static void reset_close(int fd)
+{
+    struct linger lg = {1, 0};
+    (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    close(fd);
+}
 
 /* Out of descriptors with clients waiting: the listening socket stays readable, so
  * accept them with the descriptor kept in reserve and close them at once (they see a
@@ -41,9 +51,7 @@ static void drop_waiting(struct listener_rt *lis, int err)
     w->reserve_fd = -1;
     int fd, dropped = 0;
     while ((fd = accept4(lis->fd, NULL, NULL, SOCK_CLOEXEC)) >= 0 && dropped < ACCEPT_BATCH) {
-        struct linger lg = {1, 0};
-        (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-        close(fd);
+        reset_close(fd);
         dropped++;
         local_error(w, where, err);
     }
@@ -76,7 +84,18 @@ static void on_readable(uv_poll_t *p, int status, int events)
             return;
         }
         lis->stats->connections_total++;
-        session_accept(lis, fd, &peer.sa, len);
+        /* The client ACL and per-client limits, before a session or a backend sees it. */
+        struct gen *g = lis->gen;
+        struct client_table *slot;
+        enum reject_reason why = clients_admit(g, (size_t)(lis->cfg - g->cfg->listeners),
+                                               &peer.sa, worker_now_ms(g->w), &slot);
+        if (why != REJ_N) {
+            listener_stats_reject(lis->stats, why);
+            clients_log_refused(g->w, lis->cfg->name, &peer.sa, why);
+            reset_close(fd);
+            continue;
+        }
+        session_accept(lis, slot, fd, &peer.sa, len);
     }
 }
 

@@ -26,6 +26,7 @@
 #include "os/log.h"
 #include "runtime/accesslog.h"
 #include "runtime/backend.h"
+#include "runtime/clients.h"
 #include "runtime/gen.h"
 #include "runtime/listener_stats.h"
 #include "runtime/local.h"
@@ -150,6 +151,8 @@ static void one_closed(struct session *s)
     if (--s->pending_closes > 0)
         return;
     /* Every handle is closed: nothing can touch the session any more. */
+    if (s->ct) /* the client's place in its per-client limit */
+        clients_release(s->ct, &s->peer.sa, session_now_ms(s));
     backend_unlink(&s->link);
     if (s->counted_active) {
         backend_active_add(s->up.be, -1);
@@ -500,18 +503,21 @@ static void session_begin(struct session *s)
     try_connect(s);
 }
 
-void session_accept(struct listener_rt *lis, int fd, const struct sockaddr *peer,
-                    socklen_t peerlen)
+void session_accept(struct listener_rt *lis, struct client_table *slot, int fd,
+                    const struct sockaddr *peer, socklen_t peerlen)
 {
     struct gen *g = lis->gen;
     struct session *s = session_new(g, lis->cfg, lis->stats);
     if (!s) {
         local_error(g->w, "session", UV_ENOMEM); /* refuse this one client */
+        if (slot)
+            clients_release(slot, peer, worker_now_ms(g->w));
         close(fd);
         return;
     }
     if (peerlen <= sizeof s->peer)
         memcpy(&s->peer, peer, peerlen);
+    s->ct = slot; /* given back when the session ends, whatever ends it */
     if (uv_tcp_open(&s->client, fd) != 0) {
         close(fd);
         session_close(s, END_CLIENT_ERROR);
@@ -540,6 +546,10 @@ void session_adopt(struct worker *w, int fd, const char *listener, unsigned hops
         session_close(s, END_CLIENT_ERROR);
         return;
     }
+    int len = sizeof s->peer;
+    if (uv_tcp_getpeername(&s->client, &s->peer.sa, &len) == 0 && g->clients[i] &&
+        clients_take(g->clients[i], &s->peer.sa, session_now_ms(s)) == 0)
+        s->ct = g->clients[i];
     session_begin(s);
 }
 

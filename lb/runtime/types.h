@@ -152,6 +152,9 @@ struct gen {
     struct config *cfg;            /* owned: freed with the gen */
     enum isn_mode isn_mode;        /* resolved: explicit, kernel or off */
     struct listener_rt **listeners; /* one per config listener; NULL once closed */
+    /* One per config listener with per-client limits, else NULL (runtime/clients.h):
+     * shared by every worker, by listener name. */
+    struct client_table **clients;
     struct pool_rt *pools;
     struct check *checks;          /* active health probes */
     uint64_t sessions_active;      /* sessions started under this generation */
@@ -202,6 +205,14 @@ struct worker {
     uint64_t state_log_since_ms;
     uint32_t state_logged;
     uint64_t state_unlogged_down, state_unlogged_up;
+    /* The per-client tables of every listener, by name (runtime/clients.h): the group's,
+     * shared by its workers, or the worker's own (clients_own). */
+    struct clients_registry *clients;
+    int clients_own;
+    /* Refused clients' lines: at most CLIENTS_LOG_PER_S per second, the rest summed up. */
+    uint64_t refused_log_since_ms;
+    uint32_t refused_logged;
+    uint64_t refused_unlogged;
     uv_timer_t tick;               /* housekeeping: health changes, port expiry */
     uv_timer_t timer;              /* the connections' earliest deadline (timers.h) */
     struct timeq deadlines;
