@@ -94,7 +94,7 @@ struct worker *worker_new(uv_loop_t *loop, unsigned index, unsigned nworkers,
 
 int worker_start(struct worker *w, struct config *cfg, char *err, size_t errlen)
 {
-    if (!w->clients) { /* no group shares its own: a worker alone (tests) */
+    if (!w->clients) { /* no group gave it the shared one: a worker alone (tests) */
         if (!(w->clients = clients_registry_new())) {
             snprintf(err, errlen, "out of memory");
             config_free(cfg);
