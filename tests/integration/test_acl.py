@@ -374,7 +374,9 @@ def test_rate_per_client_measured_across_workers():
         expect = burst + rate * span
         print("rate_per_client: %d attempts in %.2f s, %d served, burst + rate * t = %.1f"
               % (len(results), span, served, expect))
-        assert len(results) >= 250, len(results)  # the client did try faster than the rate
+        # The client tried much faster than the rate (about 100 a second when the machine
+        # is not loaded; 50 a second is still 2.5 times the rate).
+        assert len(results) >= 150, len(results)
         assert abs(served - expect) <= 3, (served, expect)
         assert min(workers_with(cfg, "sessions_total")) > 0, workers_with(cfg, "sessions_total")
         # Another client: a full bucket of its own, then refused.
