@@ -37,6 +37,15 @@ static const char *isn_mode_value(size_t k) { return isn_mode_name((enum isn_mod
 static const char *direction_value(size_t k) { return k == 0 ? "to_backend" : "to_client"; }
 static const char *state_value(size_t k) { return portmap_state_name((enum pm_state)k); }
 static const char *version_value(size_t k) { return TWLB_VERSION; }
+static const char *reason_value(size_t k)
+{
+    static const char *const names[] = {
+#define X(e, label) [e] = label,
+        REJECT_REASONS(X)
+#undef X
+    };
+    return k < REJ_N ? names[k] : "?";
+}
 
 /* ---- readers ----------------------------------------------------------------------- */
 
@@ -55,6 +64,10 @@ static int64_t rd_isn_mode(const struct metric_src *s, size_t k)
 static int64_t rd_listener_connections(const struct metric_src *s, size_t k)
 {
     return (int64_t)s->listener_connections;
+}
+static int64_t rd_listener_rejected(const struct metric_src *s, size_t k)
+{
+    return (int64_t)s->listener_rejected[k];
 }
 static int64_t rd_backend_active(const struct metric_src *s, size_t k) { return s->be.active; }
 #define X(fld, mname, mhelp)                                                             \
@@ -115,6 +128,10 @@ const struct metric_family metrics_table[] = {
      JSON(CHOICE, "isn_mode")},
     {"twlb_listener_connections_total", COUNTER, "Client connections accepted",
      METRIC_LISTENER, ONE, .read = rd_listener_connections, JSON(INT, "connections_total")},
+    {"twlb_rejected_total", COUNTER,
+     "Client connections closed without being served, by reason (docs/operations.md)",
+     METRIC_LISTENER, .label = "reason", .nvalues = REJ_N,
+     .value = reason_value, .read = rd_listener_rejected, JSON(INT, "rejected_")},
     {"twlb_backend_connections_active", GAUGE, "Live backend connections", METRIC_BACKEND,
      ONE, .read = rd_backend_active, JSON(INT, "active")},
 #define X(fld, mname, mhelp)                                                             \

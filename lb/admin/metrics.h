@@ -41,6 +41,7 @@ struct metric_src {
     struct view_totals totals;                /* GLOBAL */
     enum isn_mode isn_mode;                   /* GLOBAL */
     uint64_t listener_connections;            /* LISTENER */
+    uint64_t listener_rejected[REJ_N];        /* LISTENER, by reason */
     struct view_backend be;                   /* BACKEND, PATH */
     struct view_path path;                    /* PATH */
     struct view_pool pool;                    /* POOL */

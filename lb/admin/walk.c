@@ -20,6 +20,8 @@ int walk_at(const struct view *v, enum metric_scope scope, size_t i, size_t j, s
         out->index[0] = i;
         out->labels[0] = c->listeners[i].name;
         out->listener_connections = view_listener_connections(v, i);
+        for (size_t r = 0; r < REJ_N; r++)
+            out->listener_rejected[r] = view_listener_rejected(v, i, (enum reject_reason)r);
         return 0;
     case METRIC_BACKEND:
     case METRIC_PATH:

@@ -8,6 +8,7 @@
  * is collected; nothing is applied unless there is none. */
 #include "config/config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
 #include <stdarg.h>
@@ -236,14 +237,73 @@ static void parse_pool(struct keys_ctx *c, json_t *obj, const char *path, struct
     check_slow_start(c, obj, path, p);
 }
 
+/* "allow" or "deny": prefixes (core/cidr.h).  One with bits set past its length is an
+ * error that names the prefix it probably meant: masking it silently could let in (or
+ * shut out) a network nobody wrote. */
+static void parse_prefixes(struct keys_ctx *c, json_t *arr, const char *sub,
+                           struct cidr **out, size_t *n)
+{
+    if (json_array_size(arr) == 0)
+        keys_err(c, sub, "is empty (expected at least one prefix; leave the key out for "
+                 "no list)");
+    *out = calloc(json_array_size(arr) + 1, sizeof **out);
+    if (!*out) {
+        keys_err(c, sub, "out of memory");
+        return;
+    }
+    size_t i;
+    json_t *v;
+    json_array_foreach(arr, i, v) {
+        char ip[560];
+        keys_index(ip, sizeof ip, sub, i);
+        if (!json_is_string(v)) {
+            char d[128];
+            keys_describe(v, d, sizeof d);
+            keys_err(c, ip, "%s is not a string", d);
+            continue;
+        }
+        const char *s = json_string_value(v), *why = NULL;
+        struct cidr *p = &(*out)[*n];
+        int r = cidr_parse(s, p, &why);
+        if (r == CIDR_HOST_BITS) {
+            char net[INET6_ADDRSTRLEN];
+            inet_ntop(p->family == CIDR_INET ? AF_INET : AF_INET6, p->addr, net, sizeof net);
+            keys_err(c, ip, "\"%s\" has bits set past its prefix length (the prefix is "
+                     "\"%s/%u\"; write that, or the address alone for one host)", s, net,
+                     p->len);
+        } else if (r < 0) {
+            keys_err(c, ip, "\"%s\" %s", s, why);
+        } else {
+            (*n)++;
+        }
+    }
+}
+
+static void listener_nested(struct keys_ctx *c, const struct key *k, json_t *v,
+                            const char *path, void *arg)
+{
+    struct cfg_listener *l = arg;
+    if (!strcmp(k->name, "allow"))
+        parse_prefixes(c, v, path, &l->allow, &l->n_allow);
+    else if (!strcmp(k->name, "deny"))
+        parse_prefixes(c, v, path, &l->deny, &l->n_deny);
+}
+
 /* Listeners come after the pools: each names one. */
 static void parse_listener(struct keys_ctx *c, json_t *obj, const char *lp, struct config *cfg)
 {
     struct cfg_listener *l = &cfg->listeners[cfg->n_listeners++];
     keys_fill(&keys_listener, l);
     keys_check(c, obj, lp, &keys_listener);
-    keys_apply(c, obj, lp, &keys_listener, l, NULL, NULL);
+    keys_apply(c, obj, lp, &keys_listener, l, listener_nested, l);
     char np[80];
+    if (l->burst_per_client && !l->rate_per_client) {
+        keys_subpath(np, sizeof np, lp, "burst_per_client");
+        keys_err(c, np, "%u needs rate_per_client (a burst of new connections is only "
+                 "limited with a rate)", l->burst_per_client);
+    } else if (!l->burst_per_client) {
+        l->burst_per_client = l->rate_per_client; /* the default: a second's worth */
+    }
     int dup_name = 0, dup_bind = 0;
     for (size_t j = 0; j + 1 < cfg->n_listeners && !(dup_name && dup_bind); j++) {
         if (!dup_name && l->name && cfg->listeners[j].name &&
@@ -486,6 +546,8 @@ void config_free(struct config *c)
     for (size_t i = 0; i < c->n_listeners; i++) {
         free(c->listeners[i].name);
         free(c->listeners[i].pool_name);
+        free(c->listeners[i].allow);
+        free(c->listeners[i].deny);
     }
     free(c->listeners);
     for (size_t p = 0; p < c->n_pools; p++) {

@@ -154,6 +154,14 @@ static const struct key listener[] = {
     STR("pool", struct cfg_listener, pool_name, REQUIRED, RELOAD),
     INT("backlog", struct cfg_listener, backlog, 1, 65535, 511, RELOAD),
     INT("max_connections", struct cfg_listener, max_connections, 0, 10000000, 0, RELOAD),
+    {.name = "allow", .type = KT_ARR, RELOAD},
+    {.name = "deny", .type = KT_ARR, RELOAD},
+    INT("max_connections_per_client", struct cfg_listener, max_conns_per_client, 0,
+        CFG_PER_CLIENT_MAX, 0, RELOAD),
+    INT("rate_per_client", struct cfg_listener, rate_per_client, 0, CFG_PER_CLIENT_MAX, 0,
+        RELOAD),
+    INT("burst_per_client", struct cfg_listener, burst_per_client, 0, CFG_PER_CLIENT_MAX, 0,
+        RELOAD),
 };
 TABLE(keys_listener, "listeners[]", listener);
 

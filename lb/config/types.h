@@ -10,6 +10,7 @@
 
 #include "config/addr.h"
 #include "core/balance.h"
+#include "core/cidr.h"
 #include "core/isn.h"
 #include "core/portmap.h"
 #include "core/twrule.h"
@@ -20,6 +21,7 @@
 #define CFG_WORKERS_MAX 64       /* workers */
 #define CFG_NAME_MAX 64          /* listener, pool and backend names, in bytes */
 #define CFG_HEALTH_EXPECT_MAX 256 /* health.expect, in bytes */
+#define CFG_PER_CLIENT_MAX 1000000 /* listeners[]: the per-client limits */
 
 struct cfg_time_wait {
     enum twrule_kind rule;
@@ -85,6 +87,14 @@ struct cfg_listener {
     size_t pool;     /* index into config.pools */
     uint32_t backlog;
     uint32_t max_connections;       /* clients served or queued at once; 0: no limit */
+    /* Who may connect (core/cidr.h: cidr_acl_refuses): deny wins; a non-empty allow
+     * admits only its prefixes.  NULL and 0: no list. */
+    struct cidr *allow, *deny;
+    size_t n_allow, n_deny;
+    /* Per client address, across every worker; 0: no limit. */
+    uint32_t max_conns_per_client;  /* live connections */
+    uint32_t rate_per_client;       /* new connections a second (token bucket) */
+    uint32_t burst_per_client;      /* the bucket's size: rate_per_client when not given */
 };
 
 struct config {

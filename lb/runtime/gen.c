@@ -12,6 +12,8 @@
 #include "os/sockprep.h"
 #include "runtime/backend.h"
 #include "runtime/timers.h"
+#include "runtime/clients.h"
+#include "runtime/listener_stats.h"
 
 /* Passive ejection: this many failed connects in a row take a backend out for 1 s,
  * doubling per ejection in a row up to 60 s (core/health.h). */
@@ -216,10 +218,17 @@ struct gen *gen_new(struct worker *w, struct config *cfg, const struct gen *prev
         return NULL;
     }
     g->listeners = calloc(cfg->n_listeners, sizeof *g->listeners);
+    g->clients = calloc(cfg->n_listeners, sizeof *g->clients);
     g->pools = calloc(cfg->n_pools, sizeof *g->pools);
-    if (!g->listeners || !g->pools)
+    if (!g->listeners || !g->clients || !g->pools)
         goto oom;
     g->cfg = cfg; /* from here on gen_free() walks it; undone on failure below */
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        const struct cfg_listener *lc = &cfg->listeners[i];
+        if ((lc->max_conns_per_client || lc->rate_per_client) &&
+            !(g->clients[i] = clients_get(w->clients, lc->name)))
+            goto oom;
+    }
     uint64_t seed; /* for the balancers that draw (power of two choices) */
     if (getrandom(&seed, sizeof seed, 0) != sizeof seed)
         seed = clock_mono_ns();
@@ -312,8 +321,15 @@ static void gen_destroy(struct gen *g, int own_cfg)
     free(g->pools);
     if (g->listeners && g->cfg)
         for (size_t i = 0; i < g->cfg->n_listeners; i++)
-            free(g->listeners[i]); /* never opened: nothing to close */
+            if (g->listeners[i]) { /* never opened: nothing to close */
+                listener_stats_unref(g->listeners[i]->stats);
+                free(g->listeners[i]);
+            }
     free(g->listeners);
+    if (g->clients && g->cfg)
+        for (size_t i = 0; i < g->cfg->n_listeners; i++)
+            clients_put(g->clients[i]);
+    free(g->clients);
     if (own_cfg)
         config_free(g->cfg);
     free(g);

@@ -14,6 +14,7 @@
 #include "os/log.h"
 #include "os/statefile.h"
 #include "runtime/limits.h"
+#include "runtime/clients.h"
 #include "runtime/session.h"
 #include "runtime/shared.h"
 #include "runtime/snapshot.h"
@@ -63,6 +64,7 @@ struct group {
     void (*on_drained)(struct group *g);
     struct snapshot *snap;        /* the last view */
     struct shared *shared;        /* what the workers share (shared.h) */
+    struct clients_registry *clients; /* per-client limits, shared (runtime/clients.h) */
 };
 
 /* ---- messages ------------------------------------------------------------------ */
@@ -278,6 +280,7 @@ static void *thread_main(void *arg)
     s->w = worker_new(&s->loop, s->index, g->n, &g->key, err, sizeof err);
     if (s->w) {
         s->w->data = s;
+        s->w->clients = g->clients;
         if (g->n > 1) {
             s->w->shared_flags = shared_flags;
             s->w->shared_arg = g;
@@ -315,6 +318,7 @@ static void do_close(struct slot *s, void *arg)
 static void free_group(struct group *g)
 {
     snapshot_free(g->snap);
+    clients_registry_free(g->clients);
     config_free(g->cfg);
     shared_free(g->shared);
     free(g->slots);
@@ -367,7 +371,8 @@ struct group *group_start(uv_loop_t *loop, struct config *cfg, char *err, size_t
         return NULL;
     }
     /* RFC 6528: the ISN hash key must be secret and unpredictable. */
-    if (getrandom(g->key.k, sizeof g->key.k, 0) != sizeof g->key.k) {
+    if (getrandom(g->key.k, sizeof g->key.k, 0) != sizeof g->key.k ||
+        !(g->clients = clients_registry_new())) {
         snprintf(err, errlen, "getrandom: %s", strerror(errno));
         free_group(g);
         return NULL;

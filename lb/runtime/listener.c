@@ -11,6 +11,8 @@
 
 #include "os/log.h"
 #include "runtime/limits.h"
+#include "runtime/clients.h"
+#include "runtime/listener_stats.h"
 #include "runtime/local.h"
 #include "runtime/session.h"
 
@@ -85,14 +87,28 @@ static void on_readable(uv_poll_t *p, int status, int events)
             log_warn("listener %s: accept: %s", lis->cfg->name, strerror(-e));
             return;
         }
-        lis->connections_total++;
+        lis->stats->connections_total++;
+        /* The client ACL and per-client limits, before a session or a backend sees it,
+         * and before it takes a max_connections slot. */
+        struct gen *g = lis->gen;
+        struct client_table *slot;
+        enum reject_reason why = clients_admit(g, (size_t)(lis->cfg - g->cfg->listeners),
+                                               &peer.sa, worker_now_ms(g->w), &slot);
+        if (why != REJ_N) {
+            listener_stats_reject(lis->stats, why);
+            clients_log_refused(g->w, lis->cfg->name, &peer.sa, why);
+            refuse(fd);
+            continue;
+        }
         if (limits_take(lis) < 0) { /* another worker took the last slot meanwhile */
-            REJECTED_LIS(lis, REJ_MAX_CONNECTIONS); /* XXX merge acl */
+            if (slot)
+                clients_release(slot, &peer.sa, worker_now_ms(g->w));
+            listener_stats_reject(lis->stats, REJ_MAX_CONNECTIONS);
             refuse(fd);
             limits_pause(lis);
             return;
         }
-        session_accept(lis->gen, lis->cfg, fd, &peer.sa, len, lis->live);
+        session_accept(lis, slot, fd, &peer.sa, len);
     }
 }
 
@@ -100,6 +116,7 @@ static void listener_closed(uv_handle_t *h)
 {
     struct listener_rt *lis = h->data;
     close(lis->fd);
+    listener_stats_unref(lis->stats); /* sessions may hold it still */
     free(lis); /* sessions keep no pointer to their listener */
 }
 
@@ -147,6 +164,11 @@ static struct listener_rt *listener_open(struct gen *g, const struct cfg_listene
     lis->gen = g;
     lis->cfg = lc;
     lis->poll_again = listener_poll;
+    if (!(lis->stats = listener_stats_new())) {
+        snprintf(err, errlen, "listener %s: out of memory", lc->name);
+        free(lis);
+        return NULL;
+    }
     int r = listen_socket(&lc->bind, g->w->nworkers > 1);
     if (r >= 0) {
         lis->fd = r;
@@ -164,6 +186,8 @@ static struct listener_rt *listener_open(struct gen *g, const struct cfg_listene
     if (r < 0) {
         snprintf(err, errlen, "listener %s: cannot listen on %s: %s", lc->name, lc->bind.text,
                  uv_strerror(r));
+        if (lis) /* else closing: listener_closed() frees it */
+            listener_stats_unref(lis->stats);
         free(lis);
         return NULL;
     }

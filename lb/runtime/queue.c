@@ -34,6 +34,7 @@
 #include "os/clock.h"
 #include "runtime/backend.h"
 #include "runtime/limits.h"
+#include "runtime/listener_stats.h"
 #include "runtime/session_int.h"
 
 /* Watches a queued client's socket through a duplicate descriptor: readable with
@@ -105,7 +106,7 @@ static void watch_start(struct session *s)
 static void on_queue_timeout(struct wtimer *t)
 {
     struct session *s = (struct session *)((char *)t - offsetof(struct session, deadline));
-    REJECTED_S(s, REJ_QUEUE_TIMEOUT); /* XXX merge acl */
+    listener_stats_reject(s->lst, REJ_QUEUE_TIMEOUT);
     session_close(s, END_QUEUE_TIMEOUT);
 }
 

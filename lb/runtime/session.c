@@ -30,8 +30,10 @@
 #include "os/log.h"
 #include "runtime/accesslog.h"
 #include "runtime/backend.h"
+#include "runtime/clients.h"
 #include "runtime/gen.h"
 #include "runtime/limits.h"
+#include "runtime/listener_stats.h"
 #include "runtime/local.h"
 #include "runtime/upconn.h"
 
@@ -169,6 +171,8 @@ static void one_closed(struct session *s)
     if (--s->pending_closes > 0)
         return;
     /* Every handle is closed: nothing can touch the session any more. */
+    if (s->ct) /* the client's place in its per-client limit */
+        clients_release(s->ct, &s->peer.sa, session_now_ms(s));
     backend_unlink(&s->link);
     if (s->counted_active) {
         backend_active_add(s->up.be, -1);
@@ -180,6 +184,7 @@ static void one_closed(struct session *s)
     struct worker *w = s->w;
     if (s->counted_live)
         limits_give(w, s->lis_live);
+    listener_stats_unref(s->lst);
     session_put(s);
     queue_kick(w); /* its port and slot may be what a queued client waits for */
 }
@@ -374,13 +379,13 @@ static void cannot_serve(struct session *s, int picked)
         if (queue_push(s) == 0)
             return;
         if (s->pool->cfg->queue.max) {
-            REJECTED_S(s, REJ_QUEUE_FULL); /* XXX merge acl */
+            listener_stats_reject(s->lst, REJ_QUEUE_FULL);
             s->w->no_backend_total++;
             session_close(s, END_QUEUE_FULL);
             return;
         }
     }
-    REJECTED_S(s, REJ_NO_BACKEND); /* XXX merge acl */
+    listener_stats_reject(s->lst, REJ_NO_BACKEND);
     s->w->no_backend_total++;
     session_close(s, s->nfailed ? END_CONNECT_FAILED : END_NO_BACKEND);
 }
@@ -459,9 +464,11 @@ static uint64_t client_hash(const struct sockaddr *peer)
     return 0;
 }
 
-/* A new session of generation <g> for a client of listener <lc>; the client handle is
- * initialised, not yet connected to a socket.  NULL on OOM. */
-static struct session *session_new(struct gen *g, const struct cfg_listener *lc)
+/* A new session of generation <g> for a client of listener <lc> (counters <st>, NULL:
+ * none); the client handle is initialised, not yet connected to a socket.  NULL on
+ * OOM. */
+static struct session *session_new(struct gen *g, const struct cfg_listener *lc,
+                                   struct listener_stats *st)
 {
     struct worker *w = g->w;
     struct session *s = session_get(w);
@@ -470,6 +477,7 @@ static struct session *session_new(struct gen *g, const struct cfg_listener *lc)
     s->g = g;
     g->sessions_active++;
     s->lis_name = lc->name;
+    s->lst = listener_stats_ref(st);
     s->pool = &g->pools[lc->pool];
     s->start_ms = session_now_ms(s);
     uv_tcp_init(w->loop, &s->client);
@@ -491,36 +499,42 @@ static void session_begin(struct session *s)
     try_connect(s);
 }
 
-void session_accept(struct gen *g, const struct cfg_listener *lc, int fd,
-                    const struct sockaddr *peer, socklen_t peerlen, unsigned *lis_live)
+void session_accept(struct listener_rt *lis, struct client_table *slot, int fd,
+                    const struct sockaddr *peer, socklen_t peerlen)
 {
-    struct session *s = session_new(g, lc);
+    struct gen *g = lis->gen;
+    struct session *s = session_new(g, lis->cfg, lis->stats);
     if (!s) {
         local_error(g->w, "session", UV_ENOMEM); /* refuse this one client */
-        limits_give(g->w, lis_live);
+        limits_give(g->w, lis->live);
+        if (slot)
+            clients_release(slot, peer, worker_now_ms(g->w));
         close(fd);
         return;
     }
-    s->lis_live = lis_live;
+    s->lis_live = lis->live;
     s->counted_live = 1;
+    if (peerlen <= sizeof s->peer)
+        memcpy(&s->peer, peer, peerlen);
+    s->ct = slot; /* given back when the session ends, whatever ends it */
     if (uv_tcp_open(&s->client, fd) != 0) {
         close(fd);
         session_close(s, END_CLIENT_ERROR);
         return;
     }
-    if (peerlen <= sizeof s->peer)
-        memcpy(&s->peer, peer, peerlen);
     session_begin(s);
 }
 
 void session_adopt(struct worker *w, int fd, const char *listener, unsigned hops)
 {
     struct gen *g = w->cur;
-    const struct cfg_listener *lc = NULL;
-    for (size_t i = 0; i < g->cfg->n_listeners && !lc; i++)
-        if (!strcmp(g->cfg->listeners[i].name, listener))
-            lc = &g->cfg->listeners[i];
-    struct session *s = lc && !w->draining ? session_new(g, lc) : NULL;
+    size_t i = 0;
+    while (i < g->cfg->n_listeners && strcmp(g->cfg->listeners[i].name, listener))
+        i++;
+    const struct cfg_listener *lc = i < g->cfg->n_listeners ? &g->cfg->listeners[i] : NULL;
+    struct session *s = NULL;
+    if (lc && !w->draining)
+        s = session_new(g, lc, g->listeners[i] ? g->listeners[i]->stats : NULL);
     if (!s) {
         close(fd); /* the listener is gone (reload) or no memory: the client sees EOF */
         return;
@@ -534,6 +548,10 @@ void session_adopt(struct worker *w, int fd, const char *listener, unsigned hops
         session_close(s, END_CLIENT_ERROR);
         return;
     }
+    int len = sizeof s->peer;
+    if (uv_tcp_getpeername(&s->client, &s->peer.sa, &len) == 0 && g->clients[i] &&
+        clients_take(g->clients[i], &s->peer.sa, session_now_ms(s)) == 0)
+        s->ct = g->clients[i];
     session_begin(s);
 }
 

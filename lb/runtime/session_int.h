@@ -38,6 +38,9 @@ struct session {
     struct worker *w;
     struct gen *g;               /* the generation it was accepted under */
     const char *lis_name;        /* in that generation's config */
+    struct listener_stats *lst;  /* its listener's counters in this worker (held) */
+    struct client_table *ct;     /* holds a live connection of the client there, or NULL
+                                    (runtime/clients.h; g holds the table) */
     struct pool_rt *pool;
     enum session_state state;
     enum session_end end;

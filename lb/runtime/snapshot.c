@@ -15,6 +15,7 @@ void snapshot_free(struct snapshot *s)
     free(s->workers);
     free(s->listener_conns);
     free(s->pool);
+    free(s->listener_rejected);
     free(s->be_base);
     free(s->be);
     free(s->path_base);
@@ -44,12 +45,13 @@ struct snapshot *snapshot_take(const struct worker *w)
     s->workers = calloc(1, sizeof *s->workers);
     s->listener_conns = calloc(c->n_listeners + 1, sizeof *s->listener_conns);
     s->pool = calloc(c->n_pools + 1, sizeof *s->pool);
+    s->listener_rejected = calloc(c->n_listeners * REJ_N + 1, sizeof *s->listener_rejected);
     s->be_base = calloc(c->n_pools + 1, sizeof *s->be_base);
     s->be = calloc(nbe + 1, sizeof *s->be);
     s->path_base = calloc(nbe + 1, sizeof *s->path_base);
     s->path = calloc(npath + 1, sizeof *s->path);
-    if (!s->workers || !s->listener_conns || !s->pool || !s->be_base || !s->be ||
-        !s->path_base || !s->path) {
+    if (!s->workers || !s->listener_conns || !s->listener_rejected || !s->pool ||
+        !s->be_base || !s->be || !s->path_base || !s->path) {
         snapshot_free(s);
         return NULL;
     }
@@ -58,8 +60,13 @@ struct snapshot *snapshot_take(const struct worker *w)
     s->workers[0].no_backend_total = w->no_backend_total;
     s->workers[0].buffers_in_use = w->wbufs_in_use;
     s->workers[0].local_errors_total = w->local_errors_total;
-    for (size_t i = 0; i < c->n_listeners; i++)
-        s->listener_conns[i] = g->listeners[i] ? g->listeners[i]->connections_total : 0;
+    for (size_t i = 0; i < c->n_listeners; i++) {
+        const struct listener_stats *st = g->listeners[i] ? g->listeners[i]->stats : NULL;
+        if (!st)
+            continue;
+        s->listener_conns[i] = st->connections_total;
+        memcpy(&s->listener_rejected[i * REJ_N], st->rejected, sizeof st->rejected);
+    }
     size_t k = 0, q = 0;
     for (size_t p = 0; p < c->n_pools; p++) {
         /* The queue of every generation's pool of that name (a reload leaves clients
@@ -118,6 +125,8 @@ int snapshot_add(struct snapshot *into, const struct snapshot *s)
         into->pool[p].queue_length += s->pool[p].queue_length;
         hist_merge(&into->pool[p].queue_wait, &s->pool[p].queue_wait);
     }
+    for (size_t i = 0; i < c->n_listeners * REJ_N; i++)
+        into->listener_rejected[i] += s->listener_rejected[i];
     for (size_t k = 0; k < into->nbe; k++) {
         struct snap_backend *a = &into->be[k];
         const struct snap_backend *b = &s->be[k];

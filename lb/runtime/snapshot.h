@@ -57,6 +57,7 @@ struct snapshot {
     struct snap_worker *workers;
     uint64_t *listener_conns;  /* per config listener */
     struct snap_pool *pool;    /* per config pool */
+    uint64_t *listener_rejected; /* per config listener, REJ_N each (by reason) */
     size_t nbe, npath;         /* backends, paths (backend x inside address) */
     size_t *be_base;           /* index in be[] of pool p's first backend */
     struct snap_backend *be;

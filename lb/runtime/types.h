@@ -137,6 +137,32 @@ struct pool_rt {
 
 struct gen;
 
+/* Why a client was turned away: X(enum, value of the reason label of
+ * twlb_rejected_total), in the order the metric lists them. */
+#define REJECT_REASONS(X)                                                                \
+    X(REJ_ACL, "acl")                         /* the listener's allow/deny */             \
+    X(REJ_CLIENT_LIMIT, "client_limit")       /* max_connections_per_client */            \
+    X(REJ_CLIENT_RATE, "client_rate")         /* rate_per_client */                       \
+    X(REJ_MAX_CONNECTIONS, "max_connections") /* the process's or listener's limit */     \
+    X(REJ_QUEUE_FULL, "queue_full")           /* the pool's queue had no room */          \
+    X(REJ_QUEUE_TIMEOUT, "queue_timeout")     /* waited in the queue too long */          \
+    X(REJ_NO_BACKEND, "no_backend")           /* no backend or source port usable */
+enum reject_reason {
+#define X(e, label) e,
+    REJECT_REASONS(X)
+#undef X
+    REJ_N
+};
+
+/* The counters of one listener in one worker (runtime/listener_stats.h).  Held by its
+ * listener_rt and by each session accepted on it, so that a session can still count
+ * against its listener after a reload closed the listener's socket. */
+struct listener_stats {
+    unsigned refs;                 /* this worker's thread only */
+    uint64_t connections_total;    /* accepted, refused ones included */
+    uint64_t rejected[REJ_N];
+};
+
 struct listener_rt {
     struct gen *gen;               /* the generation it serves now (moves on reload) */
     const struct cfg_listener *cfg;
@@ -146,7 +172,7 @@ struct listener_rt {
     int paused_limit;              /* at max_connections: not polled until one ends */
     unsigned *live;                /* its clients, every worker (limits.h) */
     void (*poll_again)(struct listener_rt *lis); /* listener_poll: unless paused */
-    uint64_t connections_total;
+    struct listener_stats *stats;  /* moves with it on reload */
 };
 
 struct check;
@@ -157,6 +183,9 @@ struct gen {
     struct config *cfg;            /* owned: freed with the gen */
     enum isn_mode isn_mode;        /* resolved: explicit, kernel or off */
     struct listener_rt **listeners; /* one per config listener; NULL once closed */
+    /* One per config listener with per-client limits, else NULL (runtime/clients.h):
+     * shared by every worker, by listener name. */
+    struct client_table **clients;
     struct pool_rt *pools;
     struct check *checks;          /* active health probes */
     uint64_t sessions_active;      /* sessions started under this generation */
@@ -214,6 +243,14 @@ struct worker {
     uint64_t state_log_since_ms;
     uint32_t state_logged;
     uint64_t state_unlogged_down, state_unlogged_up;
+    /* The per-client tables of every listener, by name (runtime/clients.h): the group's,
+     * shared by its workers, or the worker's own (clients_own). */
+    struct clients_registry *clients;
+    int clients_own;
+    /* Refused clients' lines: at most CLIENTS_LOG_PER_S per second, the rest summed up. */
+    uint64_t refused_log_since_ms;
+    uint32_t refused_logged;
+    uint64_t refused_unlogged;
     uv_timer_t tick;               /* housekeeping: health changes, port expiry */
     uv_timer_t timer;              /* the connections' earliest deadline (timers.h) */
     struct timeq deadlines;

@@ -62,6 +62,13 @@ uint64_t view_listener_connections(const struct view *v, size_t listener)
     return listener < S(v)->cfg->n_listeners ? S(v)->listener_conns[listener] : 0;
 }
 
+uint64_t view_listener_rejected(const struct view *v, size_t listener, enum reject_reason why)
+{
+    if (listener >= S(v)->cfg->n_listeners || why >= REJ_N)
+        return 0;
+    return S(v)->listener_rejected[listener * REJ_N + why];
+}
+
 static const struct snap_backend *find(const struct view *v, size_t pool, size_t backend,
                                        size_t *k)
 {

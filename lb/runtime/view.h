@@ -47,6 +47,8 @@ size_t view_workers(const struct view *v);
 int view_worker(const struct view *v, size_t i, struct view_totals *out);
 
 uint64_t view_listener_connections(const struct view *v, size_t listener);
+/* Clients of <listener> turned away for <why> (runtime/types.h: REJECT_REASONS). */
+uint64_t view_listener_rejected(const struct view *v, size_t listener, enum reject_reason why);
 
 struct view_backend {
     const struct backend_stats *st; /* BACKEND_COUNTERS and bytes (runtime/types.h) */

@@ -15,6 +15,7 @@
 #include "runtime/backend.h"
 #include "runtime/buffers.h"
 #include "runtime/check.h"
+#include "runtime/clients.h"
 #include "runtime/gen.h"
 #include "runtime/listener.h"
 #include "runtime/limits.h"
@@ -61,6 +62,7 @@ static void on_tick(uv_timer_t *t)
         }
     backend_state_log_flush(w, now);
     queue_kick(w); /* a backend may have come back up */
+    clients_tick(w, now);
     trim_after_a_fall(w);
 }
 
@@ -95,6 +97,14 @@ struct worker *worker_new(uv_loop_t *loop, unsigned index, unsigned nworkers,
 
 int worker_start(struct worker *w, struct config *cfg, char *err, size_t errlen)
 {
+    if (!w->clients) { /* no group gave it the shared one: a worker alone (tests) */
+        if (!(w->clients = clients_registry_new())) {
+            snprintf(err, errlen, "out of memory");
+            config_free(cfg);
+            return -ENOMEM;
+        }
+        w->clients_own = 1;
+    }
     struct gen *g = gen_new(w, cfg, NULL, err, errlen);
     if (!g) {
         config_free(cfg);
@@ -223,6 +233,8 @@ void worker_free(struct worker *w)
         w->gens = g->next;
         gen_free(g);
     }
+    if (w->clients_own)
+        clients_registry_free(w->clients);
     free(w);
 }
 

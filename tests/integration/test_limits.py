@@ -170,6 +170,9 @@ def test_queue_timeout_and_full_queue_close_the_client():
             ms = h.metrics(h.admin_addr(cfg))
             assert h.metric(ms, "twlb_queue_length") == 0
             assert h.metric(ms, "twlb_backend_connections_total") == 1
+            assert h.metric(ms, "twlb_rejected_total", reason="queue_full") == 1
+            assert h.metric(ms, "twlb_rejected_total", reason="queue_timeout") == 1
+            assert h.metric(ms, "twlb_rejected_total", reason="no_backend") == 0
         finally:
             first.close()
 

@@ -28,7 +28,7 @@ SCHEMA_REJECTS = {
     "several-errors.json", "source-ports-not-numeric.json",
     "time-wait-seconds-out-of-range.json", "unknown-backend-key.json",
     "unknown-balance.json", "unknown-time-wait-rule.json", "unknown-top-key.json",
-    "wrong-type.json",
+    "wrong-type.json", "burst-without-rate.json",
 }
 # Mistakes a JSON Schema cannot express: the schema accepts them, the loader does not.
 LOADER_ONLY = {
@@ -43,6 +43,8 @@ LOADER_ONLY = {
     "admin-open-without-token.json": "a relation between admin.bind's address and token_file",
     "health-timeout-above-interval.json": "a relation between two fields, also inherited",
     "slow-start-with-maglev.json": "a relation between a pool's balance and its backends",
+    "acl-host-bits.json": "bits set past a prefix's length",
+    "acl-bad-prefix.json": "an octet above 255, a prefix length above 128",
 }
 
 
@@ -205,6 +207,8 @@ def with_value(path, key, value):
         obj["interval_ms"] = 3600000  # timeout_ms <= interval_ms (the loader checks)
     if not path and key == "group":
         cfg["user"] = "root"  # "group" needs "user"
+    if path == [("listeners", True)] and key == "burst_per_client":
+        obj["rate_per_client"] = 1  # a burst needs a rate
     return cfg
 
 

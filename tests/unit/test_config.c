@@ -35,6 +35,9 @@ static int group_teardown(void **state)
     return 0;
 }
 
+/* What the next configs write at the end of the listener object (", ..." or ""). */
+static const char *listener_extra = "";
+
 /* The smallest valid config, with <pool_extra> inside the pool object (before
  * "inside") and <top_extra> at the end of the top-level object.  Line 2 is the pool. */
 static void write_config(const char *pool_extra, const char *top_extra)
@@ -42,10 +45,10 @@ static void write_config(const char *pool_extra, const char *top_extra)
     FILE *f = fopen(file, "w");
     assert_non_null(f);
     fprintf(f,
-            "{\"listeners\": [{\"name\": \"l\", \"bind\": \"127.0.0.1:18080\", \"pool\": \"p\"}],\n"
+            "{\"listeners\": [{\"name\": \"l\", \"bind\": \"127.0.0.1:18080\", \"pool\": \"p\"%s}],\n"
             "\"pools\": [{\"name\": \"p\", %s\"inside\": [\"127.0.0.2\"], "
             "\"backends\": [{\"name\": \"b\", \"address\": \"127.0.1.1:9001\"}]}]%s\n}\n",
-            pool_extra, top_extra);
+            listener_extra, pool_extra, top_extra);
     fclose(f);
 }
 
@@ -299,6 +302,77 @@ static void test_unreloadable_changes(void **state)
     config_free(old);
 }
 
+/* The client ACL and the per-client limits of a listener: stored, defaulted, and every
+ * mistake named by its JSON path (listeners[0].allow[2]) and position. */
+static void test_listener_client_keys(void **state)
+{
+    struct config *c = load_ok("", "");
+    const struct cfg_listener *l = &c->listeners[0];
+    assert_int_equal(l->n_allow, 0);
+    assert_int_equal(l->n_deny, 0);
+    assert_int_equal(l->max_conns_per_client, 0);
+    assert_int_equal(l->rate_per_client, 0);
+    assert_int_equal(l->burst_per_client, 0);
+    config_free(c);
+
+    listener_extra = ", \"allow\": [\"198.18.0.0/15\", \"::1\", \"::ffff:127.0.0.0/104\"], "
+                     "\"deny\": [\"0.0.0.0/0\"], \"max_connections_per_client\": 4, "
+                     "\"rate_per_client\": 20";
+    c = load_ok("", "");
+    l = &c->listeners[0];
+    assert_int_equal(l->n_allow, 3);
+    assert_int_equal(l->allow[0].family, CIDR_INET);
+    assert_int_equal(l->allow[0].len, 15);
+    assert_int_equal(l->allow[1].family, CIDR_INET6);
+    assert_int_equal(l->allow[1].len, 128);
+    assert_int_equal(l->allow[2].family, CIDR_INET); /* IPv4-mapped: 127.0.0.0/8 */
+    assert_int_equal(l->allow[2].len, 8);
+    assert_int_equal(l->n_deny, 1);
+    assert_int_equal(l->deny[0].len, 0);
+    assert_int_equal(l->max_conns_per_client, 4);
+    assert_int_equal(l->rate_per_client, 20);
+    assert_int_equal(l->burst_per_client, 20); /* the burst defaults to the rate */
+    config_free(c);
+    listener_extra = ", \"rate_per_client\": 20, \"burst_per_client\": 1";
+    c = load_ok("", "");
+    assert_int_equal(c->listeners[0].burst_per_client, 1);
+    config_free(c);
+
+    listener_extra = ", \"allow\": [\"198.18.0.0/15\", \"::1\", \"198.18.0.1/15\"]";
+    load_fails("", "", "\"198.18.0.1/15\"",
+               "listeners[0].allow[2]: \"198.18.0.1/15\" has bits set past its prefix length "
+               "(the prefix is \"198.18.0.0/15\"; write that, or the address alone for one host)");
+    listener_extra = ", \"deny\": [\"::1/127\"]";
+    load_fails("", "", "\"::1/127\"",
+               "listeners[0].deny[0]: \"::1/127\" has bits set past its prefix length "
+               "(the prefix is \"::/127\"; write that, or the address alone for one host)");
+    listener_extra = ", \"deny\": [\"10.0.0.0/8\", \"10.0.0.300\"]";
+    load_fails("", "", "\"10.0.0.300\"",
+               "listeners[0].deny[1]: \"10.0.0.300\" is not an IPv4 or IPv6 prefix (expected "
+               "ADDRESS or ADDRESS/LENGTH, e.g. 198.18.0.0/15 or ::1/128)");
+    listener_extra = ", \"allow\": [\"::/129\"]";
+    load_fails("", "", "\"::/129\"",
+               "listeners[0].allow[0]: \"::/129\" has a prefix length above 128 (the most for "
+               "IPv6)");
+    listener_extra = ", \"allow\": [8]";
+    load_fails("", "", "8]", "listeners[0].allow[0]: 8 is not a string");
+    listener_extra = ", \"allow\": []";
+    load_fails("", "", "[]",
+               "listeners[0].allow: is empty (expected at least one prefix; leave the key out "
+               "for no list)");
+    listener_extra = ", \"deny\": \"10.0.0.0/8\"";
+    load_fails("", "", "\"10.0.0.0/8\"",
+               "listeners[0].deny: \"10.0.0.0/8\" is not an array");
+    listener_extra = ", \"burst_per_client\": 5";
+    load_fails("", "", "5}",
+               "listeners[0].burst_per_client: 5 needs rate_per_client (a burst of new "
+               "connections is only limited with a rate)");
+    listener_extra = ", \"rate_per_client\": 1000001";
+    load_fails("", "", "1000001",
+               "listeners[0].rate_per_client: 1000001 is out of range 0..1000000");
+    listener_extra = "";
+}
+
 /* A word key's list (the schema's enum) is exactly what its parser accepts: every word
  * parses, to a value of its own; a word that is not listed does not; and the error
  * message names the same words. */
@@ -442,6 +516,7 @@ int main(void)
         cmocka_unit_test(test_slow_start_inherited_and_backup),
         cmocka_unit_test(test_words_are_what_parse_accepts),
         cmocka_unit_test(test_unreloadable_changes),
+        cmocka_unit_test(test_listener_client_keys),
         cmocka_unit_test(test_doc_lists_every_key_with_its_default),
         cmocka_unit_test(test_doc_names_the_unreloadable_keys),
     };
