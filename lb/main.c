@@ -25,6 +25,7 @@
 #include "os/statefile.h"
 #include "runtime/view.h"
 #include "runtime/group.h"
+#include "runtime/preflight.h"
 #include "sim/cli.h"
 
 
@@ -73,6 +74,51 @@ static struct config *load_or_report(const char *path, int to_log)
     return cfg;
 }
 
+/* ---- preflight: what makes a start fail although the file is valid ---------------- */
+
+static int token_check(const char *path, char *err, size_t errlen)
+{
+    char token[ADMIN_TOKEN_MAX];
+    return admin_read_token(path, token, err, errlen);
+}
+
+/* runtime/preflight.h on <cfg>.  Errors go where load_or_report() puts them, with the
+ * same summary; warnings to stderr for --check, to the log on a reload, and at a start
+ * into <later> (the log is not open yet).  Returns 0, or -1 when there is an error. */
+static int preflight(const struct config *cfg, enum preflight_when when,
+                     struct cfg_errors *later)
+{
+    struct cfg_errors errs = {0}, warns = {0};
+    preflight_run(cfg, when, token_check, &errs, &warns);
+    for (size_t i = 0; i < warns.n; i++) {
+        if (when == PREFLIGHT_RELOAD)
+            log_warn("%s", warns.msg[i]);
+        else if (when == PREFLIGHT_START && later)
+            cfg_errors_add(later, "%s", warns.msg[i]);
+        else
+            fprintf(stderr, "%s\n", warns.msg[i]);
+    }
+    for (size_t i = 0; i < errs.n; i++) {
+        if (when == PREFLIGHT_RELOAD)
+            log_error("%s", errs.msg[i]);
+        else
+            fprintf(stderr, "%s\n", errs.msg[i]);
+    }
+    const char *file = cfg->path, *s = errs.n == 1 ? "" : "s";
+    if (errs.n && when == PREFLIGHT_RELOAD)
+        log_error("reload: %zu error%s in %s; keeping the running configuration", errs.n, s,
+                  file);
+    else if (errs.n)
+        fprintf(stderr, "twlb: %zu error%s in %s; not starting\n", errs.n, s, file);
+    else if (warns.n && when == PREFLIGHT_CHECK)
+        fprintf(stderr, "twlb: %zu warning%s in %s\n", warns.n, warns.n == 1 ? "" : "s",
+                file);
+    int rc = errs.n ? -1 : 0;
+    cfg_errors_free(&errs);
+    cfg_errors_free(&warns);
+    return rc;
+}
+
 struct app {
     uv_loop_t loop;
     uv_signal_t sigterm, sigint, sigusr1, sighup;
@@ -106,8 +152,11 @@ static int admin_prepare(struct app *app, const struct config *c, struct admin *
     token[0] = 0;
     if (!c->admin.enabled)
         return 0;
-    if (admin_read_token(c->admin.token_file, token, err, errlen) < 0)
+    char e[400];
+    if (admin_read_token(c->admin.token_file, token, e, sizeof e) < 0) {
+        snprintf(err, errlen, "admin.token_file: %s", e);
         return -1;
+    }
     if (keep && kept_cfg->admin.enabled && kept_cfg->admin.bind.len == c->admin.bind.len &&
         !memcmp(&kept_cfg->admin.bind.ss, &c->admin.bind.ss, c->admin.bind.len)) {
         *out = keep; /* same address: keep the socket */
@@ -149,6 +198,10 @@ static void on_reload_signal(uv_signal_t *h, int signum)
     struct config *cfg = load_or_report(app->path, 1);
     if (!cfg)
         return;
+    if (preflight(cfg, PREFLIGHT_RELOAD, NULL) < 0) {
+        config_free(cfg);
+        return;
+    }
     char err[512] = "", token[ADMIN_TOKEN_MAX];
     const struct config *old_cfg = group_config(app->g);
     struct cfg_errors later = {0};
@@ -254,6 +307,11 @@ static int run(const char *path)
     struct config *cfg = load_or_report(path, 0);
     if (!cfg)
         return 1;
+    struct cfg_errors warns = {0};
+    if (preflight(cfg, PREFLIGHT_START, &warns) < 0) {
+        config_free(cfg);
+        return 1;
+    }
     log_set_level(cfg->log.level);
     int lr = log_open(cfg->log.file);
     const char *lpath = cfg->log.file;
@@ -264,8 +322,12 @@ static int run(const char *path)
     if (lr < 0) {
         fprintf(stderr, "twlb: cannot open log file %s: %s\n", lpath, log_open_strerror(lr));
         config_free(cfg);
+        cfg_errors_free(&warns);
         return 1;
     }
+    for (size_t i = 0; i < warns.n; i++)
+        log_warn("%s", warns.msg[i]);
+    cfg_errors_free(&warns);
     signal(SIGPIPE, SIG_IGN);
     raise_fd_limit();
 
@@ -325,6 +387,10 @@ static int check(const char *path)
     struct privs_target who;
     if (lookup_user(cfg, &who, err, sizeof err) < 0) {
         fprintf(stderr, "%s: %s\n", path, err);
+        config_free(cfg);
+        return 1;
+    }
+    if (preflight(cfg, PREFLIGHT_CHECK, NULL) < 0) {
         config_free(cfg);
         return 1;
     }

@@ -137,7 +137,7 @@ int admin_read_token(const char *path, char out[ADMIN_TOKEN_MAX], char *err, siz
         return 0;
     FILE *f = fopen(path, "r");
     if (!f) {
-        snprintf(err, errlen, "admin: cannot read token_file %s: %s", path, strerror(errno));
+        snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
         return -1;
     }
     /* The first line, measured whole: a token that does not fit is an error, never cut. */
@@ -154,16 +154,16 @@ int admin_read_token(const char *path, char out[ADMIN_TOKEN_MAX], char *err, siz
     if (n && last == '\r') /* a CRLF line end */
         n--;
     if (bad) {
-        snprintf(err, errlen, "admin: cannot read token_file %s", path);
+        snprintf(err, errlen, "cannot read %s", path);
     } else if (n > ADMIN_TOKEN_MAX - 1) {
-        snprintf(err, errlen, "admin: token_file %s: the token is %zu bytes, longer than the "
+        snprintf(err, errlen, "%s: the token is %zu bytes, longer than the "
                  "%d allowed", path, n, ADMIN_TOKEN_MAX - 1);
         bad = 1;
     } else if (n == 0) {
-        snprintf(err, errlen, "admin: token_file %s is empty", path);
+        snprintf(err, errlen, "%s is empty", path);
         bad = 1;
     } else if (memchr(out, 0, n)) {
-        snprintf(err, errlen, "admin: token_file %s: the token holds a NUL byte", path);
+        snprintf(err, errlen, "%s: the token holds a NUL byte", path);
         bad = 1;
     }
     out[bad ? 0 : n] = 0;

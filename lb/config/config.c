@@ -433,6 +433,30 @@ int config_unreloadable_changes(const struct config *old, const struct config *n
     return keys_diff(&keys_top, old, neu, "", out);
 }
 
+void config_message(const struct config *c, struct cfg_errors *out, const char *severity,
+                    const char *jpath, const char *fmt, ...)
+{
+    char msg[768], where[64] = "";
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    size_t len = 0;
+    int e = 0;
+    char *text = read_file(c->path, &len, &e);
+    struct jsonpos pos = {0};
+    if (text) {
+        (void)jsonpos_scan(&pos, text, len);
+        const struct jsonpos_entry *p = jsonpos_find(&pos, jpath);
+        if (p)
+            snprintf(where, sizeof where, ":%d:%d", p->line, p->col);
+    }
+    jsonpos_free(&pos);
+    free(text);
+    cfg_errors_add(out, "%s%s: %s%s%s: %s", c->path, where, severity ? severity : "",
+                   severity ? ": " : "", jpath, msg);
+}
+
 static void free_health(struct cfg_health *h)
 {
     free(h->send);

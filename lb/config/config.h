@@ -43,4 +43,13 @@ void config_state_limits(const struct config *c, uint64_t *max_ms, uint64_t *max
 int config_unreloadable_changes(const struct config *old, const struct config *neu,
                                 struct cfg_errors *out);
 
+/* One message about the value at JSON path <jpath> of <c> (written as in messages:
+ * "pools[0].source_ports"), for checks made once the file has loaded (runtime/preflight.h),
+ * in the form of config_load()'s own: "FILE[:LINE:COL]: PATH: <fmt>", or with
+ * <severity> (NULL: none, an error) "FILE[:LINE:COL]: <severity>: PATH: <fmt>".  The
+ * position is looked up in c->path as it reads now; none when it cannot be read. */
+void config_message(const struct config *c, struct cfg_errors *out, const char *severity,
+                    const char *jpath, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
 #endif
