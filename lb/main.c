@@ -25,6 +25,7 @@
 #include "os/statefile.h"
 #include "runtime/view.h"
 #include "runtime/group.h"
+#include "runtime/lifecycle.h"
 #include "runtime/preflight.h"
 #include "sim/cli.h"
 
@@ -125,6 +126,7 @@ struct app {
     const char *path;
     struct group *g;
     struct admin *admin;     /* NULL when "admin" is not configured */
+    struct lifecycle *life;  /* reload outcome, drain, systemd (runtime/lifecycle.h) */
     int stopping;
     uint64_t save_failures;  /* statefile_save_failures() when the stop began */
 };
@@ -180,6 +182,8 @@ static void on_drained(struct group *g)
     if (app->admin)
         admin_close(app->admin);
     app->admin = NULL;
+    lifecycle_close(app->life);
+    app->life = NULL;
     uv_close((uv_handle_t *)&app->sigterm, NULL);
     uv_close((uv_handle_t *)&app->sigint, NULL);
     uv_close((uv_handle_t *)&app->sigusr1, NULL);
@@ -188,19 +192,16 @@ static void on_drained(struct group *g)
 
 /* SIGHUP: validate the file again; apply it only if it is valid, atomically: a new
  * generation takes over the unchanged listeners and every port map that still exists,
- * the old one finishes its connections.  A reload that fails changes nothing. */
-static void on_reload_signal(uv_signal_t *h, int signum)
+ * the old one finishes its connections.  A reload that fails changes nothing: -1. */
+static int reload(struct app *app)
 {
-    struct app *app = h->data;
-    if (app->stopping)
-        return;
     log_info("SIGHUP: reloading %s", app->path);
     struct config *cfg = load_or_report(app->path, 1);
     if (!cfg)
-        return;
+        return -1;
     if (preflight(cfg, PREFLIGHT_RELOAD, NULL) < 0) {
         config_free(cfg);
-        return;
+        return -1;
     }
     char err[512] = "", token[ADMIN_TOKEN_MAX];
     const struct config *old_cfg = group_config(app->g);
@@ -213,7 +214,7 @@ static void on_reload_signal(uv_signal_t *h, int signum)
     if (admin_prepare(app, cfg, app->admin, old_cfg, &admin, token, err, sizeof err) < 0) {
         log_error("reload: %s; keeping the running configuration", err);
         config_free(cfg);
-        return;
+        return -1;
     }
     enum log_level level = cfg->log.level;
     int r = group_reload(app->g, cfg, err, sizeof err);
@@ -222,7 +223,7 @@ static void on_reload_signal(uv_signal_t *h, int signum)
         log_error("reload: %s; keeping the running configuration", err);
         if (admin && admin != app->admin)
             admin_close(admin);
-        return;
+        return -1;
     }
     if (app->admin && admin != app->admin)
         admin_close(app->admin);
@@ -231,6 +232,16 @@ static void on_reload_signal(uv_signal_t *h, int signum)
         admin_set_token(admin, token);
     log_set_level(level);
     log_info("reloaded %s", app->path);
+    return 0;
+}
+
+static void on_reload_signal(uv_signal_t *h, int signum)
+{
+    struct app *app = h->data;
+    if (app->stopping)
+        return;
+    lifecycle_reload_begin(app->life);
+    lifecycle_reload_end(app->life, reload(app) == 0);
 }
 
 /* Log rotation: the old files were renamed; open new ones by name. */
@@ -254,6 +265,7 @@ static void on_stop_signal(uv_signal_t *h, int signum)
     log_info("signal %d: stopping", signum);
     app->stopping = 1;
     app->save_failures = statefile_save_failures(); /* the drain saves once more */
+    lifecycle_stopping(app->life);
     group_drain(app->g, on_drained);
 }
 
@@ -364,6 +376,8 @@ static int run(const char *path)
         app.sigusr1.data = app.sighup.data = &app;
         uv_signal_start(&app.sighup, on_reload_signal, SIGHUP);
         log_info("twlb %s running with %s", TWLB_VERSION, path);
+        app.life = lifecycle_new(&app.loop, admin_view, &app);
+        lifecycle_ready(app.life);
     }
     config_free(cfg); /* the workers hold their own references */
     uv_run(&app.loop, UV_RUN_DEFAULT);

@@ -3,7 +3,8 @@
  *
  *   GET  /metrics                             Prometheus text (metrics.h, prom.h)
  *   GET  /stats                               the same as JSON (stats.h)
- *   GET  /healthz                             "ok"
+ *   GET  /healthz                             "ok" (200), or "draining" (503) after
+ *                                             SIGTERM while connections finish
  *   GET  /                                    the live dashboard, an HTML page that
  *                                             reads /stats every second (dashboard.h)
  *   POST /pools/<pool>/backends/<name>/<action>   enable, disable or drain a backend;

@@ -1,0 +1,126 @@
+"""A reload that says what happened, and a drain that says it is one, through the real
+binary (issue 11): twlb_config_last_reload_successful, _timestamp_seconds and
+twlb_config_reloads_total in /metrics and /stats after good and bad reloads, and
+/healthz answering 503 "draining" while live connections finish after SIGTERM."""
+import signal
+import socket
+import time
+
+import harness as h
+
+
+def reload_figures(admin):
+    ms = h.metrics(admin)
+    return (h.metric(ms, "twlb_config_last_reload_successful"),
+            h.metric(ms, "twlb_config_last_reload_timestamp_seconds"),
+            h.metric(ms, "twlb_config_reloads_total", result="ok"),
+            h.metric(ms, "twlb_config_reloads_total", result="failed"))
+
+
+def sighup_and_wait(p, admin, ok, failed):
+    """SIGHUP, then wait until the counters say the reload ended (ok/failed totals)."""
+    p.send_signal(signal.SIGHUP)
+    h.wait_for(lambda: reload_figures(admin)[2:] == (ok, failed), 5,
+               "reload counters at ok=%d failed=%d" % (ok, failed))
+    return reload_figures(admin)
+
+
+def next_second():
+    """Wait until the wall clock has entered a new second; returns it."""
+    t0 = int(time.time())
+    return h.wait_for(lambda: int(time.time()) > t0 and int(time.time()), 2, "a new second")
+
+
+def test_reload_metrics_say_what_happened():
+    n = h.new_net()
+    with h.Env() as env:
+        be = env.backend("e", "127.%d.1.1:0" % n, "echo")
+        cfg = h.pool_config(n, [{"name": "e", "address": be.addr}])
+        cfg["workers"] = 2
+        before = int(time.time())
+        p = env.twlb(cfg)
+        admin = h.admin_addr(cfg)
+        ok, ts, n_ok, n_failed = reload_figures(admin)
+        assert (ok, n_ok, n_failed) == (1, 0, 0), reload_figures(admin)
+        assert before <= ts <= time.time(), (before, ts)  # at start: the start time
+
+        # a good reload: successful, a new timestamp
+        t1 = next_second()
+        cfg["pools"][0]["connect_timeout_ms"] = 1500
+        env.write_config(cfg)
+        ok, ts1, _, _ = sighup_and_wait(p, admin, 1, 0)
+        assert ok == 1 and t1 <= ts1 <= time.time(), (t1, ts1)
+
+        # bad JSON: failed, the timestamp stays that of the last success
+        next_second()
+        with open(p.cfg_path, "w") as f:
+            f.write('{"listeners": [')
+        ok, ts, _, _ = sighup_and_wait(p, admin, 1, 1)
+        assert (ok, ts) == (0, ts1)
+        st = h.stats(admin)
+        assert st["config_last_reload_successful"] is False, st
+        assert st["config_last_reload_timestamp_seconds"] == ts1, st
+        assert (st["config_reloads_ok"], st["config_reloads_failed"]) == (1, 1), st
+        assert h.first_line(h.listen_addr(cfg), data=b"still\n", shut=True) == "still"
+
+        # good again
+        env.write_config(cfg)
+        ok, ts2, _, _ = sighup_and_wait(p, admin, 2, 1)
+        assert ok == 1 and ts2 > ts1
+
+        # valid JSON, but a listener that cannot open (its address is taken): failed
+        host = "127.%d.2.2" % n
+        taken = socket.socket()
+        taken.bind((host, 0))
+        taken.listen(1)
+        try:
+            cfg["listeners"].append({"name": "second", "pool": "app",
+                                     "bind": "%s:%d" % (host, taken.getsockname()[1])})
+            env.write_config(cfg)
+            next_second()
+            ok, ts, _, _ = sighup_and_wait(p, admin, 2, 2)
+            assert (ok, ts) == (0, ts2)
+            assert "address already in use" in open(p.log_path).read()
+        finally:
+            taken.close()
+        st = h.stats(admin)
+        assert st["config_last_reload_successful"] is False and \
+            st["config_reloads_failed"] == 2, st
+        assert h.stop(p) == 0
+
+
+def test_healthz_answers_503_while_draining():
+    """A long-lived connection keeps twlb draining after SIGTERM: /healthz answers 503
+    "draining" meanwhile (200 "ok" before), the live connection still works, new clients
+    are refused, and when it ends twlb exits 0."""
+    n = h.new_net()
+    with h.Env() as env:
+        be = env.backend("e", "127.%d.1.1:0" % n, "echo")
+        cfg = h.pool_config(n, [{"name": "e", "address": be.addr}])
+        cfg["drain_timeout_ms"] = 20000
+        p = env.twlb(cfg)
+        admin = h.admin_addr(cfg)
+        assert h.http_get(admin, "/healthz") == (200, "ok\n")
+        assert h.metric(h.metrics(admin), "twlb_draining") == 0
+        live = socket.create_connection(h.split_addr(h.listen_addr(cfg)), timeout=5)
+        live.sendall(b"one\n")
+        assert live.recv(10) == b"one\n"
+        p.send_signal(signal.SIGTERM)
+        h.wait_for(lambda: h.http_get(admin, "/healthz")[0] == 503, 5, "/healthz 503")
+        assert h.http_get(admin, "/healthz") == (503, "draining\n")
+        assert h.http(admin, "HEAD", "/healthz")[0] == 503
+        assert h.metric(h.metrics(admin), "twlb_draining") == 1
+        assert h.stats(admin)["draining"] is True
+        # the live connection goes on; new ones are refused (the listeners are closed)
+        live.sendall(b"two\n")
+        assert live.recv(10) == b"two\n"
+        try:
+            socket.create_connection(h.split_addr(h.listen_addr(cfg)), timeout=2).close()
+            refused = False
+        except OSError:
+            refused = True
+        assert refused, "a new client was accepted while draining"
+        assert p.poll() is None, "twlb exited with a connection open"
+        assert h.http_get(admin, "/healthz")[0] == 503  # still, a while later
+        live.close()
+        assert p.wait(10) == 0
