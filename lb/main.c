@@ -217,7 +217,14 @@ static int reload(struct app *app)
         return -1;
     }
     enum log_level level = cfg->log.level;
-    int r = group_reload(app->g, cfg, err, sizeof err);
+    struct log_files logs; /* log.file, access_log, access_log_format: opened here */
+    const char *bad = "";
+    int r = log_files_prepare(&logs, cfg->log.file, cfg->log.access_log,
+                              cfg->log.access_log_json, &bad);
+    if (r < 0)
+        snprintf(err, sizeof err, "cannot open log file %s: %s", bad, log_open_strerror(r));
+    else if ((r = group_reload(app->g, cfg, err, sizeof err)) < 0)
+        log_files_discard(&logs);
     config_free(cfg); /* the workers hold their own references */
     if (r < 0) {
         log_error("reload: %s; keeping the running configuration", err);
@@ -230,6 +237,7 @@ static int reload(struct app *app)
     app->admin = admin;
     if (admin)
         admin_set_token(admin, token);
+    log_files_commit(&logs);
     log_set_level(level);
     log_info("reloaded %s", app->path);
     return 0;

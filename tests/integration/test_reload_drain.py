@@ -1,7 +1,9 @@
-"""A reload that says what happened, and a drain that says it is one, through the real
-binary (issue 11): twlb_config_last_reload_successful, _timestamp_seconds and
-twlb_config_reloads_total in /metrics and /stats after good and bad reloads, and
-/healthz answering 503 "draining" while live connections finish after SIGTERM."""
+"""A reload that says what happened and applies what it used to ignore, and a drain that
+says it is one, through the real binary (issue 11): twlb_config_last_reload_successful,
+_timestamp_seconds and twlb_config_reloads_total in /metrics and /stats after good and
+bad reloads; log.file, log.access_log and access_log_format changed by a reload; /healthz answering 503 "draining" while live connections finish
+after SIGTERM."""
+import os
 import signal
 import socket
 import time
@@ -124,3 +126,78 @@ def test_healthz_answers_503_while_draining():
         assert h.http_get(admin, "/healthz")[0] == 503  # still, a while later
         live.close()
         assert p.wait(10) == 0
+
+
+# ---- what a reload applies that it used to ignore ------------------------------------
+
+
+def wait_text(path, needle, what, timeout=5):
+    return h.wait_for(lambda: os.path.exists(path) and needle in open(path).read(), timeout,
+                      what)
+
+
+def served_from(cfg, src):
+    """One connection through twlb from <src>; the echo proves it was served."""
+    assert h.first_line(h.listen_addr(cfg), data=b"hi\n", src=src, shut=True) == "hi"
+
+
+def test_reload_applies_log_file_and_access_log_changes():
+    """log.file, log.access_log and access_log_format changed by a reload take effect
+    (they waited for a restart): the messages move to the new file, saying so in both;
+    the access log starts, changes format, stops and starts in another file.  A log
+    file that cannot be opened fails the reload and changes nothing."""
+    n = h.new_net()
+    with h.Env() as env:
+        be = env.backend("e", "127.%d.1.1:0" % n, "echo")
+        cfg = h.pool_config(n, [{"name": "e", "address": be.addr}])
+        p = env.twlb(cfg)  # messages on stderr (p.log_path), no access log
+        admin = h.admin_addr(cfg)
+        a_log, b_log, acc, acc2 = (env.path(x) for x in ("a.log", "b.log", "acc.log",
+                                                          "acc2.log"))
+        src = lambda k: "127.%d.5.%d" % (n, k)  # noqa: E731 - one client address per step
+
+        cfg["log"].update({"file": a_log, "access_log": acc, "access_log_format": "json"})
+        env.write_config(cfg)
+        sighup_and_wait(p, admin, 1, 0)
+        assert "log: continuing in %s" % a_log in open(p.log_path).read()
+        wait_text(a_log, "log: continued from stderr", "the message log moved to a.log")
+        assert "reloaded" in open(a_log).read()
+        served_from(cfg, src(1))
+        wait_text(acc, '"client":"%s:' % src(1), "a JSON access line")
+
+        cfg["log"].update({"file": b_log, "access_log_format": "text"})
+        env.write_config(cfg)
+        sighup_and_wait(p, admin, 2, 0)
+        wait_text(b_log, "log: continued from %s" % a_log, "the message log moved to b.log")
+        assert "log: continuing in %s" % b_log in open(a_log).read()
+        served_from(cfg, src(2))
+        wait_text(acc, "client=%s:" % src(2), "a key=value access line in the same file")
+
+        # a log file that cannot be opened (a symbolic link is never followed): the
+        # reload fails as a whole, messages and access lines stay where they were
+        os.symlink(env.path("elsewhere.log"), env.path("link.log"))
+        cfg["log"].update({"file": env.path("link.log"), "access_log_format": "json"})
+        env.write_config(cfg)
+        sighup_and_wait(p, admin, 2, 1)
+        wait_text(b_log, "cannot open log file %s: is a symbolic link" % env.path("link.log"),
+                  "the failed reload logged in b.log")
+        assert not os.path.exists(env.path("elsewhere.log"))
+        served_from(cfg, src(3))
+        wait_text(acc, "client=%s:" % src(3), "still key=value lines")
+
+        # the access log off, then on again in another file
+        cfg["log"] = {"level": "info", "file": b_log}
+        env.write_config(cfg)
+        sighup_and_wait(p, admin, 3, 1)
+        served_from(cfg, src(4))
+        h.wait_for(lambda: h.metric(h.metrics(admin), "twlb_sessions_active") == 0, 5,
+                   "the session from %s ended" % src(4))
+        cfg["log"]["access_log"] = acc2
+        env.write_config(cfg)
+        sighup_and_wait(p, admin, 4, 1)
+        served_from(cfg, src(5))
+        wait_text(acc2, "client=%s:" % src(5), "a line in acc2.log")
+        for path in (acc, acc2):
+            assert src(4) + ":" not in open(path).read(), "logged while the log was off"
+        assert h.stop(p) == 0
+        assert "drained; exiting" in open(b_log).read()
