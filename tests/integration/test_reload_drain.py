@@ -1,11 +1,14 @@
 """A reload that says what happened and applies what it used to ignore, and a drain that
 says it is one, through the real binary (issue 11): twlb_config_last_reload_successful,
 _timestamp_seconds and twlb_config_reloads_total in /metrics and /stats after good and
-bad reloads; log.file, log.access_log and access_log_format changed by a reload; /healthz answering 503 "draining" while live connections finish
+bad reloads; log.file, log.access_log, access_log_format and a listener's backlog
+changed by a reload; /healthz answering 503 "draining" while live connections finish
 after SIGTERM."""
 import os
+import shutil
 import signal
 import socket
+import subprocess
 import time
 
 import harness as h
@@ -201,3 +204,58 @@ def test_reload_applies_log_file_and_access_log_changes():
             assert src(4) + ":" not in open(path).read(), "logged while the log was off"
         assert h.stop(p) == 0
         assert "drained; exiting" in open(b_log).read()
+
+
+def listen_sockets(bind):
+    """[(backlog, inode)] of the listening sockets on <bind>, as ss reads them."""
+    out = subprocess.run(["ss", "-Hltne", "src", bind], capture_output=True, text=True,
+                         timeout=5, check=True).stdout
+    res = []
+    for line in out.splitlines():
+        f = line.split()
+        ino = [x for x in f if x.startswith("ino:")]
+        res.append((int(f[2]), int(ino[0][4:])))
+    return sorted(res)
+
+
+def test_reload_changes_the_backlog_on_the_same_socket():
+    """A changed backlog used to open a second socket on the same address: with one
+    worker the reload failed with "address already in use", with several the clients
+    queued on the old socket were lost.  Now every worker's socket stays (same inode)
+    and takes the new backlog; a reload that fails puts the old one back."""
+    if not shutil.which("ss"):
+        raise h.Skip("ss (iproute2) is not installed")
+    for workers in (1, 2):
+        n = h.new_net()
+        with h.Env() as env:
+            be = env.backend("e", "127.%d.1.1:0" % n, "echo")
+            cfg = h.pool_config(n, [{"name": "e", "address": be.addr}])
+            cfg["workers"] = workers
+            cfg["listeners"][0]["backlog"] = 16
+            p = env.twlb(cfg)
+            admin, bind = h.admin_addr(cfg), h.listen_addr(cfg)
+            before = listen_sockets(bind)
+            assert [b for b, _ in before] == [16] * workers, before
+
+            cfg["listeners"][0]["backlog"] = 64
+            env.write_config(cfg)
+            assert sighup_and_wait(p, admin, 1, 0)[0] == 1, open(p.log_path).read()
+            after = listen_sockets(bind)
+            assert after == sorted((64, ino) for _, ino in before), (before, after)
+            assert h.first_line(bind, data=b"x\n", shut=True) == "x"
+
+            # the backlog and a listener that cannot open: the reload fails, 64 stays
+            taken = socket.socket()
+            taken.bind(("127.%d.2.2" % n, 0))
+            taken.listen(1)
+            try:
+                cfg["listeners"][0]["backlog"] = 128
+                cfg["listeners"].append({"name": "second", "pool": "app", "bind":
+                                         "127.%d.2.2:%d" % (n, taken.getsockname()[1])})
+                env.write_config(cfg)
+                assert sighup_and_wait(p, admin, 1, 1)[0] == 0
+            finally:
+                taken.close()
+            assert listen_sockets(bind) == after
+            assert h.first_line(bind, data=b"y\n", shut=True) == "y"
+            assert h.stop(p) == 0
