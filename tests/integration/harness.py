@@ -90,10 +90,12 @@ class Env:
             json.dump(cfg, f, indent=2)
         return path
 
-    def twlb(self, cfg, wait=True, wrap=None, name="twlb.json"):
+    def twlb(self, cfg, wait=True, wrap=None, name="twlb.json", extra_env=None):
         path = self.write_config(cfg, name) if isinstance(cfg, dict) else cfg
         log = open(self.path("twlb-%d.log" % len(self.procs)), "w")
-        p = self.popen((wrap or []) + [TWLB, "-c", path], stdout=log, stderr=subprocess.STDOUT)
+        env = dict(os.environ, **extra_env) if extra_env else None
+        p = self.popen((wrap or []) + [TWLB, "-c", path], stdout=log, stderr=subprocess.STDOUT,
+                       env=env)
         p.log_path = log.name
         p.cfg_path = path
         if wait and isinstance(cfg, dict):
