@@ -75,49 +75,11 @@ static struct config *load_or_report(const char *path, int to_log)
     return cfg;
 }
 
-/* ---- preflight: what makes a start fail although the file is valid ---------------- */
-
+/* preflight_report()'s token check (runtime/ cannot include admin/). */
 static int token_check(const char *path, char *err, size_t errlen)
 {
     char token[ADMIN_TOKEN_MAX];
     return admin_read_token(path, token, err, errlen);
-}
-
-/* runtime/preflight.h on <cfg>.  Errors go where load_or_report() puts them, with the
- * same summary; warnings to stderr for --check, to the log on a reload, and at a start
- * into <later> (the log is not open yet).  Returns 0, or -1 when there is an error. */
-static int preflight(const struct config *cfg, enum preflight_when when,
-                     struct cfg_errors *later)
-{
-    struct cfg_errors errs = {0}, warns = {0};
-    preflight_run(cfg, when, token_check, &errs, &warns);
-    for (size_t i = 0; i < warns.n; i++) {
-        if (when == PREFLIGHT_RELOAD)
-            log_warn("%s", warns.msg[i]);
-        else if (when == PREFLIGHT_START && later)
-            cfg_errors_add(later, "%s", warns.msg[i]);
-        else
-            fprintf(stderr, "%s\n", warns.msg[i]);
-    }
-    for (size_t i = 0; i < errs.n; i++) {
-        if (when == PREFLIGHT_RELOAD)
-            log_error("%s", errs.msg[i]);
-        else
-            fprintf(stderr, "%s\n", errs.msg[i]);
-    }
-    const char *file = cfg->path, *s = errs.n == 1 ? "" : "s";
-    if (errs.n && when == PREFLIGHT_RELOAD)
-        log_error("reload: %zu error%s in %s; keeping the running configuration", errs.n, s,
-                  file);
-    else if (errs.n)
-        fprintf(stderr, "twlb: %zu error%s in %s; not starting\n", errs.n, s, file);
-    else if (warns.n && when == PREFLIGHT_CHECK)
-        fprintf(stderr, "twlb: %zu warning%s in %s\n", warns.n, warns.n == 1 ? "" : "s",
-                file);
-    int rc = errs.n ? -1 : 0;
-    cfg_errors_free(&errs);
-    cfg_errors_free(&warns);
-    return rc;
 }
 
 struct app {
@@ -199,7 +161,7 @@ static int reload(struct app *app)
     struct config *cfg = load_or_report(app->path, 1);
     if (!cfg)
         return -1;
-    if (preflight(cfg, PREFLIGHT_RELOAD, NULL) < 0) {
+    if (preflight_report(cfg, PREFLIGHT_RELOAD, token_check, NULL) < 0) {
         config_free(cfg);
         return -1;
     }
@@ -328,7 +290,7 @@ static int run(const char *path)
     if (!cfg)
         return 1;
     struct cfg_errors warns = {0};
-    if (preflight(cfg, PREFLIGHT_START, &warns) < 0) {
+    if (preflight_report(cfg, PREFLIGHT_START, token_check, &warns) < 0) {
         config_free(cfg);
         return 1;
     }
@@ -412,7 +374,7 @@ static int check(const char *path)
         config_free(cfg);
         return 1;
     }
-    if (preflight(cfg, PREFLIGHT_CHECK, NULL) < 0) {
+    if (preflight_report(cfg, PREFLIGHT_CHECK, token_check, NULL) < 0) {
         config_free(cfg);
         return 1;
     }

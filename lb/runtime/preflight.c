@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "core/portrange.h"
+#include "os/log.h"
 #include "os/sockprep.h"
 
 #define PORT_RANGE_SYSCTL "/proc/sys/net/ipv4/ip_local_port_range"
@@ -140,4 +141,39 @@ int preflight_run(const struct config *c, enum preflight_when when, preflight_to
         check_caps(c, warns);
     check_ports(c, warns);
     return (int)(errs->n - before);
+}
+
+int preflight_report(const struct config *c, enum preflight_when when,
+                     preflight_token_fn *token, struct cfg_errors *later)
+{
+    struct cfg_errors errs = {0}, warns = {0};
+    preflight_run(c, when, token, &errs, &warns);
+    int reload = when == PREFLIGHT_RELOAD;
+    for (size_t i = 0; i < warns.n; i++) {
+        if (reload)
+            log_warn("%s", warns.msg[i]);
+        else if (when == PREFLIGHT_START && later)
+            cfg_errors_add(later, "%s", warns.msg[i]);
+        else
+            fprintf(stderr, "%s\n", warns.msg[i]);
+    }
+    for (size_t i = 0; i < errs.n; i++) {
+        if (reload)
+            log_error("%s", errs.msg[i]);
+        else
+            fprintf(stderr, "%s\n", errs.msg[i]);
+    }
+    const char *s = errs.n == 1 ? "" : "s";
+    if (errs.n && reload)
+        log_error("reload: %zu error%s in %s; keeping the running configuration", errs.n, s,
+                  c->path);
+    else if (errs.n)
+        fprintf(stderr, "twlb: %zu error%s in %s; not starting\n", errs.n, s, c->path);
+    else if (warns.n && when == PREFLIGHT_CHECK)
+        fprintf(stderr, "twlb: %zu warning%s in %s\n", warns.n, warns.n == 1 ? "" : "s",
+                c->path);
+    int rc = errs.n ? -1 : 0;
+    cfg_errors_free(&errs);
+    cfg_errors_free(&warns);
+    return rc;
 }

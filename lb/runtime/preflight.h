@@ -32,4 +32,13 @@ typedef int preflight_token_fn(const char *path, char *err, size_t errlen);
 int preflight_run(const struct config *c, enum preflight_when when, preflight_token_fn *token,
                   struct cfg_errors *errs, struct cfg_errors *warns);
 
+/* preflight_run(), and every message where the command line shows it: for --check
+ * (PREFLIGHT_CHECK) and a start, errors on stderr followed by "twlb: N errors in FILE;
+ * not starting", as config errors are; on a reload, in the log followed by "reload: N
+ * errors in FILE; keeping the running configuration".  Warnings: on stderr with "twlb:
+ * N warnings in FILE" for --check, in the log on a reload, and at a start into <later>
+ * (the log is not open yet; the caller logs them).  Returns 0, or -1 on any error. */
+int preflight_report(const struct config *c, enum preflight_when when,
+                     preflight_token_fn *token, struct cfg_errors *later);
+
 #endif

@@ -187,17 +187,24 @@ def test_reload_applies_log_file_and_access_log_changes():
         assert not os.path.exists(env.path("elsewhere.log"))
         served_from(cfg, src(3))
         wait_text(acc, "client=%s:" % src(3), "still key=value lines")
+        # a log file in a directory that does not exist: the check before anything is
+        # applied fails the reload, naming the key (preflight, as --check does)
+        cfg["log"]["file"] = env.path("no-dir/c.log")
+        env.write_config(cfg)
+        sighup_and_wait(p, admin, 2, 2)
+        wait_text(b_log, "log.file: the directory %s does not exist" % env.path("no-dir"),
+                  "the failed reload's reason in b.log")
 
         # the access log off, then on again in another file
         cfg["log"] = {"level": "info", "file": b_log}
         env.write_config(cfg)
-        sighup_and_wait(p, admin, 3, 1)
+        sighup_and_wait(p, admin, 3, 2)
         served_from(cfg, src(4))
         h.wait_for(lambda: h.metric(h.metrics(admin), "twlb_sessions_active") == 0, 5,
                    "the session from %s ended" % src(4))
         cfg["log"]["access_log"] = acc2
         env.write_config(cfg)
-        sighup_and_wait(p, admin, 4, 1)
+        sighup_and_wait(p, admin, 4, 2)
         served_from(cfg, src(5))
         wait_text(acc2, "client=%s:" % src(5), "a line in acc2.log")
         for path in (acc, acc2):
