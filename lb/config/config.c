@@ -433,28 +433,34 @@ int config_unreloadable_changes(const struct config *old, const struct config *n
     return keys_diff(&keys_top, old, neu, "", out);
 }
 
-void config_message(const struct config *c, struct cfg_errors *out, const char *severity,
-                    const char *jpath, const char *fmt, ...)
+void config_message(const struct config *c, struct config_pos *pos, struct cfg_errors *out,
+                    const char *severity, const char *jpath, const char *fmt, ...)
 {
     char msg[768], where[64] = "";
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    size_t len = 0;
-    int e = 0;
-    char *text = read_file(c->path, &len, &e);
-    struct jsonpos pos = {0};
-    if (text) {
-        (void)jsonpos_scan(&pos, text, len);
-        const struct jsonpos_entry *p = jsonpos_find(&pos, jpath);
-        if (p)
-            snprintf(where, sizeof where, ":%d:%d", p->line, p->col);
+    if (!pos->read) {
+        pos->read = 1;
+        size_t len = 0;
+        int e = 0;
+        char *text = read_file(c->path, &len, &e);
+        if (text)
+            (void)jsonpos_scan(&pos->pos, text, len);
+        free(text);
     }
-    jsonpos_free(&pos);
-    free(text);
+    const struct jsonpos_entry *p = jsonpos_find(&pos->pos, jpath);
+    if (p)
+        snprintf(where, sizeof where, ":%d:%d", p->line, p->col);
     cfg_errors_add(out, "%s%s: %s%s%s: %s", c->path, where, severity ? severity : "",
                    severity ? ": " : "", jpath, msg);
+}
+
+void config_pos_free(struct config_pos *pos)
+{
+    jsonpos_free(&pos->pos);
+    pos->read = 0;
 }
 
 static void free_health(struct cfg_health *h)

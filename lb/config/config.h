@@ -15,6 +15,7 @@
 #define TWLB_CONFIG_H
 
 #include "config/errors.h"
+#include "config/jsonpos.h"
 #include "config/types.h"
 
 /* Load and validate <path>.  Returns the config, or NULL with every problem in <errs>
@@ -47,9 +48,15 @@ int config_unreloadable_changes(const struct config *old, const struct config *n
  * "pools[0].source_ports"), for checks made once the file has loaded (runtime/preflight.h),
  * in the form of config_load()'s own: "FILE[:LINE:COL]: PATH: <fmt>", or with
  * <severity> (NULL: none, an error) "FILE[:LINE:COL]: <severity>: PATH: <fmt>".  The
- * position is looked up in c->path as it reads now; none when it cannot be read. */
-void config_message(const struct config *c, struct cfg_errors *out, const char *severity,
-                    const char *jpath, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
+ * positions are those of c->path as it reads at the first message given <pos> (zeroed
+ * by the caller, freed with config_pos_free()); none when it cannot be read. */
+struct config_pos {
+    int read;
+    struct jsonpos pos;
+};
+void config_message(const struct config *c, struct config_pos *pos, struct cfg_errors *out,
+                    const char *severity, const char *jpath, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+void config_pos_free(struct config_pos *pos);
 
 #endif
