@@ -5,6 +5,7 @@ bad reloads; log.file, log.access_log, access_log_format and a listener's backlo
 changed by a reload; /healthz answering 503 "draining" while live connections finish
 after SIGTERM."""
 import os
+import select
 import shutil
 import signal
 import socket
@@ -213,23 +214,46 @@ def test_reload_applies_log_file_and_access_log_changes():
         assert "drained; exiting" in open(b_log).read()
 
 
-def listen_sockets(bind):
-    """[(backlog, inode)] of the listening sockets on <bind>, as ss reads them."""
+def listen_sockets(bind, queue=False):
+    """[(backlog, inode)] of the listening sockets on <bind>, as ss reads them; with
+    <queue>, [(clients waiting in the accept queue, inode)]."""
     out = subprocess.run(["ss", "-Hltne", "src", bind], capture_output=True, text=True,
                          timeout=5, check=True).stdout
     res = []
     for line in out.splitlines():
         f = line.split()
         ino = [x for x in f if x.startswith("ino:")]
-        res.append((int(f[2]), int(ino[0][4:])))
+        res.append((int(f[1] if queue else f[2]), int(ino[0][4:])))
     return sorted(res)
+
+
+def serve_one_by_one(socks, timeout=10):
+    """Echo clients that twlb serves one at a time (max_connections 1): each answered one
+    is closed, which lets the next in.  Returns how many got their echo back."""
+    for i, s in enumerate(socks):
+        s.sendall(b"%d\n" % i)
+    pending, served = dict((s, i) for i, s in enumerate(socks)), 0
+    deadline = time.monotonic() + timeout
+    while pending and time.monotonic() < deadline:
+        ready, _, _ = select.select(list(pending), [], [], 0.5)
+        for s in ready:
+            i = pending.pop(s)
+            try:
+                served += s.recv(10) == b"%d\n" % i
+            except OSError:
+                pass
+            s.close()
+    for s in pending:
+        s.close()
+    return served
 
 
 def test_reload_changes_the_backlog_on_the_same_socket():
     """A changed backlog used to open a second socket on the same address: with one
     worker the reload failed with "address already in use", with several the clients
-    queued on the old socket were lost.  Now every worker's socket stays (same inode)
-    and takes the new backlog; a reload that fails puts the old one back."""
+    queued on the old sockets were lost (0 of 8 served).  Now every worker's socket
+    stays (same inode) and takes the new backlog, the queued clients are served, and a
+    reload that fails puts the old backlog back."""
     if not shutil.which("ss"):
         raise h.Skip("ss (iproute2) is not installed")
     for workers in (1, 2):
@@ -239,17 +263,27 @@ def test_reload_changes_the_backlog_on_the_same_socket():
             cfg = h.pool_config(n, [{"name": "e", "address": be.addr}])
             cfg["workers"] = workers
             cfg["listeners"][0]["backlog"] = 16
+            cfg["max_connections"] = 1  # the others wait in the kernel's accept queue
             p = env.twlb(cfg)
             admin, bind = h.admin_addr(cfg), h.listen_addr(cfg)
             before = listen_sockets(bind)
             assert [b for b, _ in before] == [16] * workers, before
+            first = socket.create_connection(h.split_addr(bind), timeout=5)
+            first.sendall(b"0\n")
+            assert first.recv(10) == b"0\n"
+            queued = [socket.create_connection(h.split_addr(bind), timeout=5)
+                      for _ in range(8)]
+            h.wait_for(lambda: sum(q for q, _ in listen_sockets(bind, queue=True)) == 8, 5,
+                       "8 clients in the accept queues")
 
             cfg["listeners"][0]["backlog"] = 64
             env.write_config(cfg)
             assert sighup_and_wait(p, admin, 1, 0)[0] == 1, open(p.log_path).read()
             after = listen_sockets(bind)
             assert after == sorted((64, ino) for _, ino in before), (before, after)
-            assert h.first_line(bind, data=b"x\n", shut=True) == "x"
+            # the clients queued before the reload are served, one after the other
+            first.close()
+            assert serve_one_by_one(queued) == 8
 
             # the backlog and a listener that cannot open: the reload fails, 64 stays
             taken = socket.socket()
