@@ -313,7 +313,7 @@ static void parse_top(struct keys_ctx *c, json_t *root, struct config *cfg)
 
 /* ---- entry points -------------------------------------------------------------------- */
 
-static char *read_file(const char *path, size_t *len, int *e)
+char *config_read_file(const char *path, size_t *len, int *e)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
@@ -366,7 +366,7 @@ struct config *config_load(const char *path, struct cfg_errors *errs)
         cfg_errors_add(errs, "%s: is a directory, not a configuration file", path);
         return NULL;
     }
-    char *text = read_file(path, &len, &e);
+    char *text = config_read_file(path, &len, &e);
     if (!text) {
         cfg_errors_add(errs, "%s: cannot read: %s", path, strerror(e));
         return NULL;
@@ -433,35 +433,6 @@ int config_unreloadable_changes(const struct config *old, const struct config *n
     return keys_diff(&keys_top, old, neu, "", out);
 }
 
-void config_message(const struct config *c, struct config_pos *pos, struct cfg_errors *out,
-                    const char *severity, const char *jpath, const char *fmt, ...)
-{
-    char msg[768], where[64] = "";
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    if (!pos->read) {
-        pos->read = 1;
-        size_t len = 0;
-        int e = 0;
-        char *text = read_file(c->path, &len, &e);
-        if (text)
-            (void)jsonpos_scan(&pos->pos, text, len);
-        free(text);
-    }
-    const struct jsonpos_entry *p = jsonpos_find(&pos->pos, jpath);
-    if (p)
-        snprintf(where, sizeof where, ":%d:%d", p->line, p->col);
-    cfg_errors_add(out, "%s%s: %s%s%s: %s", c->path, where, severity ? severity : "",
-                   severity ? ": " : "", jpath, msg);
-}
-
-void config_pos_free(struct config_pos *pos)
-{
-    jsonpos_free(&pos->pos);
-    pos->read = 0;
-}
 
 static void free_health(struct cfg_health *h)
 {

@@ -15,7 +15,6 @@
 #define TWLB_CONFIG_H
 
 #include "config/errors.h"
-#include "config/jsonpos.h"
 #include "config/types.h"
 
 /* Load and validate <path>.  Returns the config, or NULL with every problem in <errs>
@@ -44,19 +43,8 @@ void config_state_limits(const struct config *c, uint64_t *max_ms, uint64_t *max
 int config_unreloadable_changes(const struct config *old, const struct config *neu,
                                 struct cfg_errors *out);
 
-/* One message about the value at JSON path <jpath> of <c> (written as in messages:
- * "pools[0].source_ports"), for checks made once the file has loaded (runtime/preflight.h),
- * in the form of config_load()'s own: "FILE[:LINE:COL]: PATH: <fmt>", or with
- * <severity> (NULL: none, an error) "FILE[:LINE:COL]: <severity>: PATH: <fmt>".  The
- * positions are those of c->path as it reads at the first message given <pos> (zeroed
- * by the caller, freed with config_pos_free()); none when it cannot be read. */
-struct config_pos {
-    int read;
-    struct jsonpos pos;
-};
-void config_message(const struct config *c, struct config_pos *pos, struct cfg_errors *out,
-                    const char *severity, const char *jpath, const char *fmt, ...)
-    __attribute__((format(printf, 6, 7)));
-void config_pos_free(struct config_pos *pos);
+/* The whole of <path>, NUL-terminated, its length in *len (at most 64 MiB): malloc'ed,
+ * or NULL with an errno in *e. */
+char *config_read_file(const char *path, size_t *len, int *e);
 
 #endif

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "config/message.h"
 #include "core/portrange.h"
 #include "os/log.h"
 #include "os/sockprep.h"
@@ -18,7 +19,7 @@
 #define RESERVED_SYSCTL "/proc/sys/net/ipv4/ip_local_reserved_ports"
 
 /* The directory <path> would be created in must exist: 0, or -1 with a message added. */
-static int check_dir(const struct config *c, struct config_pos *pos, struct cfg_errors *errs,
+static int check_dir(const struct config *c, struct message_pos *pos, struct cfg_errors *errs,
                      const char *jpath, const char *path, const char *hint)
 {
     char dir[4096];
@@ -45,7 +46,7 @@ static int check_dir(const struct config *c, struct config_pos *pos, struct cfg_
     }
     if (!why)
         return 0;
-    config_message(c, pos, errs, NULL, jpath, "the directory %s %s, so %s cannot be created%s",
+    message_add(c, pos, errs, NULL, jpath, "the directory %s %s, so %s cannot be created%s",
                    dir, why, path, hint);
     return -1;
 }
@@ -64,7 +65,7 @@ static int read_small(const char *path, char *buf, size_t len)
     return 0;
 }
 
-static void check_ports(const struct config *c, struct config_pos *pos, struct cfg_errors *warns)
+static void check_ports(const struct config *c, struct message_pos *pos, struct cfg_errors *warns)
 {
     char text[64];
     struct portrange eph;
@@ -86,7 +87,7 @@ static void check_ports(const struct config *c, struct config_pos *pos, struct c
             continue;
         char jpath[64];
         snprintf(jpath, sizeof jpath, "pools[%zu].source_ports", p);
-        config_message(c, pos, warns, "warning", jpath,
+        message_add(c, pos, warns, "warning", jpath,
                        "\"%u-%u\" overlaps the kernel's ephemeral ports "
                        "(net.ipv4.ip_local_port_range %u-%u): %u of its ports (%u-%u) may be "
                        "taken by other connections of this host when twlb binds them; move "
@@ -96,7 +97,7 @@ static void check_ports(const struct config *c, struct config_pos *pos, struct c
     }
 }
 
-static void check_caps(const struct config *c, struct config_pos *pos, struct cfg_errors *warns)
+static void check_caps(const struct config *c, struct message_pos *pos, struct cfg_errors *warns)
 {
     int explicit = c->reuse.isn == ISN_EXPLICIT;
     int destroy = c->reuse.local_time_wait == PM_LOCAL_TW_DESTROY;
@@ -105,13 +106,13 @@ static void check_caps(const struct config *c, struct config_pos *pos, struct cf
     if (sockprep_can_repair(AF_INET) || sockprep_can_repair(AF_INET6))
         return;
     if (explicit)
-        config_message(c, pos, warns, "warning", "reuse.isn",
+        message_add(c, pos, warns, "warning", "reuse.isn",
                        "\"explicit\" needs CAP_NET_ADMIN (TCP_REPAIR), which this check "
                        "(uid %u) does not have: twlb started without it refuses to start; "
                        "give the service CAP_NET_ADMIN, or use \"auto\" or \"kernel\"",
                        (unsigned)geteuid());
     if (destroy)
-        config_message(c, pos, warns, "warning", "reuse.local_time_wait",
+        message_add(c, pos, warns, "warning", "reuse.local_time_wait",
                        "\"destroy\" needs CAP_NET_ADMIN (SOCK_DESTROY), which this check "
                        "(uid %u) does not have: twlb started without it refuses to start; "
                        "give the service CAP_NET_ADMIN, or use \"avoid\"",
@@ -122,11 +123,11 @@ int preflight_run(const struct config *c, enum preflight_when when, preflight_to
                   struct cfg_errors *errs, struct cfg_errors *warns)
 {
     size_t before = errs->n;
-    struct config_pos positions = {0}, *pos = &positions;
+    struct message_pos positions = {0}, *pos = &positions;
     if (c->admin.enabled && c->admin.token_file && token) {
         char err[512] = "";
         if (token(c->admin.token_file, err, sizeof err) < 0)
-            config_message(c, pos, errs, NULL, "admin.token_file", "%s", err);
+            message_add(c, pos, errs, NULL, "admin.token_file", "%s", err);
     }
     const char *logs = " (create the directory; under systemd the unit's LogsDirectory= "
                        "makes /var/log/twlb)";
@@ -141,7 +142,7 @@ int preflight_run(const struct config *c, enum preflight_when when, preflight_to
     if (when == PREFLIGHT_CHECK)
         check_caps(c, pos, warns);
     check_ports(c, pos, warns);
-    config_pos_free(pos);
+    message_pos_free(pos);
     return (int)(errs->n - before);
 }
 

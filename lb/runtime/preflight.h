@@ -1,7 +1,7 @@
 /* preflight.h - what would make twlb fail, or run other than the configuration says,
  * although the file is valid: checked before anything is opened, by `twlb --check`, at
  * start and on every reload, so that each says it the same way, naming the file, the
- * line:col and the JSON path (config_message()).
+ * line:col and the JSON path (config/message.h).
  *
  * Errors (the start or the reload would fail later, less clearly):
  *   - admin.token_file that cannot be read, or holds no usable token (<token>);
