@@ -26,7 +26,8 @@
 #   make clean
 
 CC      ?= cc
-PKGS    := libuv jansson libcap
+# libsystemd: sd_notify for Type=notify units (lb/os/sdnotify.h).
+PKGS    := libuv jansson libcap libsystemd
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)
@@ -84,6 +85,7 @@ UNIT_LINK_test_metrics  := $(addprefix $(BUILD)/lb/admin/,metrics.o walk.o prom.
 UNIT_LIBS_test_simulate := -lm
 
 DEB_PKGS := gcc make libc6-dev pkg-config libuv1-dev libjansson-dev libcmocka-dev libcap-dev \
+            libsystemd-dev \
             python3 iproute2 procps curl python3-prometheus-client xxd \
             chromium chromium-driver python3-selenium bird2 keepalived \
             python3-jsonschema scdoc man-db dpkg-dev systemd

@@ -46,6 +46,7 @@ static const char *reason_value(size_t k)
     };
     return k < REJ_N ? names[k] : "?";
 }
+static const char *result_value(size_t k) { return k == 0 ? "ok" : "failed"; }
 
 /* ---- readers ----------------------------------------------------------------------- */
 
@@ -106,6 +107,19 @@ static int64_t rd_no_backend(const struct metric_src *s, size_t k)
 {
     return (int64_t)s->totals.no_backend_total;
 }
+static int64_t rd_reload_ok(const struct metric_src *s, size_t k)
+{
+    return s->process.last_reload_ok;
+}
+static int64_t rd_reload_time(const struct metric_src *s, size_t k)
+{
+    return (int64_t)s->process.last_reload_unix_s;
+}
+static int64_t rd_reloads(const struct metric_src *s, size_t k)
+{
+    return (int64_t)(k == 0 ? s->process.reloads_ok : s->process.reloads_failed);
+}
+static int64_t rd_draining(const struct metric_src *s, size_t k) { return s->process.draining; }
 static int64_t rd_open_fds(const struct metric_src *s, size_t k) { return procinfo_open_fds(); }
 static int64_t rd_resident(const struct metric_src *s, size_t k) { return procinfo_resident_bytes(); }
 
@@ -186,6 +200,21 @@ const struct metric_family metrics_table[] = {
     {"twlb_no_backend_total", COUNTER,
      "Client connections closed because no backend or source port was usable",
      METRIC_GLOBAL, ONE, .read = rd_no_backend, JSON(INT, "no_backend_total")},
+    /* The names of Prometheus' own prometheus_config_last_reload_successful and
+     * _success_timestamp_seconds, as the Prometheus ecosystem's exporters use them. */
+    {"twlb_config_last_reload_successful", GAUGE,
+     "1 when the last reload (SIGHUP) applied its configuration, 0 when it failed and the "
+     "running one was kept; 1 at start", METRIC_GLOBAL, ONE, .read = rd_reload_ok,
+     JSON(BOOL, "config_last_reload_successful")},
+    {"twlb_config_last_reload_timestamp_seconds", GAUGE,
+     "Unix time of the last reload that succeeded, or of the start", METRIC_GLOBAL, ONE,
+     .read = rd_reload_time, JSON(INT, "config_last_reload_timestamp_seconds")},
+    {"twlb_config_reloads_total", COUNTER, "Reloads (SIGHUP) since the start, by result",
+     METRIC_GLOBAL, .label = "result", .nvalues = 2, .value = result_value,
+     .read = rd_reloads, JSON(INT, "config_reloads_")},
+    {"twlb_draining", GAUGE,
+     "1 from SIGTERM/SIGINT on: no new clients, live connections finishing (/healthz "
+     "answers 503)", METRIC_GLOBAL, ONE, .read = rd_draining, JSON(BOOL, "draining")},
     /* The names every Prometheus client library uses for these (no twlb_ prefix). */
     {"process_open_fds", GAUGE, "Number of open file descriptors", METRIC_GLOBAL,
      ONE, .read = rd_open_fds, JSON(INT, "process_open_fds")},

@@ -40,6 +40,7 @@ struct metric_src {
     const char *labels[METRIC_SCOPE_LABELS];  /* values of the scope's labels */
     struct view_totals totals;                /* GLOBAL */
     enum isn_mode isn_mode;                   /* GLOBAL */
+    struct view_process process;              /* GLOBAL: reloads, drain */
     uint64_t listener_connections;            /* LISTENER */
     uint64_t listener_rejected[REJ_N];        /* LISTENER, by reason */
     struct view_backend be;                   /* BACKEND, PATH */

@@ -13,6 +13,7 @@ int walk_at(const struct view *v, enum metric_scope scope, size_t i, size_t j, s
     case METRIC_GLOBAL:
         view_totals(v, &out->totals);
         out->isn_mode = view_isn_mode(v);
+        view_process(v, &out->process);
         return 0;
     case METRIC_LISTENER:
         if (i >= c->n_listeners)

@@ -407,7 +407,7 @@ static void parse_top(struct keys_ctx *c, json_t *root, struct config *cfg)
 
 /* ---- entry points -------------------------------------------------------------------- */
 
-static char *read_file(const char *path, size_t *len, int *e)
+char *config_read_file(const char *path, size_t *len, int *e)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
@@ -460,7 +460,7 @@ struct config *config_load(const char *path, struct cfg_errors *errs)
         cfg_errors_add(errs, "%s: is a directory, not a configuration file", path);
         return NULL;
     }
-    char *text = read_file(path, &len, &e);
+    char *text = config_read_file(path, &len, &e);
     if (!text) {
         cfg_errors_add(errs, "%s: cannot read: %s", path, strerror(e));
         return NULL;
@@ -526,6 +526,7 @@ int config_unreloadable_changes(const struct config *old, const struct config *n
 {
     return keys_diff(&keys_top, old, neu, "", out);
 }
+
 
 static void free_health(struct cfg_health *h)
 {

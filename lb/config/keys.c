@@ -244,13 +244,14 @@ static const struct key admin[] = {
 };
 TABLE(keys_admin, "admin", admin);
 
-/* The log files are opened once at start (main.c): a reload does not reopen them. */
+/* A reload that changes the files opens the new ones before it applies anything, and
+ * switches to them once the rest has succeeded (os/log.h: log_files_prepare). */
 static const struct key log_keys[] = {
     WORD("level", struct cfg_log, level, parse_level, W_LEVEL, "info", RELOAD),
-    STR("file", struct cfg_log, file, RESTART),
-    STR("access_log", struct cfg_log, access_log, RESTART),
+    STR("file", struct cfg_log, file, RELOAD),
+    STR("access_log", struct cfg_log, access_log, RELOAD),
     WORD("access_log_format", struct cfg_log, access_log_json, parse_format, W_FORMAT, "text",
-         RESTART),
+         RELOAD),
 };
 TABLE(keys_log, "log", log_keys);
 

@@ -195,10 +195,25 @@ static struct listener_rt *listener_open(struct gen *g, const struct cfg_listene
     return lis;
 }
 
+/* A reload keeps the socket of every listener whose address stays, whatever its other
+ * keys; a changed backlog is applied to that socket (set_backlog). */
 static int same_socket(const struct cfg_listener *a, const struct cfg_listener *b)
 {
-    return a->bind.len == b->bind.len && !memcmp(&a->bind.ss, &b->bind.ss, a->bind.len) &&
-           a->backlog == b->backlog;
+    return a->bind.len == b->bind.len && !memcmp(&a->bind.ss, &b->bind.ss, a->bind.len);
+}
+
+/* listen() again on a listening socket changes only its backlog on Linux (the accept
+ * queue's limit; the clients waiting in it stay).  Opening a second socket for a new
+ * backlog, as before, failed the reload with "address already in use" (one worker: no
+ * SO_REUSEPORT), or with several workers lost the clients queued on the old one. */
+static int set_backlog(struct listener_rt *lis, uint32_t from, uint32_t to)
+{
+    if (from == to)
+        return 0;
+    if (listen(lis->fd, (int)to) < 0)
+        return -errno;
+    log_info("listener %s: backlog %u (was %u)", lis->cfg->name, (unsigned)to, (unsigned)from);
+    return 0;
 }
 
 int listener_open_all(struct gen *g, struct gen *prev, char *err, size_t errlen)
@@ -218,17 +233,26 @@ int listener_open_all(struct gen *g, struct gen *prev, char *err, size_t errlen)
                 g->listeners[i] = old;
                 prev->listeners[j] = NULL;
                 from[i] = j + 1;
+                if ((rc = set_backlog(old, old->cfg->backlog, lc->backlog)) < 0)
+                    snprintf(err, errlen, "listener %s: cannot set the backlog to %u: %s",
+                             lc->name, (unsigned)lc->backlog, uv_strerror(rc));
             }
         }
+        if (rc < 0)
+            break;
         if (!g->listeners[i] && !(g->listeners[i] = listener_open(g, lc, err, errlen)))
             rc = UV_EADDRINUSE;
     }
     if (rc < 0) {
         for (size_t i = 0; i < c->n_listeners; i++) {
-            if (from[i])
-                prev->listeners[from[i] - 1] = g->listeners[i];
-            else
+            if (from[i]) {
+                struct listener_rt *lis = g->listeners[i];
+                (void)set_backlog(lis, c->listeners[i].backlog,
+                                  prev->cfg->listeners[from[i] - 1].backlog);
+                prev->listeners[from[i] - 1] = lis;
+            } else {
                 listener_close(g->listeners[i]);
+            }
             g->listeners[i] = NULL;
         }
     } else {
@@ -249,6 +273,7 @@ void listener_give_back(struct gen *g, struct gen *prev)
         g->listeners[i] = NULL;
         for (size_t j = 0; lis && prev && j < prev->cfg->n_listeners; j++)
             if (!prev->listeners[j] && same_socket(&prev->cfg->listeners[j], lis->cfg)) {
+                (void)set_backlog(lis, lis->cfg->backlog, prev->cfg->listeners[j].backlog);
                 lis->gen = prev;
                 lis->cfg = &prev->cfg->listeners[j];
                 prev->listeners[j] = lis;

@@ -120,6 +120,19 @@ int view_path(const struct view *v, size_t pool, size_t backend, size_t inside,
     return 0;
 }
 
+/* Main thread only: lifecycle.c writes it, the admin endpoint (same loop) reads it. */
+static struct view_process process = {.last_reload_ok = 1};
+
+void view_process(const struct view *v, struct view_process *out)
+{
+    *out = process;
+}
+
+void view_set_process(const struct view_process *p)
+{
+    process = *p;
+}
+
 int view_pool(const struct view *v, size_t pool, struct view_pool *out)
 {
     if (pool >= S(v)->cfg->n_pools)

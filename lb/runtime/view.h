@@ -82,6 +82,19 @@ struct view_path {
 int view_path(const struct view *v, size_t pool, size_t backend, size_t inside,
               struct view_path *out);
 
+/* The process itself rather than its workers: the last reload and the drain.  Kept on
+ * the main thread by runtime/lifecycle.c, which sets it with view_set_process() (the
+ * runtime side, like view_of); view_process() gives it as of now, not as of the
+ * snapshot.  Before any view_set_process(): last_reload_ok 1, everything else 0. */
+struct view_process {
+    int draining;                 /* SIGTERM/SIGINT: not accepting, connections finishing */
+    int last_reload_ok;           /* the last reload attempt succeeded (1 at start) */
+    uint64_t last_reload_unix_s;  /* when the last successful reload, or the start, was */
+    uint64_t reloads_ok, reloads_failed;
+};
+void view_process(const struct view *v, struct view_process *out);
+void view_set_process(const struct view_process *p);
+
 /* The figures of pool <pool>, summed over the workers. */
 struct view_pool {
     uint64_t queue_length;          /* clients waiting in the pool's queue now */

@@ -64,9 +64,11 @@ def key_tables():
 
 
 def twlb_check(cfg, env):
+    """A config (dict) or a config file, checked as on a host where the unit has run
+    (the production example keeps its state in /var/lib/twlb)."""
     path = env.write_config(cfg, "check.json") if isinstance(cfg, dict) else cfg
-    r = subprocess.run([h.TWLB, "--check", path], capture_output=True, text=True, timeout=10)
-    return r.returncode == 0, r.stdout + r.stderr
+    rc, out, err = h.check_as_installed(path, env)
+    return rc == 0, out + err
 
 
 def good_configs():

@@ -269,33 +269,33 @@ static void test_unknown_keys_are_rejected(void **state)
 
 static void test_unreloadable_changes(void **state)
 {
-    struct config *old = load_ok("", ", \"log\": {\"file\": \"/tmp/a.log\"}");
-    struct config *same = load_ok("", ", \"log\": {\"file\": \"/tmp/a.log\"}");
+    struct config *old = load_ok("", ", \"workers\": 2, \"user\": \"nobody\"");
+    struct config *same = load_ok("", ", \"workers\": 2, \"user\": \"nobody\"");
     struct cfg_errors out = {0};
     assert_int_equal(config_unreloadable_changes(old, same, &out), 0);
     assert_int_equal(out.n, 0);
 
-    /* Reloadable keys may change freely. */
+    /* Reloadable keys may change freely; the log files too since issue 11. */
     struct config *neu = load_ok("\"retries\": 5, \"time_wait\": {\"seconds\": 9}, ",
-                                 ", \"log\": {\"file\": \"/tmp/a.log\", \"level\": \"warn\"}");
+                                 ", \"workers\": 2, \"user\": \"nobody\", \"log\": "
+                                 "{\"file\": \"/tmp/b.log\", \"access_log\": \"-\", "
+                                 "\"access_log_format\": \"json\", \"level\": \"warn\"}");
     assert_int_equal(config_unreloadable_changes(old, neu, &out), 0);
     config_free(neu);
 
-    neu = load_ok("", ", \"log\": {\"file\": \"/tmp/b.log\", \"access_log\": \"-\", "
-                      "\"access_log_format\": \"json\"}");
+    neu = load_ok("", ", \"workers\": 3, \"user\": \"root\", \"group\": \"root\"");
     assert_int_equal(config_unreloadable_changes(old, neu, &out), 3);
     assert_int_equal(out.n, 3);
-    assert_string_equal(out.msg[0], "log.file: changed; takes effect at the next restart");
-    assert_string_equal(out.msg[1], "log.access_log: changed; takes effect at the next restart");
-    assert_string_equal(out.msg[2],
-                        "log.access_log_format: changed; takes effect at the next restart");
+    assert_string_equal(out.msg[0], "workers: changed; takes effect at the next restart");
+    assert_string_equal(out.msg[1], "user: changed; takes effect at the next restart");
+    assert_string_equal(out.msg[2], "group: changed; takes effect at the next restart");
     cfg_errors_free(&out);
 
-    /* Removing the file is a change too. */
+    /* Removing a key is a change too. */
     config_free(neu);
-    neu = load_ok("", "");
+    neu = load_ok("", ", \"workers\": 2");
     assert_int_equal(config_unreloadable_changes(old, neu, &out), 1);
-    assert_string_equal(out.msg[0], "log.file: changed; takes effect at the next restart");
+    assert_string_equal(out.msg[0], "user: changed; takes effect at the next restart");
     cfg_errors_free(&out);
     config_free(neu);
     config_free(same);
