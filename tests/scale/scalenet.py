@@ -28,7 +28,7 @@ LOADGEN = os.path.join(HERE, "loadgen.py")
 
 def need(*tools):
     """Skip only when namespaces are unavailable; a missing tool is a failure (make deps
-    installs bird2 and keepalived)."""
+    installs bird2, keepalived and nftables)."""
     netns.require()
     missing = [t for t in tools if not shutil.which(t)]
     assert not missing, "not installed: %s (run make deps)" % ", ".join(missing)
