@@ -41,6 +41,7 @@ PINNED_PING_TIMEOUT_S = 8.0  # longer than a dead host's pinned flows need to ge
 KILL_RECOVERY_S = 2.0    # documented in docs/scale-out.md
 HOLD_S = 3               # bird-router.conf's hold time
 DEATH_RECOVERY_S = HOLD_S + 1.0  # host death: new connections succeed again (documented)
+INFLIGHT_S = 0.5         # a new connection started this long before an event counts for it
 RESULTS = {}
 
 
@@ -203,11 +204,13 @@ def scenario(resilient, pinned=False):
             json.dump(res, f)
         end = res["start"] + duration + 5
         k1 = d0 or end
+        # new connections are counted by when they started: one started just before an
+        # event can be hit by it (in flight when twlb was killed, say)
         r["share"] = s.share(res, res["start"], g0)
-        r["graceful_failures"] = new_conn_failures(res, g0 - 0.5, b0)
-        r["rejoin_failures"] = new_conn_failures(res, b0, k0)
-        kill_fail = new_conn_failures(res, k0, k1)
-        r["kill_failures"] = len(s.failures(res, k0, k1))  # short ones, as before
+        r["graceful_failures"] = new_conn_failures(res, g0 - INFLIGHT_S, b0)
+        r["rejoin_failures"] = new_conn_failures(res, b0, k0 - INFLIGHT_S)
+        kill_fail = new_conn_failures(res, k0 - INFLIGHT_S, k1 - INFLIGHT_S)
+        r["kill_failures"] = len(s.failures(res, k0 - INFLIGHT_S, k1 - INFLIGHT_S))  # short
         r["kill_long_open_failures"] = len(kill_fail) - r["kill_failures"]  # retried at 10/s
         r["kill_new_conn_fail_s"] = last_failure_s(kill_fail, k0)
         r["long_open_at_start"] = {n: lg.long_nodes.count(n)
@@ -221,8 +224,8 @@ def scenario(resilient, pinned=False):
         r["long_broken_kill_others"] = s.long_breaks(res, k0, k1, exclude=(inside(2),))
         syn_ns = syn_node2 + s.ns_syn_retrans(t, "node3") - syn0[3]
         if pinned:
-            death_fail = new_conn_failures(res, d0, end)
-            r["death_failures"] = len(s.failures(res, d0, end))
+            death_fail = new_conn_failures(res, d0 - INFLIGHT_S, end)
+            r["death_failures"] = len(s.failures(res, d0 - INFLIGHT_S, end))
             r["death_long_open_failures"] = len(death_fail) - r["death_failures"]
             r["death_new_conn_fail_s"] = last_failure_s(death_fail, d0)
             r["long_on_node1_at_death"] = s.long_open_at(res, inside(1), d0)
@@ -267,8 +270,8 @@ def new_conn_failures(res, t_from, t_to):
 
 
 def last_failure_s(fails, t0):
-    """How long after <t0> the last failed attempt started (0.0: none failed)."""
-    return round(max(ta for ta, _ in fails) - t0, 3) if fails else 0.0
+    """How long after <t0> the last failed attempt started (0.0: none failed after it)."""
+    return round(max([0.0] + [ta - t0 for ta, _ in fails]), 3)
 
 
 def check_common(r):
