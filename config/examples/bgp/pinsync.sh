@@ -19,11 +19,17 @@
 #
 # Marks must stay the same while the script is restarted: live flows keep theirs.  If
 # birdc does not answer (BIRD restarting), nothing changes.  Prints one line per change.
+if [ $# -lt 5 ]; then
+    echo "usage: pinsync.sh BIRD_SOCKET VIP DEV INTERVAL_S MARK:PROTOCOL:NODE..." >&2
+    exit 2
+fi
 SOCK=$1 VIP=$2 DEV=$3 INTERVAL=$4
 shift 4
 for n in "$@"; do
     mark=${n%%:*} rest=${n#*:}
     node=${rest#*:}
+    case $mark in [1-9] | [1-9][0-9] | 1[0-9][0-9] | 2[0-4][0-9] | 25[0-5]) ;;
+    *) echo "pinsync.sh: $n: MARK must be 1..255" >&2; exit 2 ;; esac
     nft add element ip twlb_pin node_mark "{ $node : $mark }" || exit 1
     while ip rule del fwmark "$mark" 2>/dev/null; do :; done
     ip rule add fwmark "$mark" lookup $((100 + mark)) priority 100 || exit 1
