@@ -87,7 +87,7 @@ UNIT_LIBS_test_simulate := -lm
 DEB_PKGS := gcc make libc6-dev pkg-config libuv1-dev libjansson-dev libcmocka-dev libcap-dev \
             libsystemd-dev \
             python3 iproute2 procps curl python3-prometheus-client xxd \
-            chromium chromium-driver python3-selenium bird2 keepalived \
+            chromium chromium-driver python3-selenium bird2 keepalived nftables \
             python3-jsonschema scdoc man-db dpkg-dev systemd
 
 # Fuzzing (tests/fuzz/README.md): one harness per target, linked with what it needs.
@@ -238,7 +238,7 @@ soak: lb/twlb backends/twbackend
 
 # Past one machine (docs/scale-out.md): three nodes behind BGP/ECMP, a VRRP pair, and
 # `twlb simulate --target-rate` checked against real runs.  Needs root and namespaces
-# (skips, saying so, without them); bird2 and keepalived come from make deps.
+# (skips, saying so, without them); bird2, keepalived and nftables come from make deps.
 scale-test: lb/twlb backends/twbackend tests/stress/twstress
 	python3 tests/scale/run.py
 
