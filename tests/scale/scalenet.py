@@ -119,7 +119,9 @@ def start_loadgen(t, host, vip, rate, duration, long=0, long_life=0, ping_timeou
 
 def finish_loadgen(p, timeout):
     out, _ = p.communicate(timeout=timeout)
-    return json.loads(out.strip().splitlines()[-1])
+    lines = out.strip().splitlines()
+    assert lines, "the load generator printed no result (exit status %s)" % p.returncode
+    return json.loads(lines[-1])
 
 
 def failures(res, t_from=None, t_to=None):
