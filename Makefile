@@ -191,6 +191,13 @@ $(BUILD)/bench/bench_%: $(BUILD)/tests/bench/bench_%.o $(CORE_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ -lm
 
+# The kernel-mode margin's clock measurement (tests/bench/margin.py), linked with the
+# runtime's own clock and socket code so that it reads the clocks as twlb does.
+$(BUILD)/bench/margin_clock: $(BUILD)/tests/bench/margin_clock.o $(BUILD)/lb/os/clock.o \
+                             $(BUILD)/lb/os/sockprep.o $(CORE_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
 
