@@ -326,8 +326,14 @@ int portmap_acquire(portmap *pm, uint64_t now_ms, uint64_t now_real_ns, uint64_t
                                        now_mono_ns, e->bytes, pm->pol.kernel_margin);
         if (ok) {
             uint32_t rcv_nxt = e->rcv_nxt;
+            uint64_t syn = e->syn_real_ns, bytes = e->bytes;
             take(pm, port, e, PM_PICK_REMOTE_TW, out);
             out->rcv_nxt = rcv_nxt;
+            if (pm->pol.mode == ISN_KERNEL) {
+                out->old_syn_real_ns = syn;
+                out->old_bytes = bytes;
+                out->decided_real_ns = now_real_ns;
+            }
             return 0;
         }
         port = next;

@@ -13,13 +13,16 @@
  *                                                   the next reuse of this 4-tuple
  *     uv_tcp_connect()                              connect(): the kernel computes the
  *                                                   ISN from CLOCK_REALTIME here
+ *     after    clock_real_ns(), clock_mono_ns()     upconn.c since the margin was
+ *                                                   measured: the SYN time kept
  *
  * and reads the ISN the SYN carried from a packet socket on <iface>.  For one 4-tuple the
  * kernel's ISN is hash + realtime_ns / 64 (kernel-facts 3), so ISN differences between
  * samples give the kernel's own time differences to 64 ns, to compare with the readings.
  *
- * Output, one line per sample:  decide_real decide_mono record_real record_mono isn
- * (ns, ns, ns, ns, u32; isn -1 when no SYN was seen).  Exit 0, 1 on a setup failure,
+ * Output, one line per sample:
+ *     decide_real decide_mono record_real record_mono after_real after_mono isn
+ * (ns; isn a u32, -1 when no SYN was seen).  Exit 0, 1 on a setup failure,
  * 2 on a bad command line. */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -38,7 +41,7 @@
 #include "os/sockprep.h"
 
 struct sample {
-    uint64_t d_real, d_mono, r_real, r_mono;
+    uint64_t d_real, d_mono, r_real, r_mono, a_real, a_mono;
     int64_t isn;
 };
 
@@ -174,6 +177,8 @@ int main(int argc, char **argv)
         s[i].r_real = clock_real_ns();
         s[i].r_mono = clock_mono_ns();
         int r = uv_tcp_connect(&creq, &tcp, (const struct sockaddr *)&backend, on_connect);
+        s[i].a_real = clock_real_ns();
+        s[i].a_mono = clock_mono_ns();
         if (r < 0) {
             fprintf(stderr, "margin_clock: connect: %s\n", uv_strerror(r));
             return 1;
@@ -187,9 +192,10 @@ int main(int argc, char **argv)
         s[i].isn = read_syn(pfd, (uint16_t)port, ntohs(backend.sin_port));
     }
     for (long i = 0; i < count; i++)
-        printf("%llu %llu %llu %llu %lld\n", (unsigned long long)s[i].d_real,
+        printf("%llu %llu %llu %llu %llu %llu %lld\n", (unsigned long long)s[i].d_real,
                (unsigned long long)s[i].d_mono, (unsigned long long)s[i].r_real,
-               (unsigned long long)s[i].r_mono, (long long)s[i].isn);
+               (unsigned long long)s[i].r_mono, (unsigned long long)s[i].a_real,
+               (unsigned long long)s[i].a_mono, (long long)s[i].isn);
     free(s);
     close(pfd);
     return 0;
