@@ -22,7 +22,7 @@ void backend_policy(const struct gen *g, const struct backend_rt *be,
     pol->local_tw = c->reuse.local_time_wait;
     pol->local_tw_ms = (uint64_t)c->reuse.local_time_wait_seconds * 1000;
     pol->quarantine_ms = c->reuse.quarantine_ms;
-    pol->kernel_margin = ISN_KERNEL_MARGIN;
+    pol->kernel_margin = isn_kernel_margin_of_us(c->reuse.kernel_margin_us);
 }
 
 /* Workers other than 0 follow the probes' verdict that worker 0 publishes; the change is
