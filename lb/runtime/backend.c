@@ -168,7 +168,9 @@ int backend_acquire(struct gen *g, struct backend_rt *be, uint64_t now_ms,
                     struct pathset_pick *out)
 {
     follow_demotion(g, be);
-    if (pathset_acquire(be->ps, now_ms, clock_real_ns(), clock_mono_ns(), out) == 0)
+    uint64_t real, mono;
+    clock_pair_ns(&real, &mono);
+    if (pathset_acquire(be->ps, now_ms, real, mono, out) == 0)
         return 0;
     be->sh->st.ports_exhausted_total++;
     return -1;

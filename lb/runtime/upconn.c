@@ -291,8 +291,7 @@ static int step(struct upconn *u)
          * reuse judges safety from a reading taken before its own connect(); so the
          * predicted advance is never more than the true one (docs/reuse.md, "The
          * kernel-mode margin"). */
-        u->syn_real_ns = clock_real_ns();
-        u->syn_mono_ns = clock_mono_ns();
+        clock_pair_ns(&u->syn_real_ns, &u->syn_mono_ns);
         if (r < 0) {
             /* connect() itself failed at once: a refused port, or the route; either way
              * the handle closes first, then the next port or the report follows. */

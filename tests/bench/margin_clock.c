@@ -6,14 +6,14 @@
  * neither end keeps any state and the next sample reuses the same 4-tuple at once), each
  * sample does what twlb does for a backend connection, with the same code:
  *
- *     decide   clock_real_ns(), clock_mono_ns()     runtime/backend.c, backend_acquire:
+ *     decide   clock_pair_ns()                      runtime/backend.c, backend_acquire:
  *                                                   the time the port is judged safe at
  *     sockprep_socket(), uv_tcp_init(), uv_tcp_open()            runtime/upconn.c, step
- *     record   clock_real_ns(), clock_mono_ns()     upconn.c: the SYN time kept for
- *                                                   the next reuse of this 4-tuple
+ *     record   clock_real_ns(), clock_mono_ns()     upconn.c until the margin was
+ *                                                   measured: the SYN time kept
  *     uv_tcp_connect()                              connect(): the kernel computes the
  *                                                   ISN from CLOCK_REALTIME here
- *     after    clock_real_ns(), clock_mono_ns()     upconn.c since the margin was
+ *     after    clock_pair_ns()                      upconn.c since the margin was
  *                                                   measured: the SYN time kept
  *
  * and reads the ISN the SYN carried from a packet socket on <iface>.  For one 4-tuple the
@@ -162,8 +162,7 @@ int main(int argc, char **argv)
             struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
             nanosleep(&ts, NULL);
         }
-        s[i].d_real = clock_real_ns();
-        s[i].d_mono = clock_mono_ns();
+        clock_pair_ns(&s[i].d_real, &s[i].d_mono);
         int fd = sockprep_socket((const struct sockaddr *)&inside, (uint16_t)port, 0, 0);
         if (fd < 0) {
             fprintf(stderr, "margin_clock: sockprep_socket: %s\n", strerror(-fd));
@@ -177,8 +176,7 @@ int main(int argc, char **argv)
         s[i].r_real = clock_real_ns();
         s[i].r_mono = clock_mono_ns();
         int r = uv_tcp_connect(&creq, &tcp, (const struct sockaddr *)&backend, on_connect);
-        s[i].a_real = clock_real_ns();
-        s[i].a_mono = clock_mono_ns();
+        clock_pair_ns(&s[i].a_real, &s[i].a_mono);
         if (r < 0) {
             fprintf(stderr, "margin_clock: connect: %s\n", uv_strerror(r));
             return 1;
