@@ -287,7 +287,7 @@ static int step(struct upconn *u)
             }
         }
         /* The SYN time, read once connect() has returned: never earlier than the moment
-         * the kernel took its ISN from CLOCK_REALTIME (kernel-facts 3), while a later
+         * the kernel took its ISN from CLOCK_REALTIME (kernel-facts 3, 7.3), while a later
          * reuse judges safety from a reading taken before its own connect(); so the
          * predicted advance is never more than the true one (docs/reuse.md, "The
          * kernel-mode margin"). */
