@@ -125,12 +125,21 @@ uint32_t isn_kernel_margin_of_us(uint32_t us)
     return seq > 0x40000000u ? 0x40000000u : (uint32_t)seq;
 }
 
+/* The window [lo, hi] of d = advance - (bytes + 2) that isn_kernel_reuse_safe()
+ * accepts. */
+static void kernel_window(uint32_t margin, uint32_t *lo, uint32_t *hi)
+{
+    if (margin > 0x40000000u)
+        margin = 0x40000000u;
+    uint32_t upper = margin > ISN_KERNEL_UPPER_GUARD ? margin : ISN_KERNEL_UPPER_GUARD;
+    *lo = margin ? margin : 1;
+    *hi = 0x80000000u - upper;
+}
+
 int isn_kernel_reuse_safe(uint64_t old_syn_real_ns, uint64_t old_syn_mono_ns,
                           uint64_t now_real_ns, uint64_t now_mono_ns, uint64_t bytes,
                           uint32_t margin)
 {
-    if (margin > 0x40000000u)
-        margin = 0x40000000u;
     if (now_real_ns < old_syn_real_ns || now_mono_ns < old_syn_mono_ns)
         return 0;
     uint64_t dreal = now_real_ns - old_syn_real_ns, dmono = now_mono_ns - old_syn_mono_ns;
@@ -138,7 +147,20 @@ int isn_kernel_reuse_safe(uint64_t old_syn_real_ns, uint64_t old_syn_mono_ns,
     if (skew > isn_kernel_skew_limit_ns(margin)) /* the wall clock was stepped */
         return 0;
     /* new ISN - rcv_nxt = advance - (bytes + 2), modulo 2^32 */
-    uint32_t d = isn_kernel_advance(dreal) - (uint32_t)(bytes + 2);
-    uint32_t upper = margin > ISN_KERNEL_UPPER_GUARD ? margin : ISN_KERNEL_UPPER_GUARD;
-    return d >= (margin ? margin : 1) && d <= 0x80000000u - upper;
+    uint32_t d = isn_kernel_advance(dreal) - (uint32_t)(bytes + 2), lo, hi;
+    kernel_window(margin, &lo, &hi);
+    return d >= lo && d <= hi;
+}
+
+uint64_t isn_kernel_safe_at_ns(uint64_t dt_ns, uint64_t bytes, uint32_t margin)
+{
+    uint32_t lo, hi;
+    kernel_window(margin, &lo, &hi);
+    uint64_t ticks = dt_ns / 64;
+    uint32_t d = (uint32_t)ticks - (uint32_t)(bytes + 2);
+    if (d >= lo && d <= hi)
+        return dt_ns;
+    /* ticks until d reaches lo again, modulo 2^32 (d < lo, or d past the window) */
+    uint32_t wait = lo - d;
+    return (ticks + wait) * 64;
 }

@@ -67,6 +67,14 @@ int isn_kernel_reuse_safe(uint64_t old_syn_real_ns, uint64_t old_syn_mono_ns,
                           uint64_t now_real_ns, uint64_t now_mono_ns,
                           uint64_t bytes, uint32_t margin);
 
+/* When does the reuse above become safe?  <dt_ns> is the time since the old SYN now;
+ * returns the smallest dt >= dt_ns (ns since the old SYN) at which the kernel's ISN lies
+ * in the safe window of isn_kernel_reuse_safe() for <bytes> and <margin> (the window
+ * comes back every 2^32 ticks of 64 ns, about 275 s).  Ignores the clock-step test,
+ * which waiting does not change: a caller that waits must apply it first, with
+ * isn_kernel_skew_limit_ns(margin), or it waits for a port the test refuses. */
+uint64_t isn_kernel_safe_at_ns(uint64_t dt_ns, uint64_t bytes, uint32_t margin);
+
 /* The largest wall-clock step isn_kernel_reuse_safe() lets through: half the margin,
  * in ns of the ISN clock (64 ns per sequence number), and at most 50 ms.  A step that
  * is let through shifts a prediction only when it falls between a clock reading and the

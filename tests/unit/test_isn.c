@@ -136,6 +136,33 @@ static void test_kernel_margin_bounds(void **state)
         assert_true(isn_kernel_skew_limit_ns(mm) * 2 <= (uint64_t)mm * 64);
 }
 
+/* isn_kernel_safe_at_ns is the inverse of isn_kernel_reuse_safe with both edges: the
+ * first 64 ns tick at which it says yes, for margins from 16 sequence numbers (1 us) to
+ * 2^30, whatever the bytes and the age (wrap-arounds included). */
+static void test_kernel_safe_at_is_the_inverse(void **state)
+{
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    const uint64_t r0 = 1700000000ull * NS, m0 = 1000;
+    for (int i = 0; i < 20000; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        uint64_t bytes = x % (1ull << 33), dt = (x >> 20) % (600ull * NS);
+        uint32_t margin = 16u << ((x >> 3) % 27); /* 16 .. 2^30 */
+        if (i % 4 == 0)
+            bytes = x % 4096; /* small requests: the margin alone decides */
+        uint64_t at = isn_kernel_safe_at_ns(dt, bytes, margin);
+        assert_true(at >= dt);
+        assert_true(isn_kernel_reuse_safe(r0, m0, r0 + at, m0 + at, bytes, margin));
+        if (at > dt && at - 64 >= dt)
+            assert_false(isn_kernel_reuse_safe(r0, m0, r0 + at - 64, m0 + at - 64, bytes, margin));
+    }
+    /* the default margin, 100 bytes, nothing waited yet: safe (102 + 64,000) x 64 ns on */
+    assert_int_equal(isn_kernel_safe_at_ns(0, 100, ISN_KERNEL_MARGIN), (102 + 64000) * 64);
+    /* near 2^31 the window ends ISN_KERNEL_UPPER_GUARD early and comes back past 2^32 */
+    uint64_t past = (uint64_t)(0x80000000u - ISN_KERNEL_UPPER_GUARD + 2 + 1) * 64;
+    assert_int_equal(isn_kernel_safe_at_ns(past, 0, ISN_KERNEL_MARGIN),
+                     ((1ull << 32) + 2 + ISN_KERNEL_MARGIN) * 64);
+}
+
 static void test_names(void **state)
 {
     enum isn_mode m;
@@ -156,6 +183,7 @@ int main(void)
         cmocka_unit_test(test_reuse_isn_range_and_wrap),
         cmocka_unit_test(test_kernel_clock_prediction),
         cmocka_unit_test(test_kernel_margin_bounds),
+        cmocka_unit_test(test_kernel_safe_at_is_the_inverse),
         cmocka_unit_test(test_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
