@@ -23,6 +23,8 @@
 #   make soak       checksummed connections through twlb under reloads (not in make test;
 #                   SOAK_CONNECTIONS, default 1000000, SOAK_SECONDS cap, default 3600)
 #   make bench      benchmarks (not part of make test)
+#   make margin     the kernel-mode ISN margin measured in network namespaces: clock
+#                   reading to ISN, then a sweep of margins (not in make test; < 20 min)
 #   make clean
 
 CC      ?= cc
@@ -104,7 +106,7 @@ STRESS_OBJS := $(STRESS_SRCS:%.c=$(BUILD)/%.o)
 
 .PHONY: all deps deps-bench run test unit unit-san integration integration-san lint \
         lint-selftest bench stress clean metrics-doc scale-test objects clang package-test \
-        man install deb deps-fuzz fuzz fuzz-replay faults faults-san soak
+        man install deb deps-fuzz fuzz fuzz-replay faults faults-san soak margin
 all: lb/twlb backends/twbackend $(UNIT_BINS) $(if $(STRESS_SRCS),tests/stress/twstress)
 
 # Install the Debian packages in $(1) that are missing (one recipe line for deps,
@@ -194,6 +196,19 @@ endif
 $(BUILD)/bench/bench_%: $(BUILD)/tests/bench/bench_%.o $(CORE_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ -lm
+
+# The kernel-mode margin's clock measurement (tests/bench/margin.py), linked with the
+# runtime's own clock and socket code so that it reads the clocks as twlb does.
+$(BUILD)/bench/margin_clock: $(BUILD)/tests/bench/margin_clock.o $(BUILD)/lb/os/clock.o \
+                             $(BUILD)/lb/os/sockprep.o $(CORE_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# docs/reuse.md, "The kernel-mode margin": root and network namespaces; the JSON results
+# go to build/margin-*.json.
+margin: lb/twlb backends/twbackend $(BUILD)/bench/margin_clock
+	python3 tests/bench/margin.py clock --json build/margin-clock.json
+	python3 tests/bench/margin.py sweep --json build/margin-sweep.json
 
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done

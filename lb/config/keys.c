@@ -231,6 +231,8 @@ static const struct key reuse[] = {
     INT("local_time_wait_seconds", struct cfg_reuse, local_time_wait_seconds, 1, 3600, 60,
         RELOAD),
     INT("quarantine_ms", struct cfg_reuse, quarantine_ms, 1, 600000, 1000, RELOAD),
+    INT("kernel_margin_us", struct cfg_reuse, kernel_margin_us, 1, 10000000,
+        ISN_KERNEL_MARGIN_US, RELOAD),
     STR("state_file", struct cfg_reuse, state_file, .min = 1,
         .bad = "is empty (expected a file path)", RELOAD),
 };

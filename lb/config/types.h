@@ -109,6 +109,7 @@ struct config {
         enum pm_local_tw local_time_wait;
         uint32_t local_time_wait_seconds; /* Linux: TCP_TIMEWAIT_LEN */
         uint32_t quarantine_ms;
+        uint32_t kernel_margin_us;  /* ISN_KERNEL: isn_kernel_margin_of_us() */
         char *state_file;           /* NULL: none */
     } reuse;
     struct cfg_admin {

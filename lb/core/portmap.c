@@ -280,8 +280,14 @@ int portmap_acquire(portmap *pm, uint64_t now_ms, uint64_t now_real_ns, uint64_t
                                        now_mono_ns, e->bytes, pm->pol.kernel_margin);
         if (ok) {
             uint32_t rcv_nxt = e->rcv_nxt;
+            uint64_t syn = e->syn_real_ns, bytes = e->bytes;
             take(pm, port, e, PM_PICK_REMOTE_TW, out);
             out->rcv_nxt = rcv_nxt;
+            if (pm->pol.mode == ISN_KERNEL) {
+                out->old_syn_real_ns = syn;
+                out->old_bytes = bytes;
+                out->decided_real_ns = now_real_ns;
+            }
             return 0;
         }
         port = next;
@@ -414,7 +420,7 @@ uint64_t portmap_next_usable_ms(const portmap *pm, uint64_t now_ms, uint64_t now
             uint64_t dmono = now_mono_ns > e->syn_mono_ns ? now_mono_ns - e->syn_mono_ns : 0;
             /* a stepped wall clock voids the prediction until the TIME_WAIT ends */
             if (pm->pol.mode == ISN_KERNEL && e->syn_mono_ns && now_real_ns >= e->syn_real_ns &&
-                (dt > dmono ? dt - dmono : dmono - dt) <= ISN_KERNEL_MAX_SKEW_NS) {
+                (dt > dmono ? dt - dmono : dmono - dt) <= isn_kernel_skew_limit_ns(pm->pol.kernel_margin)) {
                 uint64_t safe = isn_kernel_safe_at_ns(dt, e->bytes, pm->pol.kernel_margin);
                 /* on the monotonic clock, rounded up to the next millisecond */
                 uint64_t wait_ms = (safe - dt + 999999) / 1000000;

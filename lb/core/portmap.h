@@ -83,6 +83,9 @@ struct portmap_pick {
                              crossed and the backend holds a TIME_WAIT too */
     int rcv_nxt_known;    /* LOCAL_TW: we chose the old ISN, rcv_nxt is meaningful */
     int destroy_local_tw; /* LOCAL_TW: destroy our TIME_WAIT socket before bind */
+    /* REMOTE_TW in ISN_KERNEL mode: what the prediction was made from (the old SYN's
+     * time and bytes, and now_real_ns), for the debug log docs/reuse.md measures with */
+    uint64_t old_syn_real_ns, old_bytes, decided_real_ns;
 };
 
 /* Choose a port the backend accepts now and mark it BUSY.  Returns 0 and fills

@@ -23,7 +23,7 @@ void backend_policy(const struct gen *g, const struct backend_rt *be,
     pol->local_tw = c->reuse.local_time_wait;
     pol->local_tw_ms = (uint64_t)c->reuse.local_time_wait_seconds * 1000;
     pol->quarantine_ms = c->reuse.quarantine_ms;
-    pol->kernel_margin = ISN_KERNEL_MARGIN;
+    pol->kernel_margin = isn_kernel_margin_of_us(c->reuse.kernel_margin_us);
 }
 
 /* Workers other than 0 follow the probes' verdict that worker 0 publishes; the change is
@@ -176,7 +176,9 @@ int backend_acquire(struct gen *g, struct backend_rt *be, uint64_t now_ms,
                     struct pathset_pick *out)
 {
     follow_demotion(g, be);
-    if (pathset_acquire(be->ps, now_ms, clock_real_ns(), clock_mono_ns(), out) == 0)
+    uint64_t real, mono;
+    clock_pair_ns(&real, &mono);
+    if (pathset_acquire(be->ps, now_ms, real, mono, out) == 0)
         return 0;
     be->sh->st.ports_exhausted_total++;
     return -1;

@@ -182,7 +182,8 @@ static void arm(struct pool_rt *pool)
     struct worker *w = pool->gen->w;
     const struct session *head = pool->q_head;
     uint64_t now = worker_now_ms(w), at = UINT64_MAX;
-    uint64_t real = clock_real_ns(), mono = clock_mono_ns();
+    uint64_t real, mono;
+    clock_pair_ns(&real, &mono);
     for (size_t b = 0; b < pool->cfg->n_backends; b++) {
         struct backend_rt *be = &pool->backends[b];
         int tried = 0;

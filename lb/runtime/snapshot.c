@@ -40,7 +40,8 @@ struct snapshot *snapshot_take(const struct worker *w)
     s->npath = npath;
     s->isn_mode = g->isn_mode;
     s->now_ms = worker_now_ms(w);
-    uint64_t real_ns = clock_real_ns(), mono_ns = clock_mono_ns(); /* kernel-mode headroom */
+    uint64_t real_ns, mono_ns; /* kernel-mode headroom */
+    clock_pair_ns(&real_ns, &mono_ns);
     s->nworkers = 1;
     s->workers = calloc(1, sizeof *s->workers);
     s->listener_conns = calloc(c->n_listeners + 1, sizeof *s->listener_conns);

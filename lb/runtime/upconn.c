@@ -276,8 +276,6 @@ static int step(struct upconn *u)
             uv_close((uv_handle_t *)&u->tcp, on_failed_closed);
             return 0;
         }
-        u->syn_real_ns = clock_real_ns();
-        u->syn_mono_ns = clock_mono_ns();
         int r = UV_ENOMEM;
         if ((u->creq = malloc(sizeof *u->creq))) {
             u->creq->data = u;
@@ -288,14 +286,29 @@ static int step(struct upconn *u)
                 u->creq = NULL;
             }
         }
+        /* The SYN time, read once connect() has returned: never earlier than the moment
+         * the kernel took its ISN from CLOCK_REALTIME (kernel-facts 3, 7.3), while a later
+         * reuse judges safety from a reading taken before its own connect(); so the
+         * predicted advance is never more than the true one (docs/reuse.md, "The
+         * kernel-mode margin"). */
+        clock_pair_ns(&u->syn_real_ns, &u->syn_mono_ns);
         if (r < 0) {
             /* connect() itself failed at once: a refused port, or the route; either way
              * the handle closes first, then the next port or the report follows. */
             close_failed(u, r);
             return 0;
         }
-        if (u->pick.port.kind == PM_PICK_REMOTE_TW)
+        if (u->pick.port.kind == PM_PICK_REMOTE_TW) {
             pathset_count_reuse(u->be->ps, &u->pick);
+            if (u->pick.port.decided_real_ns)
+                log_debug("kernel-isn reuse %s:%u -> %s: old_syn_real_ns=%llu bytes=%llu "
+                          "decided_real_ns=%llu syn_real_ns=%llu",
+                          inside->text, u->pick.port.port, u->be->cfg->addr.text,
+                          (unsigned long long)u->pick.port.old_syn_real_ns,
+                          (unsigned long long)u->pick.port.old_bytes,
+                          (unsigned long long)u->pick.port.decided_real_ns,
+                          (unsigned long long)u->syn_real_ns);
+        }
         return 0;
     }
 }

@@ -210,6 +210,7 @@ static int make_params(const struct cli_args *a, const struct config *cfg,
         p->stack = (*be)[0].stack; /* what the summary names when all are alike */
     if (a->target > 0 && !a->duration) /* two TIME_WAIT periods reach the steady state */
         p->duration_s = 2 * max_tw + 10 > 86400 ? 86400 : 2 * max_tw + 10;
+    p->kernel_margin = isn_kernel_margin_of_us(cfg->reuse.kernel_margin_us);
     enum isn_mode m = cfg->reuse.isn;
     p->policy = m == ISN_KERNEL ? SIM_KERNEL : m == ISN_OFF ? SIM_OFF : SIM_EXPLICIT;
     if (a->policy && sim_policy_parse(a->policy, &p->policy) < 0) {

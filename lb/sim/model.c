@@ -209,7 +209,7 @@ static struct portmap_policy policy_for(const struct sim_params *p, const struct
         .local_tw = PM_LOCAL_TW_AVOID,
         .local_tw_ms = 60000,
         .quarantine_ms = 1000,
-        .kernel_margin = ISN_KERNEL_MARGIN,
+        .kernel_margin = p->kernel_margin ? p->kernel_margin : ISN_KERNEL_MARGIN,
     };
 }
 

@@ -69,6 +69,8 @@ struct sim_params {
     uint64_t upload_bytes;     /* client bytes per connection */
     int closer_backend;        /* 1: the backend sends the first FIN */
     uint32_t connect_timeout_ms; /* a stall longer than this is a failure */
+    uint32_t kernel_margin;    /* twlb-kernel's margin in sequence numbers; 0: the
+                                  default, ISN_KERNEL_MARGIN */
 };
 
 /* One virtual second: connections that began in it, and the ports at its end. */

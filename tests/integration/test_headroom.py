@@ -319,7 +319,7 @@ def test_headroom_falls_to_zero_and_recovers_as_time_wait_expires():
 def test_kernel_mode_headroom_follows_the_isn_clock():
     """Kernel ISNs against a bsd backend (TIME_WAIT 60 s): a port the backend closed
     comes back when the kernel's ISN clock has passed the old rcv_nxt by the margin,
-    (bytes + 2 + margin) x 64 ns after the SYN - about 1.07 s - and the capacity gauge
+    (bytes + 2 + margin) x 64 ns after the SYN - about 1.07 s with the margin set here - and the capacity gauge
     is 20 ports over that.  The margin is read from the gauge before any traffic
     (ports / ((2 + margin) x 64 ns)), so the test follows a change of the default."""
     n = h.new_net()
@@ -328,6 +328,9 @@ def test_kernel_mode_headroom_follows_the_isn_clock():
         cfg = strict_config(n, isn="kernel")
         cfg["pools"][0]["backends"] = [{"name": "b1", "address": b.addr,
                                         "time_wait": {"rule": "bsd", "seconds": 60}}]
+        # a margin long enough to watch the ports come back one by one (the default,
+        # 4 ms, brings them all back before a scrape could see it)
+        cfg["reuse"]["kernel_margin_us"] = 1073742
         p = env.twlb(cfg)
         ad, lis = h.admin_addr(cfg), h.listen_addr(cfg)
         cap0 = path_figures(h.metrics(ad), "twlb_port_capacity_cps")[0]

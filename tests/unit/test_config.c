@@ -153,6 +153,7 @@ static void test_defaults_come_from_the_tables(void **state)
     assert_int_equal(c->reuse.local_time_wait, PM_LOCAL_TW_AVOID);
     assert_int_equal(c->reuse.local_time_wait_seconds, 60);
     assert_int_equal(c->reuse.quarantine_ms, 1000);
+    assert_int_equal(c->reuse.kernel_margin_us, ISN_KERNEL_MARGIN_US);
     assert_null(c->reuse.state_file);
     assert_int_equal(c->admin.enabled, 0);
     assert_int_equal(c->log.level, LOGL_INFO);

@@ -538,6 +538,7 @@ static void test_headroom_is_what_acquire_hands_out(void **state)
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         struct portmap_policy pol = policy(cases[c].mode, cases[c].rule, cases[c].ltw);
+        pol.kernel_margin = 1u << 24; /* the times below assume 1.07 s of margin */
         pol.rule.time_wait_ms = 30000;
         pol.local_tw_ms = 20000;
         pol.quarantine_ms = 1000;
@@ -602,6 +603,7 @@ static void test_headroom_after_restart(void **state)
 static void test_headroom_kernel_scan_is_bounded(void **state)
 {
     struct portmap_policy pol = policy(ISN_KERNEL, TWRULE_BSD, PM_LOCAL_TW_AVOID);
+    pol.kernel_margin = 1u << 24; /* "too soon" at 0.5 s assumes 1.07 s of margin */
     const uint32_t n = PORTMAP_HEADROOM_SCAN + 1000;
     portmap *pm = portmap_new(1000, (uint16_t)(1000 + n - 1), &pol);
     struct portmap_pick pk;

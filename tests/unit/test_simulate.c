@@ -10,6 +10,7 @@
 #include <stdlib.h>
 
 #include "core/portmap.h"
+#include "core/isn.h"
 #include "sim/model.h"
 
 static struct sim_params base(const char *profile, enum sim_policy pol, double rate,
@@ -234,9 +235,10 @@ static void test_capacity_formula_agrees_with_the_simulator(void **state)
         /* explicit ISNs: reused at once, the hold is the cycle */
         {"custom:bsd:5", SIM_EXPLICIT, 1, 1000, 100, 50 / 1.0},
         {"custom:timestamps:5", SIM_EXPLICIT, 1, 1000, 100, 50 / 1.0},
-        /* kernel ISNs: the clock must pass (bytes + 2 + 2^24) x 64 ns = 2.5 s exactly */
-        {"custom:bsd:5", SIM_KERNEL, 1, 10, 22285282, 50 / 2.5},
-        /* ... or is past it when the hold is longer than ~1.07 s */
+        /* kernel ISNs: the clock must pass (bytes + 2 + margin) x 64 ns = 2.5 s exactly
+         * (the default margin is 64,000: 39,062,500 - 2 - 64,000 bytes) */
+        {"custom:bsd:5", SIM_KERNEL, 1, 10, 39062500 - 2 - ISN_KERNEL_MARGIN, 50 / 2.5},
+        /* ... or is past it when the hold is longer than that (4.1 ms for 100 bytes) */
         {"custom:bsd:5", SIM_KERNEL, 1, 1250, 100, 50 / 1.25},
         /* we close first: our TIME_WAIT (60 s) unless timestamps */
         {"custom:bsd:60", SIM_EXPLICIT, 0, 10, 100, 50 / 60.010},
@@ -268,16 +270,17 @@ static void test_capacity_formula_agrees_with_the_simulator(void **state)
     }
 }
 
-/* Where the window holds no whole number of cycles (kernel ISNs, 100 bytes: a 1.074 s
- * cycle), the capacity is still the threshold: 2 % below it nothing is refused, 2 %
- * above it some are.  And the naive policy has no formula. */
+/* Where the window holds no whole number of cycles (kernel ISNs, 16 MiB uploads: a
+ * 1.078 s cycle), the capacity is still the threshold: 2 % below it nothing is refused,
+ * 2 % above it some are.  And the naive policy has no formula. */
 static void test_capacity_is_the_threshold(void **state)
 {
     struct sim_params p = base("custom:bsd:5", SIM_KERNEL, 1, 20);
     p.port_lo = 30000;
     p.port_hi = 30049;
+    p.upload_bytes = 1u << 24;
     double cap = sim_capacity(&p);
-    assert_true(fabs(cap - 50 / ((102.0 + (1u << 24)) * 64e-9)) < 0.01);
+    assert_true(fabs(cap - 50 / ((2.0 + (1u << 24) + ISN_KERNEL_MARGIN) * 64e-9)) < 0.01);
     struct sim_result r;
     p.rate = 0.98 * cap;
     assert_int_equal(sim_run(&p, &r), 0);
