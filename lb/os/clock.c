@@ -35,6 +35,15 @@ void clock_pair_ns(uint64_t *real_ns, uint64_t *mono_ns)
     }
 }
 
+uint64_t clock_tick_ns(void)
+{
+    struct timespec res;
+    if (clock_getres(CLOCK_MONOTONIC_COARSE, &res) < 0 || res.tv_sec ||
+        res.tv_nsec < 1000000)
+        return 1000000;
+    return (uint64_t)res.tv_nsec;
+}
+
 uint64_t clock_unix_ms(void)
 {
     return read_ns(CLOCK_REALTIME) / 1000000ull;

@@ -10,6 +10,9 @@
 uint64_t clock_real_ns(void); /* CLOCK_REALTIME, ns */
 uint64_t clock_mono_ns(void); /* CLOCK_MONOTONIC, ns */
 uint64_t clock_unix_ms(void); /* wall time, ms since 1970 */
+/* The kernel's tick (1/HZ, the jiffy its TCP timers count in), from the resolution of
+ * CLOCK_MONOTONIC_COARSE; 1 ms (HZ=1000, the shortest) if that cannot be read. */
+uint64_t clock_tick_ns(void);
 
 /* CLOCK_REALTIME and CLOCK_MONOTONIC as one pair, for the kernel-mode step detector
  * (isn_kernel_reuse_safe compares how far each moved): monotonic, realtime, monotonic
