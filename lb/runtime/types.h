@@ -196,6 +196,7 @@ struct gen {
 
 struct session;
 struct wbuf;
+struct evpoll;
 
 struct worker {
     uv_loop_t *loop;
@@ -258,6 +259,7 @@ struct worker {
     size_t scratch_size;
     struct wbuf *wbufs;            /* write buffers kept for reuse */
     size_t wbufs_free, wbufs_in_use;
+    struct evpoll *evpoll;         /* the data path's sockets (evpoll.h) */
     uv_timer_t deadline;           /* the drain deadline, for every generation */
     int draining;                  /* 1 draining, 2 drained (no session left) */
     void (*on_drained)(struct worker *w);

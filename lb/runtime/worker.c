@@ -16,6 +16,7 @@
 #include "runtime/buffers.h"
 #include "runtime/check.h"
 #include "runtime/clients.h"
+#include "runtime/evpoll.h"
 #include "runtime/gen.h"
 #include "runtime/listener.h"
 #include "runtime/limits.h"
@@ -84,6 +85,12 @@ struct worker *worker_new(uv_loop_t *loop, unsigned index, unsigned nworkers,
         return NULL;
     }
     w->loop = loop;
+    int r = evpoll_open(w); /* the data path's sockets (evpoll.h) */
+    if (r < 0) {
+        snprintf(err, errlen, "epoll: %s", strerror(-r));
+        free(w);
+        return NULL;
+    }
     w->reserve_fd = open("/", O_RDONLY | O_CLOEXEC); /* see listener.c: drop_waiting */
     w->index = index;
     w->nworkers = nworkers;
@@ -215,6 +222,7 @@ void worker_close(struct worker *w)
         uv_close((uv_handle_t *)&w->tick, NULL);
         uv_close((uv_handle_t *)&w->deadline, NULL);
         timers_close(w);
+        evpoll_close_all(w);
     }
 }
 
