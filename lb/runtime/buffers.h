@@ -8,9 +8,8 @@
 
 #include "runtime/types.h"
 
-/* A pending write: the request and the bytes it writes. */
+/* Bytes a peer could not take yet. */
 struct wbuf {
-    uv_write_t req;
     struct wbuf *next;   /* in the free list */
     size_t cap;
     char data[];

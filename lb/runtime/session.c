@@ -189,24 +189,17 @@ static void one_closed(struct session *s)
     queue_kick(w); /* its port and slot may be what a queued client waits for */
 }
 
-static void on_handle_closed(uv_handle_t *h)
+void session_unhold(struct session *s)
 {
-    one_closed(h->data);
+    if (s->state == S_CLOSING)
+        one_closed(s);
+    else
+        s->pending_closes--;
 }
 
 static void on_up_closed(struct upconn *u)
 {
     one_closed(u->tcp.data);
-}
-
-static void close_handle(struct session *s, uv_handle_t *h, int reset)
-{
-    s->pending_closes++;
-    /* A reset tells the client at once that it was not served, or that what it got is
-     * cut.  uv_tcp_close_reset refuses a handle with a shutdown in flight. */
-    if (reset && uv_tcp_close_reset((uv_tcp_t *)h, on_handle_closed) == 0)
-        return;
-    uv_close(h, on_handle_closed);
 }
 
 /* End the session: the first reason is kept.  Graceful (END_DONE) closes normally; any
@@ -227,13 +220,15 @@ void session_close(struct session *s, enum session_end why)
     int backend_over = abort && s->up_used && !retrying && upconn_finished(&s->up);
     s->pending_closes++; /* held until every close below is issued */
     timers_cancel(s->w, &s->deadline);
+    pump_release(s);
     if (s->client_open) {
         s->client_open = 0;
         /* The client gets a reset when we could not serve it at all, so it sees the
          * failure at once instead of an empty answer, and when its connection was cut
          * (the backend reset it, the drain time ran out, the backend was disabled), so
-         * that a reply delimited by the close never looks complete. */
-        close_handle(s, (uv_handle_t *)&s->client,
+         * that a reply delimited by the close never looks complete.  Otherwise the
+         * close sends our FIN, if a shutdown did not. */
+        evpoll_close(s->w, &s->cev,
                      why != END_DONE && why != END_IDLE_TIMEOUT && why != END_HANDED_OVER);
     }
     if (s->up_used && !retrying) {
@@ -362,10 +357,6 @@ static void on_up_connect(struct upconn *u, int status)
     backend_active_add(be, 1);
     s->counted_active = 1;
     s->connected = 1;
-    if (be->cfg->proxy_protocol != PROXY_NONE && pump_proxy_header(s) < 0) {
-        session_close(s, END_BACKEND_ERROR);
-        return;
-    }
     pump_start(s);
 }
 
@@ -464,9 +455,25 @@ static uint64_t client_hash(const struct sockaddr *peer)
     return 0;
 }
 
+static void on_client_event(struct evfd *e, uint32_t events)
+{
+    struct session *s = (struct session *)((char *)e - offsetof(struct session, cev));
+    if (s->state == S_PUMPING)
+        pump_event(s, 0, events);
+    else if (s->state == S_QUEUED)
+        queue_client_event(s);
+    /* else connecting: the bits wait in cev.ev until the pump starts */
+}
+
+static void on_backend_event(struct upconn *u, uint32_t events)
+{
+    struct session *s = u->tcp.data;
+    if (s->state == S_PUMPING)
+        pump_event(s, 1, events);
+}
+
 /* A new session of generation <g> for a client of listener <lc> (counters <st>, NULL:
- * none); the client handle is initialised, not yet connected to a socket.  NULL on
- * OOM. */
+ * none), without its client socket yet.  NULL on OOM. */
 static struct session *session_new(struct gen *g, const struct cfg_listener *lc,
                                    struct listener_stats *st)
 {
@@ -480,20 +487,32 @@ static struct session *session_new(struct gen *g, const struct cfg_listener *lc,
     s->lst = listener_stats_ref(st);
     s->pool = &g->pools[lc->pool];
     s->start_ms = session_now_ms(s);
-    uv_tcp_init(w->loop, &s->client);
-    s->client.data = s;
-    s->client_open = 1;
+    s->cev.fd = -1;
+    s->up.ev.fd = -1;
+    s->up.raw = 1; /* the backend socket is the session's too (upconn.h) */
+    s->up.on_event = on_backend_event;
     return s;
+}
+
+/* Watch client socket <fd> (TCP_NODELAY: the listening socket's, inherited).  Returns
+ * 0, or -1 with <fd> closed and <s> closed. */
+static int client_open(struct session *s, int fd)
+{
+    int r = evpoll_add(s->w, &s->cev, fd, on_client_event);
+    if (r < 0) {
+        close(fd);
+        s->cev.fd = -1;
+        local_error(s->w, "client socket", r);
+        session_close(s, END_LOCAL_ERROR);
+        return -1;
+    }
+    s->client_open = 1;
+    return 0;
 }
 
 /* The client's address is known (from accept4, or asked for after a hand-over). */
 static void session_begin(struct session *s)
 {
-    uv_tcp_nodelay(&s->client, 1);
-    if (s->peer.sa.sa_family == 0) {
-        int len = sizeof s->peer;
-        (void)uv_tcp_getpeername(&s->client, &s->peer.sa, &len);
-    }
     s->client_hash = client_hash(&s->peer.sa);
     s->state = S_CONNECTING;
     try_connect(s);
@@ -517,11 +536,8 @@ void session_accept(struct listener_rt *lis, struct client_table *slot, int fd,
     if (peerlen <= sizeof s->peer)
         memcpy(&s->peer, peer, peerlen);
     s->ct = slot; /* given back when the session ends, whatever ends it */
-    if (uv_tcp_open(&s->client, fd) != 0) {
-        close(fd);
-        session_close(s, END_CLIENT_ERROR);
+    if (client_open(s, fd) < 0)
         return;
-    }
     session_begin(s);
 }
 
@@ -543,13 +559,10 @@ void session_adopt(struct worker *w, int fd, const char *listener, unsigned hops
     s->lis_live = limits_listener_count(w, listener);
     limits_take_adopted(w, s->lis_live);
     s->counted_live = 1;
-    if (uv_tcp_open(&s->client, fd) != 0) {
-        close(fd);
-        session_close(s, END_CLIENT_ERROR);
+    if (client_open(s, fd) < 0)
         return;
-    }
-    int len = sizeof s->peer;
-    if (uv_tcp_getpeername(&s->client, &s->peer.sa, &len) == 0 && g->clients[i] &&
+    socklen_t len = sizeof s->peer;
+    if (getpeername(fd, &s->peer.sa, &len) == 0 && g->clients[i] &&
         clients_take(g->clients[i], &s->peer.sa, session_now_ms(s)) == 0)
         s->ct = g->clients[i];
     session_begin(s);
@@ -560,17 +573,17 @@ void session_adopt(struct worker *w, int fd, const char *listener, unsigned hops
 static int hand_over(struct session *s)
 {
     struct worker *w = s->w;
-    uv_os_fd_t fd;
-    if (!w->hand_over || s->hops + 1 >= w->nworkers ||
-        uv_fileno((uv_handle_t *)&s->client, &fd) != 0)
+    int fd = s->cev.fd;
+    if (!w->hand_over || s->hops + 1 >= w->nworkers || fd < 0)
         return -1;
-    int copy = dup(fd); /* the session's handle closes its own fd, quietly */
-    if (copy < 0)
-        return -1;
-    if (w->hand_over(w, copy, s->lis_name, s->hops + 1) != 0) {
-        close(copy);
+    /* The descriptor itself goes: out of this worker's epoll set first (it lives on). */
+    evpoll_del(w, &s->cev);
+    if (w->hand_over(w, fd, s->lis_name, s->hops + 1) != 0) {
+        (void)evpoll_add(w, &s->cev, fd, on_client_event); /* if not, unwatched: still ours */
         return -1;
     }
+    s->cev.fd = -1;
+    s->client_open = 0;
     session_close(s, END_HANDED_OVER);
     return 0;
 }

@@ -15,12 +15,24 @@
  *                    was open, the port is released already and on_closed is not called.
  *                    Either way the struct may be reused or freed after that.
  *
- * The owner keeps <closer> and <bytes_to_backend> current; tcp.data is the owner's. */
+ * The owner keeps <closer> and <bytes_to_backend> current; tcp.data is the owner's.
+ *
+ * Two ways to hold the socket, chosen by the owner (<raw>, kept across opens):
+ *   - a uv_tcp_t (health probes): libuv connects it and the owner uses it as a stream;
+ *   - raw (client sessions): the socket is the owner's <ev> in the worker's epoll set
+ *     (evpoll.h), connected here with connect(2); once connected, its readiness goes to
+ *     the owner's <on_event>.  A close is synchronous (upconn_close returns 0) unless a
+ *     SOCK_DESTROY is in flight.
+ * TCP_INFO right after the connect only when its answer can differ from the default:
+ * a SYN is sent again at the earliest two jiffies (>= 2 ms) after the first, so a
+ * connect that completed sooner sent one SYN (kernel-facts 7.3).  Whether timestamps
+ * were negotiated matters only for our own TIME_WAIT, where the owner asks (raw). */
 #ifndef TWLB_UPCONN_H
 #define TWLB_UPCONN_H
 
 #include <errno.h>
 
+#include "runtime/evpoll.h"
 #include "runtime/types.h"
 
 #define UPCONN_NO_PORT (-ENOSPC)
@@ -30,14 +42,19 @@ typedef void (*upconn_connect_cb)(struct upconn *u, int status);
 typedef void (*upconn_closed_cb)(struct upconn *u);
 
 struct upconn {
-    uv_tcp_t tcp;                /* the stream toward the backend once connected */
+    uv_tcp_t tcp;                /* the stream toward the backend once connected (not raw) */
+    struct evfd ev;              /* the socket (raw) */
+    int raw;                     /* the owner's choice, kept by upconn_open */
+    /* Raw, once connected: the socket's new readiness (the bits are in ev.ev too). */
+    void (*on_event)(struct upconn *u, uint32_t events);
     struct gen *g;
     struct backend_rt *be;
     struct pathset_pick pick;    /* the source port, BUSY while have_port */
     int isn_known;               /* we chose the ISN */
     uint32_t isn;
     uint64_t syn_real_ns, syn_mono_ns;
-    int timestamps;              /* negotiated (TCP_INFO at connect) */
+    int timestamps;              /* negotiated (TCP_INFO at connect; raw: the owner's
+                                    TCP_INFO before its FIN, when it may be first) */
     enum pm_closer closer;       /* who sent the first FIN: kept by the owner */
     uint64_t bytes_to_backend;   /* payload sent, PROXY header included: by the owner */
     /* private */
@@ -46,7 +63,7 @@ struct upconn {
     int destroy_result;
     int fail_status;
     unsigned have_port : 1, tcp_open : 1, work_pending : 1, closing : 1, destroyed : 1,
-        connected : 1;
+        connected : 1, connecting : 1;
     int tries;
     upconn_connect_cb on_connect;
     upconn_closed_cb on_closed;
@@ -57,8 +74,9 @@ int upconn_open(struct upconn *u, struct gen *g, struct backend_rt *be,
                 const struct pathset_pick *pick, upconn_connect_cb on_connect);
 
 /* End the connection: <reset> aborts it (RST, no TIME_WAIT anywhere, the port is free
- * again), otherwise a normal close.  Returns 1 when <on_closed> will be called, 0 when
- * everything is released already (see above). */
+ * again), otherwise a normal close (the kernel sends our FIN if the owner did not).
+ * Returns 1 when <on_closed> will be called, 0 when everything is released already (see
+ * above). */
 int upconn_close(struct upconn *u, int reset, upconn_closed_cb on_closed);
 
 /* Has the connection passed both FINs, so that one side holds its TIME_WAIT whatever
