@@ -79,6 +79,10 @@ static int64_t rd_bytes(const struct metric_src *s, size_t k)
 {
     return (int64_t)(k == 0 ? s->be.st->bytes_to_backend : s->be.st->bytes_to_client);
 }
+static int64_t rd_spliced(const struct metric_src *s, size_t k)
+{
+    return (int64_t)(k == 0 ? s->be.st->spliced_to_backend : s->be.st->spliced_to_client);
+}
 static const struct hist *rd_connect_hist(const struct metric_src *s) { return s->be.connect; }
 static int64_t rd_queue_length(const struct metric_src *s, size_t k)
 {
@@ -159,6 +163,10 @@ const struct metric_family metrics_table[] = {
     {"twlb_bytes_total", COUNTER, "Bytes forwarded, by direction", METRIC_BACKEND,
      .label = "direction", .nvalues = 2, .value = direction_value, .read = rd_bytes,
      JSON(INT, "bytes_")},
+    {"twlb_spliced_bytes_total", COUNTER,
+     "Of the bytes forwarded, those moved with splice(2), through a pipe in the kernel",
+     METRIC_BACKEND, .label = "direction", .nvalues = 2, .value = direction_value,
+     .read = rd_spliced, JSON(INT, "spliced_")},
     {"twlb_ports", GAUGE, "Source ports toward a backend from an inside address, by state",
      METRIC_PATH, .label = "state", .nvalues = PM_NSTATES, .value = state_value,
      .read = rd_ports, JSON(INT, "")},

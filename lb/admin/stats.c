@@ -132,11 +132,12 @@ char *stats_render(const struct view *v)
         struct view_totals t;
         if (view_worker(v, i, &t) == 0)
             json_array_append_new(
-                ws, json_pack("{s:I, s:I, s:I, s:I, s:I}", "index", (json_int_t)i,
+                ws, json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "index", (json_int_t)i,
                               "sessions_active", (json_int_t)t.sessions_active,
                               "sessions_total", (json_int_t)t.sessions_total,
                               "no_backend_total", (json_int_t)t.no_backend_total,
-                              "buffers_in_use", (json_int_t)t.buffers_in_use));
+                              "buffers_in_use", (json_int_t)t.buffers_in_use,
+                              "pipes_in_use", (json_int_t)t.pipes_in_use));
     }
     json_object_set_new(root, "workers", ws);
     /* 10 significant digits: thousandths print as 0.333, not 0.33300000000000002 */

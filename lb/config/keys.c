@@ -49,6 +49,15 @@ static int proxy_protocol_parse(const char *s, enum proxy_protocol *out)
 WORD_PARSER(parse_proxy, enum proxy_protocol, proxy_protocol_parse,
             "is not a PROXY protocol version (expected v1, v2 or none)")
 
+static int splice_parse(const char *s, enum cfg_splice *out)
+{
+    if (strcmp(s, "auto") && strcmp(s, "off"))
+        return -1;
+    *out = !strcmp(s, "off") ? CFG_SPLICE_OFF : CFG_SPLICE_AUTO;
+    return 0;
+}
+WORD_PARSER(parse_splice, enum cfg_splice, splice_parse, "is not a splice mode (expected auto or off)")
+
 /* "text" or "json" into an int that is 1 for json. */
 static int format_parse(const char *s, int *json)
 {
@@ -128,6 +137,7 @@ static int parse_ports(const char *s, void *field, const char **why)
 #define W_ISN WORDS("auto", "explicit", "kernel", "off")
 #define W_LOCAL_TW WORDS("avoid", "destroy")
 #define W_LEVEL WORDS("error", "warn", "info", "debug")
+#define W_SPLICE WORDS("auto", "off")
 #define W_PROXY WORDS("none", "v1", "v2")
 #define W_FORMAT WORDS("text", "json")
 
@@ -178,6 +188,7 @@ static const struct key pool[] = {
     INT("idle_timeout_ms", struct cfg_pool, idle_timeout_ms, 1, 86400000, 60000, RELOAD),
     INT("retries", struct cfg_pool, retries, 0, CFG_RETRIES_MAX, 2, RELOAD),
     INT("buffer_bytes", struct cfg_pool, buffer_bytes, 4096, 16777216, 65536, RELOAD),
+    WORD("splice", struct cfg_pool, splice, parse_splice, W_SPLICE, "auto", RELOAD),
     OBJ("time_wait", struct cfg_pool, time_wait, keys_time_wait, RELOAD),
     OBJ("health", struct cfg_pool, health, keys_health, RELOAD),
     OBJ("queue", struct cfg_pool, queue, keys_queue, RELOAD),

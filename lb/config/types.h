@@ -62,6 +62,9 @@ struct cfg_queue {
     uint32_t timeout_ms;            /* the longest a client waits */
 };
 
+/* pools[].splice: move bulk transfers with splice(2), or always copy. */
+enum cfg_splice { CFG_SPLICE_AUTO, CFG_SPLICE_OFF };
+
 struct cfg_pool {
     char *name;
     enum balance_algo balance;
@@ -72,6 +75,7 @@ struct cfg_pool {
     uint32_t idle_timeout_ms;
     uint32_t retries;               /* at most CFG_RETRIES_MAX */
     uint32_t buffer_bytes;          /* per direction */
+    enum cfg_splice splice;         /* bulk bytes by splice(2) (runtime/pump.c) */
     struct cfg_time_wait time_wait; /* default for its backends */
     struct cfg_health health;       /* default for its backends */
     struct cfg_queue queue;

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "os/log.h"
+#include "runtime/buffers.h"
 #include "runtime/limits.h"
 #include "runtime/clients.h"
 #include "runtime/listener_stats.h"
@@ -39,6 +40,7 @@ static void drop_waiting(struct listener_rt *lis, int err)
     char where[96];
     snprintf(where, sizeof where, "listener %s: accept", lis->cfg->name);
     local_error(w, where, err);
+    buffers_pipes_trim(w); /* the pipes kept for splice(2) hold descriptors too */
     if (w->reserve_fd < 0) /* an earlier pressure took it: the pressure may have ended */
         w->reserve_fd = open("/", O_RDONLY | O_CLOEXEC);
     if (w->reserve_fd < 0) {

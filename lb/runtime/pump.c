@@ -5,9 +5,17 @@
  * at once, and keeps what its destination could not take (backpressure: it reads no more
  * until that is written, which the destination's EPOLLOUT tells).
  *
- * A direction reads into the worker's scratch buffer and writes it (send); only what
- * the kernel does not take goes into a write buffer from the worker's pool (buffers.h),
- * so an idle connection holds no buffer.
+ * Copy: a direction reads into the worker's scratch buffer and writes it (send); only
+ * what the kernel does not take goes into a write buffer from the worker's pool
+ * (buffers.h).  Splice: a direction whose read filled the scratch buffer (a bulk
+ * transfer; small exchanges stay on the copy path, which costs the same two system calls
+ * and no pipe) moves its bytes with splice(2), socket -> pipe -> socket, never through
+ * user space.  It takes a pipe from the worker's pool when bytes go in and gives it back
+ * once they are all out, so an idle connection holds neither a buffer nor a pipe.  No
+ * splice while a write buffer is pending (the PROXY header), on urgent data (splice stops
+ * at the urgent mark and never passes it), when no pipe can be had (that burst is copied),
+ * or after splice failed (EINVAL...: copy from then on); the pool's "splice": "off"
+ * turns it off.
  *
  * Bytes: <bytes> counts what was read from the source; a FIN is passed on only once all
  * of it was written, so at every graceful end the backend got exactly c2b.bytes (+ the
@@ -23,6 +31,7 @@
  * if we shut down first, TIME_WAIT is ours - unless its FIN was in our kernel already,
  * unread, which one TCP_INFO before and one after our shutdown tell. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +45,8 @@
  * the kernel to report its socket again): about what libuv read per callback (32 reads
  * of 64 KiB), so a bulk transfer delays the rest of the loop no more than before. */
 #define PUMP_BUDGET (1u << 20)
+/* What one splice(2) may take from a socket: the pipe's room bounds it anyway. */
+#define SPLICE_CHUNK (1u << 20)
 
 static void on_idle_deadline(struct wtimer *t)
 {
@@ -124,15 +135,18 @@ static int at_eof(struct session *s, struct pump *p)
 }
 
 /* <n> bytes were taken from <p>'s source. */
-static void took(struct session *s, struct pump *p, size_t n)
+static void took(struct session *s, struct pump *p, size_t n, int spliced)
 {
     s->last_activity = session_now_ms(s);
     p->bytes += n;
     struct backend_stats *st = &s->up.be->sh->st;
-    if (p == &s->b2c)
+    if (p == &s->b2c) {
         st->bytes_to_client += n;
-    else
+        st->spliced_to_client += spliced ? n : 0;
+    } else {
         st->bytes_to_backend += n;
+        st->spliced_to_backend += spliced ? n : 0;
+    }
 }
 
 /* Write what <p> holds for its destination.  Returns 0 (all of it written, or the
@@ -153,6 +167,23 @@ static int flush(struct session *s, struct pump *p)
         }
         buffers_put(s->w, p->pend); /* drained: back to the pool */
         p->pend = NULL;
+    }
+    while (p->in_pipe) {
+        ssize_t w = splice(p->pipe->r, NULL, p->dst->fd, NULL, p->in_pipe,
+                           SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0 && !(w < 0 && errno == EAGAIN))
+            return fail(s, p->dst);
+        p->in_pipe -= w > 0 ? (uint32_t)w : 0;
+        if (p->in_pipe) {
+            p->dst->ev &= ~(uint32_t)EPOLLOUT;
+            return 0;
+        }
+    }
+    if (p->pipe) { /* drained: back to the pool */
+        buffers_pipe_put(s->w, p->pipe, 1);
+        p->pipe = NULL;
     }
     return 0;
 }
@@ -178,7 +209,7 @@ static ssize_t copy_some(struct session *s, struct pump *p)
         return fail(s, p->src);
     if (n == 0)
         return at_eof(s, p);
-    took(s, p, (size_t)n);
+    took(s, p, (size_t)n, 0);
     int ends = 0;
     if ((size_t)n < size && !(p->src->ev & (EPOLLPRI | EPOLLERR | EPOLLHUP))) {
         /* A short read took everything there was (the kernel stops short only when the
@@ -205,10 +236,50 @@ static ssize_t copy_some(struct session *s, struct pump *p)
         p->pend_off = 0;
         p->pend_len = (uint32_t)left;
         p->dst->ev &= ~(uint32_t)EPOLLOUT;
+    } else if ((size_t)n == size && !p->no_splice && !(p->src->ev & EPOLLPRI)) {
+        p->splice = 1; /* a full read: a bulk transfer, splice from now on */
     }
     if (ends && at_eof(s, p) < 0)
         return -1;
     return n;
+}
+
+/* One splice(2) from <p>'s source into a pipe, and on to the destination.  Returns as
+ * copy_some. */
+static ssize_t splice_some(struct session *s, struct pump *p)
+{
+    if (p->src->ev & EPOLLPRI) { /* splice would stop at the urgent mark for good */
+        p->splice = 0;
+        p->no_splice = 1;
+        return copy_some(s, p);
+    }
+    if (!p->pipe && !(p->pipe = buffers_pipe_get(s->w)))
+        return copy_some(s, p); /* no pipe now: this burst is copied */
+    ssize_t n;
+    do
+        n = splice(p->src->fd, NULL, p->pipe->w, NULL, SPLICE_CHUNK,
+                   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    while (n < 0 && errno == EINTR);
+    if (n <= 0) { /* the pipe is empty (flush() ran first): give it back */
+        int e = n < 0 ? errno : 0;
+        buffers_pipe_put(s->w, p->pipe, 1);
+        p->pipe = NULL;
+        if (n == 0)
+            return at_eof(s, p);
+        if (e == EAGAIN) {
+            p->src->ev &= ~(uint32_t)EPOLLIN;
+            return 0;
+        }
+        if (e == EINVAL || e == ENOSYS || e == EOPNOTSUPP || e == ENOMEM) {
+            p->splice = 0; /* splice does not apply here: copy from now on */
+            p->no_splice = 1;
+            return copy_some(s, p);
+        }
+        return fail(s, p->src); /* the socket's error (it is read only once) */
+    }
+    took(s, p, (size_t)n, 1);
+    p->in_pipe = (uint32_t)n;
+    return flush(s, p) < 0 ? -1 : n;
 }
 
 /* Move what can be moved in direction <p> now.  Returns 0, or -1 when the session ended
@@ -217,7 +288,7 @@ static int run(struct session *s, struct pump *p)
 {
     if (flush(s, p) < 0)
         return -1;
-    if (p->pend)
+    if (p->pend || p->in_pipe)
         return 0; /* the destination is full: its EPOLLOUT brings us back */
     size_t moved = 0;
     while (!p->eof && readable(p->src)) {
@@ -225,13 +296,13 @@ static int run(struct session *s, struct pump *p)
             evpoll_rearm(s->w, p->src);
             return 0;
         }
-        ssize_t n = copy_some(s, p);
+        ssize_t n = p->splice ? splice_some(s, p) : copy_some(s, p);
         if (n < 0)
             return -1;
         if (n == 0 && !p->eof)
             return 0; /* nothing more to read now */
         moved += (size_t)n;
-        if (p->pend)
+        if (p->pend || p->in_pipe)
             return 0;
     }
     if (p->eof && !p->shut)
@@ -260,7 +331,11 @@ void pump_release(struct session *s)
         struct pump *p = ps[i];
         if (p->pend)
             buffers_put(s->w, p->pend);
+        if (p->pipe)
+            buffers_pipe_put(s->w, p->pipe, p->in_pipe == 0);
         p->pend = NULL;
+        p->pipe = NULL;
+        p->in_pipe = 0;
     }
 }
 
@@ -284,7 +359,7 @@ static void pp_addr(const struct sockaddr *sa, struct proxyproto_addr *out)
 
 /* The PROXY protocol header goes first on the backend connection, as the first bytes
  * of c2b: what the kernel does not take at once waits in its write buffer, before any
- * byte of the client.  Returns 0 or -1. */
+ * byte of the client (and no splice while it waits).  Returns 0 or -1. */
 static int proxy_header(struct session *s)
 {
     union peer_addr local;
@@ -314,6 +389,7 @@ void pump_start(struct session *s)
     s->state = S_PUMPING;
     s->c2b = (struct pump){.src = &s->cev, .dst = &s->up.ev};
     s->b2c = (struct pump){.src = &s->up.ev, .dst = &s->cev};
+    s->c2b.no_splice = s->b2c.no_splice = s->pool->cfg->splice == CFG_SPLICE_OFF;
     s->last_activity = session_now_ms(s);
     s->deadline.fn = on_idle_deadline;
     timers_set(s->w, &s->deadline, s->last_activity + s->pool->cfg->idle_timeout_ms);

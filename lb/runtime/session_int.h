@@ -20,7 +20,11 @@ struct pump {
     struct evfd *src, *dst;
     struct wbuf *pend;       /* bytes <dst> could not take at once (copied), from pend_off */
     uint32_t pend_off, pend_len;
+    struct pipe_buf *pipe;   /* spliced bytes <dst> has not taken yet: in_pipe of them */
+    uint32_t in_pipe;
     uint64_t bytes;          /* read from src; all of them reach dst before its FIN */
+    unsigned splice : 1;     /* moves bytes with splice(2) now */
+    unsigned no_splice : 1;  /* never: off in the config, urgent data, or splice failed */
     unsigned eof : 1;        /* src sent FIN (and everything before it was read) */
     unsigned shut : 1;       /* the FIN is passed on to dst, or is being */
     unsigned shut_done : 1;
@@ -83,7 +87,7 @@ void pump_start(struct session *s);
  * S_PUMPING (pump.c).  May close the session. */
 void pump_event(struct session *s, int backend_side, uint32_t events);
 
-/* Give back the buffers the pumps hold (the session is closing; pump.c). */
+/* Give back the buffers and pipes the pumps hold (the session is closing; pump.c). */
 void pump_release(struct session *s);
 
 /* New readiness of a queued client's socket: has it left? (queue.c) */

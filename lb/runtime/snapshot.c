@@ -60,6 +60,7 @@ struct snapshot *snapshot_take(const struct worker *w)
     s->workers[0].sessions_total = w->sessions_total;
     s->workers[0].no_backend_total = w->no_backend_total;
     s->workers[0].buffers_in_use = w->wbufs_in_use;
+    s->workers[0].pipes_in_use = w->pipes_in_use;
     s->workers[0].local_errors_total = w->local_errors_total;
     for (size_t i = 0; i < c->n_listeners; i++) {
         const struct listener_stats *st = g->listeners[i] ? g->listeners[i]->stats : NULL;
@@ -136,6 +137,8 @@ int snapshot_add(struct snapshot *into, const struct snapshot *s)
 #undef X
         a->st.bytes_to_backend += b->st.bytes_to_backend;
         a->st.bytes_to_client += b->st.bytes_to_client;
+        a->st.spliced_to_backend += b->st.spliced_to_backend;
+        a->st.spliced_to_client += b->st.spliced_to_client;
         hist_merge(&a->connect, &b->connect);
         a->active += b->active;
         if (b->demoted) {

@@ -45,7 +45,7 @@ struct snap_pool {
 };
 
 struct snap_worker {
-    uint64_t sessions_active, sessions_total, no_backend_total, buffers_in_use;
+    uint64_t sessions_active, sessions_total, no_backend_total, buffers_in_use, pipes_in_use;
     uint64_t local_errors_total;
 };
 

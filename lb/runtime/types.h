@@ -46,6 +46,8 @@ struct backend_stats {
 #undef X
     uint64_t bytes_to_backend;
     uint64_t bytes_to_client;
+    uint64_t spliced_to_backend;   /* of those, moved through a pipe by splice(2) */
+    uint64_t spliced_to_client;
 };
 
 /* What the operator said (admin endpoint). */
@@ -196,6 +198,7 @@ struct gen {
 
 struct session;
 struct wbuf;
+struct pipe_buf;
 struct evpoll;
 
 struct worker {
@@ -259,6 +262,8 @@ struct worker {
     size_t scratch_size;
     struct wbuf *wbufs;            /* write buffers kept for reuse */
     size_t wbufs_free, wbufs_in_use;
+    struct pipe_buf *pipes;        /* splice(2) pipes kept for reuse (buffers.h) */
+    size_t pipes_free, pipes_in_use;
     struct evpoll *evpoll;         /* the data path's sockets (evpoll.h) */
     uv_timer_t deadline;           /* the drain deadline, for every generation */
     int draining;                  /* 1 draining, 2 drained (no session left) */

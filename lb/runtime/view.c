@@ -36,6 +36,7 @@ void view_totals(const struct view *v, struct view_totals *out)
         t.sessions_total += S(v)->workers[i].sessions_total;
         t.no_backend_total += S(v)->workers[i].no_backend_total;
         t.buffers_in_use += S(v)->workers[i].buffers_in_use;
+        t.pipes_in_use += S(v)->workers[i].pipes_in_use;
         t.local_errors_total += S(v)->workers[i].local_errors_total;
     }
     *out = t;
@@ -54,6 +55,7 @@ int view_worker(const struct view *v, size_t i, struct view_totals *out)
     out->sessions_total = S(v)->workers[i].sessions_total;
     out->no_backend_total = S(v)->workers[i].no_backend_total;
     out->buffers_in_use = S(v)->workers[i].buffers_in_use;
+    out->pipes_in_use = S(v)->workers[i].pipes_in_use;
     return 0;
 }
 

@@ -38,6 +38,8 @@ struct view_totals {
     uint64_t no_backend_total; /* clients closed: no backend or port usable */
     uint64_t buffers_in_use;   /* write buffers held by connections whose peer is slow
                                   (an idle connection holds none) */
+    uint64_t pipes_in_use;     /* splice(2) pipes holding bytes of a connection (an idle
+                                  connection holds none) */
     uint64_t local_errors_total; /* out of descriptors, buffers or memory here */
 };
 void view_totals(const struct view *v, struct view_totals *out);

@@ -129,6 +129,8 @@ def test_explicit_isn_reuses_every_port_without_a_stall():
         assert total(ms, "twlb_syn_retransmits_total") == 0
         assert total(ms, "twlb_port_reuses_total") >= 32, ms.get("twlb_port_reuses_total")
         assert total(ms, "twlb_isn_mode", 'mode="explicit"') == 1
+        # the uploads went through splice(2): its byte counts (rcv_nxt) are exact too
+        assert total(ms, "twlb_spliced_bytes_total", 'direction="to_backend"') > 20 * UPLOAD
 
 
 def test_two_workers_reuse_without_a_stall_and_never_share_a_port():
@@ -151,6 +153,7 @@ def test_two_workers_reuse_without_a_stall_and_never_share_a_port():
         assert total(ms, "twlb_syn_retransmits_total") == 0
         assert total(ms, "twlb_backend_connections_total") == 40  # summed over workers
         assert total(ms, "twlb_port_reuses_total") >= 32
+        assert total(ms, "twlb_spliced_bytes_total", 'direction="to_backend"') > 20 * UPLOAD
         # every port of the range is counted once: the workers' halves add up to 8
         assert sum(v for _, v in ms["twlb_ports"]) == 8, ms["twlb_ports"]
         h.stop(p)

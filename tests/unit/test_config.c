@@ -260,12 +260,14 @@ static void test_unknown_keys_are_rejected(void **state)
     load_fails("\"retry\": 1, ", "", "1, \"inside\"",
                "pools[0].retry: unknown key (expected one of: name, balance, inside, "
                "source_ports, connect_timeout_ms, idle_timeout_ms, retries, buffer_bytes, "
-               "time_wait, health, queue, slow_start_ms, backends)");
+               "splice, time_wait, health, queue, slow_start_ms, backends)");
     load_fails("", ", \"log\": {\"colour\": true}", "true",
                "log.colour: unknown key (expected one of: level, file, access_log, "
                "access_log_format)");
     load_fails("\"retries\": \"2\", ", "", "\"2\"",
                "pools[0].retries: \"2\" is not an integer");
+    load_fails("\"splice\": \"always\", ", "", "\"always\"",
+               "pools[0].splice: \"always\" is not a splice mode (expected auto or off)");
 }
 
 static void test_unreloadable_changes(void **state)
@@ -424,8 +426,8 @@ static void test_words_are_what_parse_accepts(void **state)
             }
             assert_int_equal(named, n);
         }
-    assert_int_equal(seen, 7); /* balance, proxy_protocol, rule, isn, local_time_wait, level,
-                                  access_log_format */
+    assert_int_equal(seen, 8); /* balance, proxy_protocol, rule, isn, local_time_wait, level,
+                                  access_log_format, splice */
 }
 
 /* docs/configuration.md: a "## " heading per table, holding a row "| `KEY` | ... |
