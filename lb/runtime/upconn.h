@@ -2,8 +2,8 @@
  * probes alike: the source port the reuse engine chose, our own TIME_WAIT on that
  * 4-tuple destroyed where needed (SOCK_DESTROY, on the libuv thread pool: it is a
  * netlink round trip), the ISN chosen (explicit mode), the socket bound and connected,
- * TCP_INFO read once at connect, and on close the port handed back to the bookkeeping
- * with who sent the first FIN.
+ * whether the SYN was sent again (TCP_INFO), and on close the port handed back to the
+ * bookkeeping with who sent the first FIN.
  *
  *   upconn_open()  -> 0: exactly one on_connect(u, status) follows, unless upconn_close()
  *                    comes first.  status 0: connected; UPCONN_NO_PORT: the kernel
@@ -12,7 +12,8 @@
  *                  -> UPCONN_NO_PORT or a negative errno at once: nothing is held, no
  *                    callback.
  *   upconn_close() -> 1: on_closed(u) follows once everything is released; 0: nothing
- *                    was open, the port is released already and on_closed is not called.
+ *                    was open (raw: or it is closed now), the port is released already
+ *                    and on_closed is not called.
  *                    Either way the struct may be reused or freed after that.
  *
  * The owner keeps <closer> and <bytes_to_backend> current; tcp.data is the owner's.
@@ -23,10 +24,11 @@
  *     (evpoll.h), connected here with connect(2); once connected, its readiness goes to
  *     the owner's <on_event>.  A close is synchronous (upconn_close returns 0) unless a
  *     SOCK_DESTROY is in flight.
- * TCP_INFO right after the connect only when its answer can differ from the default:
- * a SYN is sent again at the earliest two jiffies (>= 2 ms) after the first, so a
- * connect that completed sooner sent one SYN (kernel-facts 7.3).  Whether timestamps
- * were negotiated matters only for our own TIME_WAIT, where the owner asks (raw). */
+ * Raw, TCP_INFO right after the connect only when its answer can differ from the
+ * default: a SYN is sent again at the earliest two jiffies after the first answer, so a
+ * connect that completed within one jiffy sent one SYN (kernel-facts 7.3).  Whether
+ * timestamps were negotiated matters only for our own TIME_WAIT: there the owner reads
+ * it (pump.c) before its FIN.  Probes read TCP_INFO after every connect, as before. */
 #ifndef TWLB_UPCONN_H
 #define TWLB_UPCONN_H
 
