@@ -144,7 +144,7 @@ static int listen_socket(const struct cfg_addr *bind_addr, int reuseport)
     if (fd < 0)
         return -errno;
     int one = 1, zero = 0;
-    /* TCP_NODELAY here: every accepted socket inherits it (kernel-facts 7.4), which
+    /* TCP_NODELAY here: every accepted socket inherits it (kernel-facts 7.5), which
      * saves a setsockopt per client. */
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0 ||

@@ -17,10 +17,11 @@
 /* Ports the kernel may refuse in a row toward one backend before we give up on it. */
 #define REFUSED_PORTS_MAX 16
 
-/* A connect that took less than one jiffy sent a single SYN: the kernel sends one again
- * at the earliest TCP_TIMEOUT_MIN (a timer of 2 jiffies, which fires more than one jiffy
- * later) after an unacceptable answer, and TCP_TIMEOUT_INIT (1 s) after none
- * (kernel-facts 7.3).  So TCP_INFO is asked only after a slower connect. */
+/* A connect that took less than one jiffy, from just before connect() to its first
+ * EPOLLOUT, sent a single SYN: the kernel sends one again at the earliest
+ * TCP_TIMEOUT_MIN (a timer of 2 jiffies, which fires more than one jiffy later) after an
+ * unacceptable answer, and TCP_TIMEOUT_INIT (1 s) after none (kernel-facts 7.4).  So
+ * TCP_INFO is asked only after a slower connect. */
 static uint64_t syn_again_min_ns(void)
 {
     static uint64_t tick; /* the same for every worker thread: a benign race */
@@ -215,6 +216,23 @@ static void on_tcp_connect(uv_connect_t *req, int status)
     u->on_connect(u, status);
 }
 
+/* The connect of the current port is under way: a reuse of the backend's TIME_WAIT is
+ * counted (and, in kernel ISN mode, what its prediction was based on is logged). */
+static void count_reuse(struct upconn *u)
+{
+    if (u->pick.port.kind != PM_PICK_REMOTE_TW)
+        return;
+    pathset_count_reuse(u->be->ps, &u->pick);
+    if (u->pick.port.decided_real_ns)
+        log_debug("kernel-isn reuse %s:%u -> %s: old_syn_real_ns=%llu bytes=%llu "
+                  "decided_real_ns=%llu syn_real_ns=%llu",
+                  inside_of(u)->text, u->pick.port.port, u->be->cfg->addr.text,
+                  (unsigned long long)u->pick.port.old_syn_real_ns,
+                  (unsigned long long)u->pick.port.old_bytes,
+                  (unsigned long long)u->pick.port.decided_real_ns,
+                  (unsigned long long)u->syn_real_ns);
+}
+
 /* ---- raw sockets (client sessions) ------------------------------------------------ */
 
 static void on_raw_event(struct evfd *e, uint32_t events)
@@ -250,7 +268,7 @@ static void on_raw_event(struct evfd *e, uint32_t events)
         u->connected = 1;
         int again = 0;
         struct sockprep_info info;
-        if (clock_mono_ns() - u->syn_mono_ns >= syn_again_min_ns() &&
+        if (clock_mono_ns() - u->connect_mono_ns >= syn_again_min_ns() &&
             sockprep_tcp_info(e->fd, &info) == 0) {
             u->timestamps = info.timestamps;
             again = info.total_retrans > 0;
@@ -266,17 +284,18 @@ static void on_raw_event(struct evfd *e, uint32_t events)
 static int connect_raw(struct upconn *u, int fd)
 {
     const struct cfg_addr *to = &u->be->cfg->addr;
-    u->syn_real_ns = clock_real_ns();
-    u->syn_mono_ns = clock_mono_ns();
+    u->connect_mono_ns = clock_mono_ns(); /* before: the SYN cannot be older */
     int r = 0;
     if (connect(fd, (const struct sockaddr *)&to->ss, to->len) < 0 && errno != EINPROGRESS &&
         errno != EINTR)
         r = -errno;
+    /* The SYN time, read once connect() has returned, as for a probe's (step()): never
+     * earlier than the kernel's ISN (kernel-facts 3, 7.3). */
+    clock_pair_ns(&u->syn_real_ns, &u->syn_mono_ns);
     if (r == 0 && (r = evpoll_add(u->g->w, &u->ev, fd, on_raw_event)) == 0) {
         u->tcp_open = 1;
         u->connecting = 1;
-        if (u->pick.port.kind == PM_PICK_REMOTE_TW)
-            pathset_count_reuse(u->be->ps, &u->pick);
+        count_reuse(u);
         return 0;
     }
     close(fd);
@@ -388,17 +407,7 @@ static int step(struct upconn *u)
             close_failed(u, r);
             return 0;
         }
-        if (u->pick.port.kind == PM_PICK_REMOTE_TW) {
-            pathset_count_reuse(u->be->ps, &u->pick);
-            if (u->pick.port.decided_real_ns)
-                log_debug("kernel-isn reuse %s:%u -> %s: old_syn_real_ns=%llu bytes=%llu "
-                          "decided_real_ns=%llu syn_real_ns=%llu",
-                          inside->text, u->pick.port.port, u->be->cfg->addr.text,
-                          (unsigned long long)u->pick.port.old_syn_real_ns,
-                          (unsigned long long)u->pick.port.old_bytes,
-                          (unsigned long long)u->pick.port.decided_real_ns,
-                          (unsigned long long)u->syn_real_ns);
-        }
+        count_reuse(u);
         return 0;
     }
 }

@@ -26,7 +26,7 @@
  *     SOCK_DESTROY is in flight.
  * Raw, TCP_INFO right after the connect only when its answer can differ from the
  * default: a SYN is sent again at the earliest two jiffies after the first answer, so a
- * connect that completed within one jiffy sent one SYN (kernel-facts 7.3).  Whether
+ * connect that completed within one jiffy sent one SYN (kernel-facts 7.4).  Whether
  * timestamps were negotiated matters only for our own TIME_WAIT: there the owner reads
  * it (pump.c) before its FIN.  Probes read TCP_INFO after every connect, as before. */
 #ifndef TWLB_UPCONN_H
@@ -54,7 +54,8 @@ struct upconn {
     struct pathset_pick pick;    /* the source port, BUSY while have_port */
     int isn_known;               /* we chose the ISN */
     uint32_t isn;
-    uint64_t syn_real_ns, syn_mono_ns;
+    uint64_t syn_real_ns, syn_mono_ns; /* read once connect() returned (kernel-facts 7.3) */
+    uint64_t connect_mono_ns;    /* raw: read before connect(), for the resent-SYN test */
     int timestamps;              /* negotiated (TCP_INFO at connect; raw: the owner's
                                     TCP_INFO before its FIN, when it may be first) */
     enum pm_closer closer;       /* who sent the first FIN: kept by the owner */
