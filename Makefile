@@ -23,10 +23,13 @@
 #   make soak       checksummed connections through twlb under reloads (not in make test;
 #                   SOAK_CONNECTIONS, default 1000000, SOAK_SECONDS cap, default 3600)
 #   make bench      benchmarks (not part of make test)
+#   make margin     the kernel-mode ISN margin measured in network namespaces: clock
+#                   reading to ISN, then a sweep of margins (not in make test; < 20 min)
 #   make clean
 
 CC      ?= cc
-PKGS    := libuv jansson libcap
+# libsystemd: sd_notify for Type=notify units (lb/os/sdnotify.h).
+PKGS    := libuv jansson libcap libsystemd
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)
@@ -84,8 +87,9 @@ UNIT_LINK_test_metrics  := $(addprefix $(BUILD)/lb/admin/,metrics.o walk.o prom.
 UNIT_LIBS_test_simulate := -lm
 
 DEB_PKGS := gcc make libc6-dev pkg-config libuv1-dev libjansson-dev libcmocka-dev libcap-dev \
+            libsystemd-dev \
             python3 iproute2 procps curl python3-prometheus-client xxd \
-            chromium chromium-driver python3-selenium bird2 keepalived \
+            chromium chromium-driver python3-selenium bird2 keepalived nftables \
             python3-jsonschema scdoc man-db dpkg-dev systemd
 
 # Fuzzing (tests/fuzz/README.md): one harness per target, linked with what it needs.
@@ -103,7 +107,7 @@ STRESS_OBJS := $(STRESS_SRCS:%.c=$(BUILD)/%.o)
 
 .PHONY: all deps deps-bench run test unit unit-san integration integration-san lint \
         lint-selftest bench stress clean metrics-doc scale-test objects clang package-test \
-        man install deb deps-fuzz fuzz fuzz-replay faults faults-san soak
+        man install deb deps-fuzz fuzz fuzz-replay faults faults-san soak margin
 all: lb/twlb backends/twbackend $(UNIT_BINS) $(if $(STRESS_SRCS),tests/stress/twstress)
 
 # Install the Debian packages in $(1) that are missing (one recipe line for deps,
@@ -194,6 +198,19 @@ $(BUILD)/bench/bench_%: $(BUILD)/tests/bench/bench_%.o $(CORE_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ -lm
 
+# The kernel-mode margin's clock measurement (tests/bench/margin.py), linked with the
+# runtime's own clock and socket code so that it reads the clocks as twlb does.
+$(BUILD)/bench/margin_clock: $(BUILD)/tests/bench/margin_clock.o $(BUILD)/lb/os/clock.o \
+                             $(BUILD)/lb/os/sockprep.o $(CORE_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# docs/reuse.md, "The kernel-mode margin": root and network namespaces; the JSON results
+# go to build/margin-*.json.
+margin: lb/twlb backends/twbackend $(BUILD)/bench/margin_clock
+	python3 tests/bench/margin.py clock --json build/margin-clock.json
+	python3 tests/bench/margin.py sweep --json build/margin-sweep.json
+
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
 
@@ -237,7 +254,7 @@ soak: lb/twlb backends/twbackend
 
 # Past one machine (docs/scale-out.md): three nodes behind BGP/ECMP, a VRRP pair, and
 # `twlb simulate --target-rate` checked against real runs.  Needs root and namespaces
-# (skips, saying so, without them); bird2 and keepalived come from make deps.
+# (skips, saying so, without them); bird2, keepalived and nftables come from make deps.
 scale-test: lb/twlb backends/twbackend tests/stress/twstress
 	python3 tests/scale/run.py
 

@@ -25,6 +25,8 @@
 #include "os/statefile.h"
 #include "runtime/view.h"
 #include "runtime/group.h"
+#include "runtime/lifecycle.h"
+#include "runtime/preflight.h"
 #include "sim/cli.h"
 
 
@@ -73,12 +75,20 @@ static struct config *load_or_report(const char *path, int to_log)
     return cfg;
 }
 
+/* preflight_report()'s token check (runtime/ cannot include admin/). */
+static int token_check(const char *path, char *err, size_t errlen)
+{
+    char token[ADMIN_TOKEN_MAX];
+    return admin_read_token(path, token, err, errlen);
+}
+
 struct app {
     uv_loop_t loop;
     uv_signal_t sigterm, sigint, sigusr1, sighup;
     const char *path;
     struct group *g;
     struct admin *admin;     /* NULL when "admin" is not configured */
+    struct lifecycle *life;  /* reload outcome, drain, systemd (runtime/lifecycle.h) */
     int stopping;
     uint64_t save_failures;  /* statefile_save_failures() when the stop began */
 };
@@ -106,8 +116,11 @@ static int admin_prepare(struct app *app, const struct config *c, struct admin *
     token[0] = 0;
     if (!c->admin.enabled)
         return 0;
-    if (admin_read_token(c->admin.token_file, token, err, errlen) < 0)
+    char e[400];
+    if (admin_read_token(c->admin.token_file, token, e, sizeof e) < 0) {
+        snprintf(err, errlen, "admin.token_file: %s", e);
         return -1;
+    }
     if (keep && kept_cfg->admin.enabled && kept_cfg->admin.bind.len == c->admin.bind.len &&
         !memcmp(&kept_cfg->admin.bind.ss, &c->admin.bind.ss, c->admin.bind.len)) {
         *out = keep; /* same address: keep the socket */
@@ -131,6 +144,8 @@ static void on_drained(struct group *g)
     if (app->admin)
         admin_close(app->admin);
     app->admin = NULL;
+    lifecycle_close(app->life);
+    app->life = NULL;
     uv_close((uv_handle_t *)&app->sigterm, NULL);
     uv_close((uv_handle_t *)&app->sigint, NULL);
     uv_close((uv_handle_t *)&app->sigusr1, NULL);
@@ -139,16 +154,17 @@ static void on_drained(struct group *g)
 
 /* SIGHUP: validate the file again; apply it only if it is valid, atomically: a new
  * generation takes over the unchanged listeners and every port map that still exists,
- * the old one finishes its connections.  A reload that fails changes nothing. */
-static void on_reload_signal(uv_signal_t *h, int signum)
+ * the old one finishes its connections.  A reload that fails changes nothing: -1. */
+static int reload(struct app *app)
 {
-    struct app *app = h->data;
-    if (app->stopping)
-        return;
     log_info("SIGHUP: reloading %s", app->path);
     struct config *cfg = load_or_report(app->path, 1);
     if (!cfg)
-        return;
+        return -1;
+    if (preflight_report(cfg, PREFLIGHT_RELOAD, token_check, NULL) < 0) {
+        config_free(cfg);
+        return -1;
+    }
     char err[512] = "", token[ADMIN_TOKEN_MAX];
     const struct config *old_cfg = group_config(app->g);
     struct cfg_errors later = {0};
@@ -160,24 +176,42 @@ static void on_reload_signal(uv_signal_t *h, int signum)
     if (admin_prepare(app, cfg, app->admin, old_cfg, &admin, token, err, sizeof err) < 0) {
         log_error("reload: %s; keeping the running configuration", err);
         config_free(cfg);
-        return;
+        return -1;
     }
     enum log_level level = cfg->log.level;
-    int r = group_reload(app->g, cfg, err, sizeof err);
+    struct log_files logs; /* log.file, access_log, access_log_format: opened here */
+    const char *bad = "";
+    int r = log_files_prepare(&logs, cfg->log.file, cfg->log.access_log,
+                              cfg->log.access_log_json, &bad);
+    if (r < 0)
+        snprintf(err, sizeof err, "cannot open log file %s: %s", bad, log_open_strerror(r));
+    else if ((r = group_reload(app->g, cfg, err, sizeof err)) < 0)
+        log_files_discard(&logs);
     config_free(cfg); /* the workers hold their own references */
     if (r < 0) {
         log_error("reload: %s; keeping the running configuration", err);
         if (admin && admin != app->admin)
             admin_close(admin);
-        return;
+        return -1;
     }
     if (app->admin && admin != app->admin)
         admin_close(app->admin);
     app->admin = admin;
     if (admin)
         admin_set_token(admin, token);
+    log_files_commit(&logs);
     log_set_level(level);
     log_info("reloaded %s", app->path);
+    return 0;
+}
+
+static void on_reload_signal(uv_signal_t *h, int signum)
+{
+    struct app *app = h->data;
+    if (app->stopping)
+        return;
+    lifecycle_reload_begin(app->life);
+    lifecycle_reload_end(app->life, reload(app) == 0);
 }
 
 /* Log rotation: the old files were renamed; open new ones by name. */
@@ -201,6 +235,7 @@ static void on_stop_signal(uv_signal_t *h, int signum)
     log_info("signal %d: stopping", signum);
     app->stopping = 1;
     app->save_failures = statefile_save_failures(); /* the drain saves once more */
+    lifecycle_stopping(app->life);
     group_drain(app->g, on_drained);
 }
 
@@ -254,6 +289,11 @@ static int run(const char *path)
     struct config *cfg = load_or_report(path, 0);
     if (!cfg)
         return 1;
+    struct cfg_errors warns = {0};
+    if (preflight_report(cfg, PREFLIGHT_START, token_check, &warns) < 0) {
+        config_free(cfg);
+        return 1;
+    }
     log_set_level(cfg->log.level);
     int lr = log_open(cfg->log.file);
     const char *lpath = cfg->log.file;
@@ -264,8 +304,12 @@ static int run(const char *path)
     if (lr < 0) {
         fprintf(stderr, "twlb: cannot open log file %s: %s\n", lpath, log_open_strerror(lr));
         config_free(cfg);
+        cfg_errors_free(&warns);
         return 1;
     }
+    for (size_t i = 0; i < warns.n; i++)
+        log_warn("%s", warns.msg[i]);
+    cfg_errors_free(&warns);
     signal(SIGPIPE, SIG_IGN);
     raise_fd_limit();
 
@@ -302,6 +346,8 @@ static int run(const char *path)
         app.sigusr1.data = app.sighup.data = &app;
         uv_signal_start(&app.sighup, on_reload_signal, SIGHUP);
         log_info("twlb %s running with %s", TWLB_VERSION, path);
+        app.life = lifecycle_new(&app.loop, admin_view, &app);
+        lifecycle_ready(app.life);
     }
     config_free(cfg); /* the workers hold their own references */
     uv_run(&app.loop, UV_RUN_DEFAULT);
@@ -325,6 +371,10 @@ static int check(const char *path)
     struct privs_target who;
     if (lookup_user(cfg, &who, err, sizeof err) < 0) {
         fprintf(stderr, "%s: %s\n", path, err);
+        config_free(cfg);
+        return 1;
+    }
+    if (preflight_report(cfg, PREFLIGHT_CHECK, token_check, NULL) < 0) {
         config_free(cfg);
         return 1;
     }

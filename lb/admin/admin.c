@@ -17,9 +17,12 @@ struct admin {
     struct http_server *http;
 };
 
-static char *render_metrics(const struct view *v, size_t *len) { return prom_render(v, len); }
+static char *render_metrics(const struct view *v, size_t *len, int *status)
+{
+    return prom_render(v, len);
+}
 
-static char *render_stats(const struct view *v, size_t *len)
+static char *render_stats(const struct view *v, size_t *len, int *status)
 {
     char *s = stats_render(v);
     if (s)
@@ -28,19 +31,30 @@ static char *render_stats(const struct view *v, size_t *len)
 }
 
 /* The page does not read the view: it fetches /stats itself. */
-static char *render_dashboard(const struct view *v, size_t *len) { return dashboard_render(len); }
-
-static char *render_healthz(const struct view *v, size_t *len)
+static char *render_dashboard(const struct view *v, size_t *len, int *status)
 {
-    *len = 3;
-    return strdup("ok\n");
+    return dashboard_render(len);
+}
+
+/* 503 while draining: a load balancer in front (or a VRRP check) stops sending clients
+ * here while the live connections finish. */
+static char *render_healthz(const struct view *v, size_t *len, int *status)
+{
+    struct view_process p;
+    view_process(v, &p);
+    if (p.draining)
+        *status = 503;
+    const char *body = p.draining ? "draining\n" : "ok\n";
+    *len = strlen(body);
+    return strdup(body);
 }
 
 /* The GET (and HEAD) routes. */
 static const struct route {
     const char *path;
     const char *content_type;
-    char *(*render)(const struct view *v, size_t *len); /* malloc'ed; NULL: out of memory */
+    /* malloc'ed; NULL: out of memory.  *status is 200 unless the renderer says else. */
+    char *(*render)(const struct view *v, size_t *len, int *status);
 } routes[] = {
     {"/metrics", "text/plain; version=0.0.4", render_metrics},
     {"/stats", "application/json", render_stats},
@@ -100,12 +114,13 @@ static void handle(void *arg, const struct http_request *req, struct http_respon
         return;
     }
     size_t len = 0;
-    char *body = rt->render(v, &len);
+    int status = 200;
+    char *body = rt->render(v, &len, &status);
     if (!body) {
         http_respond_error(resp, 500, "out of memory");
         return;
     }
-    resp->status = 200;
+    resp->status = status;
     resp->content_type = rt->content_type;
     resp->body = body;
     resp->body_len = len;
@@ -137,7 +152,7 @@ int admin_read_token(const char *path, char out[ADMIN_TOKEN_MAX], char *err, siz
         return 0;
     FILE *f = fopen(path, "r");
     if (!f) {
-        snprintf(err, errlen, "admin: cannot read token_file %s: %s", path, strerror(errno));
+        snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
         return -1;
     }
     /* The first line, measured whole: a token that does not fit is an error, never cut. */
@@ -154,16 +169,16 @@ int admin_read_token(const char *path, char out[ADMIN_TOKEN_MAX], char *err, siz
     if (n && last == '\r') /* a CRLF line end */
         n--;
     if (bad) {
-        snprintf(err, errlen, "admin: cannot read token_file %s", path);
+        snprintf(err, errlen, "cannot read %s", path);
     } else if (n > ADMIN_TOKEN_MAX - 1) {
-        snprintf(err, errlen, "admin: token_file %s: the token is %zu bytes, longer than the "
+        snprintf(err, errlen, "%s: the token is %zu bytes, longer than the "
                  "%d allowed", path, n, ADMIN_TOKEN_MAX - 1);
         bad = 1;
     } else if (n == 0) {
-        snprintf(err, errlen, "admin: token_file %s is empty", path);
+        snprintf(err, errlen, "%s is empty", path);
         bad = 1;
     } else if (memchr(out, 0, n)) {
-        snprintf(err, errlen, "admin: token_file %s: the token holds a NUL byte", path);
+        snprintf(err, errlen, "%s: the token holds a NUL byte", path);
         bad = 1;
     }
     out[bad ? 0 : n] = 0;

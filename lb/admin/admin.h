@@ -3,7 +3,8 @@
  *
  *   GET  /metrics                             Prometheus text (metrics.h, prom.h)
  *   GET  /stats                               the same as JSON (stats.h)
- *   GET  /healthz                             "ok"
+ *   GET  /healthz                             "ok" (200), or "draining" (503) after
+ *                                             SIGTERM while connections finish
  *   GET  /                                    the live dashboard, an HTML page that
  *                                             reads /stats every second (dashboard.h)
  *   POST /pools/<pool>/backends/<name>/<action>   enable, disable or drain a backend;
@@ -42,8 +43,9 @@ int admin_start(uv_loop_t *loop, const struct cfg_addr *bind, const struct admin
                 struct admin **out, char *err, size_t errlen);
 
 /* Read the bearer token from the first line of <path> (NULL: no token, out = "").
- * Returns 0, or -1 with a message when the file is unreadable or empty, or the token is
- * longer than ADMIN_TOKEN_MAX - 1 bytes (never cut short). */
+ * Returns 0, or -1 with a message naming <path> ("cannot read PATH: why", "PATH is
+ * empty", ...) when the file is unreadable or empty, or the token is longer than
+ * ADMIN_TOKEN_MAX - 1 bytes (never cut short). */
 #define ADMIN_TOKEN_MAX 256
 int admin_read_token(const char *path, char out[ADMIN_TOKEN_MAX], char *err, size_t errlen);
 

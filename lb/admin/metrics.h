@@ -40,11 +40,11 @@ struct metric_src {
     const char *labels[METRIC_SCOPE_LABELS];  /* values of the scope's labels */
     struct view_totals totals;                /* GLOBAL */
     enum isn_mode isn_mode;                   /* GLOBAL */
+    struct view_process process;              /* GLOBAL: reloads, drain */
     uint64_t listener_connections;            /* LISTENER */
+    uint64_t listener_rejected[REJ_N];        /* LISTENER, by reason */
     struct view_backend be;                   /* BACKEND, PATH */
-    uint32_t ports[PM_NSTATES];               /* PATH: ports by state, as of now */
-    uint64_t reuses_total;                    /* PATH */
-    uint32_t ports_unknown;                   /* PATH: of ports[PM_REMOTE_TW] */
+    struct view_path path;                    /* PATH */
     struct view_pool pool;                    /* POOL */
 };
 

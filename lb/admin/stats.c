@@ -77,12 +77,19 @@ static json_t *backend_json(const struct view *v, size_t p, size_t b)
     put_scope(o, v, METRIC_BACKEND, p, b, 0);
     json_t *ports = json_object();
     for (size_t k = 0; k < pc->n_inside; k++) {
+        struct view_path vp;
+        if (view_path(v, p, b, k, &vp) < 0)
+            continue; /* no port map on that path */
         json_t *po = json_object();
         put_scope(po, v, METRIC_PATH, p, b, k);
-        if (json_object_size(po))
-            json_object_set_new(ports, pc->inside[k].text, po);
-        else
-            json_decref(po); /* no port map on that path */
+        /* what capacity_cps was computed from ("connections": 0, the default) */
+        json_object_set_new(
+            po, "capacity_mix",
+            json_pack("{s:I, s:f, s:f, s:f, s:f, s:f}", "connections", (json_int_t)vp.observed,
+                      "hold_ms", vp.mix.hold_ms, "bytes_to_backend", vp.mix.bytes_to_backend,
+                      "backend_first", vp.mix.backend_first, "local_first",
+                      vp.mix.local_first, "local_timestamps", vp.mix.local_timestamps));
+        json_object_set_new(ports, pc->inside[k].text, po);
     }
     json_object_set_new(o, "ports", ports);
     return o;
@@ -125,14 +132,16 @@ char *stats_render(const struct view *v)
         struct view_totals t;
         if (view_worker(v, i, &t) == 0)
             json_array_append_new(
-                ws, json_pack("{s:I, s:I, s:I, s:I, s:I}", "index", (json_int_t)i,
+                ws, json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "index", (json_int_t)i,
                               "sessions_active", (json_int_t)t.sessions_active,
                               "sessions_total", (json_int_t)t.sessions_total,
                               "no_backend_total", (json_int_t)t.no_backend_total,
-                              "buffers_in_use", (json_int_t)t.buffers_in_use));
+                              "buffers_in_use", (json_int_t)t.buffers_in_use,
+                              "pipes_in_use", (json_int_t)t.pipes_in_use));
     }
     json_object_set_new(root, "workers", ws);
-    char *out = json_dumps(root, JSON_INDENT(2));
+    /* 10 significant digits: thousandths print as 0.333, not 0.33300000000000002 */
+    char *out = json_dumps(root, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
     json_decref(root);
     return out;
 }

@@ -7,7 +7,9 @@
  *             backends: [{name, address, weight, time_wait_rule, admin,
  *             health, active, <BACKEND_COUNTERS>, connect_seconds: {count, sum, p50, p99},
  *             bytes_to_backend, bytes_to_client, up,
- *             demoted, ports: {<inside>: {free, busy, ..., reuses_total}}}]}]} */
+ *             demoted, ports: {<inside>: {free, busy, ..., reuses_total, unknown, headroom,
+ *             capacity_cps, capacity_mix: {connections, hold_ms, bytes_to_backend,
+ *             backend_first, local_first, local_timestamps}}}}]}]} */
 #ifndef TWLB_STATS_H
 #define TWLB_STATS_H
 

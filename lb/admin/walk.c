@@ -13,6 +13,7 @@ int walk_at(const struct view *v, enum metric_scope scope, size_t i, size_t j, s
     case METRIC_GLOBAL:
         view_totals(v, &out->totals);
         out->isn_mode = view_isn_mode(v);
+        view_process(v, &out->process);
         return 0;
     case METRIC_LISTENER:
         if (i >= c->n_listeners)
@@ -20,6 +21,8 @@ int walk_at(const struct view *v, enum metric_scope scope, size_t i, size_t j, s
         out->index[0] = i;
         out->labels[0] = c->listeners[i].name;
         out->listener_connections = view_listener_connections(v, i);
+        for (size_t r = 0; r < REJ_N; r++)
+            out->listener_rejected[r] = view_listener_rejected(v, i, (enum reject_reason)r);
         return 0;
     case METRIC_BACKEND:
     case METRIC_PATH:
@@ -31,9 +34,8 @@ int walk_at(const struct view *v, enum metric_scope scope, size_t i, size_t j, s
         out->labels[1] = c->pools[i].backends[j].name;
         if (scope == METRIC_BACKEND)
             return 0;
-        if (view_path(v, i, j, k, out->ports, &out->reuses_total) < 0)
+        if (view_path(v, i, j, k, &out->path) < 0)
             return -1;
-        out->ports_unknown = view_path_unknown(v, i, j, k);
         out->index[2] = k;
         out->labels[2] = c->pools[i].inside[k].text;
         return 0;

@@ -8,6 +8,7 @@
  * is collected; nothing is applied unless there is none. */
 #include "config/config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
 #include <stdarg.h>
@@ -17,6 +18,7 @@
 #include <sys/stat.h>
 
 #include "config/keys.h"
+#include "core/slowstart.h"
 
 /* ---- errors ------------------------------------------------------------------------ */
 
@@ -97,6 +99,7 @@ static void parse_backend(struct keys_ctx *c, json_t *obj, const char *path,
 {
     keys_fill(&keys_backend, b);
     b->time_wait = pool->time_wait;
+    b->slow_start_ms = pool->slow_start_ms;
     keys_check(c, obj, path, &keys_backend);
     struct backend_arg arg = {b, pool};
     keys_apply(c, obj, path, &keys_backend, b, backend_nested, &arg);
@@ -194,12 +197,96 @@ static void pool_nested(struct keys_ctx *c, const struct key *k, json_t *v, cons
         parse_backends(c, v, path, p);
 }
 
+/* maglev is static (consistent hashing: the weights are fixed in its table), so a slow
+ * start could not apply there: say so where it was written (the pool's, once, not again
+ * for each backend that inherits it). */
+static void check_slow_start(struct keys_ctx *c, json_t *obj, const char *path,
+                             const struct cfg_pool *p)
+{
+    if (p->balance != BAL_MAGLEV)
+        return;
+    static const char why[] = "%lld has no effect with balance \"maglev\" (static "
+                              "consistent hashing: the weights are fixed in its table); "
+                              "remove it or choose another balance";
+    char sub[512], bp[560], kp[600];
+    json_t *v = json_object_get(obj, "slow_start_ms");
+    if (json_is_integer(v) && p->slow_start_ms) { /* 0 or out of range: nothing to add */
+        keys_subpath(sub, sizeof sub, path, "slow_start_ms");
+        keys_err(c, sub, why, (long long)p->slow_start_ms);
+    }
+    /* From the JSON: an element that is not an object has no cfg_backend. */
+    json_t *bs = json_object_get(obj, "backends");
+    keys_subpath(sub, sizeof sub, path, "backends");
+    for (size_t i = 0; i < json_array_size(bs); i++) {
+        v = json_object_get(json_array_get(bs, i), "slow_start_ms");
+        long long ms = json_is_integer(v) ? json_integer_value(v) : 0;
+        if (ms <= 0 || ms > SLOWSTART_MAX_MS) /* out of range was reported already */
+            continue;
+        keys_index(bp, sizeof bp, sub, i);
+        keys_subpath(kp, sizeof kp, bp, "slow_start_ms");
+        keys_err(c, kp, why, ms);
+    }
+}
+
 static void parse_pool(struct keys_ctx *c, json_t *obj, const char *path, struct cfg_pool *p)
 {
     keys_fill(&keys_pool, p);
     keys_fill(&keys_time_wait, &p->time_wait);
     keys_check(c, obj, path, &keys_pool);
     keys_apply(c, obj, path, &keys_pool, p, pool_nested, p);
+    check_slow_start(c, obj, path, p);
+}
+
+/* "allow" or "deny": prefixes (core/cidr.h).  One with bits set past its length is an
+ * error that names the prefix it probably meant: masking it silently could let in (or
+ * shut out) a network nobody wrote. */
+static void parse_prefixes(struct keys_ctx *c, json_t *arr, const char *sub,
+                           struct cidr **out, size_t *n)
+{
+    if (json_array_size(arr) == 0)
+        keys_err(c, sub, "is empty (expected at least one prefix; leave the key out for "
+                 "no list)");
+    *out = calloc(json_array_size(arr) + 1, sizeof **out);
+    if (!*out) {
+        keys_err(c, sub, "out of memory");
+        return;
+    }
+    size_t i;
+    json_t *v;
+    json_array_foreach(arr, i, v) {
+        char ip[560];
+        keys_index(ip, sizeof ip, sub, i);
+        if (!json_is_string(v)) {
+            char d[128];
+            keys_describe(v, d, sizeof d);
+            keys_err(c, ip, "%s is not a string", d);
+            continue;
+        }
+        const char *s = json_string_value(v), *why = NULL;
+        struct cidr *p = &(*out)[*n];
+        int r = cidr_parse(s, p, &why);
+        if (r == CIDR_HOST_BITS) {
+            char net[INET6_ADDRSTRLEN];
+            inet_ntop(p->family == CIDR_INET ? AF_INET : AF_INET6, p->addr, net, sizeof net);
+            keys_err(c, ip, "\"%s\" has bits set past its prefix length (the prefix is "
+                     "\"%s/%u\"; write that, or the address alone for one host)", s, net,
+                     p->len);
+        } else if (r < 0) {
+            keys_err(c, ip, "\"%s\" %s", s, why);
+        } else {
+            (*n)++;
+        }
+    }
+}
+
+static void listener_nested(struct keys_ctx *c, const struct key *k, json_t *v,
+                            const char *path, void *arg)
+{
+    struct cfg_listener *l = arg;
+    if (!strcmp(k->name, "allow"))
+        parse_prefixes(c, v, path, &l->allow, &l->n_allow);
+    else if (!strcmp(k->name, "deny"))
+        parse_prefixes(c, v, path, &l->deny, &l->n_deny);
 }
 
 /* Listeners come after the pools: each names one. */
@@ -208,8 +295,15 @@ static void parse_listener(struct keys_ctx *c, json_t *obj, const char *lp, stru
     struct cfg_listener *l = &cfg->listeners[cfg->n_listeners++];
     keys_fill(&keys_listener, l);
     keys_check(c, obj, lp, &keys_listener);
-    keys_apply(c, obj, lp, &keys_listener, l, NULL, NULL);
+    keys_apply(c, obj, lp, &keys_listener, l, listener_nested, l);
     char np[80];
+    if (l->burst_per_client && !l->rate_per_client) {
+        keys_subpath(np, sizeof np, lp, "burst_per_client");
+        keys_err(c, np, "%u needs rate_per_client (a burst of new connections is only "
+                 "limited with a rate)", l->burst_per_client);
+    } else if (!l->burst_per_client) {
+        l->burst_per_client = l->rate_per_client; /* the default: a second's worth */
+    }
     int dup_name = 0, dup_bind = 0;
     for (size_t j = 0; j + 1 < cfg->n_listeners && !(dup_name && dup_bind); j++) {
         if (!dup_name && l->name && cfg->listeners[j].name &&
@@ -332,7 +426,7 @@ static void parse_top(struct keys_ctx *c, json_t *root, struct config *cfg)
 
 /* ---- entry points -------------------------------------------------------------------- */
 
-static char *read_file(const char *path, size_t *len, int *e)
+char *config_read_file(const char *path, size_t *len, int *e)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
@@ -385,7 +479,7 @@ struct config *config_load(const char *path, struct cfg_errors *errs)
         cfg_errors_add(errs, "%s: is a directory, not a configuration file", path);
         return NULL;
     }
-    char *text = read_file(path, &len, &e);
+    char *text = config_read_file(path, &len, &e);
     if (!text) {
         cfg_errors_add(errs, "%s: cannot read: %s", path, strerror(e));
         return NULL;
@@ -452,6 +546,7 @@ int config_unreloadable_changes(const struct config *old, const struct config *n
     return keys_diff(&keys_top, old, neu, "", out);
 }
 
+
 static void free_health(struct cfg_health *h)
 {
     free(h->send);
@@ -471,6 +566,8 @@ void config_free(struct config *c)
     for (size_t i = 0; i < c->n_listeners; i++) {
         free(c->listeners[i].name);
         free(c->listeners[i].pool_name);
+        free(c->listeners[i].allow);
+        free(c->listeners[i].deny);
     }
     free(c->listeners);
     for (size_t p = 0; p < c->n_pools; p++) {

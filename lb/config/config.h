@@ -43,4 +43,8 @@ void config_state_limits(const struct config *c, uint64_t *max_ms, uint64_t *max
 int config_unreloadable_changes(const struct config *old, const struct config *neu,
                                 struct cfg_errors *out);
 
+/* The whole of <path>, NUL-terminated, its length in *len (at most 64 MiB): malloc'ed,
+ * or NULL with an errno in *e. */
+char *config_read_file(const char *path, size_t *len, int *e);
+
 #endif

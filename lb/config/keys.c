@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/slowstart.h"
+
 /* ---- values that are words ----------------------------------------------------------- */
 
 #define WORD_PARSER(fn, type, parse, what)                                                  \
@@ -46,6 +48,15 @@ static int proxy_protocol_parse(const char *s, enum proxy_protocol *out)
 }
 WORD_PARSER(parse_proxy, enum proxy_protocol, proxy_protocol_parse,
             "is not a PROXY protocol version (expected v1, v2 or none)")
+
+static int splice_parse(const char *s, enum cfg_splice *out)
+{
+    if (strcmp(s, "auto") && strcmp(s, "off"))
+        return -1;
+    *out = !strcmp(s, "off") ? CFG_SPLICE_OFF : CFG_SPLICE_AUTO;
+    return 0;
+}
+WORD_PARSER(parse_splice, enum cfg_splice, splice_parse, "is not a splice mode (expected auto or off)")
 
 /* "text" or "json" into an int that is 1 for json. */
 static int format_parse(const char *s, int *json)
@@ -126,6 +137,7 @@ static int parse_ports(const char *s, void *field, const char **why)
 #define W_ISN WORDS("auto", "explicit", "kernel", "off")
 #define W_LOCAL_TW WORDS("avoid", "destroy")
 #define W_LEVEL WORDS("error", "warn", "info", "debug")
+#define W_SPLICE WORDS("auto", "off")
 #define W_PROXY WORDS("none", "v1", "v2")
 #define W_FORMAT WORDS("text", "json")
 
@@ -152,6 +164,14 @@ static const struct key listener[] = {
     STR("pool", struct cfg_listener, pool_name, REQUIRED, RELOAD),
     INT("backlog", struct cfg_listener, backlog, 1, 65535, 511, RELOAD),
     INT("max_connections", struct cfg_listener, max_connections, 0, 10000000, 0, RELOAD),
+    {.name = "allow", .type = KT_ARR, RELOAD},
+    {.name = "deny", .type = KT_ARR, RELOAD},
+    INT("max_connections_per_client", struct cfg_listener, max_conns_per_client, 0,
+        CFG_PER_CLIENT_MAX, 0, RELOAD),
+    INT("rate_per_client", struct cfg_listener, rate_per_client, 0, CFG_PER_CLIENT_MAX, 0,
+        RELOAD),
+    INT("burst_per_client", struct cfg_listener, burst_per_client, 0, CFG_PER_CLIENT_MAX, 0,
+        RELOAD),
 };
 TABLE(keys_listener, "listeners[]", listener);
 
@@ -168,9 +188,12 @@ static const struct key pool[] = {
     INT("idle_timeout_ms", struct cfg_pool, idle_timeout_ms, 1, 86400000, 60000, RELOAD),
     INT("retries", struct cfg_pool, retries, 0, CFG_RETRIES_MAX, 2, RELOAD),
     INT("buffer_bytes", struct cfg_pool, buffer_bytes, 4096, 16777216, 65536, RELOAD),
+    WORD("splice", struct cfg_pool, splice, parse_splice, W_SPLICE, "auto", RELOAD),
     OBJ("time_wait", struct cfg_pool, time_wait, keys_time_wait, RELOAD),
     OBJ("health", struct cfg_pool, health, keys_health, RELOAD),
     OBJ("queue", struct cfg_pool, queue, keys_queue, RELOAD),
+    /* before "backends", which inherit it */
+    INT("slow_start_ms", struct cfg_pool, slow_start_ms, 0, SLOWSTART_MAX_MS, 0, RELOAD),
     LIST("backends", struct cfg_pool, backends, keys_backend, REQUIRED, RELOAD),
 };
 TABLE(keys_pool, "pools[]", pool);
@@ -184,6 +207,9 @@ static const struct key backend[] = {
     WORD("proxy_protocol", struct cfg_backend, proxy_protocol, parse_proxy, W_PROXY, "none",
          RELOAD),
     INT("max_connections", struct cfg_backend, max_connections, 0, 10000000, 0, RELOAD),
+    BOOL("backup", struct cfg_backend, backup, "false", RELOAD),
+    /* default: the pool's (config.c), which is 0 unless set */
+    INT("slow_start_ms", struct cfg_backend, slow_start_ms, 0, SLOWSTART_MAX_MS, 0, RELOAD),
 };
 TABLE(keys_backend, "pools[].backends[]", backend);
 
@@ -216,6 +242,8 @@ static const struct key reuse[] = {
     INT("local_time_wait_seconds", struct cfg_reuse, local_time_wait_seconds, 1, 3600, 60,
         RELOAD),
     INT("quarantine_ms", struct cfg_reuse, quarantine_ms, 1, 600000, 1000, RELOAD),
+    INT("kernel_margin_us", struct cfg_reuse, kernel_margin_us, 1, 10000000,
+        ISN_KERNEL_MARGIN_US, RELOAD),
     /* absent: a default path (config.c: default_state_file); null: none */
     {.name = "state_file", .type = KT_STR_OR_NULL, .store = KS_STR,
      FIELD(struct cfg_reuse, state_file), .min = 1,
@@ -231,13 +259,14 @@ static const struct key admin[] = {
 };
 TABLE(keys_admin, "admin", admin);
 
-/* The log files are opened once at start (main.c): a reload does not reopen them. */
+/* A reload that changes the files opens the new ones before it applies anything, and
+ * switches to them once the rest has succeeded (os/log.h: log_files_prepare). */
 static const struct key log_keys[] = {
     WORD("level", struct cfg_log, level, parse_level, W_LEVEL, "info", RELOAD),
-    STR("file", struct cfg_log, file, RESTART),
-    STR("access_log", struct cfg_log, access_log, RESTART),
+    STR("file", struct cfg_log, file, RELOAD),
+    STR("access_log", struct cfg_log, access_log, RELOAD),
     WORD("access_log_format", struct cfg_log, access_log_json, parse_format, W_FORMAT, "text",
-         RESTART),
+         RELOAD),
 };
 TABLE(keys_log, "log", log_keys);
 

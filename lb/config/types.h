@@ -10,6 +10,7 @@
 
 #include "config/addr.h"
 #include "core/balance.h"
+#include "core/cidr.h"
 #include "core/isn.h"
 #include "core/portmap.h"
 #include "core/twrule.h"
@@ -20,6 +21,7 @@
 #define CFG_WORKERS_MAX 64       /* workers */
 #define CFG_NAME_MAX 64          /* listener, pool and backend names, in bytes */
 #define CFG_HEALTH_EXPECT_MAX 256 /* health.expect, in bytes */
+#define CFG_PER_CLIENT_MAX 1000000 /* listeners[]: the per-client limits */
 
 struct cfg_time_wait {
     enum twrule_kind rule;
@@ -49,6 +51,8 @@ struct cfg_backend {
     struct cfg_health health;       /* the pool's unless overridden */
     enum proxy_protocol proxy_protocol;
     uint32_t max_connections;       /* connecting + established, every worker; 0: none */
+    int backup;                     /* only when no non-backup backend is usable */
+    uint32_t slow_start_ms;         /* the pool's unless overridden; 0: none */
 };
 
 /* Clients waiting for a backend slot or a source port ("queue" in a pool).  Absent:
@@ -57,6 +61,9 @@ struct cfg_queue {
     uint32_t max;                   /* clients waiting at once, per worker */
     uint32_t timeout_ms;            /* the longest a client waits */
 };
+
+/* pools[].splice: move bulk transfers with splice(2), or always copy. */
+enum cfg_splice { CFG_SPLICE_AUTO, CFG_SPLICE_OFF };
 
 struct cfg_pool {
     char *name;
@@ -68,9 +75,11 @@ struct cfg_pool {
     uint32_t idle_timeout_ms;
     uint32_t retries;               /* at most CFG_RETRIES_MAX */
     uint32_t buffer_bytes;          /* per direction */
+    enum cfg_splice splice;         /* bulk bytes by splice(2) (runtime/pump.c) */
     struct cfg_time_wait time_wait; /* default for its backends */
     struct cfg_health health;       /* default for its backends */
     struct cfg_queue queue;
+    uint32_t slow_start_ms;         /* default for its backends */
     struct cfg_backend *backends;   /* >= 1 */
     size_t n_backends;
 };
@@ -82,6 +91,14 @@ struct cfg_listener {
     size_t pool;     /* index into config.pools */
     uint32_t backlog;
     uint32_t max_connections;       /* clients served or queued at once; 0: no limit */
+    /* Who may connect (core/cidr.h: cidr_acl_refuses): deny wins; a non-empty allow
+     * admits only its prefixes.  NULL and 0: no list. */
+    struct cidr *allow, *deny;
+    size_t n_allow, n_deny;
+    /* Per client address, across every worker; 0: no limit. */
+    uint32_t max_conns_per_client;  /* live connections */
+    uint32_t rate_per_client;       /* new connections a second (token bucket) */
+    uint32_t burst_per_client;      /* the bucket's size: rate_per_client when not given */
 };
 
 struct config {
@@ -96,6 +113,7 @@ struct config {
         enum pm_local_tw local_time_wait;
         uint32_t local_time_wait_seconds; /* Linux: TCP_TIMEWAIT_LEN */
         uint32_t quarantine_ms;
+        uint32_t kernel_margin_us;  /* ISN_KERNEL: isn_kernel_margin_of_us() */
         char *state_file;           /* NULL: none ("state_file": null) */
         int state_file_default;     /* not configured: the default path (config.c) */
     } reuse;

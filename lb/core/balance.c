@@ -2,8 +2,19 @@
  *
  * Choices that the header leaves open, made here:
  *
- *  - Weights: the header promises weight >= 1 (the config allows 1..1000); a 0 that
- *    slips through is treated as 1 everywhere (bk_weight()), never as "off".
+ *  - Weights: 0 means "only when nothing else is usable" (a backend at the very start of
+ *    its slow start).  balancer_pick() first takes such backends out of the pick when a
+ *    usable backend has a weight above 0 (into the balancer's own scratch mask, so the
+ *    caller's array is left alone); when every usable backend has weight 0 they count as
+ *    1 each (bk_weight()), i.e. as equals.
+ *  - Slow start in round_robin and least_conn (whose choice among equals ignores
+ *    weights): a warming backend (weight < weight_full) gains <weight> of credit each
+ *    time its turn comes and takes the turn only when the credit reaches weight_full
+ *    (then pays weight_full); otherwise the turn passes to the next one.  Over a cycle
+ *    it thus gets weight/weight_full of a full backend's turns, deterministically, as
+ *    smooth WRR would give it.  Should every candidate of a scan be warming and decline,
+ *    the first one takes the pick (nothing else can).  Without warming backends both
+ *    algorithms run exactly as before slow start existed.
  *  - least_conn: among backends with the same active/weight, the scan starts just after
  *    the previous pick, so equals take turns in array order (nginx rotates among equals
  *    too, with its smooth WRR; with weights the ratio itself already favours the heavy
@@ -68,6 +79,8 @@ struct balancer {
     int64_t *cw;     /* weighted_round_robin: nginx's current_weight per backend */
     uint64_t rng[4]; /* random_two: xoshiro256** state */
     uint32_t *table; /* maglev: MAGLEV_M slots, each a backend index */
+    uint64_t *credit; /* round_robin, least_conn: slow start credit per backend */
+    uint8_t *mask;   /* all but maglev: usable[] without the weight-0 backends */
 };
 
 static const char *const algo_names[] = {
@@ -247,6 +260,11 @@ balancer *balancer_new(enum balance_algo algo, const struct balance_backend *bk,
         return NULL;
     b->algo = algo;
     b->n = n;
+    if (algo != BAL_MAGLEV && !(b->mask = calloc(n, 1)))
+        goto oom;
+    if ((algo == BAL_ROUND_ROBIN || algo == BAL_LEAST_CONN) &&
+        !(b->credit = calloc(n, sizeof *b->credit)))
+        goto oom;
     switch (algo) {
     case BAL_WEIGHTED_RR:
         if (!(b->cw = calloc(n, sizeof *b->cw)))
@@ -278,6 +296,8 @@ void balancer_free(balancer *b)
         return;
     free(b->cw);
     free(b->table);
+    free(b->credit);
+    free(b->mask);
     free(b);
 }
 
@@ -290,17 +310,43 @@ static int lighter(const struct balance_backend *a, const struct balance_backend
     return (uint64_t)a->active * bk_weight(c) < (uint64_t)c->active * bk_weight(a);
 }
 
-/* The first usable backend at or after the rotation point; the next scan starts after it. */
-static int pick_rr(balancer *b, const uint8_t *usable)
+static int warming(const struct balance_backend *b) { return b->weight < b->weight_full; }
+
+/* Backend <i>'s turn has come: does it take it?  A full one does; a warming one when its
+ * credit reaches its full weight (see the top of this file). */
+static int takes_turn(balancer *b, const struct balance_backend *bk, size_t i)
 {
+    if (!warming(&bk[i])) {
+        b->credit[i] = 0;
+        return 1;
+    }
+    b->credit[i] += bk[i].weight;
+    if (b->credit[i] < bk[i].weight_full)
+        return 0;
+    b->credit[i] -= bk[i].weight_full;
+    return 1;
+}
+
+/* The first usable backend at or after the rotation point that takes its turn (with
+ * <ramp>: some usable backend is warming); the next scan starts after it. */
+static int pick_rr(balancer *b, const struct balance_backend *bk, const uint8_t *usable,
+                   int ramp)
+{
+    int first = -1;
     for (size_t k = 0; k < b->n; k++) {
         size_t i = (b->rr + k) % b->n;
-        if (usable[i]) {
+        if (!usable[i])
+            continue;
+        if (first < 0)
+            first = (int)i;
+        if (!ramp || takes_turn(b, bk, i)) {
             b->rr = (i + 1) % b->n;
             return (int)i;
         }
     }
-    return -1;
+    if (first >= 0) /* every usable one is warming and declined: nothing else can serve */
+        b->rr = ((size_t)first + 1) % b->n;
+    return first;
 }
 
 /* nginx's ngx_http_upstream_get_peer (without its failure-driven effective_weight, as
@@ -326,14 +372,27 @@ static int pick_wrr(balancer *b, const struct balance_backend *bk, const uint8_t
 }
 
 /* The lowest active/weight; among equals, the first one from the rotation point, which
- * then moves past the pick (see the top of this file). */
-static int pick_least(balancer *b, const struct balance_backend *bk, const uint8_t *usable)
+ * then moves past the pick (see the top of this file).  With <ramp> (some usable backend
+ * is warming) a second scan gives the turn among the equals as round_robin does. */
+static int pick_least(balancer *b, const struct balance_backend *bk, const uint8_t *usable,
+                      int ramp)
 {
     int best = -1;
     for (size_t k = 0; k < b->n; k++) {
         size_t i = (b->rr + k) % b->n;
         if (usable[i] && (best < 0 || lighter(&bk[i], &bk[best])))
             best = (int)i;
+    }
+    if (best >= 0 && ramp) {
+        int first = best; /* the first of the equals from the rotation point */
+        best = -1;
+        for (size_t k = 0; k < b->n && best < 0; k++) {
+            size_t i = (b->rr + k) % b->n;
+            if (usable[i] && !lighter(&bk[first], &bk[i]) && takes_turn(b, bk, i))
+                best = (int)i;
+        }
+        if (best < 0)
+            best = first; /* every equal one is warming and declined */
     }
     if (best >= 0)
         b->rr = ((size_t)best + 1) % b->n;
@@ -411,15 +470,63 @@ static int pick_maglev(balancer *b, const uint8_t *usable, uint64_t hash)
     return -1;
 }
 
+/* usable[], or the balancer's mask of it without the weight-0 backends when some usable
+ * backend weighs more (see the top of this file).  *ramp: some backend left is warming. */
+static const uint8_t *weigh_usable(balancer *b, const struct balance_backend *bk,
+                                   const uint8_t *usable, int *ramp)
+{
+    int zero = 0, heavy = 0, warm = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        if (!usable[i])
+            continue;
+        if (bk[i].weight)
+            heavy = 1;
+        else
+            zero = 1;
+        warm |= warming(&bk[i]);
+    }
+    if (zero && heavy) {
+        warm = 0;
+        for (size_t i = 0; i < b->n; i++) {
+            b->mask[i] = usable[i] && bk[i].weight;
+            warm |= b->mask[i] && warming(&bk[i]);
+        }
+        usable = b->mask;
+    }
+    *ramp = warm;
+    return usable;
+}
+
 int balancer_pick(balancer *b, const struct balance_backend *bk, const uint8_t *usable,
                   uint64_t client_hash)
 {
+    int ramp = 0;
+    if (b->algo != BAL_MAGLEV) /* static: weights only count when its table is built */
+        usable = weigh_usable(b, bk, usable, &ramp);
     switch (b->algo) {
-    case BAL_ROUND_ROBIN: return pick_rr(b, usable);
+    case BAL_ROUND_ROBIN: return pick_rr(b, bk, usable, ramp);
     case BAL_WEIGHTED_RR: return pick_wrr(b, bk, usable);
-    case BAL_LEAST_CONN: return pick_least(b, bk, usable);
+    case BAL_LEAST_CONN: return pick_least(b, bk, usable, ramp);
     case BAL_RANDOM_TWO: return pick_two(b, bk, usable);
     case BAL_MAGLEV: return pick_maglev(b, usable, client_hash);
     }
     return -1;
+}
+
+size_t balance_keep_primaries(const struct balance_backend *bk, uint8_t *usable, size_t n)
+{
+    size_t primaries = 0, backups = 0;
+    for (size_t i = 0; i < n; i++)
+        if (usable[i]) {
+            if (bk[i].backup)
+                backups++;
+            else
+                primaries++;
+        }
+    if (!primaries)
+        return backups;
+    for (size_t i = 0; i < n; i++)
+        if (bk[i].backup)
+            usable[i] = 0;
+    return primaries;
 }

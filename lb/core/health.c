@@ -35,7 +35,21 @@ int health_check_result(struct health *h, int ok, uint64_t now_ms)
         h->ejections_in_row = 0;
         h->fails_in_row = 0;
     }
-    return before != health_usable(h, now_ms);
+    int after = health_usable(h, now_ms);
+    if (after && !before)
+        h->back_since_ms = now_ms;
+    return before != after;
+}
+
+void health_follow(struct health *h, int up, uint64_t up_since_ms)
+{
+    /* Back when both the checks and an ejection of ours let it be. */
+    if (up && up_since_ms > h->back_since_ms)
+        h->back_since_ms = up_since_ms;
+    if (up == h->up)
+        return;
+    h->up = up;
+    h->streak = 0;
 }
 
 int health_connect_result(struct health *h, int ok, uint64_t now_ms)
@@ -56,5 +70,6 @@ int health_connect_result(struct health *h, int ok, uint64_t now_ms)
         backoff = h->eject_max_ms;
     h->ejections_in_row++;
     h->ejected_until = now_ms + backoff;
+    h->back_since_ms = h->ejected_until; /* usable again then, unless checks say otherwise */
     return before != health_usable(h, now_ms);
 }

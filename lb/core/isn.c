@@ -113,6 +113,29 @@ uint32_t isn_reuse(const struct isn_key *key, const struct isn_tuple *t, uint32_
 
 uint32_t isn_kernel_advance(uint64_t dt_ns) { return (uint32_t)(dt_ns / 64); }
 
+uint64_t isn_kernel_skew_limit_ns(uint32_t margin)
+{
+    uint64_t half = (uint64_t)margin * 64 / 2;
+    return half < 50000000ull ? half : 50000000ull;
+}
+
+uint32_t isn_kernel_margin_of_us(uint32_t us)
+{
+    uint64_t seq = ((uint64_t)us * 125 + 7) / 8; /* 1000 / 64 per us, rounded up */
+    return seq > 0x40000000u ? 0x40000000u : (uint32_t)seq;
+}
+
+/* The window [lo, hi] of d = advance - (bytes + 2) that isn_kernel_reuse_safe()
+ * accepts. */
+static void kernel_window(uint32_t margin, uint32_t *lo, uint32_t *hi)
+{
+    if (margin > 0x40000000u)
+        margin = 0x40000000u;
+    uint32_t upper = margin > ISN_KERNEL_UPPER_GUARD ? margin : ISN_KERNEL_UPPER_GUARD;
+    *lo = margin ? margin : 1;
+    *hi = 0x80000000u - upper;
+}
+
 int isn_kernel_reuse_safe(uint64_t old_syn_real_ns, uint64_t old_syn_mono_ns,
                           uint64_t now_real_ns, uint64_t now_mono_ns, uint64_t bytes,
                           uint32_t margin)
@@ -121,20 +144,18 @@ int isn_kernel_reuse_safe(uint64_t old_syn_real_ns, uint64_t old_syn_mono_ns,
         return 0;
     uint64_t dreal = now_real_ns - old_syn_real_ns, dmono = now_mono_ns - old_syn_mono_ns;
     uint64_t skew = dreal > dmono ? dreal - dmono : dmono - dreal;
-    if (skew > ISN_KERNEL_MAX_SKEW_NS) /* the wall clock was stepped: the prediction is void */
+    if (skew > isn_kernel_skew_limit_ns(margin)) /* the wall clock was stepped */
         return 0;
     /* new ISN - rcv_nxt = advance - (bytes + 2), modulo 2^32 */
-    uint32_t d = isn_kernel_advance(dreal) - (uint32_t)(bytes + 2);
-    if (margin > 0x40000000u)
-        margin = 0x40000000u;
-    return d >= (margin ? margin : 1) && d <= 0x80000000u - margin;
+    uint32_t d = isn_kernel_advance(dreal) - (uint32_t)(bytes + 2), lo, hi;
+    kernel_window(margin, &lo, &hi);
+    return d >= lo && d <= hi;
 }
 
 uint64_t isn_kernel_safe_at_ns(uint64_t dt_ns, uint64_t bytes, uint32_t margin)
 {
-    if (margin > 0x40000000u)
-        margin = 0x40000000u;
-    uint32_t lo = margin ? margin : 1, hi = 0x80000000u - margin;
+    uint32_t lo, hi;
+    kernel_window(margin, &lo, &hi);
     uint64_t ticks = dt_ns / 64;
     uint32_t d = (uint32_t)ticks - (uint32_t)(bytes + 2);
     if (d >= lo && d <= hi)

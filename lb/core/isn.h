@@ -54,14 +54,15 @@ uint32_t isn_reuse(const struct isn_key *key, const struct isn_tuple *t,
 uint32_t isn_kernel_advance(uint64_t dt_ns);
 
 /* Kernel-mode safety: the old connection on this 4-tuple sent its SYN at
- * <old_syn_real_ns> (CLOCK_REALTIME) and <bytes> payload bytes to the backend.
- * A SYN sent now at <now_real_ns> would carry the kernel's ISN, which is "after" the
- * old rcv_nxt iff (advance - (bytes + 2)) mod 2^32 in [1, 2^31].  Returns 1 only if
- * that value lies in [margin, 2^31 - margin], so clock jitter and the time between
- * this call and the SYN cannot flip the answer.  Returns 0 when the wall clock went
- * backwards or moved more than 50 ms away from the monotonic clock over the same
- * interval (<old_syn_mono_ns>, <now_mono_ns>): a stepped clock breaks the prediction. */
-#define ISN_KERNEL_MAX_SKEW_NS 50000000ull /* the 50 ms above */
+ * <old_syn_real_ns> (CLOCK_REALTIME read right after its connect() returned, so never
+ * earlier than the kernel's ISN time) and <bytes> payload bytes to the backend.  A SYN
+ * sent now would carry the kernel's ISN, which is "after" the old rcv_nxt iff
+ * d = (advance - (bytes + 2)) mod 2^32 lies in [1, 2^31].  <now_real_ns> is read before
+ * connect(), so the true advance is never smaller than the predicted one: at the lower
+ * edge only a clock step can make the prediction wrong.  Returns 1 only if d lies in
+ * [margin, 2^31 - max(margin, ISN_KERNEL_UPPER_GUARD)].  Returns 0 when the wall clock
+ * went backwards or moved more than isn_kernel_skew_limit_ns(margin) away from the
+ * monotonic clock over the same interval (<old_syn_mono_ns>, <now_mono_ns>): a step. */
 int isn_kernel_reuse_safe(uint64_t old_syn_real_ns, uint64_t old_syn_mono_ns,
                           uint64_t now_real_ns, uint64_t now_mono_ns,
                           uint64_t bytes, uint32_t margin);
@@ -70,10 +71,27 @@ int isn_kernel_reuse_safe(uint64_t old_syn_real_ns, uint64_t old_syn_mono_ns,
  * returns the smallest dt >= dt_ns (ns since the old SYN) at which the kernel's ISN lies
  * in the safe window of isn_kernel_reuse_safe() for <bytes> and <margin> (the window
  * comes back every 2^32 ticks of 64 ns, about 275 s).  Ignores the clock-step test,
- * which waiting does not change. */
+ * which waiting does not change: a caller that waits must apply it first, with
+ * isn_kernel_skew_limit_ns(margin), or it waits for a port the test refuses. */
 uint64_t isn_kernel_safe_at_ns(uint64_t dt_ns, uint64_t bytes, uint32_t margin);
 
-/* Default margin: 2^24 sequence numbers = about 1.07 s of the kernel clock. */
-#define ISN_KERNEL_MARGIN (1u << 24)
+/* The largest wall-clock step isn_kernel_reuse_safe() lets through: half the margin,
+ * in ns of the ISN clock (64 ns per sequence number), and at most 50 ms.  A step that
+ * is let through shifts a prediction only when it falls between a clock reading and the
+ * kernel's ISN time, and then by at most this much: the other half of the margin stays. */
+uint64_t isn_kernel_skew_limit_ns(uint32_t margin);
+
+/* A margin in microseconds (reuse.kernel_margin_us) in sequence numbers of the kernel's
+ * ISN clock (15.625 per us), rounded up, at most 2^30. */
+uint32_t isn_kernel_margin_of_us(uint32_t us);
+
+/* Default margin (docs/reuse.md, "The kernel-mode margin"): 4,096 us = 64,000 sequence
+ * numbers.  The upper edge (near 2^31, an old connection about 137 s ago) keeps at
+ * least ISN_KERNEL_UPPER_GUARD = 2^24 (1.07 s): there the error is the time from the
+ * decision to connect(), which preemption can stretch to milliseconds, and a wide
+ * guard costs no waiting. */
+#define ISN_KERNEL_MARGIN_US 4096u
+#define ISN_KERNEL_MARGIN ((uint32_t)(ISN_KERNEL_MARGIN_US * 125u / 8u))
+#define ISN_KERNEL_UPPER_GUARD (1u << 24)
 
 #endif

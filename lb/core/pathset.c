@@ -9,6 +9,7 @@ struct path {
     unsigned refs;
     portmap *pm;           /* NULL: families differ, never used */
     uint64_t reuses_total;
+    struct capacity_obs obs;  /* what its released connections did */
     struct pathset_inside inside;
     uint16_t lo, hi;
 };
@@ -74,6 +75,7 @@ static struct path *path_make(int backend_family, const struct pathset_inside *i
         struct seed s = {p->pm};
         portmap_foreach(old->pm, seed_entry, &s);
         p->reuses_total = old->reuses_total;
+        p->obs = old->obs;
     }
     return p;
 }
@@ -123,6 +125,12 @@ uint64_t pathset_reuses(const pathset *ps, size_t i)
     return i < ps->n ? ps->paths[i]->reuses_total : 0;
 }
 
+const struct capacity_obs *pathset_capacity_obs(const pathset *ps, size_t i)
+{
+    static const struct capacity_obs none;
+    return i < ps->n ? &ps->paths[i]->obs : &none;
+}
+
 void pathset_set_policy(pathset *ps, const struct portmap_policy *pol)
 {
     for (size_t i = 0; i < ps->n; i++)
@@ -139,6 +147,7 @@ int pathset_acquire(pathset *ps, uint64_t now_ms, uint64_t now_real_ns, uint64_t
         if (pm && portmap_acquire(pm, now_ms, now_real_ns, now_mono_ns, &out->port) == 0) {
             ps->next = i + 1;
             out->path = i;
+            out->acquired_ms = now_ms;
             return 0;
         }
     }
@@ -164,8 +173,11 @@ void pathset_release(pathset *ps, const struct pathset_pick *p, const struct por
                      uint64_t now_ms)
 {
     portmap *pm = pathset_map(ps, p->path);
-    if (pm)
-        portmap_release(pm, p->port.port, r, now_ms);
+    if (!pm)
+        return;
+    portmap_release(pm, p->port.port, r, now_ms);
+    capacity_observe(&ps->paths[p->path]->obs,
+                     now_ms > p->acquired_ms ? now_ms - p->acquired_ms : 0, r);
 }
 
 void pathset_quarantine(pathset *ps, const struct pathset_pick *p, uint64_t now_ms)

@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/capacity.h"
 #include "core/portmap.h"
 
 /* An inside address as the path set compares them: family (AF_INET = 2, AF_INET6 = 10,
@@ -41,6 +42,10 @@ size_t pathset_size(const pathset *ps);
 portmap *pathset_map(const pathset *ps, size_t i);
 /* Connections opened on a 4-tuple the backend still held in TIME_WAIT, on path <i>. */
 uint64_t pathset_reuses(const pathset *ps, size_t i);
+/* What the connections released on path <i> did (hold time, who closed first, bytes):
+ * the running averages its capacity is computed from (core/capacity.h).  Kept, like the
+ * reuse count, when a reload shares or re-seeds the path. */
+const struct capacity_obs *pathset_capacity_obs(const pathset *ps, size_t i);
 
 /* Apply <pol> to every map (a reload that was committed; a backend demoted to strict). */
 void pathset_set_policy(pathset *ps, const struct portmap_policy *pol);
@@ -48,6 +53,7 @@ void pathset_set_policy(pathset *ps, const struct portmap_policy *pol);
 struct pathset_pick {
     size_t path;               /* index of the inside address */
     struct portmap_pick port;  /* BUSY in pathset_map(ps, path) until released */
+    uint64_t acquired_ms;      /* when pathset_acquire() handed it out (now_ms) */
 };
 
 /* A port toward the backend, trying the paths in turn from the one after the last used
@@ -61,7 +67,8 @@ int pathset_acquire(pathset *ps, uint64_t now_ms, uint64_t now_real_ns, uint64_t
 uint64_t pathset_next_usable_ms(const pathset *ps, uint64_t now_ms, uint64_t now_real_ns,
                                 uint64_t now_mono_ns);
 
-/* The connection on <p> ended (portmap_release), was refused by the kernel
+/* The connection on <p> ended (portmap_release; its hold time, now_ms - acquired_ms,
+ * and how it ended feed the path's capacity_obs), was refused by the kernel
  * (portmap_quarantine), or was opened on the backend's TIME_WAIT (counted). */
 void pathset_release(pathset *ps, const struct pathset_pick *p, const struct portmap_release *r,
                      uint64_t now_ms);

@@ -76,15 +76,25 @@ static struct list *list_of(portmap *pm, uint8_t state)
     return NULL; /* BUSY */
 }
 
+/* Keep remote_known, local_ts and unknown: <e> joins (d = 1) or leaves (d = -1) its
+ * state's list with the flags it has. */
+static void count_flags(portmap *pm, const struct entry *e, int d)
+{
+    if (e->state == PM_REMOTE_TW && (e->flags & F_ISN_KNOWN))
+        pm->remote_known += (uint32_t)d;
+    else if (e->state == PM_LOCAL_TW && (e->flags & F_TIMESTAMPS))
+        pm->local_ts += (uint32_t)d;
+    if (e->flags & F_UNKNOWN)
+        pm->unknown += (uint32_t)d;
+}
+
 static void unlink_entry(portmap *pm, uint16_t port, struct entry *e)
 {
     struct list *l = list_of(pm, e->state);
     if (!l)
         return;
-    if (e->flags & F_UNKNOWN) {
-        e->flags &= (uint8_t)~F_UNKNOWN;
-        pm->unknown--;
-    }
+    count_flags(pm, e, -1);
+    e->flags &= (uint8_t)~F_UNKNOWN;
     if (e->prev)
         get(pm, e->prev)->next = e->next;
     else
@@ -135,8 +145,6 @@ static void set_state(portmap *pm, uint16_t port, struct entry *e, enum pm_state
         tell(pm, port, e);
         return;
     }
-    if (e->flags & F_UNKNOWN)
-        pm->unknown++;
     e->prev = l->tail;
     e->next = 0;
     if (l->tail)
@@ -145,6 +153,7 @@ static void set_state(portmap *pm, uint16_t port, struct entry *e, enum pm_state
         l->head = port;
     l->tail = port;
     l->n++;
+    count_flags(pm, e, 1);
     tell(pm, port, e);
 }
 
@@ -159,7 +168,8 @@ static void reset(portmap *pm)
     pm->cursor = pm->lo;
     pm->ahead = 0;
     pm->free_l = pm->remote_l = pm->local_l = pm->quar_l = (struct list){0, 0, 0};
-    pm->busy = pm->unknown = 0;
+    pm->remote_known = pm->local_ts = pm->unknown = 0;
+    pm->busy = 0;
 }
 
 static void maybe_shrink(portmap *pm, uint64_t now_ms)
@@ -308,8 +318,14 @@ int portmap_acquire(portmap *pm, uint64_t now_ms, uint64_t now_real_ns, uint64_t
                                        now_mono_ns, e->bytes, pm->pol.kernel_margin);
         if (ok) {
             uint32_t rcv_nxt = e->rcv_nxt;
+            uint64_t syn = e->syn_real_ns, bytes = e->bytes;
             take(pm, port, e, PM_PICK_REMOTE_TW, out);
             out->rcv_nxt = rcv_nxt;
+            if (pm->pol.mode == ISN_KERNEL) {
+                out->old_syn_real_ns = syn;
+                out->old_bytes = bytes;
+                out->decided_real_ns = now_real_ns;
+            }
             return 0;
         }
         port = next;
@@ -394,14 +410,17 @@ int portmap_restore(portmap *pm, const struct portmap_entry *v)
             return -1;
         pm->busy++; /* set_state() below accounts for leaving BUSY */
     }
-    int remote = v->state == PM_REMOTE_TW;
-    e->flags = (uint8_t)((v->isn_known ? F_ISN_KNOWN : 0) | (v->timestamps ? F_TIMESTAMPS : 0) |
-                         (remote && v->unknown ? F_UNKNOWN : 0));
-    e->rcv_nxt = v->rcv_nxt;
+    int remote = v->state == PM_REMOTE_TW, unknown = remote && v->unknown;
+    /* unknown: nothing of the old connection is known, so no policy may reuse it before
+     * until_ms (acquire, next_usable_ms and headroom_at all rely on it) */
+    e->flags = unknown ? F_UNKNOWN
+                       : (uint8_t)((v->isn_known ? F_ISN_KNOWN : 0) |
+                                   (v->timestamps ? F_TIMESTAMPS : 0));
+    e->rcv_nxt = unknown ? 0 : v->rcv_nxt;
     e->until_ms = v->until_ms;
-    e->syn_real_ns = remote ? v->syn_real_ns : 0;
-    e->syn_mono_ns = remote ? v->syn_mono_ns : 0;
-    e->bytes = remote ? v->bytes : 0;
+    e->syn_real_ns = remote && !unknown ? v->syn_real_ns : 0;
+    e->syn_mono_ns = remote && !unknown ? v->syn_mono_ns : 0;
+    e->bytes = remote && !unknown ? v->bytes : 0;
     set_state(pm, port, e, v->state);
     return 0;
 }
@@ -446,7 +465,7 @@ uint64_t portmap_next_usable_ms(const portmap *pm, uint64_t now_ms, uint64_t now
             uint64_t dmono = now_mono_ns > e->syn_mono_ns ? now_mono_ns - e->syn_mono_ns : 0;
             /* a stepped wall clock voids the prediction until the TIME_WAIT ends */
             if (pm->pol.mode == ISN_KERNEL && e->syn_mono_ns && now_real_ns >= e->syn_real_ns &&
-                (dt > dmono ? dt - dmono : dmono - dt) <= ISN_KERNEL_MAX_SKEW_NS) {
+                (dt > dmono ? dt - dmono : dmono - dt) <= isn_kernel_skew_limit_ns(pm->pol.kernel_margin)) {
                 uint64_t safe = isn_kernel_safe_at_ns(dt, e->bytes, pm->pol.kernel_margin);
                 /* on the monotonic clock, rounded up to the next millisecond */
                 uint64_t wait_ms = (safe - dt + 999999) / 1000000;

@@ -83,6 +83,9 @@ struct portmap_pick {
                              crossed and the backend holds a TIME_WAIT too */
     int rcv_nxt_known;    /* LOCAL_TW: we chose the old ISN, rcv_nxt is meaningful */
     int destroy_local_tw; /* LOCAL_TW: destroy our TIME_WAIT socket before bind */
+    /* REMOTE_TW in ISN_KERNEL mode: what the prediction was made from (the old SYN's
+     * time and bytes, and now_real_ns), for the debug log docs/reuse.md measures with */
+    uint64_t old_syn_real_ns, old_bytes, decided_real_ns;
 };
 
 /* Choose a port the backend accepts now and mark it BUSY.  Returns 0 and fills
@@ -120,10 +123,11 @@ void portmap_quarantine(portmap *pm, uint16_t port, uint64_t now_ms);
 /* Knowledge from before a restart, or from the map of an older generation: <e>'s state
  * is REMOTE_TW, LOCAL_TW or QUARANTINED, its until_ms on the caller's monotonic clock;
  * everything else of <e> is kept (rcv_nxt with isn_known, the SYN times and bytes for
- * ISN_KERNEL, timestamps, unknown).  Overrides whatever the map holds for the port unless
- * it is BUSY, or an unknown REMOTE_TW and <e> is not REMOTE_TW (our own kernel's TIME_WAIT
- * says nothing of what the backend holds).  Returns 0, or -1 for a port outside the
- * range, one it keeps, a bad state or OOM. */
+ * ISN_KERNEL, timestamps), but of an unknown REMOTE_TW only until_ms: like a backend
+ * TIME_WAIT with no rcv_nxt, no policy reuses it before then.  Overrides whatever the
+ * map holds for the port unless it is BUSY, or an unknown REMOTE_TW and <e> is not
+ * REMOTE_TW (our own kernel's TIME_WAIT says nothing of what the backend holds).
+ * Returns 0, or -1 for a port outside the range, one it keeps, a bad state or OOM. */
 struct portmap_entry;
 int portmap_restore(portmap *pm, const struct portmap_entry *e);
 
@@ -152,6 +156,23 @@ void portmap_counts(const portmap *pm, uint32_t counts[PM_NSTATES]);
  * changing the map: entries whose TIME_WAIT or quarantine is over by <now_ms> count as
  * FREE.  O(entries expired by now_ms) (only the expired head of each FIFO is walked). */
 void portmap_counts_at(const portmap *pm, uint64_t now_ms, uint32_t counts[PM_NSTATES]);
+
+/* Ports portmap_acquire() could hand out as of <now_ms> (a connection's ports usable
+ * NOW), without changing the map: never-used ports (unless blocked after a restart),
+ * FREE ports and every entry whose TIME_WAIT or quarantine is over by <now_ms> (as
+ * portmap_counts_at counts them), our own TIME_WAIT where it may be reused (timestamps,
+ * or PM_LOCAL_TW_DESTROY), and the backend's TIME_WAIT where the policy reuses it now:
+ * explicit ISNs and a known rcv_nxt, or in kernel mode when isn_kernel_reuse_safe()
+ * holds at <now_real_ns> / <now_mono_ns>; never under ISN_OFF or the strict rule.
+ * Unknown ports (portmap_unknown_at) count only once their until_ms is over, as a
+ * backend TIME_WAIT with nothing known.
+ * Unlike acquire, which looks at PORTMAP_SCAN TIME_WAIT entries per call, every usable
+ * one counts; the one approximation: in kernel mode at most PORTMAP_HEADROOM_SCAN
+ * backend TIME_WAIT entries (the oldest, those closest to safe) are examined, and any
+ * beyond them count as unusable, so for more than that many the figure is a lower
+ * bound.  O(expired entries + PORTMAP_HEADROOM_SCAN). */
+uint32_t portmap_headroom_at(const portmap *pm, uint64_t now_ms, uint64_t now_real_ns,
+                             uint64_t now_mono_ns);
 
 /* One remembered port: for the state file, the observer and the admin endpoint. */
 struct portmap_entry {
@@ -184,5 +205,6 @@ uint32_t portmap_unknown_at(const portmap *pm, uint64_t now_ms);
 size_t portmap_memory(const portmap *pm);
 
 #define PORTMAP_SCAN 8
+#define PORTMAP_HEADROOM_SCAN 4096
 
 #endif

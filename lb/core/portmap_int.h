@@ -55,8 +55,10 @@ struct portmap {
     uint64_t blocked_until;  /* never-used ports are unusable before this */
     int blocked;             /* as of the last expire */
     struct list free_l, remote_l, local_l, quar_l;
+    uint32_t remote_known;   /* entries on remote_l with F_ISN_KNOWN */
+    uint32_t local_ts;       /* entries on local_l with F_TIMESTAMPS */
+    uint32_t unknown;        /* entries with F_UNKNOWN (on remote_l) */
     uint32_t busy;
-    uint32_t unknown;        /* entries with F_UNKNOWN on a list */
     uint32_t pages_used;
     portmap_observer *obs;   /* portmap_observe() */
     void *obs_arg;

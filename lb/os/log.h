@@ -4,8 +4,9 @@
  * log.access_log.  Files are opened in append mode and each line is one write(2), so
  * lines never interleave; log_reopen() (SIGUSR1) opens them again by name, which is what
  * log rotation needs.  A log path must name a regular file itself: a symbolic link is
- * refused, not followed (docs/operations.md, "Files").  This is process-wide configuration, set at start-up; the data
- * path only writes. */
+ * refused, not followed (docs/operations.md, "Files").  This is process-wide configuration,
+ * set at start-up and changed on the main thread only (SIGUSR1, a reload); the data path
+ * only writes, on any thread. */
 #ifndef TWLB_LOG_H
 #define TWLB_LOG_H
 
@@ -41,6 +42,31 @@ int log_access_open(const char *path, int json);
 /* Open both files again by name (after rotation).  Returns 0 or a negative errno; on
  * failure the old files stay in use. */
 int log_reopen(void);
+
+/* A reload that changes the log files (log.file, log.access_log, access_log_format), in
+ * two steps so that a file that cannot be opened changes nothing: prepare opens what
+ * differs from the files in use, then commit switches to them at once, or discard closes
+ * them.  Writers on every thread go on meanwhile; a line goes to the old file or to the
+ * new one, whole. */
+struct log_files {
+    struct {
+        int change;  /* differs from what is in use */
+        int off;     /* access log only: none from now on */
+        int fd;      /* opened, or 2 for stderr */
+        char *path;  /* NULL: stderr */
+    } msg, access;
+    int json;
+};
+/* 0, or a negative errno (log_open_strerror) with *failed the path that cannot be opened;
+ * nothing is then left to discard. */
+int log_files_prepare(struct log_files *lf, const char *file, const char *access_log,
+                      int json, const char **failed);
+/* 1 when committing <lf> changes anything (a file or the access log's format). */
+int log_files_changes(const struct log_files *lf);
+void log_files_commit(struct log_files *lf);
+void log_files_discard(struct log_files *lf);
+/* The file messages go to now, NULL: stderr. */
+const char *log_file_path(void);
 /* What a negative errno from log_open, log_access_open or log_reopen means, to follow the
  * file's name in a message. */
 const char *log_open_strerror(int r);

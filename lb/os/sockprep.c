@@ -95,5 +95,6 @@ int sockprep_tcp_info(int fd, struct sockprep_info *out)
     out->total_retrans = ti.tcpi_total_retrans;
     out->timestamps = (ti.tcpi_options & TCPI_OPT_TIMESTAMPS) != 0;
     out->reset = ti.tcpi_state == TCP_CLOSE;
+    out->state = ti.tcpi_state;
     return 0;
 }

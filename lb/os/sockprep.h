@@ -23,6 +23,7 @@ struct sockprep_info {
     int timestamps;         /* TCP timestamps negotiated */
     int reset;              /* the connection is CLOSED: reset by the peer, or (after our
                                own FIN) passed to TIME_WAIT: ask only before our FIN */
+    int state;              /* tcpi_state (<netinet/tcp.h> TCP_* values) */
 };
 /* The TCP state of <fd> (TCP_INFO's tcpi_state, <netinet/tcp.h> TCP_* values) and its
  * pending error (SO_ERROR, which reading clears).  Returns 0 or a negative errno. */

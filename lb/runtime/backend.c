@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/slowstart.h"
 #include "os/clock.h"
 #include "os/log.h"
 
@@ -22,7 +23,7 @@ void backend_policy(const struct gen *g, const struct backend_rt *be,
     pol->local_tw = c->reuse.local_time_wait;
     pol->local_tw_ms = (uint64_t)c->reuse.local_time_wait_seconds * 1000;
     pol->quarantine_ms = c->reuse.quarantine_ms;
-    pol->kernel_margin = ISN_KERNEL_MARGIN;
+    pol->kernel_margin = isn_kernel_margin_of_us(c->reuse.kernel_margin_us);
 }
 
 /* Workers other than 0 follow the probes' verdict that worker 0 publishes; the change is
@@ -30,19 +31,26 @@ void backend_policy(const struct gen *g, const struct backend_rt *be,
 static void follow_probes(struct backend_shared *sh, uint64_t now_ms)
 {
     int up = __atomic_load_n(&sh->flags->up, __ATOMIC_ACQUIRE);
-    if (up == sh->health.up)
+    /* Worker 0's time of the change, not ours, so a slow start runs alike everywhere;
+     * looked at even when <up> did not change here: the backend may have been down and
+     * up again since this worker last looked. */
+    uint64_t since = __atomic_load_n(&sh->flags->up_since_ms, __ATOMIC_ACQUIRE);
+    if (up == sh->health.up && (!up || since <= sh->health.back_since_ms))
         return;
-    sh->health.up = up;
-    sh->health.streak = 0;
+    health_follow(&sh->health, up, since);
     sh->was_usable = health_usable(&sh->health, now_ms);
 }
 
 void backend_probe_result(struct backend_rt *be, int ok, uint64_t now_ms)
 {
     struct backend_shared *sh = be->sh;
+    int was_up = sh->health.up;
     health_check_result(&sh->health, ok, now_ms);
-    if (sh->flags)
+    if (sh->flags) {
+        if (sh->health.up && !was_up) /* before <up>, which the others load first */
+            __atomic_store_n(&sh->flags->up_since_ms, now_ms, __ATOMIC_RELEASE);
         __atomic_store_n(&sh->flags->up, sh->health.up, __ATOMIC_RELEASE);
+    }
     backend_usable(be, now_ms);
 }
 
@@ -168,7 +176,9 @@ int backend_acquire(struct gen *g, struct backend_rt *be, uint64_t now_ms,
                     struct pathset_pick *out)
 {
     follow_demotion(g, be);
-    if (pathset_acquire(be->ps, now_ms, clock_real_ns(), clock_mono_ns(), out) == 0)
+    uint64_t real, mono;
+    clock_pair_ns(&real, &mono);
+    if (pathset_acquire(be->ps, now_ms, real, mono, out) == 0)
         return 0;
     be->sh->st.ports_exhausted_total++;
     return -1;
@@ -204,6 +214,17 @@ void backend_slot_give(struct backend_rt *be)
     __atomic_sub_fetch(slots_of(be->sh), 1, __ATOMIC_RELAXED);
 }
 
+uint32_t backend_weight(const struct backend_rt *be, uint64_t now_ms)
+{
+    const struct backend_shared *sh = be->sh;
+    uint64_t since = sh->health.back_since_ms > sh->enabled_since_ms ? sh->health.back_since_ms
+                                                                      : sh->enabled_since_ms;
+    /* maglev is static (its table is built from the configured weights): no slow start,
+     * as in HAProxy; the config refuses slow_start_ms there. */
+    uint32_t ramp = be->pool->cfg->balance == BAL_MAGLEV ? 0 : be->cfg->slow_start_ms;
+    return slowstart_weight(be->cfg->weight, since, now_ms, ramp);
+}
+
 int backend_pick(struct gen *g, struct pool_rt *pool, uint64_t client_hash, const uint32_t *tried,
                  size_t ntried, uint64_t now_ms, struct backend_rt **be,
                  struct pathset_pick *pick)
@@ -218,7 +239,16 @@ int backend_pick(struct gen *g, struct pool_rt *pool, uint64_t client_hash, cons
         pool->view[b].active = cand->sh->flags
                                    ? __atomic_load_n(&cand->sh->flags->active, __ATOMIC_RELAXED)
                                    : cand->sh->active;
+        /* Slow start and backups (both reloadable: read from the config each time). */
+        pool->view[b].weight = backend_weight(cand, now_ms);
+        pool->view[b].weight_full = cand->cfg->weight * SLOWSTART_SCALE;
+        pool->view[b].backup = (uint8_t)cand->cfg->backup;
     }
+    /* Backups only while no non-backup is usable by health and the operator's word.  One
+     * tried already for this client or out of ports still counts as usable (the retry or
+     * the hand-over to another worker deals with that), so this comes first: whatever
+     * makes a usable backend unwanted for this one pick (tried, a limit) goes after. */
+    balance_keep_primaries(pool->view, pool->usable, pc->n_backends);
     for (size_t t = 0; t < ntried; t++)
         pool->usable[tried[t]] = 0;
     /* A backend at its limit is passed over: its clients spill to the others. */
@@ -274,7 +304,7 @@ static void trust(struct gen *g, struct backend_rt *be)
     pathset_set_policy(be->ps, &pol);
 }
 
-int backend_set_admin(struct gen *g, struct backend_rt *be, const char *action)
+int backend_set_admin(struct gen *g, struct backend_rt *be, const char *action, uint64_t now_ms)
 {
     enum backend_admin to;
     if (!strcmp(action, "trust")) {
@@ -293,6 +323,8 @@ int backend_set_admin(struct gen *g, struct backend_rt *be, const char *action)
     if (sh->admin != to)
         log_warn("pool %s: backend %s %s by the operator (was %s)", be->pool->cfg->name,
                  be->cfg->name, backend_admin_name(to), backend_admin_name(sh->admin));
+    if (to == BE_ENABLED && sh->admin != BE_ENABLED)
+        sh->enabled_since_ms = now_ms; /* a slow start begins */
     sh->admin = to;
     if (to == BE_DISABLED) {
         /* abort() unlinks the connection; take the next one first. */

@@ -45,12 +45,20 @@ void backend_note_syn(struct gen *g, struct backend_rt *be, int reuse, int retra
 int backend_acquire(struct gen *g, struct backend_rt *be, uint64_t now_ms,
                     struct pathset_pick *out);
 
+/* The weight <be> balances with as of <now_ms>, in 1/SLOWSTART_SCALE units
+ * (core/slowstart.h): its configured weight, lower during its slow start, which begins
+ * when health checks bring it back (worker 0's time, the same in every worker), when an
+ * ejection ends, or when the operator enables it. */
+uint32_t backend_weight(const struct backend_rt *be, uint64_t now_ms);
+
 /* Pick a backend of <pool> that is enabled, usable, below its max_connections and not
  * among the <ntried> indexes in <tried>, and a port toward it (the port is BUSY and a
  * slot of the backend taken on return: backend_slot_give() when the connection ends or
- * fails).  Backends whose every path is out of ports are skipped and counted.  Returns
- * 0; -1 when no backend is usable; -2 when some were, but this worker had no port
- * toward any of them; -3 when the usable ones are at their max_connections. */
+ * fails); a backup backend only when no non-backup one is enabled and usable (a full
+ * non-backup sends its clients to the queue, not to the backups).  Backends whose every
+ * path is out of ports are skipped and counted.  Returns 0; -1 when no backend is
+ * usable; -2 when some were, but this worker had no port toward any of them; -3 when the
+ * usable ones are at their max_connections. */
 int backend_pick(struct gen *g, struct pool_rt *pool, uint64_t client_hash, const uint32_t *tried,
                  size_t ntried, uint64_t now_ms, struct backend_rt **be,
                  struct pathset_pick *pick);
@@ -61,9 +69,11 @@ int backend_at_limit(const struct backend_rt *be);
 
 /* The operator's word: "enable", "disable" (no new connections, live ones of every
  * generation are aborted now), "drain" (no new connections, live ones finish) or
- * "trust" (clear a demotion: the configured TIME_WAIT rule applies again).  Returns 0,
- * or -2 for an unknown action. */
-int backend_set_admin(struct gen *g, struct backend_rt *be, const char *action);
+ * "trust" (clear a demotion: the configured TIME_WAIT rule applies again).  <now_ms>:
+ * when the operator said it (the same for every worker), where the slow start of an
+ * enabled backend begins.  Returns 0, or -2 for an unknown action. */
+int backend_set_admin(struct gen *g, struct backend_rt *be, const char *action,
+                      uint64_t now_ms);
 const char *backend_admin_name(enum backend_admin a);
 
 /* A client connection to <be> was established / has ended: the live-connection count

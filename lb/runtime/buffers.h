@@ -1,6 +1,8 @@
 /* buffers.h - data buffers of one worker.  An idle connection holds none: the pump reads
  * into the worker's scratch buffer and writes at once; only bytes the peer cannot take
- * yet go into a write buffer from the worker's pool, which returns there when written. */
+ * yet go into a write buffer from the worker's pool, which returns there when written.
+ * A direction that splices (pump.c) takes a pipe from the worker's pool of pipes while
+ * bytes are in it, and gives it back when it is drained. */
 #ifndef TWLB_BUFFERS_H
 #define TWLB_BUFFERS_H
 
@@ -8,9 +10,8 @@
 
 #include "runtime/types.h"
 
-/* A pending write: the request and the bytes it writes. */
+/* Bytes a peer could not take yet. */
 struct wbuf {
-    uv_write_t req;
     struct wbuf *next;   /* in the free list */
     size_t cap;
     char data[];
@@ -24,7 +25,25 @@ char *buffers_scratch(struct worker *w, size_t size);
 struct wbuf *buffers_get(struct worker *w, size_t size);
 void buffers_put(struct worker *w, struct wbuf *b);
 
-/* Free the scratch buffer and the pool (at exit; none may be in use). */
+/* A pipe for splice(2): the bytes move from socket to socket inside the kernel. */
+struct pipe_buf {
+    int r, w;              /* its read and write ends (non-blocking) */
+    struct pipe_buf *next; /* in the free list */
+};
+
+/* At most this many pipes in use per worker; beyond, a direction copies instead. */
+#define BUFFERS_PIPES_MAX 256
+
+/* An empty pipe from the pool, or a new one; NULL when none can be had now (the limit,
+ * or no descriptor left): the caller copies instead.  Counted in use until put back. */
+struct pipe_buf *buffers_pipe_get(struct worker *w);
+/* Give <p> back: an empty pipe goes to the pool, one with bytes in it (its session
+ * ended before they were written) is closed. */
+void buffers_pipe_put(struct worker *w, struct pipe_buf *p, int empty);
+/* Close the pipes kept for reuse (descriptors are short). */
+void buffers_pipes_trim(struct worker *w);
+
+/* Free the scratch buffer and the pools (at exit; none may be in use). */
 void buffers_free_all(struct worker *w);
 
 #endif

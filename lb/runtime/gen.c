@@ -13,6 +13,8 @@
 #include "runtime/backend.h"
 #include "runtime/state.h"
 #include "runtime/timers.h"
+#include "runtime/clients.h"
+#include "runtime/listener_stats.h"
 
 /* Passive ejection: this many failed connects in a row take a backend out for 1 s,
  * doubling per ejection in a row up to 60 s (core/health.h). */
@@ -157,6 +159,8 @@ static int build_backend(struct gen *g, struct pool_rt *pool, size_t b,
         be->sh->probes_here = w->index == 0;
         if (be->sh->flags) { /* what the probes and the other workers found so far */
             be->sh->health.up = __atomic_load_n(&be->sh->flags->up, __ATOMIC_ACQUIRE);
+            be->sh->health.back_since_ms =
+                __atomic_load_n(&be->sh->flags->up_since_ms, __ATOMIC_ACQUIRE);
             be->sh->demoted = __atomic_load_n(&be->sh->flags->demoted, __ATOMIC_ACQUIRE);
         }
         be->sh->was_usable = be->sh->health.up;
@@ -214,10 +218,17 @@ struct gen *gen_new(struct worker *w, struct config *cfg, const struct gen *prev
         return NULL;
     }
     g->listeners = calloc(cfg->n_listeners, sizeof *g->listeners);
+    g->clients = calloc(cfg->n_listeners, sizeof *g->clients);
     g->pools = calloc(cfg->n_pools, sizeof *g->pools);
-    if (!g->listeners || !g->pools)
+    if (!g->listeners || !g->clients || !g->pools)
         goto oom;
     g->cfg = cfg; /* from here on gen_free() walks it; undone on failure below */
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        const struct cfg_listener *lc = &cfg->listeners[i];
+        if ((lc->max_conns_per_client || lc->rate_per_client) &&
+            !(g->clients[i] = clients_get(w->clients, lc->name)))
+            goto oom;
+    }
     uint64_t seed; /* for the balancers that draw (power of two choices) */
     if (getrandom(&seed, sizeof seed, 0) != sizeof seed)
         seed = clock_mono_ns();
@@ -268,12 +279,16 @@ void gen_commit(struct gen *g)
             const struct cfg_health *h = &be->cfg->health;
             be->sh->health.rise = h->enabled ? h->rise : 1;
             be->sh->health.fall = h->enabled ? h->fall : 1;
-            if (!h->enabled && !be->sh->health.up) {
-                /* No probe will ever bring it back: without checks a backend is up. */
-                be->sh->health.up = 1;
-                be->sh->health.streak = 0;
-                if (be->sh->flags && g->w->index == 0)
+            if (!h->enabled && !be->sh->health.up && (!be->sh->flags || g->w->index == 0)) {
+                /* No probe will ever bring it back: without checks a backend is up, and
+                 * slow-starts from now as if a probe had said so.  Worker 0 publishes it
+                 * (the time first); the others follow as they follow the probes. */
+                uint64_t now = worker_now_ms(g->w);
+                health_follow(&be->sh->health, 1, now);
+                if (be->sh->flags) {
+                    __atomic_store_n(&be->sh->flags->up_since_ms, now, __ATOMIC_RELEASE);
                     __atomic_store_n(&be->sh->flags->up, 1, __ATOMIC_RELEASE);
+                }
             }
             struct portmap_policy pol;
             backend_policy(g, be, &pol);
@@ -306,8 +321,15 @@ static void gen_destroy(struct gen *g, int own_cfg)
     free(g->pools);
     if (g->listeners && g->cfg)
         for (size_t i = 0; i < g->cfg->n_listeners; i++)
-            free(g->listeners[i]); /* never opened: nothing to close */
+            if (g->listeners[i]) { /* never opened: nothing to close */
+                listener_stats_unref(g->listeners[i]->stats);
+                free(g->listeners[i]);
+            }
     free(g->listeners);
+    if (g->clients && g->cfg)
+        for (size_t i = 0; i < g->cfg->n_listeners; i++)
+            clients_put(g->clients[i]);
+    free(g->clients);
     if (own_cfg)
         config_free(g->cfg);
     free(g);

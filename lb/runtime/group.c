@@ -14,6 +14,7 @@
 #include "os/log.h"
 #include "os/statefile.h"
 #include "runtime/limits.h"
+#include "runtime/clients.h"
 #include "runtime/session.h"
 #include "runtime/shared.h"
 #include "runtime/snapshot.h"
@@ -65,6 +66,7 @@ struct group {
     struct shared *shared;        /* what the workers share (shared.h) */
     struct statefile *store;      /* the state file (state.h); NULL: none */
     struct state_keeper *keeper;  /* its heartbeat and sync on the main loop */
+    struct clients_registry *clients; /* per-client limits, shared (runtime/clients.h) */
 };
 
 /* ---- messages ------------------------------------------------------------------ */
@@ -281,6 +283,7 @@ static void *thread_main(void *arg)
     if (s->w) {
         s->w->data = s;
         s->w->store = g->store;
+        s->w->clients = g->clients;
         if (g->n > 1) {
             s->w->shared_flags = shared_flags;
             s->w->shared_arg = g;
@@ -320,6 +323,7 @@ static void free_group(struct group *g)
     if (!g->keeper) /* else the keeper closes it (group_stop) */
         statefile_close(g->store, 1);
     snapshot_free(g->snap);
+    clients_registry_free(g->clients);
     config_free(g->cfg);
     shared_free(g->shared);
     free(g->slots);
@@ -372,7 +376,8 @@ struct group *group_start(uv_loop_t *loop, struct config *cfg, char *err, size_t
         return NULL;
     }
     /* RFC 6528: the ISN hash key must be secret and unpredictable. */
-    if (getrandom(g->key.k, sizeof g->key.k, 0) != sizeof g->key.k) {
+    if (getrandom(g->key.k, sizeof g->key.k, 0) != sizeof g->key.k ||
+        !(g->clients = clients_registry_new())) {
         snprintf(err, errlen, "getrandom: %s", strerror(errno));
         free_group(g);
         return NULL;
@@ -536,18 +541,22 @@ void group_stop(struct group *g)
 
 struct action {
     const char *pool, *backend, *action;
+    uint64_t now_ms;
 };
 
 static void do_action(struct slot *s, void *arg)
 {
     const struct action *a = arg;
-    s->rc = worker_backend_action(s->w, a->pool, a->backend, a->action);
+    s->rc = worker_backend_action(s->w, a->pool, a->backend, a->action, a->now_ms);
 }
 
 int group_backend_action(struct group *g, const char *pool, const char *backend,
                          const char *action)
 {
-    struct action a = {pool, backend, action};
+    /* One time for every worker (their loops read the same monotonic clock as this
+     * one), so a slow start that begins here runs alike in all of them. */
+    uv_update_time(g->loop);
+    struct action a = {pool, backend, action, uv_now(g->loop)};
     call_all(g, do_action, &a);
     return g->slots[0].rc;
 }

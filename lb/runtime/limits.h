@@ -43,8 +43,4 @@ void limits_pause(struct listener_rt *lis);
  * it now (a client ended, a reload raised a limit, another worker woke us). */
 void limits_resume(struct worker *w);
 
-/* XXX merge acl: the rejection counters come with the ACL branch */
-#define REJECTED_LIS(lis, reason) ((void)0)
-#define REJECTED_S(s, reason) ((void)0)
-
 #endif

@@ -4,13 +4,17 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "os/log.h"
+#include "runtime/buffers.h"
 #include "runtime/limits.h"
+#include "runtime/clients.h"
+#include "runtime/listener_stats.h"
 #include "runtime/local.h"
 #include "runtime/session.h"
 
@@ -36,6 +40,7 @@ static void drop_waiting(struct listener_rt *lis, int err)
     char where[96];
     snprintf(where, sizeof where, "listener %s: accept", lis->cfg->name);
     local_error(w, where, err);
+    buffers_pipes_trim(w); /* the pipes kept for splice(2) hold descriptors too */
     if (w->reserve_fd < 0) /* an earlier pressure took it: the pressure may have ended */
         w->reserve_fd = open("/", O_RDONLY | O_CLOEXEC);
     if (w->reserve_fd < 0) {
@@ -85,14 +90,28 @@ static void on_readable(uv_poll_t *p, int status, int events)
             log_warn("listener %s: accept: %s", lis->cfg->name, strerror(-e));
             return;
         }
-        lis->connections_total++;
+        lis->stats->connections_total++;
+        /* The client ACL and per-client limits, before a session or a backend sees it,
+         * and before it takes a max_connections slot. */
+        struct gen *g = lis->gen;
+        struct client_table *slot;
+        enum reject_reason why = clients_admit(g, (size_t)(lis->cfg - g->cfg->listeners),
+                                               &peer.sa, worker_now_ms(g->w), &slot);
+        if (why != REJ_N) {
+            listener_stats_reject(lis->stats, why);
+            clients_log_refused(g->w, lis->cfg->name, &peer.sa, why);
+            refuse(fd);
+            continue;
+        }
         if (limits_take(lis) < 0) { /* another worker took the last slot meanwhile */
-            REJECTED_LIS(lis, REJ_MAX_CONNECTIONS); /* XXX merge acl */
+            if (slot)
+                clients_release(slot, &peer.sa, worker_now_ms(g->w));
+            listener_stats_reject(lis->stats, REJ_MAX_CONNECTIONS);
             refuse(fd);
             limits_pause(lis);
             return;
         }
-        session_accept(lis->gen, lis->cfg, fd, &peer.sa, len, lis->live);
+        session_accept(lis, slot, fd, &peer.sa, len);
     }
 }
 
@@ -100,6 +119,7 @@ static void listener_closed(uv_handle_t *h)
 {
     struct listener_rt *lis = h->data;
     close(lis->fd);
+    listener_stats_unref(lis->stats); /* sessions may hold it still */
     free(lis); /* sessions keep no pointer to their listener */
 }
 
@@ -124,7 +144,10 @@ static int listen_socket(const struct cfg_addr *bind_addr, int reuseport)
     if (fd < 0)
         return -errno;
     int one = 1, zero = 0;
+    /* TCP_NODELAY here: every accepted socket inherits it (kernel-facts 7.5), which
+     * saves a setsockopt per client. */
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0 ||
         (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) ||
         (bind_addr->ss.ss_family == AF_INET6 &&
          setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero) < 0) ||
@@ -147,6 +170,11 @@ static struct listener_rt *listener_open(struct gen *g, const struct cfg_listene
     lis->gen = g;
     lis->cfg = lc;
     lis->poll_again = listener_poll;
+    if (!(lis->stats = listener_stats_new())) {
+        snprintf(err, errlen, "listener %s: out of memory", lc->name);
+        free(lis);
+        return NULL;
+    }
     int r = listen_socket(&lc->bind, g->w->nworkers > 1);
     if (r >= 0) {
         lis->fd = r;
@@ -164,6 +192,8 @@ static struct listener_rt *listener_open(struct gen *g, const struct cfg_listene
     if (r < 0) {
         snprintf(err, errlen, "listener %s: cannot listen on %s: %s", lc->name, lc->bind.text,
                  uv_strerror(r));
+        if (lis) /* else closing: listener_closed() frees it */
+            listener_stats_unref(lis->stats);
         free(lis);
         return NULL;
     }
@@ -171,10 +201,25 @@ static struct listener_rt *listener_open(struct gen *g, const struct cfg_listene
     return lis;
 }
 
+/* A reload keeps the socket of every listener whose address stays, whatever its other
+ * keys; a changed backlog is applied to that socket (set_backlog). */
 static int same_socket(const struct cfg_listener *a, const struct cfg_listener *b)
 {
-    return a->bind.len == b->bind.len && !memcmp(&a->bind.ss, &b->bind.ss, a->bind.len) &&
-           a->backlog == b->backlog;
+    return a->bind.len == b->bind.len && !memcmp(&a->bind.ss, &b->bind.ss, a->bind.len);
+}
+
+/* listen() again on a listening socket changes only its backlog on Linux (the accept
+ * queue's limit; the clients waiting in it stay).  Opening a second socket for a new
+ * backlog, as before, failed the reload with "address already in use" (one worker: no
+ * SO_REUSEPORT), or with several workers lost the clients queued on the old one. */
+static int set_backlog(struct listener_rt *lis, uint32_t from, uint32_t to)
+{
+    if (from == to)
+        return 0;
+    if (listen(lis->fd, (int)to) < 0)
+        return -errno;
+    log_info("listener %s: backlog %u (was %u)", lis->cfg->name, (unsigned)to, (unsigned)from);
+    return 0;
 }
 
 int listener_open_all(struct gen *g, struct gen *prev, char *err, size_t errlen)
@@ -194,17 +239,26 @@ int listener_open_all(struct gen *g, struct gen *prev, char *err, size_t errlen)
                 g->listeners[i] = old;
                 prev->listeners[j] = NULL;
                 from[i] = j + 1;
+                if ((rc = set_backlog(old, old->cfg->backlog, lc->backlog)) < 0)
+                    snprintf(err, errlen, "listener %s: cannot set the backlog to %u: %s",
+                             lc->name, (unsigned)lc->backlog, uv_strerror(rc));
             }
         }
+        if (rc < 0)
+            break;
         if (!g->listeners[i] && !(g->listeners[i] = listener_open(g, lc, err, errlen)))
             rc = UV_EADDRINUSE;
     }
     if (rc < 0) {
         for (size_t i = 0; i < c->n_listeners; i++) {
-            if (from[i])
-                prev->listeners[from[i] - 1] = g->listeners[i];
-            else
+            if (from[i]) {
+                struct listener_rt *lis = g->listeners[i];
+                (void)set_backlog(lis, c->listeners[i].backlog,
+                                  prev->cfg->listeners[from[i] - 1].backlog);
+                prev->listeners[from[i] - 1] = lis;
+            } else {
                 listener_close(g->listeners[i]);
+            }
             g->listeners[i] = NULL;
         }
     } else {
@@ -225,6 +279,7 @@ void listener_give_back(struct gen *g, struct gen *prev)
         g->listeners[i] = NULL;
         for (size_t j = 0; lis && prev && j < prev->cfg->n_listeners; j++)
             if (!prev->listeners[j] && same_socket(&prev->cfg->listeners[j], lis->cfg)) {
+                (void)set_backlog(lis, lis->cfg->backlog, prev->cfg->listeners[j].backlog);
                 lis->gen = prev;
                 lis->cfg = &prev->cfg->listeners[j];
                 prev->listeners[j] = lis;

@@ -1,6 +1,6 @@
 /* listener.h - the listening sockets of a generation.  A reload takes over every
- * listener whose address and backlog did not change, still open, so no client is refused
- * while the configuration changes. */
+ * listener whose address did not change, still open (a changed backlog is set on the
+ * same socket), so no client is refused while the configuration changes. */
 #ifndef TWLB_LISTENER_H
 #define TWLB_LISTENER_H
 
@@ -8,13 +8,14 @@
 
 #include "runtime/types.h"
 
-/* Open g's listeners, taking over from <prev> those with the same address and backlog.
+/* Open g's listeners, taking over from <prev> those with the same address (and setting
+ * the new backlog on them).
  * On failure everything taken is given back to <prev>, everything opened is closed, and
  * a negative errno is returned with a message in <err>. */
 int listener_open_all(struct gen *g, struct gen *prev, char *err, size_t errlen);
 
 /* A prepared reload is abandoned: the listeners <g> took over from <prev> go back to it,
- * still open; those opened for <g> are closed. */
+ * still open, with their old backlog; those opened for <g> are closed. */
 void listener_give_back(struct gen *g, struct gen *prev);
 
 /* Poll again the listeners of <g> that stopped for lack of descriptors (the worker's

@@ -13,8 +13,8 @@
  * Past the pool's queue.timeout_ms the client is closed (reset) and counted
  * (queue_timeout); a client that arrives when queue.max are waiting is closed at once
  * (queue_full).  A client that closes its connection while waiting leaves the queue at
- * once: its socket is watched (through a duplicate descriptor, so nothing is read from
- * it) and nothing is ever sent to a backend for it.
+ * once: its socket's events are looked at (MSG_PEEK: nothing is read from it) and
+ * nothing is ever sent to a backend for it.
  *
  * Queues are per worker (each worker has its own clients and ports); the limit
  * queue.max is per worker too.  With several workers FIFO order holds among the clients
@@ -29,83 +29,46 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 #include "os/clock.h"
 #include "runtime/backend.h"
 #include "runtime/limits.h"
+#include "runtime/listener_stats.h"
 #include "runtime/session_int.h"
 
-/* Watches a queued client's socket through a duplicate descriptor: readable with
- * nothing to read means it closed (or reset) and gave up. */
-struct qwatch {
-    uv_poll_t poll;
-    int fd;
-    struct session *s; /* NULL once the session left the queue */
-};
-
-static void watch_closed(uv_handle_t *h)
+/* A queued client's socket is watched through its own events (evpoll.h): readable
+ * with nothing to read means it closed (or reset) and gave up.  Once it has sent its
+ * request it waits for the answer and is no longer looked at. */
+void queue_client_event(struct session *s)
 {
-    struct qwatch *q = h->data;
-    close(q->fd);
-    free(q);
-}
-
-static void watch_stop(struct session *s)
-{
-    struct qwatch *q = s->watch;
-    if (!q)
-        return;
-    s->watch = NULL;
-    q->s = NULL;
-    uv_close((uv_handle_t *)&q->poll, watch_closed);
-}
-
-static void on_watch(uv_poll_t *p, int status, int events)
-{
-    struct qwatch *q = p->data;
-    struct session *s = q->s;
-    if (!s)
+    if (s->watch_off)
         return;
     char c;
-    ssize_t r = status < 0 ? -1 : recv(q->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (r < 0 && status == 0 && (errno == EAGAIN || errno == EINTR))
+    ssize_t r = recv(s->cev.fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (r < 0 && (errno == EAGAIN || errno == EINTR))
         return;
     if (r > 0) { /* it sent its request: it waits for the answer, stay queued */
-        uv_poll_stop(p);
+        s->watch_off = 1;
         return;
     }
     session_close(s, END_CLIENT_ERROR); /* closed or reset while waiting */
 }
 
+/* Edge-triggered: what the socket said before the client was queued comes no more. */
 static void watch_start(struct session *s)
 {
-    uv_os_fd_t fd;
-    if (uv_fileno((uv_handle_t *)&s->client, &fd) != 0)
-        return;
-    struct qwatch *q = malloc(sizeof *q);
-    if (!q)
-        return; /* not watched: it still leaves on its timeout */
-    if ((q->fd = dup(fd)) < 0) {
-        free(q);
-        return;
-    }
-    q->s = s;
-    if (uv_poll_init(s->w->loop, &q->poll, q->fd) != 0) {
-        close(q->fd);
-        free(q);
-        return;
-    }
-    q->poll.data = q;
-    s->watch = q;
-    if (uv_poll_start(&q->poll, UV_READABLE, on_watch) != 0)
-        watch_stop(s);
+    uint32_t ev = s->cev.ev;
+    s->watch_off = 0;
+    if (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        evpoll_rearm(s->w, &s->cev); /* tell it again: the check runs from the event */
+    else if (ev & EPOLLIN)
+        s->watch_off = 1; /* its request is there, unread */
 }
 
 static void on_queue_timeout(struct wtimer *t)
 {
     struct session *s = (struct session *)((char *)t - offsetof(struct session, deadline));
-    REJECTED_S(s, REJ_QUEUE_TIMEOUT); /* XXX merge acl */
+    listener_stats_reject(s->lst, REJ_QUEUE_TIMEOUT);
     session_close(s, END_QUEUE_TIMEOUT);
 }
 
@@ -159,7 +122,6 @@ void queue_remove(struct session *s)
     add_queued(s->w, -1);
     s->state = S_CONNECTING;
     timers_cancel(s->w, &s->deadline);
-    watch_stop(s);
     if (!pool->q_len)
         timers_cancel(s->w, &pool->q_timer);
 }
@@ -181,7 +143,8 @@ static void arm(struct pool_rt *pool)
     struct worker *w = pool->gen->w;
     const struct session *head = pool->q_head;
     uint64_t now = worker_now_ms(w), at = UINT64_MAX;
-    uint64_t real = clock_real_ns(), mono = clock_mono_ns();
+    uint64_t real, mono;
+    clock_pair_ns(&real, &mono);
     for (size_t b = 0; b < pool->cfg->n_backends; b++) {
         struct backend_rt *be = &pool->backends[b];
         int tried = 0;

@@ -30,8 +30,10 @@
 #include "os/log.h"
 #include "runtime/accesslog.h"
 #include "runtime/backend.h"
+#include "runtime/clients.h"
 #include "runtime/gen.h"
 #include "runtime/limits.h"
+#include "runtime/listener_stats.h"
 #include "runtime/local.h"
 #include "runtime/upconn.h"
 
@@ -169,6 +171,8 @@ static void one_closed(struct session *s)
     if (--s->pending_closes > 0)
         return;
     /* Every handle is closed: nothing can touch the session any more. */
+    if (s->ct) /* the client's place in its per-client limit */
+        clients_release(s->ct, &s->peer.sa, session_now_ms(s));
     backend_unlink(&s->link);
     if (s->counted_active) {
         backend_active_add(s->up.be, -1);
@@ -180,28 +184,22 @@ static void one_closed(struct session *s)
     struct worker *w = s->w;
     if (s->counted_live)
         limits_give(w, s->lis_live);
+    listener_stats_unref(s->lst);
     session_put(s);
     queue_kick(w); /* its port and slot may be what a queued client waits for */
 }
 
-static void on_handle_closed(uv_handle_t *h)
+void session_unhold(struct session *s)
 {
-    one_closed(h->data);
+    if (s->state == S_CLOSING)
+        one_closed(s);
+    else
+        s->pending_closes--;
 }
 
 static void on_up_closed(struct upconn *u)
 {
     one_closed(u->tcp.data);
-}
-
-static void close_handle(struct session *s, uv_handle_t *h, int reset)
-{
-    s->pending_closes++;
-    /* A reset tells the client at once that it was not served, or that what it got is
-     * cut.  uv_tcp_close_reset refuses a handle with a shutdown in flight. */
-    if (reset && uv_tcp_close_reset((uv_tcp_t *)h, on_handle_closed) == 0)
-        return;
-    uv_close(h, on_handle_closed);
 }
 
 /* End the session: the first reason is kept.  Graceful (END_DONE) closes normally; any
@@ -222,13 +220,15 @@ void session_close(struct session *s, enum session_end why)
     int backend_over = abort && s->up_used && !retrying && upconn_finished(&s->up);
     s->pending_closes++; /* held until every close below is issued */
     timers_cancel(s->w, &s->deadline);
+    pump_release(s);
     if (s->client_open) {
         s->client_open = 0;
         /* The client gets a reset when we could not serve it at all, so it sees the
          * failure at once instead of an empty answer, and when its connection was cut
          * (the backend reset it, the drain time ran out, the backend was disabled), so
-         * that a reply delimited by the close never looks complete. */
-        close_handle(s, (uv_handle_t *)&s->client,
+         * that a reply delimited by the close never looks complete.  Otherwise the
+         * close sends our FIN, if a shutdown did not. */
+        evpoll_close(s->w, &s->cev,
                      why != END_DONE && why != END_IDLE_TIMEOUT && why != END_HANDED_OVER);
     }
     if (s->up_used && !retrying) {
@@ -357,10 +357,6 @@ static void on_up_connect(struct upconn *u, int status)
     backend_active_add(be, 1);
     s->counted_active = 1;
     s->connected = 1;
-    if (be->cfg->proxy_protocol != PROXY_NONE && pump_proxy_header(s) < 0) {
-        session_close(s, END_BACKEND_ERROR);
-        return;
-    }
     pump_start(s);
 }
 
@@ -374,13 +370,13 @@ static void cannot_serve(struct session *s, int picked)
         if (queue_push(s) == 0)
             return;
         if (s->pool->cfg->queue.max) {
-            REJECTED_S(s, REJ_QUEUE_FULL); /* XXX merge acl */
+            listener_stats_reject(s->lst, REJ_QUEUE_FULL);
             s->w->no_backend_total++;
             session_close(s, END_QUEUE_FULL);
             return;
         }
     }
-    REJECTED_S(s, REJ_NO_BACKEND); /* XXX merge acl */
+    listener_stats_reject(s->lst, REJ_NO_BACKEND);
     s->w->no_backend_total++;
     session_close(s, s->nfailed ? END_CONNECT_FAILED : END_NO_BACKEND);
 }
@@ -459,9 +455,27 @@ static uint64_t client_hash(const struct sockaddr *peer)
     return 0;
 }
 
-/* A new session of generation <g> for a client of listener <lc>; the client handle is
- * initialised, not yet connected to a socket.  NULL on OOM. */
-static struct session *session_new(struct gen *g, const struct cfg_listener *lc)
+static void on_client_event(struct evfd *e, uint32_t events)
+{
+    struct session *s = (struct session *)((char *)e - offsetof(struct session, cev));
+    if (s->state == S_PUMPING)
+        pump_event(s, 0, events);
+    else if (s->state == S_QUEUED)
+        queue_client_event(s);
+    /* else connecting: the bits wait in cev.ev until the pump starts */
+}
+
+static void on_backend_event(struct upconn *u, uint32_t events)
+{
+    struct session *s = u->tcp.data;
+    if (s->state == S_PUMPING)
+        pump_event(s, 1, events);
+}
+
+/* A new session of generation <g> for a client of listener <lc> (counters <st>, NULL:
+ * none), without its client socket yet.  NULL on OOM. */
+static struct session *session_new(struct gen *g, const struct cfg_listener *lc,
+                                   struct listener_stats *st)
 {
     struct worker *w = g->w;
     struct session *s = session_get(w);
@@ -470,57 +484,73 @@ static struct session *session_new(struct gen *g, const struct cfg_listener *lc)
     s->g = g;
     g->sessions_active++;
     s->lis_name = lc->name;
+    s->lst = listener_stats_ref(st);
     s->pool = &g->pools[lc->pool];
     s->start_ms = session_now_ms(s);
-    uv_tcp_init(w->loop, &s->client);
-    s->client.data = s;
-    s->client_open = 1;
+    s->cev.fd = -1;
+    s->up.ev.fd = -1;
+    s->up.raw = 1; /* the backend socket is the session's too (upconn.h) */
+    s->up.on_event = on_backend_event;
     return s;
+}
+
+/* Watch client socket <fd> (TCP_NODELAY: the listening socket's, inherited).  Returns
+ * 0, or -1 with <fd> closed and <s> closed. */
+static int client_open(struct session *s, int fd)
+{
+    int r = evpoll_add(s->w, &s->cev, fd, on_client_event);
+    if (r < 0) {
+        close(fd);
+        s->cev.fd = -1;
+        local_error(s->w, "client socket", r);
+        session_close(s, END_LOCAL_ERROR);
+        return -1;
+    }
+    s->client_open = 1;
+    return 0;
 }
 
 /* The client's address is known (from accept4, or asked for after a hand-over). */
 static void session_begin(struct session *s)
 {
-    uv_tcp_nodelay(&s->client, 1);
-    if (s->peer.sa.sa_family == 0) {
-        int len = sizeof s->peer;
-        (void)uv_tcp_getpeername(&s->client, &s->peer.sa, &len);
-    }
     s->client_hash = client_hash(&s->peer.sa);
     s->state = S_CONNECTING;
     try_connect(s);
 }
 
-void session_accept(struct gen *g, const struct cfg_listener *lc, int fd,
-                    const struct sockaddr *peer, socklen_t peerlen, unsigned *lis_live)
+void session_accept(struct listener_rt *lis, struct client_table *slot, int fd,
+                    const struct sockaddr *peer, socklen_t peerlen)
 {
-    struct session *s = session_new(g, lc);
+    struct gen *g = lis->gen;
+    struct session *s = session_new(g, lis->cfg, lis->stats);
     if (!s) {
         local_error(g->w, "session", UV_ENOMEM); /* refuse this one client */
-        limits_give(g->w, lis_live);
+        limits_give(g->w, lis->live);
+        if (slot)
+            clients_release(slot, peer, worker_now_ms(g->w));
         close(fd);
         return;
     }
-    s->lis_live = lis_live;
+    s->lis_live = lis->live;
     s->counted_live = 1;
-    if (uv_tcp_open(&s->client, fd) != 0) {
-        close(fd);
-        session_close(s, END_CLIENT_ERROR);
-        return;
-    }
     if (peerlen <= sizeof s->peer)
         memcpy(&s->peer, peer, peerlen);
+    s->ct = slot; /* given back when the session ends, whatever ends it */
+    if (client_open(s, fd) < 0)
+        return;
     session_begin(s);
 }
 
 void session_adopt(struct worker *w, int fd, const char *listener, unsigned hops)
 {
     struct gen *g = w->cur;
-    const struct cfg_listener *lc = NULL;
-    for (size_t i = 0; i < g->cfg->n_listeners && !lc; i++)
-        if (!strcmp(g->cfg->listeners[i].name, listener))
-            lc = &g->cfg->listeners[i];
-    struct session *s = lc && !w->draining ? session_new(g, lc) : NULL;
+    size_t i = 0;
+    while (i < g->cfg->n_listeners && strcmp(g->cfg->listeners[i].name, listener))
+        i++;
+    const struct cfg_listener *lc = i < g->cfg->n_listeners ? &g->cfg->listeners[i] : NULL;
+    struct session *s = NULL;
+    if (lc && !w->draining)
+        s = session_new(g, lc, g->listeners[i] ? g->listeners[i]->stats : NULL);
     if (!s) {
         close(fd); /* the listener is gone (reload) or no memory: the client sees EOF */
         return;
@@ -529,11 +559,12 @@ void session_adopt(struct worker *w, int fd, const char *listener, unsigned hops
     s->lis_live = limits_listener_count(w, listener);
     limits_take_adopted(w, s->lis_live);
     s->counted_live = 1;
-    if (uv_tcp_open(&s->client, fd) != 0) {
-        close(fd);
-        session_close(s, END_CLIENT_ERROR);
+    if (client_open(s, fd) < 0)
         return;
-    }
+    socklen_t len = sizeof s->peer;
+    if (getpeername(fd, &s->peer.sa, &len) == 0 && g->clients[i] &&
+        clients_take(g->clients[i], &s->peer.sa, session_now_ms(s)) == 0)
+        s->ct = g->clients[i];
     session_begin(s);
 }
 
@@ -542,17 +573,17 @@ void session_adopt(struct worker *w, int fd, const char *listener, unsigned hops
 static int hand_over(struct session *s)
 {
     struct worker *w = s->w;
-    uv_os_fd_t fd;
-    if (!w->hand_over || s->hops + 1 >= w->nworkers ||
-        uv_fileno((uv_handle_t *)&s->client, &fd) != 0)
+    int fd = s->cev.fd;
+    if (!w->hand_over || s->hops + 1 >= w->nworkers || fd < 0)
         return -1;
-    int copy = dup(fd); /* the session's handle closes its own fd, quietly */
-    if (copy < 0)
-        return -1;
-    if (w->hand_over(w, copy, s->lis_name, s->hops + 1) != 0) {
-        close(copy);
+    /* The descriptor itself goes: out of this worker's epoll set first (it lives on). */
+    evpoll_del(w, &s->cev);
+    if (w->hand_over(w, fd, s->lis_name, s->hops + 1) != 0) {
+        (void)evpoll_add(w, &s->cev, fd, on_client_event); /* if not, unwatched: still ours */
         return -1;
     }
+    s->cev.fd = -1;
+    s->client_open = 0;
     session_close(s, END_HANDED_OVER);
     return 0;
 }

@@ -26,16 +26,20 @@ enum session_end {
     END_QUEUE_TIMEOUT,   /* it waited in its pool's queue for queue.timeout_ms */
 };
 
-/* Take over client connection <fd> (non-blocking), accepted from <peer> on listener <lc>
- * of generation <g>, and start connecting to a backend of the listener's pool.  The fd is
- * the session's from now on (closed on failure).  The client is counted in <lis_live>
- * and the worker's live_all already (limits_take): the session gives them back. */
-void session_accept(struct gen *g, const struct cfg_listener *lc, int fd,
-                    const struct sockaddr *peer, socklen_t peerlen, unsigned *lis_live);
+/* Take over client connection <fd> (non-blocking), accepted from <peer> on listener <lis>
+ * and admitted (runtime/clients.h: <slot> is the table the client holds a live
+ * connection in, or NULL), and start connecting to a backend of the listener's pool.
+ * The client is counted in lis->live and the worker's live_all already (limits_take).
+ * The fd, the slot and the counts are the session's from now on (closed and given back
+ * at its end, or at once on failure). */
+void session_accept(struct listener_rt *lis, struct client_table *slot, int fd,
+                    const struct sockaddr *peer, socklen_t peerlen);
 
 /* Take over client connection <fd> that another worker accepted on listener <listener>
  * of the current generation and could not serve (runtime/types.h: hand_over); <hops>
- * workers tried before.  The fd is the session's, or closed. */
+ * workers tried before.  The fd is the session's, or closed.  The client was admitted
+ * there: it takes its place in the per-client table without a check (the sending
+ * worker gave its own back). */
 void session_adopt(struct worker *w, int fd, const char *listener, unsigned hops);
 
 /* Something was given back (a session ended, another worker freed a backend slot, a

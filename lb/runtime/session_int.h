@@ -8,21 +8,25 @@
 
 #include "core/proxyproto.h"
 #include "runtime/buffers.h"
+#include "runtime/evpoll.h"
 #include "runtime/timers.h"
 #include "runtime/session.h"
 #include "runtime/upconn.h"
 
 enum session_state { S_CONNECTING, S_QUEUED, S_RETRY, S_PUMPING, S_CLOSING };
 
-/* One direction of the pump: bytes read from <src> are written to <dst>. */
+/* One direction of the pump: bytes read from <src> are written to <dst> (pump.c). */
 struct pump {
-    uv_stream_t *src, *dst;
-    struct wbuf *pend;    /* bytes <dst> could not take at once, being written */
-    uv_shutdown_t *sreq;  /* the FIN passed on, while in flight */
-    uint64_t bytes;
-    unsigned reading : 1; /* uv_read_start active on src */
-    unsigned eof : 1;     /* src sent FIN */
-    unsigned shut : 1;    /* uv_shutdown(dst) issued */
+    struct evfd *src, *dst;
+    struct wbuf *pend;       /* bytes <dst> could not take at once (copied), from pend_off */
+    uint32_t pend_off, pend_len;
+    struct pipe_buf *pipe;   /* spliced bytes <dst> has not taken yet: in_pipe of them */
+    uint32_t in_pipe;
+    uint64_t bytes;          /* read from src; all of them reach dst before its FIN */
+    unsigned splice : 1;     /* moves bytes with splice(2) now */
+    unsigned no_splice : 1;  /* never: off in the config, urgent data, or splice failed */
+    unsigned eof : 1;        /* src sent FIN (and everything before it was read) */
+    unsigned shut : 1;       /* the FIN is passed on to dst, or is being */
     unsigned shut_done : 1;
 };
 
@@ -38,15 +42,19 @@ struct session {
     struct worker *w;
     struct gen *g;               /* the generation it was accepted under */
     const char *lis_name;        /* in that generation's config */
+    struct listener_stats *lst;  /* its listener's counters in this worker (held) */
+    struct client_table *ct;     /* holds a live connection of the client there, or NULL
+                                    (runtime/clients.h; g holds the table) */
     struct pool_rt *pool;
     enum session_state state;
     enum session_end end;
 
-    uv_tcp_t client;
+    struct evfd cev;             /* the client's socket, from accept to close (evpoll.h) */
     struct wtimer deadline;      /* connect timeout, then idle timeout (timers.h) */
     struct upconn up;            /* the current (or last) backend connection */
     struct be_link link;         /* on up.be's list while it has a backend */
     unsigned client_open : 1, up_used : 1;
+    unsigned watch_off : 1;      /* queued: the client sent its request, stop looking */
     int pending_closes;
 
     uint64_t client_hash;
@@ -64,20 +72,34 @@ struct session {
     unsigned counted_live : 1;   /* counted in lis_live and w->live_all */
     unsigned slot_held : 1;      /* holds a slot of up.be (backend max_connections) */
     struct session *q_next, *q_prev; /* in its pool's queue while S_QUEUED (queue.h) */
-    struct qwatch *watch;        /* notices the client leaving while queued */
     uint64_t queued_ms;          /* when it entered the queue */
 
     struct pump c2b, b2c;
     uint64_t last_activity;
 };
 
-/* Send the PROXY protocol header of the session's backend before any byte of the
- * client (pump.c).  Returns 0 or -1. */
-int pump_proxy_header(struct session *s);
-
-/* The backend connection is established: start moving bytes both ways, with the idle
- * timeout of the session's pool (pump.c). */
+/* The backend connection is established: send the PROXY protocol header if the backend
+ * wants one, and start moving bytes both ways, with the idle timeout of the session's
+ * pool (pump.c).  May close the session. */
 void pump_start(struct session *s);
+
+/* New readiness of the client's socket (backend_side 0) or the backend's (1), while
+ * S_PUMPING (pump.c).  May close the session. */
+void pump_event(struct session *s, int backend_side, uint32_t events);
+
+/* Give back the buffers and pipes the pumps hold (the session is closing; pump.c). */
+void pump_release(struct session *s);
+
+/* New readiness of a queued client's socket: has it left? (queue.c) */
+void queue_client_event(struct session *s);
+
+/* Keep <s> (its memory) alive across calls that may close it: after session_unhold() it
+ * may be gone, if it was closed meanwhile (session.c). */
+static inline void session_hold(struct session *s)
+{
+    s->pending_closes++;
+}
+void session_unhold(struct session *s);
 
 /* Put <s> (S_CONNECTING, nothing held) at the tail of its pool's queue: S_QUEUED.
  * Returns 0, or -1 when the pool has no queue or it is full (queue.c). */

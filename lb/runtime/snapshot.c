@@ -4,6 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "os/clock.h"
+#include "runtime/backend.h"
+
 void snapshot_free(struct snapshot *s)
 {
     if (!s)
@@ -12,6 +15,7 @@ void snapshot_free(struct snapshot *s)
     free(s->workers);
     free(s->listener_conns);
     free(s->pool);
+    free(s->listener_rejected);
     free(s->be_base);
     free(s->be);
     free(s->path_base);
@@ -36,16 +40,19 @@ struct snapshot *snapshot_take(const struct worker *w)
     s->npath = npath;
     s->isn_mode = g->isn_mode;
     s->now_ms = worker_now_ms(w);
+    uint64_t real_ns, mono_ns; /* kernel-mode headroom */
+    clock_pair_ns(&real_ns, &mono_ns);
     s->nworkers = 1;
     s->workers = calloc(1, sizeof *s->workers);
     s->listener_conns = calloc(c->n_listeners + 1, sizeof *s->listener_conns);
     s->pool = calloc(c->n_pools + 1, sizeof *s->pool);
+    s->listener_rejected = calloc(c->n_listeners * REJ_N + 1, sizeof *s->listener_rejected);
     s->be_base = calloc(c->n_pools + 1, sizeof *s->be_base);
     s->be = calloc(nbe + 1, sizeof *s->be);
     s->path_base = calloc(nbe + 1, sizeof *s->path_base);
     s->path = calloc(npath + 1, sizeof *s->path);
-    if (!s->workers || !s->listener_conns || !s->pool || !s->be_base || !s->be ||
-        !s->path_base || !s->path) {
+    if (!s->workers || !s->listener_conns || !s->listener_rejected || !s->pool ||
+        !s->be_base || !s->be || !s->path_base || !s->path) {
         snapshot_free(s);
         return NULL;
     }
@@ -53,9 +60,15 @@ struct snapshot *snapshot_take(const struct worker *w)
     s->workers[0].sessions_total = w->sessions_total;
     s->workers[0].no_backend_total = w->no_backend_total;
     s->workers[0].buffers_in_use = w->wbufs_in_use;
+    s->workers[0].pipes_in_use = w->pipes_in_use;
     s->workers[0].local_errors_total = w->local_errors_total;
-    for (size_t i = 0; i < c->n_listeners; i++)
-        s->listener_conns[i] = g->listeners[i] ? g->listeners[i]->connections_total : 0;
+    for (size_t i = 0; i < c->n_listeners; i++) {
+        const struct listener_stats *st = g->listeners[i] ? g->listeners[i]->stats : NULL;
+        if (!st)
+            continue;
+        s->listener_conns[i] = st->connections_total;
+        memcpy(&s->listener_rejected[i * REJ_N], st->rejected, sizeof st->rejected);
+    }
     size_t k = 0, q = 0;
     for (size_t p = 0; p < c->n_pools; p++) {
         /* The queue of every generation's pool of that name (a reload leaves clients
@@ -79,6 +92,8 @@ struct snapshot *snapshot_take(const struct worker *w)
             sb->demoted = sh->demoted;
             sb->admin = sh->admin;
             sb->rule = sh->demoted ? TWRULE_STRICT : be->cfg->time_wait.rule;
+            sb->weight = backend_weight(be, s->now_ms);
+            backend_policy(g, be, &sb->pol);
             s->path_base[k] = q;
             for (size_t i = 0; i < c->pools[p].n_inside; i++, q++) {
                 const portmap *pm = pathset_map(be->ps, i);
@@ -88,6 +103,8 @@ struct snapshot *snapshot_take(const struct worker *w)
                 portmap_counts_at(pm, s->now_ms, s->path[q].counts);
                 s->path[q].unknown = portmap_unknown_at(pm, s->now_ms);
                 s->path[q].reuses_total = pathset_reuses(be->ps, i);
+                s->path[q].headroom = portmap_headroom_at(pm, s->now_ms, real_ns, mono_ns);
+                s->path[q].obs = *pathset_capacity_obs(be->ps, i);
             }
         }
     }
@@ -111,6 +128,8 @@ int snapshot_add(struct snapshot *into, const struct snapshot *s)
         into->pool[p].queue_length += s->pool[p].queue_length;
         hist_merge(&into->pool[p].queue_wait, &s->pool[p].queue_wait);
     }
+    for (size_t i = 0; i < c->n_listeners * REJ_N; i++)
+        into->listener_rejected[i] += s->listener_rejected[i];
     for (size_t k = 0; k < into->nbe; k++) {
         struct snap_backend *a = &into->be[k];
         const struct snap_backend *b = &s->be[k];
@@ -119,11 +138,14 @@ int snapshot_add(struct snapshot *into, const struct snapshot *s)
 #undef X
         a->st.bytes_to_backend += b->st.bytes_to_backend;
         a->st.bytes_to_client += b->st.bytes_to_client;
+        a->st.spliced_to_backend += b->st.spliced_to_backend;
+        a->st.spliced_to_client += b->st.spliced_to_client;
         hist_merge(&a->connect, &b->connect);
         a->active += b->active;
         if (b->demoted) {
             a->demoted = 1;
             a->rule = b->rule;
+            a->pol = b->pol;
         }
     }
     for (size_t q = 0; q < into->npath; q++) {
@@ -134,6 +156,8 @@ int snapshot_add(struct snapshot *into, const struct snapshot *s)
             a->counts[st] += b->counts[st];
         a->unknown += b->unknown;
         a->reuses_total += b->reuses_total;
+        a->headroom += b->headroom;
+        capacity_obs_merge(&a->obs, &b->obs);
     }
     return 0;
 }

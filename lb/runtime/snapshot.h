@@ -3,9 +3,9 @@
  *
  * No thread reads another's port maps or counters: the main thread asks each worker for
  * a snapshot (group.c) and adds them up.  Ports are split between workers, so adding the
- * per-state port counts of every worker gives the whole range; counters add; health and
- * the operator's word are the same in every worker and are taken from the first (worker
- * 0, which runs the health probes).
+ * per-state port counts of every worker gives the whole range; counters add; health, the
+ * operator's word and the effective weight are the same in every worker and are taken
+ * from the first (worker 0, which runs the health probes).
  *
  * Return convention: NULL / -1 on failure. */
 #ifndef TWLB_SNAPSHOT_H
@@ -25,6 +25,8 @@ struct snap_backend {
     int demoted;
     enum backend_admin admin;
     enum twrule_kind rule;     /* in effect */
+    uint32_t weight;           /* effective (slow start), 1/SLOWSTART_SCALE units */
+    struct portmap_policy pol; /* its port policy in effect (the capacity formula's) */
 };
 
 struct snap_path {
@@ -32,6 +34,8 @@ struct snap_path {
     uint32_t counts[PM_NSTATES];
     uint32_t unknown;          /* of counts[PM_REMOTE_TW]: unknown after a restart */
     uint64_t reuses_total;
+    uint32_t headroom;         /* portmap_headroom_at: usable now */
+    struct capacity_obs obs;   /* the mix of its connections (merged over the workers) */
 };
 
 /* Per pool.  Nothing feeds these yet: the queue (issue 10) fills them in snapshot_take()
@@ -42,7 +46,7 @@ struct snap_pool {
 };
 
 struct snap_worker {
-    uint64_t sessions_active, sessions_total, no_backend_total, buffers_in_use;
+    uint64_t sessions_active, sessions_total, no_backend_total, buffers_in_use, pipes_in_use;
     uint64_t local_errors_total;
 };
 
@@ -54,6 +58,7 @@ struct snapshot {
     struct snap_worker *workers;
     uint64_t *listener_conns;  /* per config listener */
     struct snap_pool *pool;    /* per config pool */
+    uint64_t *listener_rejected; /* per config listener, REJ_N each (by reason) */
     size_t nbe, npath;         /* backends, paths (backend x inside address) */
     size_t *be_base;           /* index in be[] of pool p's first backend */
     struct snap_backend *be;

@@ -48,6 +48,8 @@ struct backend_stats {
 #undef X
     uint64_t bytes_to_backend;
     uint64_t bytes_to_client;
+    uint64_t spliced_to_backend;   /* of those, moved through a pipe by splice(2) */
+    uint64_t spliced_to_client;
 };
 
 /* What the operator said (admin endpoint). */
@@ -61,6 +63,10 @@ enum backend_admin {
  * address, across reloads), read and written with atomic operations only. */
 struct backend_flags {
     int up;                        /* the probes' verdict: written by worker 0 */
+    /* When the probes last brought it up, on worker 0's loop clock (every loop reads the
+     * same monotonic clock), written before <up>: where its slow start begins in every
+     * worker.  0: never. */
+    uint64_t up_since_ms;
     int demoted;                   /* its explicit-ISN reuses were rejected: strict now */
     unsigned rejects_in_row;       /* rejected explicit-ISN reuses in a row, any worker */
     unsigned active;               /* live connections of every worker (least_conn) */
@@ -85,6 +91,7 @@ struct backend_shared {
     unsigned reuse_rejects_in_row; /* SYN retransmits on reused 4-tuples, consecutive */
     int demoted;                   /* treated as strict after repeated rejects */
     enum backend_admin admin;
+    uint64_t enabled_since_ms;     /* the operator enabled it (slow start); 0: never */
     struct health health;          /* active checks and passive ejection */
     int was_usable;                /* health_usable() when last looked at, to log changes */
     struct be_link conns;          /* list head of live client connections */
@@ -134,6 +141,32 @@ struct pool_rt {
 
 struct gen;
 
+/* Why a client was turned away: X(enum, value of the reason label of
+ * twlb_rejected_total), in the order the metric lists them. */
+#define REJECT_REASONS(X)                                                                \
+    X(REJ_ACL, "acl")                         /* the listener's allow/deny */             \
+    X(REJ_CLIENT_LIMIT, "client_limit")       /* max_connections_per_client */            \
+    X(REJ_CLIENT_RATE, "client_rate")         /* rate_per_client */                       \
+    X(REJ_MAX_CONNECTIONS, "max_connections") /* the process's or listener's limit */     \
+    X(REJ_QUEUE_FULL, "queue_full")           /* the pool's queue had no room */          \
+    X(REJ_QUEUE_TIMEOUT, "queue_timeout")     /* waited in the queue too long */          \
+    X(REJ_NO_BACKEND, "no_backend")           /* no backend or source port usable */
+enum reject_reason {
+#define X(e, label) e,
+    REJECT_REASONS(X)
+#undef X
+    REJ_N
+};
+
+/* The counters of one listener in one worker (runtime/listener_stats.h).  Held by its
+ * listener_rt and by each session accepted on it, so that a session can still count
+ * against its listener after a reload closed the listener's socket. */
+struct listener_stats {
+    unsigned refs;                 /* this worker's thread only */
+    uint64_t connections_total;    /* accepted, refused ones included */
+    uint64_t rejected[REJ_N];
+};
+
 struct listener_rt {
     struct gen *gen;               /* the generation it serves now (moves on reload) */
     const struct cfg_listener *cfg;
@@ -143,7 +176,7 @@ struct listener_rt {
     int paused_limit;              /* at max_connections: not polled until one ends */
     unsigned *live;                /* its clients, every worker (limits.h) */
     void (*poll_again)(struct listener_rt *lis); /* listener_poll: unless paused */
-    uint64_t connections_total;
+    struct listener_stats *stats;  /* moves with it on reload */
 };
 
 struct check;
@@ -154,6 +187,9 @@ struct gen {
     struct config *cfg;            /* owned: freed with the gen */
     enum isn_mode isn_mode;        /* resolved: explicit, kernel or off */
     struct listener_rt **listeners; /* one per config listener; NULL once closed */
+    /* One per config listener with per-client limits, else NULL (runtime/clients.h):
+     * shared by every worker, by listener name. */
+    struct client_table **clients;
     struct pool_rt *pools;
     struct check *checks;          /* active health probes */
     uint64_t sessions_active;      /* sessions started under this generation */
@@ -164,6 +200,8 @@ struct gen {
 
 struct session;
 struct wbuf;
+struct pipe_buf;
+struct evpoll;
 
 struct worker {
     uv_loop_t *loop;
@@ -214,6 +252,14 @@ struct worker {
     uint64_t state_log_since_ms;
     uint32_t state_logged;
     uint64_t state_unlogged_down, state_unlogged_up;
+    /* The per-client tables of every listener, by name (runtime/clients.h): the group's,
+     * shared by its workers, or the worker's own (clients_own). */
+    struct clients_registry *clients;
+    int clients_own;
+    /* Refused clients' lines: at most CLIENTS_LOG_PER_S per second, the rest summed up. */
+    uint64_t refused_log_since_ms;
+    uint32_t refused_logged;
+    uint64_t refused_unlogged;
     uv_timer_t tick;               /* housekeeping: health changes, port expiry */
     uv_timer_t timer;              /* the connections' earliest deadline (timers.h) */
     struct timeq deadlines;
@@ -221,6 +267,9 @@ struct worker {
     size_t scratch_size;
     struct wbuf *wbufs;            /* write buffers kept for reuse */
     size_t wbufs_free, wbufs_in_use;
+    struct pipe_buf *pipes;        /* splice(2) pipes kept for reuse (buffers.h) */
+    size_t pipes_free, pipes_in_use;
+    struct evpoll *evpoll;         /* the data path's sockets (evpoll.h) */
     uv_timer_t deadline;           /* the drain deadline, for every generation */
     int draining;                  /* 1 draining, 2 drained (no session left) */
     void (*on_drained)(struct worker *w);

@@ -17,6 +17,19 @@
 /* Ports the kernel may refuse in a row toward one backend before we give up on it. */
 #define REFUSED_PORTS_MAX 16
 
+/* A connect that took less than one jiffy, from just before connect() to its first
+ * EPOLLOUT, sent a single SYN: the kernel sends one again at the earliest
+ * TCP_TIMEOUT_MIN (a timer of 2 jiffies, which fires more than one jiffy later) after an
+ * unacceptable answer, and TCP_TIMEOUT_INIT (1 s) after none (kernel-facts 7.4).  So
+ * TCP_INFO is asked only after a slower connect. */
+static uint64_t syn_again_min_ns(void)
+{
+    static uint64_t tick; /* the same for every worker thread: a benign race */
+    if (!tick)
+        tick = clock_tick_ns();
+    return tick;
+}
+
 #define UPCONN_OF(h) ((struct upconn *)((char *)(h) - offsetof(struct upconn, tcp)))
 
 static uv_loop_t *loop_of(const struct upconn *u)
@@ -203,6 +216,96 @@ static void on_tcp_connect(uv_connect_t *req, int status)
     u->on_connect(u, status);
 }
 
+/* The connect of the current port is under way: a reuse of the backend's TIME_WAIT is
+ * counted (and, in kernel ISN mode, what its prediction was based on is logged). */
+static void count_reuse(struct upconn *u)
+{
+    if (u->pick.port.kind != PM_PICK_REMOTE_TW)
+        return;
+    pathset_count_reuse(u->be->ps, &u->pick);
+    if (u->pick.port.decided_real_ns)
+        log_debug("kernel-isn reuse %s:%u -> %s: old_syn_real_ns=%llu bytes=%llu "
+                  "decided_real_ns=%llu syn_real_ns=%llu",
+                  inside_of(u)->text, u->pick.port.port, u->be->cfg->addr.text,
+                  (unsigned long long)u->pick.port.old_syn_real_ns,
+                  (unsigned long long)u->pick.port.old_bytes,
+                  (unsigned long long)u->pick.port.decided_real_ns,
+                  (unsigned long long)u->syn_real_ns);
+}
+
+/* ---- raw sockets (client sessions) ------------------------------------------------ */
+
+static void on_raw_event(struct evfd *e, uint32_t events)
+{
+    struct upconn *u = (struct upconn *)((char *)e - offsetof(struct upconn, ev));
+    if (!u->connecting) {
+        if (u->on_event)
+            u->on_event(u, events);
+        return;
+    }
+    if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+        return; /* nothing a SYN_SENT socket reports */
+    u->connecting = 0;
+    int status = 0;
+    if (events & (EPOLLERR | EPOLLHUP)) { /* only then is there an error to ask for */
+        int err = 0;
+        socklen_t len = sizeof err;
+        if (getsockopt(e->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+            err = errno;
+        status = -err;
+    }
+    if (is_port_refusal(status)) {
+        evpoll_close(u->g->w, &u->ev, 0);
+        u->tcp_open = 0;
+        int r = next_port(u);
+        if (r < 0)
+            u->on_connect(u, r);
+        else
+            resume(u);
+        return;
+    }
+    if (status == 0) {
+        u->connected = 1;
+        int again = 0;
+        struct sockprep_info info;
+        if (clock_mono_ns() - u->connect_mono_ns >= syn_again_min_ns() &&
+            sockprep_tcp_info(e->fd, &info) == 0) {
+            u->timestamps = info.timestamps;
+            again = info.total_retrans > 0;
+        }
+        backend_note_syn(u->g, u->be, u->pick.port.kind == PM_PICK_REMOTE_TW, again);
+    }
+    u->on_connect(u, status); /* on an error the owner closes it */
+}
+
+/* connect(2) <fd>, prepared for the current port, and watch it.  Returns 0 (connecting),
+ * 1 when the kernel refused the port (fd closed, the next port taken), or an error
+ * (fd closed, nothing held). */
+static int connect_raw(struct upconn *u, int fd)
+{
+    const struct cfg_addr *to = &u->be->cfg->addr;
+    u->connect_mono_ns = clock_mono_ns(); /* before: the SYN cannot be older */
+    int r = 0;
+    if (connect(fd, (const struct sockaddr *)&to->ss, to->len) < 0 && errno != EINPROGRESS &&
+        errno != EINTR)
+        r = -errno;
+    /* The SYN time, read once connect() has returned, as for a probe's (step()): never
+     * earlier than the kernel's ISN (kernel-facts 3, 7.3). */
+    clock_pair_ns(&u->syn_real_ns, &u->syn_mono_ns);
+    if (r == 0 && (r = evpoll_add(u->g->w, &u->ev, fd, on_raw_event)) == 0) {
+        u->tcp_open = 1;
+        u->connecting = 1;
+        count_reuse(u);
+        return 0;
+    }
+    close(fd);
+    u->ev.fd = -1;
+    if (is_port_refusal(r))
+        return (r = next_port(u)) < 0 ? r : 1;
+    release(u, PM_CLOSER_NONE);
+    return r;
+}
+
 /* Our own TIME_WAIT on this 4-tuple must go first when the policy says so, and always in
  * explicit mode, where otherwise the kernel would override our ISN (kernel-facts 4). */
 static int needs_destroy(const struct upconn *u)
@@ -266,6 +369,12 @@ static int step(struct upconn *u)
             release(u, PM_CLOSER_NONE);
             return fd;
         }
+        if (u->raw) {
+            int r = connect_raw(u, fd);
+            if (r == 1)
+                continue;
+            return r;
+        }
         void *owner = u->tcp.data;
         uv_tcp_init(loop_of(u), &u->tcp);
         u->tcp.data = owner;
@@ -276,8 +385,6 @@ static int step(struct upconn *u)
             uv_close((uv_handle_t *)&u->tcp, on_failed_closed);
             return 0;
         }
-        u->syn_real_ns = clock_real_ns();
-        u->syn_mono_ns = clock_mono_ns();
         int r = UV_ENOMEM;
         if ((u->creq = malloc(sizeof *u->creq))) {
             u->creq->data = u;
@@ -288,23 +395,37 @@ static int step(struct upconn *u)
                 u->creq = NULL;
             }
         }
+        /* The SYN time, read once connect() has returned: never earlier than the moment
+         * the kernel took its ISN from CLOCK_REALTIME (kernel-facts 3, 7.3), while a later
+         * reuse judges safety from a reading taken before its own connect(); so the
+         * predicted advance is never more than the true one (docs/reuse.md, "The
+         * kernel-mode margin"). */
+        clock_pair_ns(&u->syn_real_ns, &u->syn_mono_ns);
         if (r < 0) {
             /* connect() itself failed at once: a refused port, or the route; either way
              * the handle closes first, then the next port or the report follows. */
             close_failed(u, r);
             return 0;
         }
-        if (u->pick.port.kind == PM_PICK_REMOTE_TW)
-            pathset_count_reuse(u->be->ps, &u->pick);
+        count_reuse(u);
         return 0;
     }
+}
+
+static int fd_of(const struct upconn *u, uv_os_fd_t *fd)
+{
+    if (u->raw) {
+        *fd = u->ev.fd;
+        return *fd >= 0 ? 0 : -1;
+    }
+    return uv_fileno((const uv_handle_t *)&u->tcp, fd);
 }
 
 int upconn_finished(struct upconn *u)
 {
     uv_os_fd_t fd;
     int state, err;
-    if (!u->tcp_open || !u->connected || uv_fileno((uv_handle_t *)&u->tcp, &fd) != 0 ||
+    if (!u->tcp_open || !u->connected || fd_of(u, &fd) != 0 ||
         sockprep_tcp_state(fd, &state, &err) < 0)
         return 0;
     switch (state) {
@@ -323,8 +444,13 @@ int upconn_open(struct upconn *u, struct gen *g, struct backend_rt *be,
                 const struct pathset_pick *pick, upconn_connect_cb on_connect)
 {
     void *data = u->tcp.data;
+    int raw = u->raw;
+    void (*on_event)(struct upconn *, uint32_t) = u->on_event;
     memset(u, 0, sizeof *u);
     u->tcp.data = data;
+    u->raw = raw;
+    u->on_event = on_event;
+    u->ev.fd = -1;
     u->g = g;
     u->be = be;
     u->pick = *pick;
@@ -340,6 +466,21 @@ int upconn_close(struct upconn *u, int reset, upconn_closed_cb on_closed)
     if (u->work_pending) {
         u->closer = PM_CLOSER_NONE; /* never connected */
         return 1;                   /* after_destroy finishes */
+    }
+    if (u->raw) {
+        uv_os_fd_t fd;
+        int state, err;
+        if (reset || !u->connected) {
+            u->closer = PM_CLOSER_NONE; /* a reset, or nothing to close: no TIME_WAIT */
+        } else if (u->closer == PM_CLOSER_NONE && fd_of(u, &fd) == 0 &&
+                   sockprep_tcp_state(fd, &state, &err) == 0 && state == TCP_CLOSE_WAIT) {
+            u->closer = PM_CLOSER_BACKEND; /* its FIN is here: ours, by the close, answers */
+        }
+        if (u->tcp_open)
+            evpoll_close(u->g->w, &u->ev, reset);
+        u->tcp_open = u->connecting = 0;
+        release(u, u->closer);
+        return 0;
     }
     if (u->tcp_open) {
         if (uv_is_closing((uv_handle_t *)&u->tcp))

@@ -2,8 +2,11 @@
  * worker's figures, taken on their own threads. */
 #include "runtime/view.h"
 
+#include "core/slowstart.h"
 #include "runtime/backend.h"
 #include "runtime/snapshot.h"
+
+_Static_assert(SLOWSTART_SCALE == 1000, "view_backend.weight_milli is in thousandths");
 
 static const struct snapshot *S(const struct view *v)
 {
@@ -33,6 +36,7 @@ void view_totals(const struct view *v, struct view_totals *out)
         t.sessions_total += S(v)->workers[i].sessions_total;
         t.no_backend_total += S(v)->workers[i].no_backend_total;
         t.buffers_in_use += S(v)->workers[i].buffers_in_use;
+        t.pipes_in_use += S(v)->workers[i].pipes_in_use;
         t.local_errors_total += S(v)->workers[i].local_errors_total;
     }
     *out = t;
@@ -51,12 +55,20 @@ int view_worker(const struct view *v, size_t i, struct view_totals *out)
     out->sessions_total = S(v)->workers[i].sessions_total;
     out->no_backend_total = S(v)->workers[i].no_backend_total;
     out->buffers_in_use = S(v)->workers[i].buffers_in_use;
+    out->pipes_in_use = S(v)->workers[i].pipes_in_use;
     return 0;
 }
 
 uint64_t view_listener_connections(const struct view *v, size_t listener)
 {
     return listener < S(v)->cfg->n_listeners ? S(v)->listener_conns[listener] : 0;
+}
+
+uint64_t view_listener_rejected(const struct view *v, size_t listener, enum reject_reason why)
+{
+    if (listener >= S(v)->cfg->n_listeners || why >= REJ_N)
+        return 0;
+    return S(v)->listener_rejected[listener * REJ_N + why];
 }
 
 static const struct snap_backend *find(const struct view *v, size_t pool, size_t backend,
@@ -83,30 +95,45 @@ int view_backend(const struct view *v, size_t pool, size_t backend, struct view_
     out->admin = backend_admin_name(b->admin);
     out->health = !b->health_up ? "down" : b->usable ? "up" : "ejected";
     out->connect = &b->connect;
+    out->backup = S(v)->cfg->pools[pool].backends[backend].backup;
+    out->weight_milli = b->weight; /* SLOWSTART_SCALE units are thousandths (below) */
     return 0;
 }
 
 int view_path(const struct view *v, size_t pool, size_t backend, size_t inside,
-              uint32_t counts[PM_NSTATES], uint64_t *reuses_total)
+              struct view_path *out)
 {
     size_t k;
-    if (!find(v, pool, backend, &k) || inside >= S(v)->cfg->pools[pool].n_inside)
+    const struct snap_backend *b = find(v, pool, backend, &k);
+    const struct config *c = S(v)->cfg;
+    if (!b || inside >= c->pools[pool].n_inside)
         return -1;
     const struct snap_path *p = &S(v)->path[S(v)->path_base[k] + inside];
     if (!p->present)
         return -1;
     for (int s = 0; s < PM_NSTATES; s++)
-        counts[s] = p->counts[s];
-    *reuses_total = p->reuses_total;
+        out->counts[s] = p->counts[s];
+    out->reuses_total = p->reuses_total;
+    out->unknown = p->unknown;
+    out->headroom = p->headroom;
+    capacity_obs_mix(&p->obs, &out->mix);
+    out->observed = p->obs.n;
+    uint32_t ports = (uint32_t)c->pools[pool].port_hi - c->pools[pool].port_lo + 1;
+    out->capacity_cps = capacity_cps(&b->pol, ports, &out->mix);
     return 0;
 }
 
-uint32_t view_path_unknown(const struct view *v, size_t pool, size_t backend, size_t inside)
+/* Main thread only: lifecycle.c writes it, the admin endpoint (same loop) reads it. */
+static struct view_process process = {.last_reload_ok = 1};
+
+void view_process(const struct view *v, struct view_process *out)
 {
-    size_t k;
-    if (!find(v, pool, backend, &k) || inside >= S(v)->cfg->pools[pool].n_inside)
-        return 0;
-    return S(v)->path[S(v)->path_base[k] + inside].unknown;
+    *out = process;
+}
+
+void view_set_process(const struct view_process *p)
+{
+    process = *p;
 }
 
 int view_pool(const struct view *v, size_t pool, struct view_pool *out)

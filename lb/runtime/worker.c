@@ -15,6 +15,8 @@
 #include "runtime/backend.h"
 #include "runtime/buffers.h"
 #include "runtime/check.h"
+#include "runtime/clients.h"
+#include "runtime/evpoll.h"
 #include "runtime/gen.h"
 #include "runtime/listener.h"
 #include "runtime/limits.h"
@@ -61,6 +63,7 @@ static void on_tick(uv_timer_t *t)
         }
     backend_state_log_flush(w, now);
     queue_kick(w); /* a backend may have come back up */
+    clients_tick(w, now);
     trim_after_a_fall(w);
 }
 
@@ -82,6 +85,12 @@ struct worker *worker_new(uv_loop_t *loop, unsigned index, unsigned nworkers,
         return NULL;
     }
     w->loop = loop;
+    int r = evpoll_open(w); /* the data path's sockets (evpoll.h) */
+    if (r < 0) {
+        snprintf(err, errlen, "epoll: %s", strerror(-r));
+        free(w);
+        return NULL;
+    }
     w->reserve_fd = open("/", O_RDONLY | O_CLOEXEC); /* see listener.c: drop_waiting */
     w->index = index;
     w->nworkers = nworkers;
@@ -95,6 +104,14 @@ struct worker *worker_new(uv_loop_t *loop, unsigned index, unsigned nworkers,
 
 int worker_start(struct worker *w, struct config *cfg, char *err, size_t errlen)
 {
+    if (!w->clients) { /* no group gave it the shared one: a worker alone (tests) */
+        if (!(w->clients = clients_registry_new())) {
+            snprintf(err, errlen, "out of memory");
+            config_free(cfg);
+            return -ENOMEM;
+        }
+        w->clients_own = 1;
+    }
     struct gen *g = gen_new(w, cfg, NULL, err, errlen);
     if (!g) {
         config_free(cfg);
@@ -205,6 +222,7 @@ void worker_close(struct worker *w)
         uv_close((uv_handle_t *)&w->tick, NULL);
         uv_close((uv_handle_t *)&w->deadline, NULL);
         timers_close(w);
+        evpoll_close_all(w);
     }
 }
 
@@ -223,6 +241,8 @@ void worker_free(struct worker *w)
         w->gens = g->next;
         gen_free(g);
     }
+    if (w->clients_own)
+        clients_registry_free(w->clients);
     free(w);
 }
 
@@ -232,8 +252,8 @@ const struct config *worker_config(const struct worker *w)
 }
 
 int worker_backend_action(struct worker *w, const char *pool, const char *backend,
-                          const char *action)
+                          const char *action, uint64_t now_ms)
 {
     struct backend_rt *be = gen_find_backend(w->cur, pool, backend);
-    return be ? backend_set_admin(w->cur, be, action) : -1;
+    return be ? backend_set_admin(w->cur, be, action, now_ms) : -1;
 }

@@ -47,8 +47,9 @@ void worker_free(struct worker *w);
 const struct config *worker_config(const struct worker *w);
 
 /* The operator's word on a backend of the current generation ("enable", "disable",
- * "drain").  Returns 0, -1 for an unknown pool or backend, -2 for an unknown action. */
+ * "drain"), said at <now_ms> (a loop clock: the same value for every worker).  Returns
+ * 0, -1 for an unknown pool or backend, -2 for an unknown action. */
 int worker_backend_action(struct worker *w, const char *pool, const char *backend,
-                          const char *action);
+                          const char *action, uint64_t now_ms);
 
 #endif

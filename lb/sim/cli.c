@@ -210,6 +210,7 @@ static int make_params(const struct cli_args *a, const struct config *cfg,
         p->stack = (*be)[0].stack; /* what the summary names when all are alike */
     if (a->target > 0 && !a->duration) /* two TIME_WAIT periods reach the steady state */
         p->duration_s = 2 * max_tw + 10 > 86400 ? 86400 : 2 * max_tw + 10;
+    p->kernel_margin = isn_kernel_margin_of_us(cfg->reuse.kernel_margin_us);
     enum isn_mode m = cfg->reuse.isn;
     p->policy = m == ISN_KERNEL ? SIM_KERNEL : m == ISN_OFF ? SIM_OFF : SIM_EXPLICIT;
     if (a->policy && sim_policy_parse(a->policy, &p->policy) < 0) {
@@ -260,18 +261,21 @@ static int close_out(FILE *f, const char *path, int ok)
 static void print_summary(const struct sim_params *p, const struct sim_result *r, int json)
 {
     uint32_t ports = (uint32_t)p->port_hi - p->port_lo + 1;
+    char cap[32] = "null"; /* naive: no formula */
+    if (r->capacity >= 0)
+        snprintf(cap, sizeof cap, "%.2f", r->capacity);
     if (json) {
         printf("{\"policy\": \"%s\", \"profile\": \"%s\", \"rule\": \"%s\", \"time_wait_s\": %u, "
                "\"rate\": %.1f, \"duration_s\": %u, \"backends\": %u, \"ports\": %u, "
                "\"nodes\": %u, \"inside\": %u, \"balance\": \"%s\", "
                "\"attempted\": %llu, \"accepted\": %llu, \"stalled\": %llu, \"failed\": %llu, "
-               "\"sustainable_rate\": %.2f}\n",
+               "\"sustainable_rate\": %.2f, \"capacity_cps\": %s}\n",
                sim_policy_name(p->policy), p->stack.name, twrule_kind_name(p->stack.rule),
                p->stack.tw_seconds, p->rate, p->duration_s, p->n_backends, ports,
                p->n_nodes, p->n_inside, balance_algo_name(p->balance),
                (unsigned long long)r->attempted, (unsigned long long)r->accepted,
                (unsigned long long)r->stalled, (unsigned long long)r->failed,
-               r->sustainable_rate);
+               r->sustainable_rate, cap);
         return;
     }
     printf("policy %s, %u node(s) x %u inside address(es) x %u backend(s) (%s), "
@@ -287,6 +291,9 @@ static void print_summary(const struct sim_params *p, const struct sim_result *r
            (unsigned long long)r->stalled, (unsigned long long)r->failed);
     printf("sustainable rate %.1f connections per second%s\n", r->sustainable_rate,
            r->sustainable_rate + 0.5 >= p->rate ? " (holds the offered rate)" : "");
+    if (r->capacity >= 0)
+        printf("analytic capacity %.1f connections per second (source ports / mean port "
+               "cycle, the formula of twlb_port_capacity_cps)\n", r->capacity);
 }
 
 static int plan(const struct cli_args *a, const struct sim_params *p);

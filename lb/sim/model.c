@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/capacity.h"
 #include "core/isn.h"
 #include "core/pathset.h"
 #include "core/portmap.h"
@@ -208,8 +209,32 @@ static struct portmap_policy policy_for(const struct sim_params *p, const struct
         .local_tw = PM_LOCAL_TW_AVOID,
         .local_tw_ms = 60000,
         .quarantine_ms = 1000,
-        .kernel_margin = ISN_KERNEL_MARGIN,
+        .kernel_margin = p->kernel_margin ? p->kernel_margin : ISN_KERNEL_MARGIN,
     };
+}
+
+double sim_capacity(const struct sim_params *p)
+{
+    if (p->policy == SIM_NAIVE)
+        return -1;
+    uint32_t paths = (p->n_nodes ? p->n_nodes : 1) * (p->n_inside ? p->n_inside : 1);
+    uint32_t ports = p->port_lo && p->port_lo <= p->port_hi
+                         ? (uint32_t)p->port_hi - p->port_lo + 1 : 0;
+    double sum = 0;
+    for (uint32_t b = 0; b < p->n_backends; b++) {
+        const struct sim_stack *st = p->backends ? &p->backends[b].stack : &p->stack;
+        struct portmap_policy pol = policy_for(p, st);
+        /* as the runs release them: timestamps with the timestamps rule's stacks */
+        struct capacity_mix m = {
+            .hold_ms = p->hold_ms,
+            .bytes_to_backend = (double)p->upload_bytes,
+            .backend_first = p->closer_backend ? 1 : 0,
+            .local_first = p->closer_backend ? 0 : 1,
+            .local_timestamps = st->rule == TWRULE_TIMESTAMPS,
+        };
+        sum += paths * capacity_cps(&pol, ports, &m);
+    }
+    return sum;
 }
 
 static int fleet_new(const struct sim_params *p, struct fleet *f)
@@ -248,7 +273,7 @@ static int fleet_new(const struct sim_params *p, struct fleet *f)
     for (uint32_t n = 0; n < f->nodes && rc == 0; n++) {
         for (uint32_t b = 0; b < f->nb; b++) {
             struct balance_backend *v = &f->view[(size_t)n * f->nb + b];
-            *v = (struct balance_backend){f->be[b].name, f->be[b].weight, 0};
+            *v = (struct balance_backend){.name = f->be[b].name, .weight = f->be[b].weight};
         }
         if (!(f->bal[n] = balancer_new(p->balance, &f->view[(size_t)n * f->nb], f->nb,
                                        0x9e3779b97f4a7c15ull + n)))
@@ -322,7 +347,8 @@ int sim_run(const struct sim_params *p, struct sim_result *out)
                     .bytes_to_backend = p->upload_bytes,
                     .timestamps = stk->rule == TWRULE_TIMESTAMPS,
                 };
-                struct pathset_pick pk = {.path = e.path, .port = {.port = e.port}};
+                struct pathset_pick pk = {.path = e.path, .port = {.port = e.port},
+                                          .acquired_ms = e.syn_ms};
                 pathset_release(f.ps[(size_t)e.node * nb + e.backend], &pk, &r, e.t);
             }
         }
@@ -399,7 +425,8 @@ int sim_run(const struct sim_params *p, struct sim_result *out)
                             st->local_until = 0;
                         } else {
                             struct portmap_release r = {.closer = PM_CLOSER_NONE};
-                            struct pathset_pick pk = {.path = path, .port = {.port = port}};
+                            struct pathset_pick pk = {.path = path, .port = {.port = port},
+                                                      .acquired_ms = t};
                             pathset_release(f.ps[(size_t)node * nb + b], &pk, &r, t);
                         }
                         continue;
@@ -462,6 +489,7 @@ int sim_run(const struct sim_params *p, struct sim_result *out)
     for (uint32_t s = p->duration_s - win; s < p->duration_s; s++)
         acc += out->per_second[s].accepted;
     out->sustainable_rate = (double)acc / win;
+    out->capacity = sim_capacity(p);
     out->min_node_accepted = UINT64_MAX;
     for (uint32_t n = 0; n < f.nodes; n++) {
         if (f.node_accepted[n] > out->max_node_accepted)

@@ -69,6 +69,8 @@ struct sim_params {
     uint64_t upload_bytes;     /* client bytes per connection */
     int closer_backend;        /* 1: the backend sends the first FIN */
     uint32_t connect_timeout_ms; /* a stall longer than this is a failure */
+    uint32_t kernel_margin;    /* twlb-kernel's margin in sequence numbers; 0: the
+                                  default, ISN_KERNEL_MARGIN */
 };
 
 /* One virtual second: connections that began in it, and the ports at its end. */
@@ -83,8 +85,16 @@ struct sim_result {
     uint64_t max_node_accepted, min_node_accepted; /* the busiest and idlest node */
     double sustainable_rate;   /* accepted at once per second over the last TIME_WAIT
                                   period (or the second half of the run if shorter) */
+    double capacity;           /* the analytic capacity, sim_capacity(); -1 for naive */
     struct sim_second *per_second; /* duration_s entries, second 1 first (caller frees) */
 };
+
+/* What the source ports of the fleet sustain by the formula the proxy's
+ * twlb_port_capacity_cps gauge uses (core/capacity.h): for every node, inside address
+ * and backend, ports / mean port cycle at hold_ms, upload_bytes and the closer, under
+ * that backend's rule and the policy's ISN mode; summed.  Connections per second, or
+ * -1 for the naive policy (the kernel picks its ports: no formula).  Needs no run. */
+double sim_capacity(const struct sim_params *p);
 
 /* Run one simulation.  Returns 0, or -1 on bad parameters (rate <= 0, no duration, no
  * backend, port_lo 0 or above port_hi) or out of memory; on -1 *out holds nothing to

@@ -158,6 +158,9 @@ def twlb_conf(workers, lip, inside):
               "idle_timeout_ms": 600000,
               "backends": [{"name": "b", "address": "%s:%d" % (BE, PORTS[k])}]}
              for k in PORTS]
+    if os.environ.get("TWLB_SPLICE"):  # "off": copy through user space (default auto)
+        for p in pools:
+            p["splice"] = os.environ["TWLB_SPLICE"]
     return json.dumps({
         "workers": workers,
         "listeners": [{"name": k, "bind": "%s:%d" % (lip, LPORT[k]), "pool": k,

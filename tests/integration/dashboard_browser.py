@@ -87,7 +87,8 @@ def gauges(st):
                 pk = "p|%s|%s|%s|" % (p["name"], b["name"], inside)
                 for s in STATES:
                     out[pk + s] = str(ports[s])
-                out[pk + "headroom"] = str(ports["free"])
+                out[pk + "headroom"] = str(ports["headroom"])
+                out[pk + "capacity"] = "%.1f" % ports["capacity_cps"]
                 out[pk + "total"] = str(hi - lo + 1)
     return out
 

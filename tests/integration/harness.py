@@ -90,10 +90,12 @@ class Env:
             json.dump(cfg, f, indent=2)
         return path
 
-    def twlb(self, cfg, wait=True, wrap=None, name="twlb.json"):
+    def twlb(self, cfg, wait=True, wrap=None, name="twlb.json", extra_env=None):
         path = self.write_config(cfg, name) if isinstance(cfg, dict) else cfg
         log = open(self.path("twlb-%d.log" % len(self.procs)), "w")
-        p = self.popen((wrap or []) + [TWLB, "-c", path], stdout=log, stderr=subprocess.STDOUT)
+        env = dict(os.environ, **extra_env) if extra_env else None
+        p = self.popen((wrap or []) + [TWLB, "-c", path], stdout=log, stderr=subprocess.STDOUT,
+                       env=env)
         p.log_path = log.name
         p.cfg_path = path
         if wait and isinstance(cfg, dict):
@@ -319,6 +321,30 @@ def pool_config(n, backends, balance="round_robin", **pool_extra):
         "admin": {"bind": "127.%d.3.1:%d" % (n, free_port("127.%d.3.1" % n))},
         "log": {"level": "info"},
     }
+
+
+# The directories the systemd unit makes (StateDirectory=, LogsDirectory=); a config
+# written for an installed twlb names them.
+UNIT_DIRS = ("/var/lib/twlb", "/var/log/twlb")
+
+
+def check_as_installed(path, env, twlb=None):
+    """`twlb --check` on the config file <path> as on a host where the unit has run: its
+    paths into a directory of the unit that this host lacks are moved into <env>'s temp
+    dir (twlb --check names a missing directory as an error).  (rc, stdout, stderr)."""
+    with open(path) as f:
+        text = f.read()
+    for d in UNIT_DIRS:
+        if '"%s/' % d in text and not os.path.isdir(d):
+            stand_in = env.path(d.strip("/").replace("/", "-"))
+            os.makedirs(stand_in, exist_ok=True)
+            text = text.replace('"%s/' % d, '"%s/' % stand_in)
+            path = env.path("installed-" + os.path.basename(path))
+            with open(path, "w") as f:
+                f.write(text)
+    r = subprocess.run([twlb or TWLB, "--check", path], capture_output=True, text=True,
+                       timeout=10)
+    return r.returncode, r.stdout, r.stderr
 
 
 def listen_addr(cfg):

@@ -27,14 +27,22 @@ def test_every_bad_config_gives_its_documented_error():
 
 
 def test_good_configs_pass_check():
-    """Every config in config/ and config/examples/ (not the JSON Schema)."""
+    """Every config in config/ and config/examples/ (not the JSON Schema); the production
+    example as on a host where the unit made /var/lib/twlb (h.check_as_installed)."""
     paths = sorted(glob.glob(os.path.join(h.ROOT, "config", "*.json")) +
                    glob.glob(os.path.join(h.ROOT, "config", "examples", "*.json")))
     paths = [p for p in paths if not p.endswith(".schema.json")]
     assert len(paths) >= 4, paths
-    for path in paths:
-        rc, out, err = check(os.path.relpath(path, h.ROOT))
-        assert (rc, out, err) == (0, "configuration ok\n", ""), (path, rc, out, err)
+    with h.Env() as env:
+        for path in paths:
+            rc, out, err = h.check_as_installed(os.path.relpath(path, h.ROOT), env)
+            if path.endswith("simulate-seed.json"):
+                # the capacity planner's input: its range 1025-65535 models a whole host
+                # and may overlap this host's ephemeral ports, a warning (exit 0)
+                err = "".join(line for line in err.splitlines(True)
+                              if "warning: pools[0].source_ports: " not in line and
+                              not line.startswith("twlb: 1 warning in "))
+            assert (rc, out, err) == (0, "configuration ok\n", ""), (path, rc, out, err)
 
 
 def test_run_refuses_bad_config_with_same_errors():

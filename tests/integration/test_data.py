@@ -1,10 +1,30 @@
-"""Data path: every byte arrives, in both directions, with half-close from either side."""
+"""Data path: every byte arrives, in both directions, with half-close from either side,
+through two workers, by splice(2) (bulk) and by copy (small exchanges, "splice": "off")."""
 import hashlib
 import os
 import socket
 import threading
 
 import harness as h
+
+
+def data_config(n, backends, splice="auto", **extra):
+    cfg = h.pool_config(n, backends, splice=splice, **extra)
+    cfg["workers"] = 2
+    return cfg
+
+
+def spliced(ms, direction):
+    return h.metric(ms, "twlb_spliced_bytes_total", direction=direction)
+
+
+def nothing_held(admin):
+    """Once every connection is over or idle: no write buffer and no pipe in use."""
+    def check():
+        ws = h.stats(admin)["workers"]
+        return len(ws) == 2 and all(w["buffers_in_use"] == 0 and w["pipes_in_use"] == 0
+                                    for w in ws)
+    h.wait_for(check, 5, "no buffer or pipe in use")
 
 
 def echo_through(addr, payload, chunk=65536):
@@ -34,21 +54,83 @@ def echo_through(addr, payload, chunk=65536):
 
 
 def test_echo_integrity_sizes():
+    """Checksummed payloads from 1 B to 64 MiB, echoed, the client half-closing: by
+    splice (auto: the bulk ones are spliced, both ways) and by copy (off: none is)."""
+    n = h.new_net()
+    for splice in ("auto", "off"):
+        with h.Env() as env:
+            be = env.backend("e1", "127.%d.1.1:0" % n, "echo")
+            cfg = data_config(n, [{"name": "e1", "address": be.addr}], splice=splice)
+            env.twlb(cfg)
+            total = 0
+            for size in (1, 1024, 65536, 1 << 20, 16 << 20, 64 << 20):
+                payload = os.urandom(size)
+                got = echo_through(h.listen_addr(cfg), payload)
+                assert len(got) == size, "%s, size %d: got %d bytes" % (splice, size, len(got))
+                assert hashlib.sha256(got).digest() == hashlib.sha256(payload).digest(), size
+                total += size
+            ms = h.metrics(h.admin_addr(cfg))
+            for d in ("to_backend", "to_client"):
+                assert h.metric(ms, "twlb_bytes_total", backend="e1", direction=d) == total
+                if splice == "auto":  # most of the 81 MiB went through a pipe
+                    assert total // 2 < spliced(ms, d) < total, (d, spliced(ms, d), total)
+                else:
+                    assert spliced(ms, d) == 0, (d, spliced(ms, d))
+            nothing_held(h.admin_addr(cfg))
+
+
+def test_proxy_header_then_spliced_bulk():
+    """The PROXY header waits in a write buffer ahead of everything (no splice past it);
+    then 16 MiB are spliced behind it, and the backend gets the header and every byte."""
+    n = h.new_net()
+    with h.Env() as env:
+        b = env.backend("pp", "127.%d.1.1:0" % n, "echo", "--proxy-protocol")
+        cfg = data_config(n, [{"name": "pp", "address": b.addr, "proxy_protocol": "v2"}])
+        env.twlb(cfg)
+        payload = os.urandom(16 << 20)
+        got = echo_through(h.listen_addr(cfg), payload)
+        assert hashlib.sha256(got).digest() == hashlib.sha256(payload).digest(), len(got)
+        assert (h.read_line(b, 5) or "").startswith("proxy pp v2 src=")
+        ms = h.metrics(h.admin_addr(cfg))
+        header = h.metric(ms, "twlb_bytes_total", direction="to_backend") - len(payload)
+        assert 16 <= header <= 52, header  # v2 with IPv4 addresses: 28 bytes
+        assert spliced(ms, "to_backend") > len(payload) // 2, spliced(ms, "to_backend")
+
+
+def test_spliced_connection_left_idle_holds_no_pipe():
+    """A connection that moved bulk both ways by splice and stays open, idle, holds no
+    pipe and no buffer: each pipe went back to the pool once drained."""
     n = h.new_net()
     with h.Env() as env:
         be = env.backend("e1", "127.%d.1.1:0" % n, "echo")
-        cfg = h.pool_config(n, [{"name": "e1", "address": be.addr}])
+        cfg = data_config(n, [{"name": "e1", "address": be.addr}])
         env.twlb(cfg)
-        total = 0
-        for size in (1, 1024, 65536, 1 << 20, 16 << 20, 64 << 20):
-            payload = os.urandom(size)
-            got = echo_through(h.listen_addr(cfg), payload)
-            assert len(got) == size, "size %d: got %d bytes" % (size, len(got))
-            assert hashlib.sha256(got).digest() == hashlib.sha256(payload).digest(), size
-            total += size
-        ms = h.metrics(h.admin_addr(cfg))
-        assert h.metric(ms, "twlb_bytes_total", backend="e1", direction="to_backend") == total
-        assert h.metric(ms, "twlb_bytes_total", backend="e1", direction="to_client") == total
+        s = socket.create_connection(h.split_addr(h.listen_addr(cfg)), timeout=30)
+        try:
+            payload = os.urandom(8 << 20)
+            got = bytearray()
+
+            def reader():
+                while len(got) < len(payload):
+                    d = s.recv(1 << 20)
+                    if not d:
+                        break
+                    got.extend(d)
+
+            t = threading.Thread(target=reader)
+            t.start()
+            s.sendall(payload)
+            t.join(30)
+            assert bytes(got) == payload, len(got)
+            ms = h.metrics(h.admin_addr(cfg))
+            assert spliced(ms, "to_backend") > 0 and spliced(ms, "to_client") > 0
+            nothing_held(h.admin_addr(cfg))
+            st = h.stats(h.admin_addr(cfg))
+            assert sum(w["sessions_active"] for w in st["workers"]) == 1, st["workers"]
+            s.sendall(b"still open\n")  # and it still works
+            assert s.recv(100) == b"still open\n"
+        finally:
+            s.close()
 
 
 def test_half_close_from_backend_side():
@@ -81,7 +163,7 @@ def test_half_close_from_backend_side():
     t.start()
     try:
         with h.Env() as env:
-            cfg = h.pool_config(n, [{"name": "p", "address": baddr}])
+            cfg = data_config(n, [{"name": "p", "address": baddr}])
             env.twlb(cfg)
             host, port = h.split_addr(h.listen_addr(cfg))
             s = socket.create_connection((host, port), timeout=30)
@@ -98,6 +180,11 @@ def test_half_close_from_backend_side():
             s.close()
             assert result.get("got") == to_backend, "backend got %d of %d bytes" % (
                 len(result.get("got", b"")), len(to_backend))
+            ms = h.metrics(h.admin_addr(cfg))
+            # both directions were bulk: spliced, before and after the half-close
+            assert spliced(ms, "to_client") > 0 and spliced(ms, "to_backend") > 0
+            assert h.metric(ms, "twlb_bytes_total", direction="to_backend") == len(to_backend)
+            assert h.metric(ms, "twlb_bytes_total", direction="to_client") == len(to_client)
     finally:
         lsock.close()
         t.join(5)
@@ -108,8 +195,11 @@ def test_half_close_from_client_side():
     n = h.new_net()
     with h.Env() as env:
         be = env.backend("s", "127.%d.1.1:0" % n, "bulk", "--sink")
-        cfg = h.pool_config(n, [{"name": "s", "address": be.addr}])
+        cfg = data_config(n, [{"name": "s", "address": be.addr}])
         env.twlb(cfg)
         payload = os.urandom(2 << 20)
         got = h.request(h.listen_addr(cfg), payload, shut=True, timeout=30)
         assert got == b"s %d\n" % len(payload), got
+        ms = h.metrics(h.admin_addr(cfg))
+        assert h.metric(ms, "twlb_bytes_total", direction="to_backend") == len(payload)
+        assert spliced(ms, "to_backend") > 0

@@ -207,6 +207,8 @@ def test_admin_off_loopback_needs_a_token_or_an_explicit_yes():
         assert check(env.write_config(cfg, "yes.json"))[0] == 0
         del cfg["admin"]["allow_without_token"]
         cfg["admin"]["token_file"] = env.path("token")
+        with open(env.path("token"), "w") as f:  # --check reads it (issue 11)
+            f.write("s3cret\n")
         assert check(env.write_config(cfg, "token.json"))[0] == 0
         cfg["admin"]["bind"] = "[::1]:9901"
         del cfg["admin"]["token_file"]
@@ -228,8 +230,8 @@ def test_token_longer_than_the_buffer_is_an_error_not_cut():
         r = subprocess.run([h.TWLB, "-c", env.write_config(cfg)], capture_output=True,
                            text=True, timeout=10)
         assert r.returncode == 1, r.stderr
-        assert "token_file %s: the token is 300 bytes, longer than the 255 allowed" % tok \
-            in r.stderr, r.stderr
+        assert "admin.token_file: %s: the token is 300 bytes, longer than the 255 allowed" \
+            % tok in r.stderr, r.stderr
         with open(tok, "w") as f:  # the longest that fits works, whole
             f.write("y" * 255 + "\r\n")
         env.twlb(cfg)

@@ -70,7 +70,8 @@ def config(isn):
     cfg["workers"] = 2
     if isn == "kernel":
         # A port whose reuse the kernel's clock does not allow yet is waited for, not
-        # refused: 24 ports serve about 15 such connections a second.
+        # refused: 24 ports serve about 44 such connections a second (8 MiB each and the
+        # default margin: safe 0.54 s after the SYN), a little under the 50/s offered.
         cfg["pools"][0]["queue"] = {"max": 1000, "timeout_ms": 20000}
     return cfg
 
@@ -101,6 +102,10 @@ def after_restart(t, isn, p, before=None):
     assert sum(v for _, v in ms["twlb_ports"]) == PORTS
     # at least 90 % usable at once: only ports busy at a crash are unknown
     assert unknown <= PORTS // 10, ("unknown", unknown, ms["twlb_ports"])
+    # and an unknown port is no headroom (counts and headroom are of one snapshot)
+    busy = reuse.total(ms, "twlb_ports", 'state="busy"')
+    headroom = reuse.total(ms, "twlb_port_headroom")
+    assert headroom + unknown + busy <= PORTS, (headroom, unknown, ms["twlb_ports"])
     # and what the backends hold is remembered, not forgotten (read from the log: the
     # rest of a load that outlived a crash is already taking ports again)
     m = re.findall(r"restart on the same boot: restored (\d+) remembered ports",
@@ -191,6 +196,11 @@ def ports_of(cfg):
     ms = h.metrics(h.admin_addr(cfg))
     return ({s: h.metric(ms, "twlb_ports", state=s) for s in ("free", "remote_time_wait", "busy")},
             h.metric(ms, "twlb_ports_unknown"))
+
+
+def headroom_of(cfg):
+    """twlb_port_headroom: the ports a new connection could use now (never an unknown one)."""
+    return h.metric(h.metrics(h.admin_addr(cfg)), "twlb_port_headroom")
 
 
 def serve_all(cfg, n):
@@ -307,9 +317,11 @@ def test_unreadable_file_is_kept_aside_and_only_recent_use_is_feared():
             by_state, unknown = ports_of(cfg)
             if blocked:
                 assert unknown == 10 and by_state["remote_time_wait"] == 10, (by_state, unknown)
+                assert headroom_of(cfg) == 0  # unknown ports are no headroom
                 assert 25 <= blocked_for(log) <= 31, log
             else:
                 assert unknown == 0 and by_state["free"] == 10, (by_state, unknown)
+                assert headroom_of(cfg) == 10
                 assert serve_all(cfg, 10) == ["b1"] * 10
             assert h.stop(p) == 0
             assert statefile.StateFile(state).clean == 1
@@ -385,9 +397,12 @@ def test_host_crash_fears_every_port_until_its_time_wait_is_over():
             by_state, unknown = ports_of(cfg)
             if blocked:
                 assert unknown == 20 and by_state["remote_time_wait"] == 20, (by_state, unknown)
+                # remembered ones included: after a host crash nothing of them is trusted
+                assert headroom_of(cfg) == 0
                 assert blocked_for(log) == 60, log
             else:
                 assert unknown == 0 and by_state["free"] == 20, (by_state, unknown)
+                assert headroom_of(cfg) == 20
             h.stop(p)
             if blocked:  # the block is in the new file: a crash now keeps it
                 assert statefile.StateFile(state).risk_from_real_ms > 0

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import select
+import signal
 import socket
 import subprocess
 import time
@@ -111,6 +112,8 @@ def test_explicit_isn_reuses_every_port_without_a_stall():
         assert total(ms, "twlb_syn_retransmits_total") == 0
         assert total(ms, "twlb_port_reuses_total") >= 32, ms.get("twlb_port_reuses_total")
         assert total(ms, "twlb_isn_mode", 'mode="explicit"') == 1
+        # the uploads went through splice(2): its byte counts (rcv_nxt) are exact too
+        assert total(ms, "twlb_spliced_bytes_total", 'direction="to_backend"') > 20 * UPLOAD
 
 
 def test_two_workers_reuse_without_a_stall_and_never_share_a_port():
@@ -133,6 +136,7 @@ def test_two_workers_reuse_without_a_stall_and_never_share_a_port():
         assert total(ms, "twlb_syn_retransmits_total") == 0
         assert total(ms, "twlb_backend_connections_total") == 40  # summed over workers
         assert total(ms, "twlb_port_reuses_total") >= 32
+        assert total(ms, "twlb_spliced_bytes_total", 'direction="to_backend"') > 20 * UPLOAD
         # every port of the range is counted once: the workers' halves add up to 8
         assert sum(v for _, v in ms["twlb_ports"]) == 8, ms["twlb_ports"]
         h.stop(p)
@@ -167,6 +171,46 @@ def test_kernel_mode_never_reuses_unsafely():
         # the rest were turned away at once, and counted
         assert total(ms, "twlb_ports_exhausted_total") >= 40 - len(ok) - reuses
         assert total(ms, "twlb_isn_mode", 'mode="kernel"') == 1
+
+
+def test_kernel_margin_is_applied_and_reloadable():
+    """reuse.kernel_margin_us decides how soon kernel mode reuses a port the backend
+    holds in TIME_WAIT (docs/reuse.md, "The kernel-mode margin").  With 10 s, the 8 ports
+    used once are not reused within the test: the next clients are turned away at once.
+    After a reload to the default (4096 us) the same ports are reused, every connection
+    is served at once and the strict backend retransmits no SYN of ours."""
+    with topology() as t, h.Env() as env:
+        start_backend(t)
+        cfg = config("kernel")
+        cfg["workers"] = 1  # one port map: 8 connections use the 8 ports
+        cfg["reuse"]["kernel_margin_us"] = 10000000
+        p = start_twlb(t, env, cfg)
+        assert all(r["ok"] for r in run_client(t, 8, 0))
+        # the backend closed first: wait until all 8 are in its TIME_WAIT for twlb
+        h.wait_for(lambda: total(metrics(t), "twlb_ports", 'state="remote_time_wait"') == 8,
+                   5, "8 ports in the backend's TIME_WAIT")
+        res = run_client(t, 4, 0)
+        assert not any(r["ok"] for r in res), res  # 10 s margin: nothing is safe yet
+        ms = metrics(t)
+        assert total(ms, "twlb_port_reuses_total") == 0
+        assert total(ms, "twlb_ports_exhausted_total") >= 4
+        del cfg["reuse"]["kernel_margin_us"]  # the default
+        env.write_config(cfg, "twlb.json")
+        p.send_signal(signal.SIGHUP)
+        h.wait_for(lambda: open(p.log_path).read().count("reloaded") >= 1, 5, "the reload")
+        res = run_client(t, 8, 0)
+        # each port again, once the margin has passed since its last SYN (these
+        # connections take well under a millisecond each, so without the pause the
+        # ports would still be within the margin and refused: the margin at work)
+        time.sleep(0.02)
+        res += run_client(t, 8, 0)
+        assert all(r["ok"] and r["first"] == "b1" for r in res), res
+        assert max(r["s"] for r in res) < 1.0, "a stalled SYN"
+        ms = metrics(t)
+        assert total(ms, "twlb_port_reuses_total") == 16
+        assert total(ms, "twlb_syn_retransmits_total") == 0
+        assert total(ms, "twlb_backend_demoted") == 0
+        h.stop(p)
 
 
 def pending_after(t, seconds, upload):

@@ -22,9 +22,14 @@ def test_seed_arithmetic_end_to_end():
     out = json.loads(simulate("--rate", "1000", "--duration", "600", "--json"))
     assert abs(out["sustainable_rate"] - 64511 / 240) < 64511 / 240 * 0.01, out
     assert out["ports"] == 64511 and out["attempted"] == 600000
+    # the analytic capacity: ports / (TIME_WAIT + the 10 ms hold)
+    assert abs(out["capacity_cps"] - 64511 / 240.01) < 0.01, out
     out = json.loads(simulate("--rate", "2000", "--duration", "300", "--profile", "freebsd",
                               "--policy", "twlb-explicit", "--json"))
     assert out["sustainable_rate"] == 2000 and out["stalled"] == 0 and out["failed"] == 0, out
+    assert abs(out["capacity_cps"] - 64511 / 0.010) < 1, out  # reused as soon as it ends
+    text = simulate("--rate", "1000", "--duration", "600")
+    assert "analytic capacity 268.8 connections per second" in text, text
 
 
 def test_csv_and_svg_are_written():

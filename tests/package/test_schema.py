@@ -28,7 +28,7 @@ SCHEMA_REJECTS = {
     "several-errors.json", "source-ports-not-numeric.json",
     "time-wait-seconds-out-of-range.json", "unknown-backend-key.json",
     "unknown-balance.json", "unknown-time-wait-rule.json", "unknown-top-key.json",
-    "wrong-type.json",
+    "wrong-type.json", "burst-without-rate.json",
 }
 # Mistakes a JSON Schema cannot express: the schema accepts them, the loader does not.
 LOADER_ONLY = {
@@ -42,6 +42,9 @@ LOADER_ONLY = {
     "syntax-error.json": "not JSON at all",
     "admin-open-without-token.json": "a relation between admin.bind's address and token_file",
     "health-timeout-above-interval.json": "a relation between two fields, also inherited",
+    "slow-start-with-maglev.json": "a relation between a pool's balance and its backends",
+    "acl-host-bits.json": "bits set past a prefix's length",
+    "acl-bad-prefix.json": "an octet above 255, a prefix length above 128",
 }
 
 
@@ -61,9 +64,11 @@ def key_tables():
 
 
 def twlb_check(cfg, env):
+    """A config (dict) or a config file, checked as on a host where the unit has run
+    (the production example keeps its state in /var/lib/twlb)."""
     path = env.write_config(cfg, "check.json") if isinstance(cfg, dict) else cfg
-    r = subprocess.run([h.TWLB, "--check", path], capture_output=True, text=True, timeout=10)
-    return r.returncode == 0, r.stdout + r.stderr
+    rc, out, err = h.check_as_installed(path, env)
+    return rc == 0, out + err
 
 
 def good_configs():
@@ -204,6 +209,8 @@ def with_value(path, key, value):
         obj["interval_ms"] = 3600000  # timeout_ms <= interval_ms (the loader checks)
     if not path and key == "group":
         cfg["user"] = "root"  # "group" needs "user"
+    if path == [("listeners", True)] and key == "burst_per_client":
+        obj["rate_per_client"] = 1  # a burst needs a rate
     return cfg
 
 

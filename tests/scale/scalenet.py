@@ -28,7 +28,7 @@ LOADGEN = os.path.join(HERE, "loadgen.py")
 
 def need(*tools):
     """Skip only when namespaces are unavailable; a missing tool is a failure (make deps
-    installs bird2 and keepalived)."""
+    installs bird2, keepalived and nftables)."""
     netns.require()
     missing = [t for t in tools if not shutil.which(t)]
     assert not missing, "not installed: %s (run make deps)" % ", ".join(missing)
@@ -105,9 +105,10 @@ def stop_pid(p, sig=signal.SIGTERM, timeout=10):
     return h.stop(p, sig, timeout)
 
 
-def start_loadgen(t, host, vip, rate, duration, long=0):
+def start_loadgen(t, host, vip, rate, duration, long=0, long_life=0, ping_timeout=1.0):
     p = t.popen(host, [sys.executable, LOADGEN, "--vip", vip, "--rate", rate, "--duration",
-                       duration, "--long", long], text=True)
+                       duration, "--long", long, "--long-life", long_life,
+                       "--ping-timeout", ping_timeout], text=True)
     line = h.read_line(p, 15)
     assert line and line.startswith("{"), "loadgen did not start: %r" % line
     hello = json.loads(line)
@@ -118,7 +119,9 @@ def start_loadgen(t, host, vip, rate, duration, long=0):
 
 def finish_loadgen(p, timeout):
     out, _ = p.communicate(timeout=timeout)
-    return json.loads(out.strip().splitlines()[-1])
+    lines = out.strip().splitlines()
+    assert lines, "the load generator printed no result (exit status %s)" % p.returncode
+    return json.loads(lines[-1])
 
 
 def failures(res, t_from=None, t_to=None):
@@ -141,16 +144,60 @@ def share(res, t_from=None, t_to=None):
     return c
 
 
-def long_breaks(res, t_from, t_to, exclude=()):
-    """Long connections on nodes other than <exclude> that broke in [t_from, t_to)."""
+def long_breaks(res, t_from, t_to, exclude=(), only=None):
+    """Long connections on nodes other than <exclude> (or on <only>) that broke in
+    [t_from, t_to): [(node, seconds after t_from, error)].  Not counted: a connection
+    the client closed at the end of its life, one that could not be opened (that is
+    long_open_failures)."""
     out = []
-    for node, at, err in res["long"]:
-        if at is None or at < 0 or node in exclude:
+    for rec in res["long"]:
+        node, at, err = rec[:3]
+        if at is None or at < 0 or node in exclude or (only and node not in only):
+            continue
+        if err and err.startswith("open:"):
             continue
         ta = res["start"] + at
         if t_from <= ta < t_to:
             out.append((node, round(ta - t_from, 3), err))
     return out
+
+
+def long_open_failures(res, t_from, t_to):
+    """Long connections that could not be opened, tried in [t_from, t_to): [(t_abs,
+    error)], like failures() (the time the attempt started)."""
+    out = []
+    for rec in res["long"]:
+        at, err = (rec + [None, None])[3], rec[2]
+        if at is not None and at >= 0 and err and err.startswith("open:"):
+            ta = res["start"] + at
+            if t_from <= ta < t_to:
+                out.append((ta, err))
+    return out
+
+
+def long_open_at(res, node, t_at):
+    """Long connections on <node> open at <t_at> (absolute)."""
+    n = 0
+    for rec in res["long"]:
+        nd, at, err, opened, ended = (rec + [None, None])[:5]
+        if nd != node or opened is None or res["start"] + opened >= t_at:
+            continue
+        gone = at if at is not None else ended
+        if gone is None or res["start"] + gone > t_at:
+            n += 1
+    return n
+
+
+def long_carried(res, node, t_at):
+    """Long connections on <node> that were open at <t_at> (absolute) and were ended by
+    the client at the end of their life, unbroken, after it."""
+    n = 0
+    for rec in res["long"]:
+        nd, at, err, opened, ended = (rec + [None, None])[:5]
+        if nd == node and err is None and ended is not None and opened is not None \
+                and res["start"] + opened < t_at < res["start"] + ended:
+            n += 1
+    return n
 
 
 def syn_retransmits(t, hosts):

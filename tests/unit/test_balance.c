@@ -63,7 +63,7 @@ static void test_algo_names_round_trip(void **state)
 
 static void test_round_robin_rotation_and_skips(void **state)
 {
-    struct balance_backend bk[3] = {{"a", 1, 0}, {"b", 1, 0}, {"c", 1, 0}};
+    struct balance_backend bk[3] = {{"a", 1, 0, 0, 0}, {"b", 1, 0, 0, 0}, {"c", 1, 0, 0, 0}};
     balancer *b = balancer_new(BAL_ROUND_ROBIN, bk, 3, 1);
     assert_non_null(b);
     for (int i = 0; i < 7; i++)
@@ -87,7 +87,7 @@ static void test_round_robin_rotation_and_skips(void **state)
 
 static void test_smooth_wrr_matches_nginx(void **state)
 {
-    struct balance_backend w[3] = {{"a", 5, 0}, {"b", 1, 0}, {"c", 1, 0}};
+    struct balance_backend w[3] = {{"a", 5, 0, 0, 0}, {"b", 1, 0, 0, 0}, {"c", 1, 0, 0, 0}};
     balancer *b = balancer_new(BAL_WEIGHTED_RR, w, 3, 1);
     assert_non_null(b);
     /* nginx's documented sequence for 5,1,1, twice: the state returns to zero after
@@ -103,7 +103,7 @@ static void test_smooth_wrr_matches_nginx(void **state)
     assert_int_equal(count[2], 1000);
     balancer_free(b);
 
-    struct balance_backend w2[3] = {{"a", 5, 0}, {"b", 3, 0}, {"c", 1, 0}};
+    struct balance_backend w2[3] = {{"a", 5, 0, 0, 0}, {"b", 3, 0, 0, 0}, {"c", 1, 0, 0, 0}};
     b = balancer_new(BAL_WEIGHTED_RR, w2, 3, 1);
     memset(count, 0, sizeof count);
     int run = 0, longest = 0, prev = -1;
@@ -124,7 +124,7 @@ static void test_smooth_wrr_matches_nginx(void **state)
 
 static void test_smooth_wrr_unusable_gain_nothing(void **state)
 {
-    struct balance_backend w[3] = {{"a", 1, 0}, {"b", 1, 0}, {"c", 1, 0}};
+    struct balance_backend w[3] = {{"a", 1, 0, 0, 0}, {"b", 1, 0, 0, 0}, {"c", 1, 0, 0, 0}};
     balancer *b = balancer_new(BAL_WEIGHTED_RR, w, 3, 1);
     uint8_t no_b[3] = {1, 0, 1};
     for (int i = 0; i < 10; i++)
@@ -145,7 +145,7 @@ static void test_smooth_wrr_unusable_gain_nothing(void **state)
 
 static void test_least_conn_prefers_lightest(void **state)
 {
-    struct balance_backend v[3] = {{"a", 1, 2}, {"b", 1, 1}, {"c", 1, 0}};
+    struct balance_backend v[3] = {{"a", 1, 2, 0, 0}, {"b", 1, 1, 0, 0}, {"c", 1, 0, 0, 0}};
     balancer *b = balancer_new(BAL_LEAST_CONN, v, 3, 1);
     assert_non_null(b);
     assert_int_equal(balancer_pick(b, v, all, 0), 2); /* the idle one */
@@ -158,7 +158,7 @@ static void test_least_conn_prefers_lightest(void **state)
     balancer_free(b);
 
     /* weights: 4 active on weight 4 (1 per unit) beats 2 on weight 1 (2 per unit) ... */
-    struct balance_backend w[2] = {{"a", 4, 4}, {"b", 1, 2}};
+    struct balance_backend w[2] = {{"a", 4, 4, 0, 0}, {"b", 1, 2, 0, 0}};
     b = balancer_new(BAL_LEAST_CONN, w, 2, 1);
     for (int i = 0; i < 3; i++)
         assert_int_equal(balancer_pick(b, w, all, 0), 0);
@@ -166,12 +166,12 @@ static void test_least_conn_prefers_lightest(void **state)
     w[0].active = 9;
     assert_int_equal(balancer_pick(b, w, all, 0), 1);
     /* products beyond 32 bits: 5000 on weight 1000 against 4294968 on weight 1 */
-    w[0] = (struct balance_backend){"a", 1000, 5000};
-    w[1] = (struct balance_backend){"b", 1, 4294968};
+    w[0] = (struct balance_backend){"a", 1000, 5000, 0, 0};
+    w[1] = (struct balance_backend){"b", 1, 4294968, 0, 0};
     assert_int_equal(balancer_pick(b, w, all, 0), 0);
     /* ratios that only exact cross-multiplication tells apart */
-    w[0] = (struct balance_backend){"a", 1000, 4000000000u};
-    w[1] = (struct balance_backend){"b", 999, 3996000001u}; /* 4000000.001 per unit */
+    w[0] = (struct balance_backend){"a", 1000, 4000000000u, 0, 0};
+    w[1] = (struct balance_backend){"b", 999, 3996000001u, 0, 0}; /* 4000000.001 per unit */
     assert_int_equal(balancer_pick(b, w, all, 0), 0);
     w[1].active = 3995999999u; /* 3999999.999 per unit */
     assert_int_equal(balancer_pick(b, w, all, 0), 1);
@@ -180,7 +180,7 @@ static void test_least_conn_prefers_lightest(void **state)
 
 static void test_least_conn_ties_rotate(void **state)
 {
-    struct balance_backend t[4] = {{"a", 1, 3}, {"b", 1, 3}, {"c", 1, 3}, {"d", 1, 7}};
+    struct balance_backend t[4] = {{"a", 1, 3, 0, 0}, {"b", 1, 3, 0, 0}, {"c", 1, 3, 0, 0}, {"d", 1, 7, 0, 0}};
     balancer *b = balancer_new(BAL_LEAST_CONN, t, 4, 1);
     /* among the equals a, b, c the rotation goes on; d is heavier and never picked */
     const int want[7] = {0, 1, 2, 0, 1, 2, 0};
@@ -191,7 +191,7 @@ static void test_least_conn_ties_rotate(void **state)
     assert_int_equal(balancer_pick(b, t, no_b, 0), 2);
     assert_int_equal(balancer_pick(b, t, all, 0), 0);
     /* with weights: equal ratios 2/2 and 1/1 tie and also take turns */
-    struct balance_backend w[2] = {{"a", 2, 2}, {"b", 1, 1}};
+    struct balance_backend w[2] = {{"a", 2, 2, 0, 0}, {"b", 1, 1, 0, 0}};
     balancer *b2 = balancer_new(BAL_LEAST_CONN, w, 2, 1);
     assert_int_equal(balancer_pick(b2, w, all, 0), 0);
     assert_int_equal(balancer_pick(b2, w, all, 0), 1);
@@ -205,7 +205,7 @@ static void test_least_conn_ties_rotate(void **state)
 static void test_random_two_avoids_load(void **state)
 {
     /* a loaded backend is always drawn against a distinct idle one, so it never wins */
-    struct balance_backend v[3] = {{"a", 1, 100}, {"b", 1, 0}, {"c", 1, 0}};
+    struct balance_backend v[3] = {{"a", 1, 100, 0, 0}, {"b", 1, 0, 0, 0}, {"c", 1, 0, 0, 0}};
     balancer *b = balancer_new(BAL_RANDOM_TWO, v, 3, 42);
     assert_non_null(b);
     int count[3] = {0};
@@ -218,7 +218,7 @@ static void test_random_two_avoids_load(void **state)
     /* loads 0, 1, 2: the lightest wins whenever drawn (2/3 of the pairs), the middle
      * one only against the heaviest (1/3), the heaviest never.  Choosing the global
      * minimum instead would give 6000, 0, 0. */
-    struct balance_backend l[3] = {{"a", 1, 0}, {"b", 1, 1}, {"c", 1, 2}};
+    struct balance_backend l[3] = {{"a", 1, 0, 0, 0}, {"b", 1, 1, 0, 0}, {"c", 1, 2, 0, 0}};
     b = balancer_new(BAL_RANDOM_TWO, l, 3, 7);
     memset(count, 0, sizeof count);
     for (int i = 0; i < 6000; i++)
@@ -234,7 +234,7 @@ static void test_random_two_avoids_load(void **state)
 
     /* per weight: 3 on weight 3 (1 per unit) beats 2 on weight 1, whichever is drawn
      * first (with two backends both are always drawn) */
-    struct balance_backend w[2] = {{"a", 3, 3}, {"b", 1, 2}};
+    struct balance_backend w[2] = {{"a", 3, 3, 0, 0}, {"b", 1, 2, 0, 0}};
     b = balancer_new(BAL_RANDOM_TWO, w, 2, 9);
     for (int i = 0; i < 100; i++)
         assert_int_equal(balancer_pick(b, w, all, 0), 0);
@@ -244,7 +244,7 @@ static void test_random_two_avoids_load(void **state)
 static void test_random_two_weight_proportional(void **state)
 {
     /* equal load: the first draw wins, so picks follow the weights 1:2:3 */
-    struct balance_backend w[3] = {{"a", 1, 0}, {"b", 2, 0}, {"c", 3, 0}};
+    struct balance_backend w[3] = {{"a", 1, 0, 0, 0}, {"b", 2, 0, 0, 0}, {"c", 3, 0, 0, 0}};
     balancer *b = balancer_new(BAL_RANDOM_TWO, w, 3, 2024);
     int count[3] = {0};
     for (int i = 0; i < 12000; i++)
@@ -281,7 +281,7 @@ static void test_random_two_weight_proportional(void **state)
 static void test_maglev_slots_even(void **state)
 {
     /* Filling in turns gives every backend floor(M/N) or ceil(M/N) slots. */
-    struct balance_backend bk[3] = {{"a", 1, 0}, {"b", 1, 0}, {"c", 1, 0}};
+    struct balance_backend bk[3] = {{"a", 1, 0, 0, 0}, {"b", 1, 0, 0, 0}, {"c", 1, 0, 0, 0}};
     balancer *b = balancer_new(BAL_MAGLEV, bk, 3, 0);
     assert_non_null(b);
     int count[100];
@@ -296,7 +296,7 @@ static void test_maglev_slots_even(void **state)
     static char names[100][16];
     for (int i = 0; i < 100; i++) {
         snprintf(names[i], sizeof names[i], "be%02d", i);
-        many[i] = (struct balance_backend){names[i], 1000, 0};
+        many[i] = (struct balance_backend){names[i], 1000, 0, 0, 0};
     }
     uint8_t u[100];
     memset(u, 1, sizeof u);
@@ -309,7 +309,7 @@ static void test_maglev_slots_even(void **state)
 
 static void test_maglev_weights(void **state)
 {
-    struct balance_backend w[2] = {{"a", 2, 0}, {"b", 1, 0}};
+    struct balance_backend w[2] = {{"a", 2, 0, 0, 0}, {"b", 1, 0, 0, 0}};
     balancer *b = balancer_new(BAL_MAGLEV, w, 2, 0);
     int count[5];
     maglev_slots(b, w, all, count, 2);
@@ -323,7 +323,7 @@ static void test_maglev_weights(void **state)
     balancer_free(b);
 
     /* 1..5: within two slots of M * w / 15 */
-    struct balance_backend f[5] = {{"v", 1, 0}, {"w", 2, 0}, {"x", 3, 0}, {"y", 4, 0}, {"z", 5, 0}};
+    struct balance_backend f[5] = {{"v", 1, 0, 0, 0}, {"w", 2, 0, 0, 0}, {"x", 3, 0, 0, 0}, {"y", 4, 0, 0, 0}, {"z", 5, 0, 0, 0}};
     b = balancer_new(BAL_MAGLEV, f, 5, 0);
     maglev_slots(b, f, all, count, 5);
     for (int i = 0; i < 5; i++) {
@@ -335,7 +335,7 @@ static void test_maglev_weights(void **state)
 
 static void test_maglev_sticky_and_unusable(void **state)
 {
-    struct balance_backend bk[3] = {{"a", 1, 0}, {"b", 1, 0}, {"c", 1, 0}};
+    struct balance_backend bk[3] = {{"a", 1, 0, 0, 0}, {"b", 1, 0, 0, 0}, {"c", 1, 0, 0, 0}};
     balancer *b = balancer_new(BAL_MAGLEV, bk, 3, 0);
     enum { N = 100000 };
     static int first[N];
@@ -377,7 +377,7 @@ static void test_maglev_sticky_and_unusable(void **state)
     balancer_free(b);
 
     /* weights 2:1:1, c unusable: its clients go 2:1 to a and b, as the slots do */
-    struct balance_backend w[3] = {{"a", 2, 0}, {"b", 1, 0}, {"c", 1, 0}};
+    struct balance_backend w[3] = {{"a", 2, 0, 0, 0}, {"b", 1, 0, 0, 0}, {"c", 1, 0, 0, 0}};
     b = balancer_new(BAL_MAGLEV, w, 3, 0);
     memset(to, 0, sizeof to);
     moved = 0;
@@ -397,7 +397,7 @@ static void test_maglev_sticky_and_unusable(void **state)
     static char names[10][16];
     for (int i = 0; i < 10; i++) {
         snprintf(names[i], sizeof names[i], "t%d", i);
-        ten[i] = (struct balance_backend){names[i], 1, 0};
+        ten[i] = (struct balance_backend){names[i], 1, 0, 0, 0};
     }
     uint8_t only7[10] = {[7] = 1};
     b = balancer_new(BAL_MAGLEV, ten, 10, 0);
@@ -446,9 +446,9 @@ static long maglev_moved_ppm(const struct balance_backend *from, size_t nf,
 
 static void test_maglev_removal_moves_few(void **state)
 {
-    struct balance_backend abc[3] = {{"a", 1, 0}, {"b", 1, 0}, {"c", 1, 0}};
-    struct balance_backend ab[2] = {{"a", 1, 0}, {"b", 1, 0}};
-    struct balance_backend ac[2] = {{"a", 1, 0}, {"c", 1, 0}};
+    struct balance_backend abc[3] = {{"a", 1, 0, 0, 0}, {"b", 1, 0, 0, 0}, {"c", 1, 0, 0, 0}};
+    struct balance_backend ab[2] = {{"a", 1, 0, 0, 0}, {"b", 1, 0, 0, 0}};
+    struct balance_backend ac[2] = {{"a", 1, 0, 0, 0}, {"c", 1, 0, 0, 0}};
     long others, ppm;
     /* remove the last, then the middle one (indices shift; names do not) */
     ppm = maglev_moved_ppm(abc, 3, ab, 2, &others);
@@ -464,7 +464,7 @@ static void test_maglev_removal_moves_few(void **state)
     static char names[10][16];
     for (int i = 0; i < 10; i++) {
         snprintf(names[i], sizeof names[i], "s%d", i);
-        ten[i] = (struct balance_backend){names[i], 1, 0};
+        ten[i] = (struct balance_backend){names[i], 1, 0, 0, 0};
     }
     memcpy(nine, ten, 4 * sizeof *ten);
     memcpy(nine + 4, ten + 5, 5 * sizeof *ten);
@@ -479,7 +479,7 @@ static void test_maglev_removal_moves_few(void **state)
 
 static void test_maglev_ignores_array_order(void **state)
 {
-    struct balance_backend fwd[4] = {{"web1", 1, 0}, {"web2", 3, 0}, {"web3", 1, 0}, {"web4", 2, 0}};
+    struct balance_backend fwd[4] = {{"web1", 1, 0, 0, 0}, {"web2", 3, 0, 0, 0}, {"web3", 1, 0, 0, 0}, {"web4", 2, 0, 0, 0}};
     struct balance_backend rev[4] = {fwd[3], fwd[2], fwd[1], fwd[0]};
     balancer *a = balancer_new(BAL_MAGLEV, fwd, 4, 0), *b = balancer_new(BAL_MAGLEV, rev, 4, 123);
     for (uint32_t s = 0; s < M; s++)
@@ -504,15 +504,15 @@ static void test_maglev_pinned_placement(void **state)
 {
     /* Computed with an independent Python implementation of the definitions in
      * balance.c.  A change here moves clients between twlb versions. */
-    struct balance_backend abc[3] = {{"a", 1, 0}, {"b", 1, 0}, {"c", 1, 0}};
-    struct balance_backend a2b1[2] = {{"a", 2, 0}, {"b", 1, 0}};
+    struct balance_backend abc[3] = {{"a", 1, 0, 0, 0}, {"b", 1, 0, 0, 0}, {"c", 1, 0, 0, 0}};
+    struct balance_backend a2b1[2] = {{"a", 2, 0, 0, 0}, {"b", 1, 0, 0, 0}};
     assert_true(maglev_checksum(abc, 3) == 0x372c38049014e635ull);
     assert_true(maglev_checksum(a2b1, 2) == 0xad9b61cc0ae84c40ull);
     static struct balance_backend ten[10];
     static char names[10][16];
     for (int i = 0; i < 10; i++) {
         snprintf(names[i], sizeof names[i], "be%d", i);
-        ten[i] = (struct balance_backend){names[i], (uint32_t)i + 1, 0};
+        ten[i] = (struct balance_backend){names[i], (uint32_t)i + 1, 0, 0, 0};
     }
     assert_true(maglev_checksum(ten, 10) == 0xcf41e7a682f2b455ull);
 

@@ -35,6 +35,9 @@ static int group_teardown(void **state)
     return 0;
 }
 
+/* What the next configs write at the end of the listener object (", ..." or ""). */
+static const char *listener_extra = "";
+
 /* The smallest valid config, with <pool_extra> inside the pool object (before
  * "inside") and <top_extra> at the end of the top-level object.  Line 2 is the pool. */
 static void write_config(const char *pool_extra, const char *top_extra)
@@ -42,10 +45,10 @@ static void write_config(const char *pool_extra, const char *top_extra)
     FILE *f = fopen(file, "w");
     assert_non_null(f);
     fprintf(f,
-            "{\"listeners\": [{\"name\": \"l\", \"bind\": \"127.0.0.1:18080\", \"pool\": \"p\"}],\n"
+            "{\"listeners\": [{\"name\": \"l\", \"bind\": \"127.0.0.1:18080\", \"pool\": \"p\"%s}],\n"
             "\"pools\": [{\"name\": \"p\", %s\"inside\": [\"127.0.0.2\"], "
             "\"backends\": [{\"name\": \"b\", \"address\": \"127.0.1.1:9001\"}]}]%s\n}\n",
-            pool_extra, top_extra);
+            listener_extra, pool_extra, top_extra);
     fclose(f);
 }
 
@@ -150,6 +153,7 @@ static void test_defaults_come_from_the_tables(void **state)
     assert_int_equal(c->reuse.local_time_wait, PM_LOCAL_TW_AVOID);
     assert_int_equal(c->reuse.local_time_wait_seconds, 60);
     assert_int_equal(c->reuse.quarantine_ms, 1000);
+    assert_int_equal(c->reuse.kernel_margin_us, ISN_KERNEL_MARGIN_US);
     /* No state_file: next to the configuration (no $STATE_DIRECTORY here). */
     char want[160];
     snprintf(want, sizeof want, "%s.state", file);
@@ -243,52 +247,173 @@ static void test_bounds_give_the_exact_error(void **state)
                "drain_timeout_ms: -1 is out of range 0..3600000");
 }
 
+/* Load <text> as the file; returns the config (NULL on errors, then in <errs>). */
+static struct config *load_text(const char *text, struct cfg_errors *errs)
+{
+    FILE *f = fopen(file, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    return config_load(file, errs);
+}
+
+#define SLOW_START_POOL(balance)                                                            \
+    "{\"listeners\": [{\"name\": \"l\", \"bind\": \"127.0.0.1:18080\", \"pool\": \"p\"}],\n"       \
+    "\"pools\": [{\"name\": \"p\", \"balance\": \"" balance "\", \"inside\": [\"127.0.0.2\"],\n"  \
+    "\"slow_start_ms\": 3000, \"backends\": [\n"                                                \
+    "{\"name\": \"b1\", \"address\": \"127.0.1.1:9001\"},\n"                                    \
+    "{\"name\": \"b2\", \"address\": \"127.0.1.2:9001\", \"slow_start_ms\": 500},\n"            \
+    "{\"name\": \"b3\", \"address\": \"127.0.1.3:9001\", \"backup\": true, \"slow_start_ms\": 0}\n" \
+    "]}]}\n"
+
+static void test_slow_start_inherited_and_backup(void **state)
+{
+    struct cfg_errors errs = {0};
+    struct config *c = load_text(SLOW_START_POOL("least_conn"), &errs);
+    assert_int_equal(errs.n, 0);
+    assert_non_null(c);
+    const struct cfg_pool *p = &c->pools[0];
+    assert_int_equal(p->slow_start_ms, 3000);
+    assert_int_equal(p->backends[0].slow_start_ms, 3000); /* the pool's */
+    assert_int_equal(p->backends[1].slow_start_ms, 500);
+    assert_int_equal(p->backends[2].slow_start_ms, 0);    /* set to none */
+    assert_false(p->backends[0].backup);
+    assert_false(p->backends[1].backup);
+    assert_true(p->backends[2].backup);
+    config_free(c);
+    /* maglev cannot slow-start: one error where it is written (the pool's), one for
+     * b2's own, none for b1 (inherited) or b3 (0) */
+    assert_null(load_text(SLOW_START_POOL("maglev"), &errs));
+    assert_int_equal(errs.n, 2);
+    assert_non_null(strstr(errs.msg[0], ":3:18: pools[0].slow_start_ms: 3000 has no effect with "
+                                        "balance \"maglev\""));
+    assert_non_null(strstr(errs.msg[1], ":5:62: pools[0].backends[1].slow_start_ms: 500 has "
+                                        "no effect"));
+    cfg_errors_free(&errs);
+    /* out of range: the bound, not the maglev rule */
+    load_fails("\"slow_start_ms\": 3600001, ", "", "3600001",
+               "pools[0].slow_start_ms: 3600001 is out of range 0..3600000");
+}
+
 static void test_unknown_keys_are_rejected(void **state)
 {
     load_fails("\"retry\": 1, ", "", "1, \"inside\"",
                "pools[0].retry: unknown key (expected one of: name, balance, inside, "
                "source_ports, connect_timeout_ms, idle_timeout_ms, retries, buffer_bytes, "
-               "time_wait, health, queue, backends)");
+               "splice, time_wait, health, queue, slow_start_ms, backends)");
     load_fails("", ", \"log\": {\"colour\": true}", "true",
                "log.colour: unknown key (expected one of: level, file, access_log, "
                "access_log_format)");
     load_fails("\"retries\": \"2\", ", "", "\"2\"",
                "pools[0].retries: \"2\" is not an integer");
+    load_fails("\"splice\": \"always\", ", "", "\"always\"",
+               "pools[0].splice: \"always\" is not a splice mode (expected auto or off)");
 }
 
 static void test_unreloadable_changes(void **state)
 {
-    struct config *old = load_ok("", ", \"log\": {\"file\": \"/tmp/a.log\"}");
-    struct config *same = load_ok("", ", \"log\": {\"file\": \"/tmp/a.log\"}");
+    struct config *old = load_ok("", ", \"workers\": 2, \"user\": \"nobody\"");
+    struct config *same = load_ok("", ", \"workers\": 2, \"user\": \"nobody\"");
     struct cfg_errors out = {0};
     assert_int_equal(config_unreloadable_changes(old, same, &out), 0);
     assert_int_equal(out.n, 0);
 
-    /* Reloadable keys may change freely. */
+    /* Reloadable keys may change freely; the log files too since issue 11. */
     struct config *neu = load_ok("\"retries\": 5, \"time_wait\": {\"seconds\": 9}, ",
-                                 ", \"log\": {\"file\": \"/tmp/a.log\", \"level\": \"warn\"}");
+                                 ", \"workers\": 2, \"user\": \"nobody\", \"log\": "
+                                 "{\"file\": \"/tmp/b.log\", \"access_log\": \"-\", "
+                                 "\"access_log_format\": \"json\", \"level\": \"warn\"}");
     assert_int_equal(config_unreloadable_changes(old, neu, &out), 0);
     config_free(neu);
 
-    neu = load_ok("", ", \"log\": {\"file\": \"/tmp/b.log\", \"access_log\": \"-\", "
-                      "\"access_log_format\": \"json\"}");
+    neu = load_ok("", ", \"workers\": 3, \"user\": \"root\", \"group\": \"root\"");
     assert_int_equal(config_unreloadable_changes(old, neu, &out), 3);
     assert_int_equal(out.n, 3);
-    assert_string_equal(out.msg[0], "log.file: changed; takes effect at the next restart");
-    assert_string_equal(out.msg[1], "log.access_log: changed; takes effect at the next restart");
-    assert_string_equal(out.msg[2],
-                        "log.access_log_format: changed; takes effect at the next restart");
+    assert_string_equal(out.msg[0], "workers: changed; takes effect at the next restart");
+    assert_string_equal(out.msg[1], "user: changed; takes effect at the next restart");
+    assert_string_equal(out.msg[2], "group: changed; takes effect at the next restart");
     cfg_errors_free(&out);
 
-    /* Removing the file is a change too. */
+    /* Removing a key is a change too. */
     config_free(neu);
-    neu = load_ok("", "");
+    neu = load_ok("", ", \"workers\": 2");
     assert_int_equal(config_unreloadable_changes(old, neu, &out), 1);
-    assert_string_equal(out.msg[0], "log.file: changed; takes effect at the next restart");
+    assert_string_equal(out.msg[0], "user: changed; takes effect at the next restart");
     cfg_errors_free(&out);
     config_free(neu);
     config_free(same);
     config_free(old);
+}
+
+/* The client ACL and the per-client limits of a listener: stored, defaulted, and every
+ * mistake named by its JSON path (listeners[0].allow[2]) and position. */
+static void test_listener_client_keys(void **state)
+{
+    struct config *c = load_ok("", "");
+    const struct cfg_listener *l = &c->listeners[0];
+    assert_int_equal(l->n_allow, 0);
+    assert_int_equal(l->n_deny, 0);
+    assert_int_equal(l->max_conns_per_client, 0);
+    assert_int_equal(l->rate_per_client, 0);
+    assert_int_equal(l->burst_per_client, 0);
+    config_free(c);
+
+    listener_extra = ", \"allow\": [\"198.18.0.0/15\", \"::1\", \"::ffff:127.0.0.0/104\"], "
+                     "\"deny\": [\"0.0.0.0/0\"], \"max_connections_per_client\": 4, "
+                     "\"rate_per_client\": 20";
+    c = load_ok("", "");
+    l = &c->listeners[0];
+    assert_int_equal(l->n_allow, 3);
+    assert_int_equal(l->allow[0].family, CIDR_INET);
+    assert_int_equal(l->allow[0].len, 15);
+    assert_int_equal(l->allow[1].family, CIDR_INET6);
+    assert_int_equal(l->allow[1].len, 128);
+    assert_int_equal(l->allow[2].family, CIDR_INET); /* IPv4-mapped: 127.0.0.0/8 */
+    assert_int_equal(l->allow[2].len, 8);
+    assert_int_equal(l->n_deny, 1);
+    assert_int_equal(l->deny[0].len, 0);
+    assert_int_equal(l->max_conns_per_client, 4);
+    assert_int_equal(l->rate_per_client, 20);
+    assert_int_equal(l->burst_per_client, 20); /* the burst defaults to the rate */
+    config_free(c);
+    listener_extra = ", \"rate_per_client\": 20, \"burst_per_client\": 1";
+    c = load_ok("", "");
+    assert_int_equal(c->listeners[0].burst_per_client, 1);
+    config_free(c);
+
+    listener_extra = ", \"allow\": [\"198.18.0.0/15\", \"::1\", \"198.18.0.1/15\"]";
+    load_fails("", "", "\"198.18.0.1/15\"",
+               "listeners[0].allow[2]: \"198.18.0.1/15\" has bits set past its prefix length "
+               "(the prefix is \"198.18.0.0/15\"; write that, or the address alone for one host)");
+    listener_extra = ", \"deny\": [\"::1/127\"]";
+    load_fails("", "", "\"::1/127\"",
+               "listeners[0].deny[0]: \"::1/127\" has bits set past its prefix length "
+               "(the prefix is \"::/127\"; write that, or the address alone for one host)");
+    listener_extra = ", \"deny\": [\"10.0.0.0/8\", \"10.0.0.300\"]";
+    load_fails("", "", "\"10.0.0.300\"",
+               "listeners[0].deny[1]: \"10.0.0.300\" is not an IPv4 or IPv6 prefix (expected "
+               "ADDRESS or ADDRESS/LENGTH, e.g. 198.18.0.0/15 or ::1/128)");
+    listener_extra = ", \"allow\": [\"::/129\"]";
+    load_fails("", "", "\"::/129\"",
+               "listeners[0].allow[0]: \"::/129\" has a prefix length above 128 (the most for "
+               "IPv6)");
+    listener_extra = ", \"allow\": [8]";
+    load_fails("", "", "8]", "listeners[0].allow[0]: 8 is not a string");
+    listener_extra = ", \"allow\": []";
+    load_fails("", "", "[]",
+               "listeners[0].allow: is empty (expected at least one prefix; leave the key out "
+               "for no list)");
+    listener_extra = ", \"deny\": \"10.0.0.0/8\"";
+    load_fails("", "", "\"10.0.0.0/8\"",
+               "listeners[0].deny: \"10.0.0.0/8\" is not an array");
+    listener_extra = ", \"burst_per_client\": 5";
+    load_fails("", "", "5}",
+               "listeners[0].burst_per_client: 5 needs rate_per_client (a burst of new "
+               "connections is only limited with a rate)");
+    listener_extra = ", \"rate_per_client\": 1000001";
+    load_fails("", "", "1000001",
+               "listeners[0].rate_per_client: 1000001 is out of range 0..1000000");
+    listener_extra = "";
 }
 
 /* A word key's list (the schema's enum) is exactly what its parser accepts: every word
@@ -341,8 +466,8 @@ static void test_words_are_what_parse_accepts(void **state)
             }
             assert_int_equal(named, n);
         }
-    assert_int_equal(seen, 7); /* balance, proxy_protocol, rule, isn, local_time_wait, level,
-                                  access_log_format */
+    assert_int_equal(seen, 8); /* balance, proxy_protocol, rule, isn, local_time_wait, level,
+                                  access_log_format, splice */
 }
 
 /* docs/configuration.md: a "## " heading per table, holding a row "| `KEY` | ... |
@@ -432,8 +557,10 @@ int main(void)
         cmocka_unit_test(test_state_file_default_and_opt_out),
         cmocka_unit_test(test_bounds_give_the_exact_error),
         cmocka_unit_test(test_unknown_keys_are_rejected),
+        cmocka_unit_test(test_slow_start_inherited_and_backup),
         cmocka_unit_test(test_words_are_what_parse_accepts),
         cmocka_unit_test(test_unreloadable_changes),
+        cmocka_unit_test(test_listener_client_keys),
         cmocka_unit_test(test_doc_lists_every_key_with_its_default),
         cmocka_unit_test(test_doc_names_the_unreloadable_keys),
     };

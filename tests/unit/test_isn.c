@@ -85,11 +85,82 @@ static void test_kernel_clock_prediction(void **state)
     assert_false(isn_kernel_reuse_safe(t0, m0, t0 + 150 * NS, m0 + 150 * NS, 0, margin));
     /* 300 s idle: wrapped once, after again */
     assert_true(isn_kernel_reuse_safe(t0, m0, t0 + 300 * NS, m0 + 300 * NS, 0, margin));
-    /* right after the SYN: within the margin, refused */
-    assert_false(isn_kernel_reuse_safe(t0, m0, t0 + NS / 100, m0 + NS / 100, 0, margin));
+    /* right after the SYN: within the margin (4.096 ms), refused; just past it, safe */
+    assert_false(isn_kernel_reuse_safe(t0, m0, t0 + NS / 500, m0 + NS / 500, 0, margin));
+    assert_true(isn_kernel_reuse_safe(t0, m0, t0 + NS / 200, m0 + NS / 200, 0, margin));
     /* the wall clock stepped back, or jumped away from the monotonic clock */
     assert_false(isn_kernel_reuse_safe(t0, m0, t0 - NS, m0 + 2 * NS, 0, margin));
     assert_false(isn_kernel_reuse_safe(t0, m0, t0 + 10 * NS, m0 + 2 * NS, 0, margin));
+}
+
+/* The margin and what it bounds (docs/reuse.md, "The kernel-mode margin"). */
+static void test_kernel_margin_bounds(void **state)
+{
+    uint64_t t0 = 1700000000ull * NS, m0 = 1000 * NS;
+    /* reuse.kernel_margin_us in sequence numbers: 15.625 per us, rounded up, <= 2^30 */
+    assert_int_equal(ISN_KERNEL_MARGIN, 64000);
+    assert_int_equal(isn_kernel_margin_of_us(ISN_KERNEL_MARGIN_US), ISN_KERNEL_MARGIN);
+    assert_int_equal(isn_kernel_margin_of_us(1), 16);
+    assert_int_equal(isn_kernel_margin_of_us(10000000), 156250000);
+    assert_int_equal(isn_kernel_margin_of_us(UINT32_MAX), 1u << 30);
+
+    /* lower edge: d = margin is the first safe value (advance = d + bytes + 2) */
+    uint32_t m = ISN_KERNEL_MARGIN;
+    uint64_t ns = (uint64_t)(m + 2 + 1000) * 64;
+    assert_true(isn_kernel_reuse_safe(t0, m0, t0 + ns, m0 + ns, 1000, m));
+    assert_false(isn_kernel_reuse_safe(t0, m0, t0 + ns - 64, m0 + ns - 64, 1000, m));
+    /* upper edge: at least ISN_KERNEL_UPPER_GUARD (2^24) below 2^31 whatever the margin */
+    ns = (uint64_t)(0x80000000u - ISN_KERNEL_UPPER_GUARD + 2) * 64;
+    assert_true(isn_kernel_reuse_safe(t0, m0, t0 + ns, m0 + ns, 0, m));
+    assert_false(isn_kernel_reuse_safe(t0, m0, t0 + ns + 64, m0 + ns + 64, 0, m));
+    /* ... and the margin itself when it is larger */
+    uint32_t big = 1u << 26;
+    ns = (uint64_t)(0x80000000u - big + 2) * 64;
+    assert_true(isn_kernel_reuse_safe(t0, m0, t0 + ns, m0 + ns, 0, big));
+    assert_false(isn_kernel_reuse_safe(t0, m0, t0 + ns + 64, m0 + ns + 64, 0, big));
+
+    /* the step detector: half the margin, at most 50 ms (the bound before it was tied
+     * to the margin) */
+    assert_int_equal(isn_kernel_skew_limit_ns(ISN_KERNEL_MARGIN), 2048000);
+    assert_int_equal(isn_kernel_skew_limit_ns(1u << 24), 50000000);
+    assert_int_equal(isn_kernel_skew_limit_ns(1562500), 50000000); /* 100 ms: 50 ms */
+    uint64_t lim = isn_kernel_skew_limit_ns(m), dt = NS;
+    assert_true(isn_kernel_reuse_safe(t0, m0, t0 + dt + lim, m0 + dt, 0, m));
+    assert_false(isn_kernel_reuse_safe(t0, m0, t0 + dt + lim + 1, m0 + dt, 0, m));
+    assert_true(isn_kernel_reuse_safe(t0, m0, t0 + dt - lim, m0 + dt, 0, m));
+    assert_false(isn_kernel_reuse_safe(t0, m0, t0 + dt - lim - 1, m0 + dt, 0, m));
+    /* for every margin, a step the detector lets through (landing between a clock
+     * reading and connect(), the only place it can shift a prediction) uses at most
+     * half of the margin */
+    for (uint32_t mm = 16; mm <= (1u << 30); mm *= 2)
+        assert_true(isn_kernel_skew_limit_ns(mm) * 2 <= (uint64_t)mm * 64);
+}
+
+/* isn_kernel_safe_at_ns is the inverse of isn_kernel_reuse_safe with both edges: the
+ * first 64 ns tick at which it says yes, for margins from 16 sequence numbers (1 us) to
+ * 2^30, whatever the bytes and the age (wrap-arounds included). */
+static void test_kernel_safe_at_is_the_inverse(void **state)
+{
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    const uint64_t r0 = 1700000000ull * NS, m0 = 1000;
+    for (int i = 0; i < 20000; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        uint64_t bytes = x % (1ull << 33), dt = (x >> 20) % (600ull * NS);
+        uint32_t margin = 16u << ((x >> 3) % 27); /* 16 .. 2^30 */
+        if (i % 4 == 0)
+            bytes = x % 4096; /* small requests: the margin alone decides */
+        uint64_t at = isn_kernel_safe_at_ns(dt, bytes, margin);
+        assert_true(at >= dt);
+        assert_true(isn_kernel_reuse_safe(r0, m0, r0 + at, m0 + at, bytes, margin));
+        if (at > dt && at - 64 >= dt)
+            assert_false(isn_kernel_reuse_safe(r0, m0, r0 + at - 64, m0 + at - 64, bytes, margin));
+    }
+    /* the default margin, 100 bytes, nothing waited yet: safe (102 + 64,000) x 64 ns on */
+    assert_int_equal(isn_kernel_safe_at_ns(0, 100, ISN_KERNEL_MARGIN), (102 + 64000) * 64);
+    /* near 2^31 the window ends ISN_KERNEL_UPPER_GUARD early and comes back past 2^32 */
+    uint64_t past = (uint64_t)(0x80000000u - ISN_KERNEL_UPPER_GUARD + 2 + 1) * 64;
+    assert_int_equal(isn_kernel_safe_at_ns(past, 0, ISN_KERNEL_MARGIN),
+                     ((1ull << 32) + 2 + ISN_KERNEL_MARGIN) * 64);
 }
 
 static void test_names(void **state)
@@ -129,6 +200,8 @@ int main(void)
         cmocka_unit_test(test_seq_after),
         cmocka_unit_test(test_reuse_isn_range_and_wrap),
         cmocka_unit_test(test_kernel_clock_prediction),
+        cmocka_unit_test(test_kernel_margin_bounds),
+        cmocka_unit_test(test_kernel_safe_at_is_the_inverse),
         cmocka_unit_test(test_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -46,13 +46,14 @@ static struct snapshot *blank(struct config *c)
     s->npath = npath;
     s->workers = calloc(1, sizeof *s->workers);
     s->listener_conns = calloc(c->n_listeners, sizeof *s->listener_conns);
+    s->listener_rejected = calloc(c->n_listeners * REJ_N, sizeof *s->listener_rejected);
     s->pool = calloc(c->n_pools, sizeof *s->pool);
     s->be_base = calloc(c->n_pools, sizeof *s->be_base);
     s->be = calloc(nbe, sizeof *s->be);
     s->path_base = calloc(nbe, sizeof *s->path_base);
     s->path = calloc(npath, sizeof *s->path);
-    assert_true(s->workers && s->listener_conns && s->pool && s->be_base && s->be &&
-                s->path_base && s->path);
+    assert_true(s->workers && s->listener_conns && s->listener_rejected && s->pool &&
+                s->be_base && s->be && s->path_base && s->path);
     size_t k = 0, q = 0;
     for (size_t p = 0; p < c->n_pools; p++) {
         s->be_base[p] = k;

@@ -143,6 +143,45 @@ static void test_bad_arguments(void **state)
     assert_null(pathset_new(FAM4, in, 1, 0, 20000, &pol, NULL));
 }
 
+/* Every release feeds its path's running averages: the hold time from the pick's
+ * acquired_ms, who closed first, the bytes; a connect that never completed does not.
+ * A reload keeps them with a shared path and a re-seeded one. */
+static void test_releases_feed_the_capacity_mix(void **state)
+{
+    struct portmap_policy pol = policy();
+    struct pathset_inside in[2] = {v4(1), v4(2)};
+    pathset *ps = pathset_new(FAM4, in, 2, 20000, 20009, &pol, NULL);
+    struct pathset_pick a, b, c;
+    assert_int_equal(pathset_acquire(ps, 1000, 0, 0, &a), 0);
+    assert_int_equal(a.acquired_ms, 1000);
+    assert_int_equal(pathset_acquire(ps, 1000, 0, 0, &b), 0); /* the other path */
+    assert_int_equal(pathset_acquire(ps, 1100, 0, 0, &c), 0); /* path 0 again */
+    assert_int_equal(a.path, 0);
+    assert_int_equal(c.path, 0);
+    backend_closes(ps, &a, 1040); /* held 40 ms */
+    struct portmap_release local = {.closer = PM_CLOSER_LOCAL, .timestamps = 1};
+    pathset_release(ps, &c, &local, 1180); /* held 80 ms */
+    struct portmap_release failed = {.closer = PM_CLOSER_NONE, .never_connected = 1};
+    pathset_release(ps, &b, &failed, 3000);
+    const struct capacity_obs *o = pathset_capacity_obs(ps, 0);
+    assert_int_equal(o->n, 2);
+    assert_true(o->mix.hold_ms > 59.999 && o->mix.hold_ms < 60.001);
+    assert_true(o->mix.backend_first > 0.499 && o->mix.backend_first < 0.501);
+    assert_true(o->mix.bytes_to_backend > 9.999 && o->mix.bytes_to_backend < 10.001);
+    assert_true(o->mix.local_timestamps > 0.999);
+    assert_int_equal(pathset_capacity_obs(ps, 1)->n, 0); /* the failed connect */
+    assert_int_equal(pathset_capacity_obs(ps, 7)->n, 0); /* no such path */
+    /* a reload: path 0 shared (same range), then re-seeded (a new range) */
+    pathset *same = pathset_new(FAM4, in, 2, 20000, 20009, &pol, ps);
+    pathset *wider = pathset_new(FAM4, in, 2, 20000, 20019, &pol, ps);
+    assert_int_equal(pathset_capacity_obs(same, 0)->n, 2);
+    assert_int_equal(pathset_capacity_obs(wider, 0)->n, 2);
+    assert_true(pathset_capacity_obs(wider, 0)->mix.hold_ms > 59.999);
+    pathset_free(wider);
+    pathset_free(same);
+    pathset_free(ps);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -152,6 +191,7 @@ int main(void)
         cmocka_unit_test(test_reload_shares_unchanged_paths),
         cmocka_unit_test(test_reload_with_new_range_seeds_what_is_remembered),
         cmocka_unit_test(test_bad_arguments),
+        cmocka_unit_test(test_releases_feed_the_capacity_mix),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -235,15 +235,18 @@ static void test_memory_shrinks_when_idle(void **state)
 
 /* ---- random runs against a model --------------------------------------------------- */
 
-enum { M_FREE, M_BUSY, M_RTW, M_LTW, M_Q };
+/* M_UNK: restored as unknown (a crash): the backend may hold TIME_WAIT, rcv_nxt unknown */
+enum { M_FREE, M_BUSY, M_RTW, M_LTW, M_Q, M_UNK };
 
 struct mport {
     int st;
+    int used;              /* handed out or restored since the start: not never-used */
     uint64_t until;
     uint32_t true_rcv_nxt; /* what the backend really expects */
     int ts;
     uint32_t isn;          /* ISN of the current (BUSY) connection */
     uint64_t syn_real, syn_mono; /* when its SYN left */
+    uint64_t bytes;        /* RTW: what the old connection sent */
 };
 
 static uint64_t rng_state;
@@ -260,6 +263,18 @@ static uint64_t rnd(void)
 
 static uint32_t kernel_base(uint16_t port) { return port * 2654435761u; }
 
+/* A port's state at <now> in the model: a timed state that is over is FREE, and a
+ * never-used port under portmap_block_unknown(<block>) is unknown until the block ends. */
+static int model_state(const struct mport *p, uint64_t now, uint64_t block)
+{
+    int st = p->st;
+    if ((st == M_RTW || st == M_LTW || st == M_Q || st == M_UNK) && now >= p->until)
+        st = M_FREE;
+    if (st == M_FREE && !p->used && now < block)
+        st = M_UNK;
+    return st;
+}
+
 static void run_random(enum isn_mode mode, enum twrule_kind rule, enum pm_local_tw ltw,
                        uint64_t seed)
 {
@@ -273,20 +288,48 @@ static void run_random(enum isn_mode mode, enum twrule_kind rule, enum pm_local_
     struct isn_key key = {{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}};
     uint64_t now = 0, real_off = 1700000000ull * 1000000000ull;
     int ts_global = (int)(seed & 1);
-    long acquired = 0, reused = 0;
+    /* half the runs start as after a restart that knew nothing: every port unknown */
+    uint64_t block = (seed >> 1) & 1 ? 30000 : 0;
+    if (block)
+        portmap_block_unknown(pm, block);
+    long acquired = 0, reused = 0, unknowns = 0;
     for (int step = 0; step < 200000; step++) {
         uint64_t mono_ns = now * 1000000ull + 1 + rnd() % 1000000, real_ns = real_off + mono_ns;
         /* the model's expiry */
         for (int i = 0; i < N; i++)
-            if ((m[i].st == M_RTW || m[i].st == M_LTW || m[i].st == M_Q) && now >= m[i].until)
+            if ((m[i].st == M_RTW || m[i].st == M_LTW || m[i].st == M_Q || m[i].st == M_UNK) &&
+                now >= m[i].until)
                 m[i].st = M_FREE;
-        int op = (int)(rnd() % 10);
-        if (op < 4) {
+        uint64_t r64 = rnd();
+        int op = (int)(r64 % 10);
+        if ((r64 >> 32) % 64 == 0) {
+            /* a port restored as unknown (a crash; or a reload's copy of one), with junk in
+             * the fields that must not count; until now + TIME_WAIT keeps the FIFO order */
+            int i = (int)(rnd() % N);
+            if (m[i].st == M_UNK && rnd() % 2) {
+                struct portmap_entry mine = {.port = (uint16_t)(LO + i), .state = PM_LOCAL_TW,
+                                             .until_ms = now + 20000, .timestamps = 1};
+                assert_int_equal(portmap_restore(pm, &mine), -1); /* keeps its place */
+            } else if (m[i].st != M_BUSY) {
+                struct portmap_entry u = {.port = (uint16_t)(LO + i), .state = PM_REMOTE_TW,
+                                          .until_ms = now + 30000, .unknown = 1,
+                                          .isn_known = (int)(rnd() % 2), .rcv_nxt = 7,
+                                          .syn_real_ns = 1, .syn_mono_ns = 1, .bytes = 1};
+                assert_int_equal(portmap_restore(pm, &u), 0);
+                m[i].st = M_UNK;
+                m[i].used = 1;
+                m[i].until = now + 30000;
+                unknowns++;
+            }
+        } else if (op < 4) {
             struct portmap_pick pk;
             int r = portmap_acquire(pm, now, real_ns, mono_ns, &pk);
             if (r == 0) {
                 assert_true(pk.port >= LO && pk.port < LO + N);
                 struct mport *p = &m[pk.port - LO];
+                if (!p->used && now < block)
+                    fail_msg("never-used port %u handed out under the block", pk.port);
+                p->used = 1;
                 acquired++;
                 struct isn_tuple t = {.addr_len = 4, .sport = pk.port, .dport = 80};
                 uint32_t isn;
@@ -322,7 +365,7 @@ static void run_random(enum isn_mode mode, enum twrule_kind rule, enum pm_local_
             } else if (mode == ISN_EXPLICIT || mode == ISN_OFF) {
                 /* nothing may be usable: no free port, no reusable TIME_WAIT */
                 for (int i = 0; i < N; i++) {
-                    assert_true(m[i].st != M_FREE);
+                    assert_true(model_state(&m[i], now, block) != M_FREE);
                     if (mode == ISN_EXPLICIT && rule != TWRULE_STRICT)
                         assert_true(m[i].st != M_RTW);
                     if (m[i].st == M_LTW && ts_global)
@@ -346,6 +389,7 @@ static void run_random(enum isn_mode mode, enum twrule_kind rule, enum pm_local_
                 portmap_release(pm, (uint16_t)(LO + i), &r, now);
                 if (c == PM_CLOSER_BACKEND) {
                     m[i].st = M_RTW;
+                    m[i].bytes = bytes;
                     m[i].until = now + 30000;
                     m[i].true_rcv_nxt = m[i].isn + (uint32_t)bytes + 2;
                 } else if (c == PM_CLOSER_LOCAL) {
@@ -366,22 +410,41 @@ static void run_random(enum isn_mode mode, enum twrule_kind rule, enum pm_local_
         } else {
             now += rnd() % 3000;
         }
-        /* counts agree with the model, also when read without expiring first */
-        uint32_t c[PM_NSTATES], want[PM_NSTATES] = {0}, at[PM_NSTATES];
+        /* counts agree with the model, also when read without expiring first; unknown
+         * ports are REMOTE_TW, and counted apart too */
+        uint32_t c[PM_NSTATES], want[PM_NSTATES] = {0}, at[PM_NSTATES], unk = 0;
         portmap_counts_at(pm, now, at);
+        uint32_t unk_at = portmap_unknown_at(pm, now);
         portmap_expire(pm, now);
         portmap_counts(pm, c);
         assert_memory_equal(at, c, sizeof c);
         for (int i = 0; i < N; i++) {
-            int st = m[i].st;
-            if ((st == M_RTW || st == M_LTW || st == M_Q) && now >= m[i].until)
-                st = M_FREE;
-            want[st == M_FREE ? PM_FREE : st == M_BUSY ? PM_BUSY : st == M_RTW ? PM_REMOTE_TW
-                                      : st == M_LTW ? PM_LOCAL_TW : PM_QUARANTINED]++;
+            int st = model_state(&m[i], now, block);
+            unk += st == M_UNK;
+            want[st == M_FREE ? PM_FREE : st == M_BUSY ? PM_BUSY
+                 : st == M_RTW || st == M_UNK ? PM_REMOTE_TW
+                 : st == M_LTW ? PM_LOCAL_TW : PM_QUARANTINED]++;
         }
         assert_memory_equal(c, want, sizeof c);
+        assert_int_equal(unk_at, unk);
+        assert_int_equal(portmap_unknown_at(pm, now), unk);
+        /* headroom: what the model says may be handed out now, port by port (an unknown
+         * port never, until its time is over) */
+        uint32_t head = 0;
+        for (int i = 0; i < N; i++) {
+            int st = model_state(&m[i], now, block);
+            if (st == M_FREE || (st == M_LTW && (m[i].ts || ltw == PM_LOCAL_TW_DESTROY)))
+                head++;
+            else if (st == M_RTW && rule != TWRULE_STRICT)
+                head += mode == ISN_EXPLICIT ||
+                        (mode == ISN_KERNEL &&
+                         isn_kernel_reuse_safe(m[i].syn_real, m[i].syn_mono, real_ns, mono_ns,
+                                               m[i].bytes, ISN_KERNEL_MARGIN));
+        }
+        assert_int_equal(portmap_headroom_at(pm, now, real_ns, mono_ns), head);
     }
     assert_true(acquired > 1000);
+    assert_true(unknowns > 100);
     if (mode == ISN_EXPLICIT && rule != TWRULE_STRICT)
         assert_true(reused > 100); /* the engine really reuses TIME_WAIT */
     portmap_free(pm);
@@ -442,6 +505,8 @@ static void check_next_usable(enum isn_mode mode, enum twrule_kind rule, uint64_
     const uint64_t real_off = 1700000000ull * 1000000000ull;
     uint64_t now = 0;
     int checked = 0;
+    if (seed % 2)
+        portmap_block_unknown(pm, 3000); /* a restart that knew nothing */
     for (int round = 0; round < 300; round++) {
         struct portmap_pick pk;
         uint16_t held[8];
@@ -462,9 +527,24 @@ static void check_next_usable(enum isn_mode mode, enum twrule_kind rule, uint64_
                 portmap_release(pm, held[i], &r, now);
             now += rnd() % 3;
         }
+        if (rnd() % 3 == 0) {
+            /* a port restored as unknown: no policy may reuse it before its time, whatever
+             * else the entry says (in order: until = now + TIME_WAIT) */
+            struct portmap_entry u = {.port = (uint16_t)(LO + rnd() % 8), .state = PM_REMOTE_TW,
+                                      .until_ms = now + 3000, .unknown = 1, .isn_known = 1,
+                                      .syn_real_ns = real_off + 1, .syn_mono_ns = 1};
+            assert_int_equal(portmap_restore(pm, &u), 0);
+        }
         uint64_t at = portmap_next_usable_ms(pm, now, real_off + now * 1000000, now * 1000000);
-        if (at == now)
+        if (at == now) { /* usable now: acquire must agree */
+            uint64_t real = real_off + now * 1000000, mono = now * 1000000;
+            if (portmap_acquire(pm, now, real, mono, &pk) != 0)
+                fail_msg("mode %d rule %d seed %llu: nothing usable at %llu, predicted now",
+                         mode, rule, (unsigned long long)seed, (unsigned long long)now);
+            struct portmap_release none = {.closer = PM_CLOSER_NONE};
+            portmap_release(pm, pk.port, &none, now);
             continue;
+        }
         assert_true(at > now && at != UINT64_MAX); /* nothing is BUSY: something ends */
         uint64_t before = at - 1;
         if (portmap_acquire(pm, before, real_off + before * 1000000, before * 1000000, &pk) == 0)
@@ -623,6 +703,131 @@ static void test_restore_keeps_the_kernel_prediction(void **state)
     portmap_free(pm);
 }
 
+/* Take every port acquire hands out at <now>; returns how many. */
+static uint32_t drain(portmap *pm, uint64_t now, uint64_t real_ns, uint64_t mono_ns)
+{
+    struct portmap_pick pk;
+    uint32_t n = 0;
+    while (portmap_acquire(pm, now, real_ns, mono_ns, &pk) == 0)
+        n++;
+    return n;
+}
+
+/* Eight ports (no more than acquire scans, so it sees every entry): 2 busy, 2 closed by
+ * the backend with a known ISN, 2 by us (one with timestamps), 1 reset, 1 quarantined.
+ * The headroom is what acquire then hands out, policy by policy, now and after each
+ * kind of TIME_WAIT or quarantine ends, and reading it changes nothing. */
+static void test_headroom_is_what_acquire_hands_out(void **state)
+{
+    const struct {
+        enum isn_mode mode;
+        enum twrule_kind rule;
+        enum pm_local_tw ltw;
+        uint32_t at_5, at_1100, at_20000, at_30000;
+    } cases[] = {
+        /* free 1; + backend TW 2 (explicit, bsd); + local TW 1 (timestamps) or 2 (destroy) */
+        {ISN_EXPLICIT, TWRULE_BSD, PM_LOCAL_TW_AVOID, 4, 5, 6, 6},
+        {ISN_EXPLICIT, TWRULE_BSD, PM_LOCAL_TW_DESTROY, 5, 6, 6, 6},
+        /* strict or reuse off: the backend's TIME_WAIT (30 s) only when over */
+        {ISN_EXPLICIT, TWRULE_STRICT, PM_LOCAL_TW_AVOID, 2, 3, 4, 6},
+        {ISN_OFF, TWRULE_BSD, PM_LOCAL_TW_AVOID, 2, 3, 4, 6},
+        /* kernel ISNs: 100 bytes, safe (102 + 2^24) x 64 ns = 1.074 s after the SYN */
+        {ISN_KERNEL, TWRULE_BSD, PM_LOCAL_TW_AVOID, 2, 5, 6, 6},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        struct portmap_policy pol = policy(cases[c].mode, cases[c].rule, cases[c].ltw);
+        pol.kernel_margin = 1u << 24; /* the times below assume 1.07 s of margin */
+        pol.rule.time_wait_ms = 30000;
+        pol.local_tw_ms = 20000;
+        pol.quarantine_ms = 1000;
+        for (int round = 0; round < 4; round++) {
+            uint64_t at = round == 0 ? 5 : round == 1 ? 1100 : round == 2 ? 20000 : 30000;
+            uint32_t want = round == 0 ? cases[c].at_5 : round == 1 ? cases[c].at_1100
+                          : round == 2 ? cases[c].at_20000 : cases[c].at_30000;
+            portmap *pm = portmap_new(100, 107, &pol);
+            struct portmap_pick pk;
+            for (int i = 0; i < 8; i++)
+                assert_int_equal(portmap_acquire(pm, 0, 1, 1, &pk), 0);
+            struct portmap_release be = {.closer = PM_CLOSER_BACKEND, .isn_known = 1,
+                                         .isn = 7, .syn_real_ns = 1, .syn_mono_ns = 1,
+                                         .bytes_to_backend = 100};
+            struct portmap_release lo = {.closer = PM_CLOSER_LOCAL, .syn_mono_ns = 1};
+            struct portmap_release lo_ts = {.closer = PM_CLOSER_LOCAL, .timestamps = 1};
+            struct portmap_release rst = {.closer = PM_CLOSER_NONE};
+            portmap_release(pm, 102, &be, 0);
+            portmap_release(pm, 103, &be, 0);
+            portmap_release(pm, 104, &lo, 0);
+            portmap_release(pm, 105, &lo_ts, 0);
+            portmap_release(pm, 106, &rst, 0);
+            portmap_quarantine(pm, 107, 0);
+            uint64_t ns = at * 1000000ull + 1;
+            uint32_t before[PM_NSTATES], after[PM_NSTATES];
+            portmap_counts(pm, before);
+            size_t mem = portmap_memory(pm);
+            uint32_t h = portmap_headroom_at(pm, at, ns, ns);
+            portmap_counts(pm, after);
+            assert_memory_equal(before, after, sizeof before);
+            assert_int_equal(portmap_memory(pm), mem);
+            if (h != want)
+                fail_msg("case %zu at %llu ms: headroom %u, want %u", c,
+                         (unsigned long long)at, h, want);
+            assert_int_equal(drain(pm, at, ns, ns), h);
+            assert_int_equal(portmap_headroom_at(pm, at, ns, ns), 0);
+            portmap_free(pm);
+        }
+    }
+}
+
+/* Never-used ports blocked after a restart without a state file are no headroom until
+ * the block ends; restored entries count by their own state. */
+static void test_headroom_after_restart(void **state)
+{
+    struct portmap_policy pol = policy(ISN_EXPLICIT, TWRULE_BSD, PM_LOCAL_TW_AVOID);
+    portmap *pm = portmap_new(100, 109, &pol);
+    portmap_block_unknown(pm, 60000);
+    struct portmap_entry known = {.port = 101, .state = PM_REMOTE_TW, .until_ms = 30000,
+                                  .isn_known = 1, .rcv_nxt = 5000};
+    struct portmap_entry unknown_isn = {.port = 102, .state = PM_REMOTE_TW, .until_ms = 30000};
+    /* a port restored as unknown (a crash): nothing else of it counts */
+    struct portmap_entry crashed = {.port = 103, .state = PM_REMOTE_TW, .until_ms = 45000,
+                                    .unknown = 1, .isn_known = 1, .rcv_nxt = 5000};
+    assert_int_equal(portmap_restore(pm, &known), 0);
+    assert_int_equal(portmap_restore(pm, &unknown_isn), 0);
+    assert_int_equal(portmap_restore(pm, &crashed), 0);
+    assert_int_equal(portmap_unknown_at(pm, 10), 8); /* 103 and the 7 never used */
+    /* explicit: the entry with a known rcv_nxt only */
+    assert_int_equal(portmap_headroom_at(pm, 10, 0, 0), 1);
+    assert_int_equal(drain(pm, 10, 0, 0), 1);
+    assert_int_equal(portmap_headroom_at(pm, 30000, 0, 0), 1); /* 102's TIME_WAIT over */
+    assert_int_equal(portmap_headroom_at(pm, 44999, 0, 0), 1);
+    assert_int_equal(portmap_headroom_at(pm, 45000, 0, 0), 2); /* 103's time over */
+    assert_int_equal(portmap_headroom_at(pm, 60000, 0, 0), 9); /* and the 7 never used */
+    assert_int_equal(drain(pm, 60000, 0, 0), 9);
+    portmap_free(pm);
+}
+
+/* In kernel mode the backend's TIME_WAIT is judged entry by entry, oldest first, for at
+ * most PORTMAP_HEADROOM_SCAN entries: past that the headroom is a lower bound. */
+static void test_headroom_kernel_scan_is_bounded(void **state)
+{
+    struct portmap_policy pol = policy(ISN_KERNEL, TWRULE_BSD, PM_LOCAL_TW_AVOID);
+    pol.kernel_margin = 1u << 24; /* "too soon" at 0.5 s assumes 1.07 s of margin */
+    const uint32_t n = PORTMAP_HEADROOM_SCAN + 1000;
+    portmap *pm = portmap_new(1000, (uint16_t)(1000 + n - 1), &pol);
+    struct portmap_pick pk;
+    for (uint32_t i = 0; i < n; i++)
+        assert_int_equal(portmap_acquire(pm, 0, 1, 1, &pk), 0);
+    struct portmap_release be = {.closer = PM_CLOSER_BACKEND, .syn_real_ns = 1,
+                                 .syn_mono_ns = 1, .bytes_to_backend = 100};
+    for (uint32_t i = 0; i < n; i++)
+        portmap_release(pm, (uint16_t)(1000 + i), &be, 10);
+    assert_int_equal(portmap_headroom_at(pm, 500, 500000001, 500000001), 0); /* too soon */
+    uint64_t t = 2000000001; /* 2 s after the SYNs: every one is safe */
+    assert_int_equal(portmap_headroom_at(pm, 2000, t, t), PORTMAP_HEADROOM_SCAN);
+    assert_int_equal(drain(pm, 2000, t, t), n); /* acquire takes them all */
+    portmap_free(pm);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -640,6 +845,9 @@ int main(void)
         cmocka_unit_test(test_observer_sees_every_change),
         cmocka_unit_test(test_unknown_ports),
         cmocka_unit_test(test_restore_keeps_the_kernel_prediction),
+        cmocka_unit_test(test_headroom_is_what_acquire_hands_out),
+        cmocka_unit_test(test_headroom_after_restart),
+        cmocka_unit_test(test_headroom_kernel_scan_is_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
