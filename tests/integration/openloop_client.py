@@ -6,9 +6,10 @@ object: per connection ok, start offset, seconds, first reply line.  Bounded: at
 --count connections and --timeout seconds each.  Runs inside a test netns."""
 import argparse
 import json
-import socket
 import threading
 import time
+
+from upload_once import upload_once
 
 p = argparse.ArgumentParser()
 p.add_argument("--connect", required=True)
@@ -19,31 +20,12 @@ p.add_argument("--timeout", type=float, default=10.0)
 a = p.parse_args()
 assert 0 < a.count <= 1000 and a.rate > 0 and a.timeout <= 60
 host, port = a.connect.rsplit(":", 1)
-chunk = b"x" * 65536
 results = [None] * a.count
 
 
 def one(i, start):
     t0 = time.monotonic()
-    r = {"ok": False, "at": round(t0 - start, 4), "s": 0.0, "first": ""}
-    try:
-        with socket.create_connection((host, int(port)), timeout=a.timeout) as s:
-            left = a.upload
-            while left > 0:
-                n = min(left, len(chunk))
-                s.sendall(chunk[:n])
-                left -= n
-            s.sendall(b"\n")
-            got = b""
-            while True:
-                d = s.recv(65536)
-                if not d:
-                    break
-                got += d
-            r["first"] = got.split(b"\n", 1)[0].decode(errors="replace")
-            r["ok"] = len(got) > 0
-    except OSError as e:
-        r["error"] = type(e).__name__ + ": " + str(e)
+    r = {"at": round(t0 - start, 4), "s": 0.0, **upload_once(host, port, a.upload, a.timeout)}
     r["s"] = round(time.monotonic() - t0, 4)
     results[i] = r
 

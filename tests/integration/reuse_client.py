@@ -5,10 +5,11 @@ reply to EOF (the backend closes first).  Prints one JSON object: per connection
 seconds, first reply line.  Runs inside a test netns."""
 import argparse
 import json
-import socket
 import sys
 import threading
 import time
+
+from upload_once import upload_once
 
 p = argparse.ArgumentParser()
 p.add_argument("--connect", required=True)
@@ -19,7 +20,6 @@ p.add_argument("--timeout", type=float, default=5.0)
 p.add_argument("--parallel", type=int, default=1, help="threads, each running its share")
 a = p.parse_args()
 host, port = a.connect.rsplit(":", 1)
-chunk = b"x" * 65536
 results = []
 lock = threading.Lock()
 deadline = time.monotonic() + 300  # the whole run is bounded too
@@ -27,25 +27,7 @@ deadline = time.monotonic() + 300  # the whole run is bounded too
 
 def one():
     t0 = time.monotonic()
-    r = {"ok": False, "s": 0.0, "first": ""}
-    try:
-        with socket.create_connection((host, int(port)), timeout=a.timeout) as s:
-            left = a.upload
-            while left > 0:
-                n = min(left, len(chunk))
-                s.sendall(chunk[:n])
-                left -= n
-            s.sendall(b"\n")
-            got = b""
-            while True:
-                d = s.recv(65536)
-                if not d:
-                    break
-                got += d
-            r["first"] = got.split(b"\n", 1)[0].decode(errors="replace")
-            r["ok"] = len(got) > 0
-    except OSError as e:
-        r["error"] = type(e).__name__ + ": " + str(e)
+    r = {"s": 0.0, **upload_once(host, port, a.upload, a.timeout)}
     r["s"] = round(time.monotonic() - t0, 4)
     with lock:
         results.append(r)

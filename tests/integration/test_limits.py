@@ -3,6 +3,7 @@ max_connections at the top level and per listener hold extra clients in the kern
 backlog; a backend's max_connections spills its clients to the others and then into the
 pool's queue, which serves them in order, times them out, refuses them when full, and
 forgets those that leave."""
+import contextlib
 import json
 import os
 import socket
@@ -104,7 +105,7 @@ def test_backend_limit_spills_to_the_other_backend_then_queues():
             assert sorted([name_of(a), name_of(b)]) == ["b1", "b2"], "no spill to the other backend"
             c = connect(addr)
             assert name_of(c, timeout=0.7) is None, "a client was served over the backends' limits"
-            h.wait_for(lambda: h.metric(h.metrics(h.admin_addr(cfg)), "twlb_queue_length") == 1,
+            h.wait_for(lambda: queue_length(cfg) == 1,
                        2, "the queue to hold the client")
             b.close()
             got = name_of(c)
@@ -115,23 +116,37 @@ def test_backend_limit_spills_to_the_other_backend_then_queues():
                     s.close()
 
 
-def test_queue_serves_in_arrival_order():
+@contextlib.contextmanager
+def one_slot(**queue):
+    """twlb with one backend of max_connections 1 and a queue, its slot taken by a first
+    client: yields (cfg, listen address, that client)."""
     n = h.new_net()
     with h.Env() as env:
         (b,) = name_backends(env, n, 1)
-        cfg = queue_config(n, [{"name": "b1", "address": b.addr, "max_connections": 1}])
+        cfg = queue_config(n, [{"name": "b1", "address": b.addr, "max_connections": 1}],
+                           **queue)
         env.twlb(cfg)
         addr = h.listen_addr(cfg)
         first = connect(addr)
-        waiting = []
         try:
             assert name_of(first) == "b1"
+            yield cfg, addr, first
+        finally:
+            first.close()
+
+
+def queue_length(cfg):
+    return h.metric(h.metrics(h.admin_addr(cfg)), "twlb_queue_length")
+
+
+def test_queue_serves_in_arrival_order():
+    with one_slot() as (cfg, addr, first):
+        waiting = []
+        try:
             for i in range(4):
                 waiting.append(connect(addr))
                 n_q = i + 1
-                h.wait_for(lambda: h.metric(h.metrics(h.admin_addr(cfg)),
-                                            "twlb_queue_length") == n_q,
-                           2, "client %d in the queue" % n_q)
+                h.wait_for(lambda: queue_length(cfg) == n_q, 2, "client %d in the queue" % n_q)
             first.close()
             # one slot: each is served only when the one before it has closed
             for i, s in enumerate(waiting):
@@ -140,72 +155,51 @@ def test_queue_serves_in_arrival_order():
                     assert name_of(later, timeout=0.05) is None, "a later client overtook"
                 s.close()
         finally:
-            for s in [first] + waiting:
+            for s in waiting:
                 s.close()
 
 
 def test_queue_timeout_and_full_queue_close_the_client():
-    n = h.new_net()
-    with h.Env() as env:
-        (b,) = name_backends(env, n, 1)
-        cfg = queue_config(n, [{"name": "b1", "address": b.addr, "max_connections": 1}],
-                           qmax=1, timeout_ms=600)
-        env.twlb(cfg)
-        addr = h.listen_addr(cfg)
-        first = connect(addr)
-        try:
-            assert name_of(first) == "b1"
-            queued = connect(addr)
-            h.wait_for(lambda: h.metric(h.metrics(h.admin_addr(cfg)), "twlb_queue_length") == 1,
-                       2, "the queue to hold the client")
-            t0 = time.monotonic()
-            try:  # the reset may come before connect() returns
-                full = connect(addr)
-                assert name_of(full, timeout=2) in ("reset", "eof"), "a full queue took a client"
-                full.close()
-            except ConnectionResetError:
-                pass
-            assert time.monotonic() - t0 < 0.5, "a full queue did not refuse at once"
-            assert name_of(queued, timeout=3) in ("reset", "eof"), "no queue timeout"
-            waited = time.monotonic() - t0
-            assert 0.4 < waited < 2.0, waited
-            queued.close()
-            ms = h.metrics(h.admin_addr(cfg))
-            assert h.metric(ms, "twlb_queue_length") == 0
-            assert h.metric(ms, "twlb_backend_connections_total") == 1
-            assert h.metric(ms, "twlb_rejected_total", reason="queue_full") == 1
-            assert h.metric(ms, "twlb_rejected_total", reason="queue_timeout") == 1
-            assert h.metric(ms, "twlb_rejected_total", reason="no_backend") == 0
-        finally:
-            first.close()
+    with one_slot(qmax=1, timeout_ms=600) as (cfg, addr, first):
+        queued = connect(addr)
+        h.wait_for(lambda: queue_length(cfg) == 1,
+                   2, "the queue to hold the client")
+        t0 = time.monotonic()
+        try:  # the reset may come before connect() returns
+            full = connect(addr)
+            assert name_of(full, timeout=2) in ("reset", "eof"), "a full queue took a client"
+            full.close()
+        except ConnectionResetError:
+            pass
+        assert time.monotonic() - t0 < 0.5, "a full queue did not refuse at once"
+        assert name_of(queued, timeout=3) in ("reset", "eof"), "no queue timeout"
+        waited = time.monotonic() - t0
+        assert 0.4 < waited < 2.0, waited
+        queued.close()
+        ms = h.metrics(h.admin_addr(cfg))
+        assert h.metric(ms, "twlb_queue_length") == 0
+        assert h.metric(ms, "twlb_backend_connections_total") == 1
+        assert h.metric(ms, "twlb_rejected_total", reason="queue_full") == 1
+        assert h.metric(ms, "twlb_rejected_total", reason="queue_timeout") == 1
+        assert h.metric(ms, "twlb_rejected_total", reason="no_backend") == 0
 
 
 def test_client_that_leaves_the_queue_costs_nothing():
-    n = h.new_net()
-    with h.Env() as env:
-        (b,) = name_backends(env, n, 1)
-        cfg = queue_config(n, [{"name": "b1", "address": b.addr, "max_connections": 1}])
-        env.twlb(cfg)
-        addr = h.listen_addr(cfg)
-        first = connect(addr)
-        try:
-            assert name_of(first) == "b1"
-            gone = [connect(addr) for _ in range(3)]
-            h.wait_for(lambda: h.metric(h.metrics(h.admin_addr(cfg)), "twlb_queue_length") == 3,
-                       2, "three queued clients")
-            for s in gone:
-                s.close()
-            h.wait_for(lambda: h.metric(h.metrics(h.admin_addr(cfg)), "twlb_queue_length") == 0,
-                       2, "the queue to forget the clients that left")
-            first.close()
-            later = connect(addr)
-            assert name_of(later) == "b1"
-            later.close()
-            ms = h.metrics(h.admin_addr(cfg))
-            # the first client and the later one; nothing for the three that left
-            assert h.metric(ms, "twlb_backend_connections_total") == 2
-        finally:
-            first.close()
+    with one_slot() as (cfg, addr, first):
+        gone = [connect(addr) for _ in range(3)]
+        h.wait_for(lambda: queue_length(cfg) == 3,
+                   2, "three queued clients")
+        for s in gone:
+            s.close()
+        h.wait_for(lambda: queue_length(cfg) == 0,
+                   2, "the queue to forget the clients that left")
+        first.close()
+        later = connect(addr)
+        assert name_of(later) == "b1"
+        later.close()
+        ms = h.metrics(h.admin_addr(cfg))
+        # the first client and the later one; nothing for the three that left
+        assert h.metric(ms, "twlb_backend_connections_total") == 2
 
 
 # ---- the queue in kernel ISN mode, against a strict backend, in network namespaces ----
