@@ -180,11 +180,7 @@ static struct listener_rt *listener_open(struct gen *g, const struct cfg_listene
         lis->fd = r;
         r = listen(lis->fd, (int)lc->backlog) < 0 ? -errno : 0;
         if (r == 0 && (r = uv_poll_init(g->w->loop, &lis->poll, lis->fd)) == 0) {
-            lis->poll.data = lis;
-            if ((r = uv_poll_start(&lis->poll, UV_READABLE, on_readable)) < 0) {
-                listener_close(lis);
-                lis = NULL;
-            }
+            lis->poll.data = lis; /* polled from listener_commit_all() on */
         } else {
             close(lis->fd);
         }
@@ -261,15 +257,21 @@ int listener_open_all(struct gen *g, struct gen *prev, char *err, size_t errlen)
             }
             g->listeners[i] = NULL;
         }
-    } else {
-        for (size_t i = 0; i < c->n_listeners; i++) {
-            g->listeners[i]->gen = g;
-            g->listeners[i]->cfg = &c->listeners[i];
-            g->listeners[i]->live = limits_listener_count(g->w, c->listeners[i].name);
-        }
     }
     free(from);
     return rc;
+}
+
+void listener_commit_all(struct gen *g)
+{
+    const struct config *c = g->cfg;
+    for (size_t i = 0; i < c->n_listeners; i++) {
+        struct listener_rt *lis = g->listeners[i];
+        lis->gen = g;
+        lis->cfg = &c->listeners[i];
+        lis->live = limits_listener_count(g->w, c->listeners[i].name);
+        listener_poll(lis); /* a new one starts accepting; one taken over goes on */
+    }
 }
 
 void listener_give_back(struct gen *g, struct gen *prev)

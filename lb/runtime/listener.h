@@ -9,10 +9,17 @@
 #include "runtime/types.h"
 
 /* Open g's listeners, taking over from <prev> those with the same address (and setting
- * the new backlog on them).
+ * the new backlog on them), without accepting on them for <g> yet (listener_commit_all).
  * On failure everything taken is given back to <prev>, everything opened is closed, and
  * a negative errno is returned with a message in <err>. */
 int listener_open_all(struct gen *g, struct gen *prev, char *err, size_t errlen);
+
+/* The generation <g> is committed (a start, or a reload every worker prepared): its
+ * listeners serve it from now on, and the new ones start accepting.  Until then a
+ * listener taken over keeps serving the previous generation, and a new one only queues
+ * clients in its backlog, so no client is ever accepted into a generation that an
+ * abandoned reload frees. */
+void listener_commit_all(struct gen *g);
 
 /* A prepared reload is abandoned: the listeners <g> took over from <prev> go back to it,
  * still open, with their old backlog; those opened for <g> are closed. */

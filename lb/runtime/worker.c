@@ -127,6 +127,7 @@ int worker_start(struct worker *w, struct config *cfg, char *err, size_t errlen)
     int r = listener_open_all(g, NULL, err, errlen);
     if (r < 0)
         return r;
+    listener_commit_all(g);
     gen_commit(g);
     if (w->index == 0) { /* one probe per backend, not one per worker */
         int n = check_start_all(g);
@@ -181,6 +182,7 @@ void worker_reload_commit(struct worker *w)
     g->next = w->gens;
     w->gens = g;
     w->cur = g;
+    listener_commit_all(g);
     gen_commit(g);
     check_stop_all(old);
     listener_close_all(old); /* the listeners that are not in the new config */

@@ -135,6 +135,61 @@ static void test_stop_leaves_no_handle(void **state)
     close(hole);
 }
 
+/* A prepared reload accepts nobody into its generation before the commit: a listener it
+ * takes over still serves the running generation, a new one is not polled (its clients
+ * wait in the backlog).  An abort then frees the prepared generation with no session of
+ * it anywhere, and a commit starts the new listener. */
+static void test_prepared_reload_accepts_nothing_before_commit(void **state)
+{
+    int backend_port, hole = quiet_listener(&backend_port);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    char err[256] = "";
+    struct run r = {0};
+    struct isn_key key = {{1}};
+    r.w = worker_new(&loop, 0, 1, &key, err, sizeof err);
+    assert_non_null(r.w);
+    r.w->data = &r;
+    int port_a = free_port(), port_b = free_port();
+    assert_int_equal(worker_start(r.w, config_for(port_a, backend_port, 1000), err,
+                                  sizeof err), 0);
+    char text[2048];
+    snprintf(text, sizeof text,
+             "{\"listeners\": [{\"name\": \"l\", \"bind\": \"127.0.0.1:%d\", \"pool\": \"p\"},"
+             "                {\"name\": \"m\", \"bind\": \"127.0.0.1:%d\", \"pool\": \"p\"}],"
+             " \"pools\": [{\"name\": \"p\", \"inside\": [\"127.0.0.1\"],"
+             "   \"source_ports\": \"40000-40099\","
+             "   \"backends\": [{\"name\": \"b\", \"address\": \"127.0.0.1:%d\"}]}],"
+             " \"reuse\": {\"isn\": \"off\", \"state_file\": null},"
+             " \"log\": {\"level\": \"error\"}, \"drain_timeout_ms\": 200}",
+             port_a, port_b, backend_port);
+    for (int commit = 0; commit < 2; commit++) {
+        struct gen *running = r.w->cur;
+        int rc = worker_reload_prepare(r.w, load(text), err, sizeof err);
+        if (rc != 0)
+            fail_msg("prepare: %s", err);
+        struct listener_rt *kept = r.w->next->listeners[0], *added = r.w->next->listeners[1];
+        assert_ptr_equal(kept->gen, running);                 /* still the running one's */
+        assert_true(uv_is_active((uv_handle_t *)&kept->poll));
+        assert_false(uv_is_active((uv_handle_t *)&added->poll)); /* nobody accepted yet */
+        if (!commit) {
+            worker_reload_abort(r.w);
+            assert_ptr_equal(kept->gen, running);
+            uv_run(&loop, UV_RUN_NOWAIT); /* the listener opened for it closes */
+            continue;
+        }
+        worker_reload_commit(r.w);
+        assert_ptr_equal(kept->gen, r.w->cur);
+        assert_true(uv_is_active((uv_handle_t *)&added->poll));
+    }
+    worker_drain(r.w, on_drained);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_true(r.drained);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    worker_free(r.w);
+    close(hole);
+}
+
 static void test_start_failure_leaves_no_handle(void **state)
 {
     int busy_port, busy = quiet_listener(&busy_port); /* the listener cannot bind there */
@@ -222,6 +277,7 @@ int main(void)
     alarm(30); /* a handle that keeps the loop alive would hang uv_run: fail instead */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stop_leaves_no_handle),
+        cmocka_unit_test(test_prepared_reload_accepts_nothing_before_commit),
         cmocka_unit_test(test_start_failure_leaves_no_handle),
         cmocka_unit_test(test_group_stop_leaves_no_handle),
         cmocka_unit_test(test_loop_clock_is_the_boot_wide_monotonic_clock),
