@@ -1,6 +1,8 @@
 /* sdnotify.c - see sdnotify.h. */
 #include "os/sdnotify.h"
 
+#include <unistd.h>
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +41,11 @@ static void notify(const char *fmt, ...)
 void sdnotify_ready(const char *status)
 {
     notify("READY=1\nSTATUS=%s", status);
+}
+
+void sdnotify_mainpid(void)
+{
+    notify("MAINPID=%d", (int)getpid());
 }
 
 void sdnotify_reloading(const char *status)
