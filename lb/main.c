@@ -30,6 +30,7 @@
 #include "runtime/listener.h"
 #include "runtime/lifecycle.h"
 #include "runtime/preflight.h"
+#include "runtime/state.h"
 #include "runtime/takeover.h"
 #include "os/sdnotify.h"
 #include "sim/cli.h"
@@ -99,6 +100,7 @@ struct app {
     struct admin *admin;     /* NULL when "admin" is not configured */
     struct lifecycle *life;  /* reload outcome, drain, systemd (runtime/lifecycle.h) */
     struct takeover_server *upgrade; /* "upgrade_socket" (runtime/takeover.h) */
+    int admin_given;         /* the admin listener was closed for a takeover */
     int stopping;
     uint64_t save_failures;  /* statefile_save_failures() when the stop began */
 };
@@ -270,6 +272,26 @@ static void upgrade_handed(void *arg, pid_t to)
     stop(app);
 }
 
+/* The sockets go to a new process (give=1): let the admin address go, it binds it next;
+ * the takeover failed (give=0): bind it again. */
+static void upgrade_handover(void *arg, int give)
+{
+    struct app *app = arg;
+    if (give && app->admin) {
+        admin_close(app->admin);
+        app->admin = NULL;
+        app->admin_given = 1;
+    } else if (!give && app->admin_given && app->g) {
+        char err[512], token[ADMIN_TOKEN_MAX];
+        app->admin_given = 0;
+        if (admin_prepare(app, group_config(app->g), NULL, NULL, &app->admin, token, err,
+                          sizeof err) < 0)
+            log_error("takeover failed: admin endpoint: %s", err);
+        else
+            admin_set_token(app->admin, token);
+    }
+}
+
 /* "user" (and "group"): who twlb becomes once everything is open. */
 static int lookup_user(const struct config *cfg, struct privs_target *t, char *err,
                        size_t errlen)
@@ -355,6 +377,7 @@ static int run(const char *path, const char *takeover)
             log_info("takeover: %u workers, as pid %d runs (one per listening socket)",
                      tk.nworkers, (int)tk.old_pid);
         cfg->workers = tk.nworkers; /* every socket moves, one to one */
+        state_takeover_grace(cfg->drain_timeout_ms);
     }
 
     struct app app;
@@ -401,7 +424,8 @@ static int run(const char *path, const char *takeover)
             takeover_abandon(&tk);
             sdnotify_mainpid();
         }
-        const struct takeover_hooks hooks = {upgrade_group, upgrade_handed, &app};
+        const struct takeover_hooks hooks = {upgrade_group, upgrade_handed, upgrade_handover,
+                                             &app};
         if (cfg->upgrade_socket &&
             takeover_serve(&app.loop, cfg->upgrade_socket, &hooks, &app.upgrade, err,
                            sizeof err) < 0)

@@ -12,6 +12,7 @@
 
 #include "os/fdpass.h"
 #include "os/log.h"
+#include "os/statefile.h"
 #include "runtime/listener.h"
 #include "runtime/session.h"
 #include "runtime/worker.h"
@@ -62,6 +63,12 @@ static void do_fds(struct worker *w, void *arg)
     f->fds[w->index] = lis ? lis->fd : -1;
 }
 
+static void do_store(struct worker *w, void *arg)
+{
+    if (w->index == 0)
+        *(struct statefile **)arg = w->store; /* the group's, shared by all */
+}
+
 /* ---- the running process ------------------------------------------------------------ */
 
 struct takeover_server {
@@ -77,8 +84,20 @@ struct takeover_server {
     uint64_t since_ms, paused_ms;
     unsigned zero_rounds;
     int closing;
+    int given;                 /* the state file and the admin address were let go */
     ino_t ino;
 };
+
+static void handover(struct takeover_server *s, struct group *g, int give)
+{
+    struct statefile *sf = NULL;
+    if (g)
+        group_each_worker(g, do_store, &sf);
+    (void)statefile_handover(sf, give);
+    if (s->h.handover)
+        s->h.handover(s->h.arg, give);
+    s->given = give;
+}
 
 static void serve_on(struct takeover_server *s, const char *why)
 {
@@ -87,6 +106,8 @@ static void serve_on(struct takeover_server *s, const char *why)
         group_each_worker(g, do_accept_on, NULL);
     if (s->phase >= 1)
         log_warn("takeover by pid %d failed: %s; still serving", (int)s->peer, why);
+    if (s->given)
+        handover(s, g, 0);
     s->phase = 0;
     uv_timer_stop(&s->timer);
     if (s->cpolling) {
@@ -136,6 +157,7 @@ static void on_timer(uv_timer_t *t)
             serve_on(s, "connections kept connecting");
         return;
     }
+    handover(s, g, 1);
     int r = send_sockets(s, g);
     if (r < 0) {
         char why[96];

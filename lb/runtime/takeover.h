@@ -7,7 +7,11 @@
  * waits until none of its sessions may still take a source port (connecting, queued,
  * retrying; at most TAKEOVER_SETTLE_MS) and stops its health probes, then sends OK with
  * its worker count and, per listener, the listening socket of every worker (SCM_RIGHTS:
- * the same sockets, with their accept queues).  The new process starts as many workers,
+ * the same sockets, with their accept queues).  Just before, it unlocks its state file
+ * (statefile_handover: the new process opens it, reads every record of the ports and
+ * lays out its own file at the name; a port still BUSY here counts there as unknown for
+ * drain_timeout_ms plus a TIME_WAIT) and closes its admin listener (the new process binds
+ * the same address).  The new process starts as many workers,
  * worker i taking socket i of each address (every SO_REUSEPORT socket moves, so none is
  * left behind to lose its share of clients), and sends READY once it serves.  The old
  * process then drains (/healthz 503, drain_timeout_ms) and exits 0.  If the new process
@@ -34,6 +38,9 @@ struct takeover_server;
 struct takeover_hooks {
     struct group *(*group)(void *arg);  /* the running group, NULL when stopping */
     void (*handed)(void *arg, pid_t to); /* READY came: drain and exit */
+    /* give=1 just before the sockets go: free what the new process opens next (the admin
+     * address); give=0 when the takeover failed after that: take it back. */
+    void (*handover)(void *arg, int give);
     void *arg;
 };
 

@@ -1,13 +1,14 @@
 """Upgrade without refusing clients (issue 11), through the real binary: a new twlb takes
-over the listening sockets of a running one (`twlb -c FILE --takeover SOCK`, the old
-one's "upgrade_socket"), which then drains and exits 0.  Under ~300 conn/s no client is
-refused, reset or stalled; a takeover that cannot happen says why and leaves the old process serving.
-
-Not covered yet (docs/operations.md, Upgrade): the state file's hand-over (these tests
-run with "state_file": null), the netns reuse check across an upgrade, and a long
-connection finishing on the old process during its drain."""
+over the listening sockets, the state file and the admin address of a running one (`twlb
+-c FILE --takeover SOCK`, the old one's "upgrade_socket"), with the same configuration
+file; the old one then drains and exits 0.  Under ~300 conn/s no client is refused, reset
+or stalled; a long connection on the old process finishes during its drain; a takeover
+that cannot happen says why and leaves the old process serving (its state file locked
+again, its admin address back).  The carrying over of port knowledge toward a strict
+backend is test_reuse.py's test_upgrade_carries_time_wait_records_over."""
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -17,48 +18,46 @@ import harness as h
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def setup(env, workers=2):
+def setup(env, workers=2, mode="close-first"):
     n = h.new_net()
-    be = env.backend("b1", "127.%d.1.1:0" % n, "close-first")
+    be = env.backend("b1", "127.%d.1.1:0" % n, mode)
     cfg = h.pool_config(n, [{"name": "b1", "address": be.addr}])
     cfg["workers"] = workers
-    cfg["reuse"]["state_file"] = None
+    cfg["drain_timeout_ms"] = 20000
+    cfg["reuse"]["state_file"] = env.path("twlb.state")
     cfg["upgrade_socket"] = env.path("twlb.sock")
-    old = env.twlb(cfg, name="old.json")
-    new_cfg = json.loads(json.dumps(cfg))
-    # The admin endpoint is not handed over (yet): the new process gets its own address.
-    new_cfg["admin"]["bind"] = "127.%d.3.2:%d" % (n, h.free_port("127.%d.3.2" % n))
-    return cfg, new_cfg, old
+    old = env.twlb(cfg, name="twlb.json")
+    return cfg, env.path("twlb.json"), old
 
 
-def takeover(env, new_cfg, sock, wait=True):
-    path = env.write_config(new_cfg, "new.json")
-    log = open(env.path("new.log"), "w")
+def takeover(env, path, sock, wait=True, name="new.log"):
+    """`twlb -c <path> --takeover <sock>`; with <wait>, until the new one serves (it has
+    sent READY: the old one's log says so) and its admin endpoint answers."""
+    log = open(env.path(name), "w")
     p = env.popen([h.TWLB, "-c", path, "--takeover", sock], stdout=log,
                   stderr=subprocess.STDOUT)
     p.log_path = log.name
     if wait:
-        h.wait_for(lambda: p.poll() is None and
-                   h.http_get(new_cfg["admin"]["bind"], "/healthz")[0] == 200
-                   if _up(new_cfg) else None, 10, "the new twlb serving")
+        h.wait_for(lambda: p.poll() is None and "takeover: serving" in open(p.log_path).read()
+                   and _up(path), 10, "the new twlb serving")
     return p
 
 
-def _up(cfg):
+def _up(path):
     try:
-        return h.http_get(cfg["admin"]["bind"], "/healthz")[0] == 200
+        return h.http_get(h.admin_addr(json.load(open(path))), "/healthz")[0] == 200
     except OSError:
         return False
 
 
 def test_upgrade_under_300_connections_per_second_refuses_nobody():
     with h.Env() as env:
-        cfg, new_cfg, old = setup(env)
+        cfg, path, old = setup(env)
         load = env.popen([sys.executable, os.path.join(HERE, "openloop_client.py"),
                           "--connect", h.listen_addr(cfg), "--count", "600", "--rate", "300",
                           "--timeout", "5"], text=True)
         time.sleep(0.7)  # the load is under way (open loop: it does not wait for us)
-        new = takeover(env, new_cfg, cfg["upgrade_socket"])
+        new = takeover(env, path, cfg["upgrade_socket"])
         assert old.wait(15) == 0, open(old.log_path).read()
         out, _ = load.communicate(timeout=40)
         res = json.loads(out)["results"]
@@ -70,24 +69,68 @@ def test_upgrade_under_300_connections_per_second_refuses_nobody():
         assert "takeover: pid %d serves; draining" % new.pid in log, log
         assert new.poll() is None
         assert h.first_line(h.listen_addr(cfg)) == "b1"
+        assert h.http_get(h.admin_addr(cfg), "/healthz")[0] == 200  # the same address
+        olog, nlog = open(old.log_path).read(), open(new.log_path).read()
+        assert "handed over to the new process" in olog, olog
+        assert "restored" in nlog and "already running" not in nlog, nlog
         print("600 clients at 300/s: max %.3f s" % max(r["s"] for r in res))
+
+
+def test_a_long_connection_on_the_old_process_finishes_during_its_drain():
+    with h.Env() as env:
+        cfg, path, old = setup(env, mode="echo")
+        live = socket.create_connection(h.split_addr(h.listen_addr(cfg)), timeout=5)
+        live.sendall(b"one\n")
+        assert live.recv(10) == b"one\n"
+        new = takeover(env, path, cfg["upgrade_socket"])
+        h.wait_for(lambda: "takeover: pid %d serves; draining" % new.pid in
+                   open(old.log_path).read(), 5, "the old one draining")
+        # the new one serves new clients while the old one keeps its connection
+        c = socket.create_connection(h.split_addr(h.listen_addr(cfg)), timeout=5)
+        c.sendall(b"new\n")
+        assert c.recv(10) == b"new\n"
+        c.close()
+        live.sendall(b"two\n")
+        assert live.recv(10) == b"two\n"
+        assert old.poll() is None, "the old twlb exited with a connection open"
+        live.close()
+        assert old.wait(10) == 0, open(old.log_path).read()
+        assert new.poll() is None
 
 
 def test_takeover_that_cannot_happen_says_why_and_leaves_the_old_one_serving():
     with h.Env() as env:
-        cfg, new_cfg, old = setup(env)
+        cfg, path, old = setup(env)
         # no such socket
-        r = subprocess.run([h.TWLB, "-c", env.write_config(new_cfg, "x.json"), "--takeover",
-                            env.path("nothing.sock")], capture_output=True, text=True,
-                           timeout=10)
+        r = subprocess.run([h.TWLB, "-c", path, "--takeover", env.path("nothing.sock")],
+                           capture_output=True, text=True, timeout=10)
         assert r.returncode == 1 and "cannot connect" in r.stderr, r.stderr
-        # a new process whose start fails after it got the sockets (its admin address is
-        # the old one's): the old one polls its listeners again
-        bad = json.loads(json.dumps(new_cfg))
-        bad["admin"]["bind"] = cfg["admin"]["bind"]
-        p = takeover(env, bad, cfg["upgrade_socket"], wait=False)
+        # not a twlb upgrade socket
+        plain = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        plain.bind(env.path("plain.sock"))
+        plain.listen(1)
+        r = subprocess.run([h.TWLB, "-c", path, "--takeover", env.path("plain.sock")],
+                           capture_output=True, text=True, timeout=10)
+        plain.close()
+        assert r.returncode == 1 and "takeover" in r.stderr, r.stderr
+        # a new process whose start fails after it got the sockets, the state file and
+        # the admin address (its "user" does not exist): the old one takes them back
+        bad = json.load(open(path))
+        bad["user"] = "no-such-user-twlb"
+        p = takeover(env, env.write_config(bad, "bad.json"), cfg["upgrade_socket"],
+                     wait=False)
         assert p.wait(15) == 1
         h.wait_for(lambda: "still serving" in open(old.log_path).read(), 5, "the old one back")
+        olog = open(old.log_path).read()
+        assert "locked again after the failed takeover" in olog, olog
         assert old.poll() is None
         assert h.first_line(h.listen_addr(cfg)) == "b1"
         assert h.http_get(h.admin_addr(cfg), "/healthz")[0] == 200
+        # and a second twlb on the same state file is still refused (the lock is back)
+        other = json.load(open(path))
+        other["upgrade_socket"] = None
+        other["listeners"][0]["bind"] = "127.0.0.1:%d" % h.free_port("127.0.0.1")
+        other["admin"]["bind"] = "127.0.0.1:%d" % h.free_port("127.0.0.1")
+        r = subprocess.run([h.TWLB, "-c", env.write_config(other, "other.json")],
+                           capture_output=True, text=True, timeout=10)
+        assert r.returncode == 1, r.stderr
