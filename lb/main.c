@@ -53,7 +53,8 @@ static const char usage_text[] =
     "                      serves (if this one fails to start, it serves on)\n"
     "exit status: 0 success; 1 the configuration has errors, or twlb could not start\n"
     "             (or failed while running); 2 bad command line\n"
-    "signals: SIGTERM/SIGINT drain and exit 0, SIGHUP reloads, SIGUSR1 reopens the logs\n";
+    "signals: SIGTERM/SIGINT drain and exit 0, SIGHUP reloads, SIGUSR1 reopens the logs,\n"
+    "         SIGUSR2 upgrades (starts this binary's path with --takeover)\n";
 
 static int usage_error(void)
 {
@@ -94,7 +95,7 @@ static int token_check(const char *path, char *err, size_t errlen)
 
 struct app {
     uv_loop_t loop;
-    uv_signal_t sigterm, sigint, sigusr1, sighup;
+    uv_signal_t sigterm, sigint, sigusr1, sighup, sigusr2;
     const char *path;
     struct group *g;
     struct admin *admin;     /* NULL when "admin" is not configured */
@@ -164,6 +165,7 @@ static void on_drained(struct group *g)
     uv_close((uv_handle_t *)&app->sigint, NULL);
     uv_close((uv_handle_t *)&app->sigusr1, NULL);
     uv_close((uv_handle_t *)&app->sighup, NULL);
+    uv_close((uv_handle_t *)&app->sigusr2, NULL);
 }
 
 /* SIGHUP: validate the file again; apply it only if it is valid, atomically: a new
@@ -269,7 +271,25 @@ static void upgrade_handed(void *arg, pid_t to)
 {
     struct app *app = arg;
     log_info("upgrade: pid %d took over; stopping", (int)to);
+    sdnotify_silence(); /* it is the unit's main process now: no STOPPING=1 from here */
     stop(app);
+}
+
+static char self_exe[4096]; /* this binary's path as started: a new one may be there now */
+
+/* SIGUSR2: start the binary at our path with --takeover on our upgrade socket. */
+static void on_upgrade_signal(uv_signal_t *h, int signum)
+{
+    struct app *app = h->data;
+    const struct config *cfg = app->g ? group_config(app->g) : NULL;
+    char err[512];
+    if (app->stopping || !cfg)
+        log_warn("SIGUSR2: stopping already; no upgrade");
+    else if (!cfg->upgrade_socket)
+        log_error("SIGUSR2: no \"upgrade_socket\" in the configuration; no upgrade");
+    else if (takeover_spawn(&app->loop, self_exe, app->path, cfg->upgrade_socket, err,
+                            sizeof err) < 0)
+        log_error("SIGUSR2: %s; no upgrade", err);
 }
 
 /* The sockets go to a new process (give=1): let the admin address go, it binds it next;
@@ -413,6 +433,9 @@ static int run(const char *path, const char *takeover)
         uv_signal_init(&app.loop, &app.sighup);
         app.sigusr1.data = app.sighup.data = &app;
         uv_signal_start(&app.sighup, on_reload_signal, SIGHUP);
+        uv_signal_init(&app.loop, &app.sigusr2);
+        app.sigusr2.data = &app;
+        uv_signal_start(&app.sigusr2, on_upgrade_signal, SIGUSR2);
         size_t unused = listener_inherit_close_rest();
         if (unused)
             log_info("takeover: closed %zu listening sockets no listener here uses", unused);
@@ -481,6 +504,13 @@ int main(int argc, char **argv)
 {
     if (argc >= 2 && !strcmp(argv[1], "simulate"))
         return simulate_main(argc - 1, argv + 1);
+    if (!strchr(argv[0], '/') || !realpath(argv[0], self_exe)) { /* by PATH: the kernel's */
+        ssize_t n = readlink("/proc/self/exe", self_exe, sizeof self_exe - 1);
+        self_exe[n > 0 ? n : 0] = 0;
+        char *del = strstr(self_exe, " (deleted)"); /* replaced by a package upgrade */
+        if (del && !del[10])
+            *del = 0;
+    }
     const char *path = NULL, *check_path = NULL, *takeover = NULL;
     int checking = 0, c;
     opterr = 0; /* our own messages, naming the option */

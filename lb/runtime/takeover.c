@@ -30,6 +30,8 @@ static int unix_addr(const char *path, struct sockaddr_un *a)
     return 0;
 }
 
+static uv_process_t *spawned; /* SIGUSR2: the last new process we started, until it exits */
+
 /* ---- on the workers ---------------------------------------------------------------- */
 
 static void do_accept_off(struct worker *w, void *arg)
@@ -287,6 +289,10 @@ static void free_server(uv_handle_t *h)
 
 void takeover_server_close(struct takeover_server *s)
 {
+    if (spawned) { /* it serves on without us: stop watching it (the loop can end) */
+        uv_close((uv_handle_t *)spawned, (uv_close_cb)free);
+        spawned = NULL;
+    }
     if (!s || s->closing)
         return;
     s->closing = 1;
@@ -379,4 +385,40 @@ void takeover_abandon(struct takeover_client *c)
     if (c->fd >= 0)
         close(c->fd);
     c->fd = -1;
+}
+
+/* ---- SIGUSR2: the new process as our child -------------------------------------------- */
+
+static void on_child_exit(uv_process_t *p, int64_t status, int signum)
+{
+    if (status || signum)
+        log_error("upgrade: the new process (pid %d) exited with status %d%s%s: still "
+                  "serving here", p->pid, (int)status, signum ? ", signal " : "",
+                  signum ? strsignal(signum) : "");
+    if (spawned == p)
+        spawned = NULL;
+    uv_close((uv_handle_t *)p, (uv_close_cb)free);
+}
+
+int takeover_spawn(uv_loop_t *loop, const char *exe, const char *config, const char *sock,
+                   char *err, size_t errlen)
+{
+    uv_process_t *p = calloc(1, sizeof *p);
+    char *args[] = {(char *)exe, "-c", (char *)config, "--takeover", (char *)sock, NULL};
+    uv_stdio_container_t stdio[3] = {{UV_IGNORE, {0}}, {UV_INHERIT_FD, {.fd = 1}},
+                                     {UV_INHERIT_FD, {.fd = 2}}};
+    uv_process_options_t o = {.exit_cb = on_child_exit, .file = exe, .args = args,
+                              .stdio_count = 3, .stdio = stdio};
+    int r = p ? uv_spawn(loop, p, &o) : UV_ENOMEM;
+    if (r < 0) {
+        snprintf(err, errlen, "cannot start %s: %s", exe, uv_strerror(r));
+        if (p)
+            uv_close((uv_handle_t *)p, (uv_close_cb)free);
+        return r;
+    }
+    log_info("upgrade: started %s -c %s --takeover %s (pid %d)", exe, config, sock, p->pid);
+    if (spawned) /* an earlier one still runs: no longer watched */
+        uv_close((uv_handle_t *)spawned, (uv_close_cb)free);
+    spawned = p;
+    return 0;
 }

@@ -51,6 +51,13 @@ int takeover_serve(uv_loop_t *loop, const char *path, const struct takeover_hook
  * connection.  NULL ok.  Run the loop afterwards. */
 void takeover_server_close(struct takeover_server *s);
 
+/* SIGUSR2 (the systemd way: `systemctl kill -s USR2 twlb`): start <exe> -c <config>
+ * --takeover <sock> as a child of this process, in its cgroup, so that its MAINPID= and
+ * READY=1 are accepted (NotifyAccess=all); it then takes over as above.  Its exit status
+ * is logged when it fails.  0 or -errno with <err>. */
+int takeover_spawn(uv_loop_t *loop, const char *exe, const char *config, const char *sock,
+                   char *err, size_t errlen);
+
 /* ---- the new process ---- */
 
 struct takeover_client {

@@ -7,6 +7,7 @@ that cannot happen says why and leaves the old process serving (its state file l
 again, its admin address back).  The carrying over of port knowledge toward a strict
 backend is test_reuse.py's test_upgrade_carries_time_wait_records_over."""
 import json
+import signal
 import os
 import socket
 import subprocess
@@ -128,9 +129,91 @@ def test_takeover_that_cannot_happen_says_why_and_leaves_the_old_one_serving():
         assert h.http_get(h.admin_addr(cfg), "/healthz")[0] == 200
         # and a second twlb on the same state file is still refused (the lock is back)
         other = json.load(open(path))
-        other["upgrade_socket"] = None
+        del other["upgrade_socket"]
         other["listeners"][0]["bind"] = "127.0.0.1:%d" % h.free_port("127.0.0.1")
         other["admin"]["bind"] = "127.0.0.1:%d" % h.free_port("127.0.0.1")
         r = subprocess.run([h.TWLB, "-c", env.write_config(other, "other.json")],
                            capture_output=True, text=True, timeout=10)
-        assert r.returncode == 1, r.stderr
+        assert r.returncode == 1 and "in use" in r.stderr, r.stderr
+
+
+def test_sigusr2_under_systemd_notify_hands_the_unit_to_the_new_process():
+    """The systemd way (`systemctl kill -s USR2 twlb`): SIGUSR2 makes the running twlb
+    start its own binary with --takeover as its child (in the unit's cgroup); the new one
+    sends MAINPID= (itself) and READY=1; the old one, draining a live connection, tells
+    systemd nothing more (its STOPPING=1 would stop the unit) and exits 0."""
+    from test_sdnotify import Notify
+    with h.Env() as env:
+        n = h.new_net()
+        be = env.backend("e", "127.%d.1.1:0" % n, "echo")
+        cfg = h.pool_config(n, [{"name": "e", "address": be.addr}])
+        cfg["workers"] = 2
+        cfg["drain_timeout_ms"] = 20000
+        cfg["reuse"]["state_file"] = env.path("twlb.state")
+        cfg["upgrade_socket"] = env.path("twlb.sock")
+        note = Notify(env.path("notify.sock"))
+        new_pid = None
+        try:
+            old = env.twlb(cfg, wait=False, extra_env={"NOTIFY_SOCKET": note.path})
+            note.until("READY=1")
+            live = socket.create_connection(h.split_addr(h.listen_addr(cfg)), timeout=5)
+            live.sendall(b"one\n")
+            assert live.recv(10) == b"one\n"
+            old.send_signal(signal.SIGUSR2)
+            new_pid = _next_mainpid(note, old.pid)
+            assert new_pid != old.pid
+            at = [i for i, m in enumerate(note.msgs) if "MAINPID" in m][0]
+            if not any("READY" in m for m in note.msgs[at + 1:]):
+                note.until("READY=1")
+            h.wait_for(lambda: "takeover: pid %d serves; draining" % new_pid in
+                       open(old.log_path).read(), 5, "the old one draining")
+            assert h.first_line(h.listen_addr(cfg), data=b"new\n", shut=True) == "new"
+            assert h.http_get(h.admin_addr(cfg), "/healthz")[0] == 200
+            live.sendall(b"two\n")
+            assert live.recv(10) == b"two\n"
+            live.close()
+            assert old.wait(10) == 0, open(old.log_path).read()
+            note.sock.settimeout(0.3)  # anything the old one sent meanwhile
+            try:
+                while True:
+                    note.msgs.append(dict(line.split("=", 1) for line in
+                                          note.sock.recv(4096).decode().split("\n") if line))
+            except socket.timeout:
+                pass
+            assert "STOPPING" not in [k for m in note.msgs for k in m], note.msgs
+            os.kill(new_pid, 0)  # still serving
+        finally:
+            note.close()
+            if new_pid:
+                _stop_pid(new_pid)
+
+
+def _next_mainpid(note, old_pid, timeout=10):
+    """Receive until a MAINPID= message; its pid."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for m in note.msgs:
+            if "MAINPID" in m:
+                return int(m["MAINPID"])
+        note.sock.settimeout(max(0.05, deadline - time.monotonic()))
+        try:
+            data = note.sock.recv(4096).decode()
+        except socket.timeout:
+            break
+        note.msgs.append(dict(line.split("=", 1) for line in data.split("\n") if line))
+    raise AssertionError("no MAINPID=; got %r" % note.msgs)
+
+
+def _stop_pid(pid):
+    """SIGTERM the new twlb (not our child: the old one started it), and SIGKILL it if it
+    has not gone within 10 s."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+        h.wait_for(lambda: not os.path.exists("/proc/%d" % pid) or
+                   open("/proc/%d/stat" % pid).read().split(")")[1].split()[0] == "Z",
+                   10, "the new twlb gone")
+    except (ProcessLookupError, AssertionError):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
