@@ -397,7 +397,7 @@ static int run(const char *path, const char *takeover)
             log_info("takeover: %u workers, as pid %d runs (one per listening socket)",
                      tk.nworkers, (int)tk.old_pid);
         cfg->workers = tk.nworkers; /* every socket moves, one to one */
-        state_takeover_grace(cfg->drain_timeout_ms);
+        state_takeover_grace(tk.drain_ms); /* the old one's drain: its ports' longest hold */
     }
 
     struct app app;

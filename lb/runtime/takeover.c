@@ -126,8 +126,8 @@ static int send_sockets(struct takeover_server *s, struct group *g)
 {
     const struct config *cfg = group_config(g);
     unsigned n = group_size(g);
-    char msg[64];
-    snprintf(msg, sizeof msg, "OK %u %zu\n", n, cfg->n_listeners);
+    char msg[80];
+    snprintf(msg, sizeof msg, "OK %u %zu %u\n", n, cfg->n_listeners, cfg->drain_timeout_ms);
     int r = fdpass_send(s->cfd, msg, strlen(msg), NULL, 0);
     int fds[FDPASS_MAX];
     for (size_t l = 0; r == 0 && l < cfg->n_listeners; l++) {
@@ -343,7 +343,7 @@ int takeover_connect(const char *path, struct takeover_client *c, char *err, siz
     int got = r < 0 ? r : fdpass_recv(c->fd, buf, sizeof buf - 1, fds, &nfds);
     if (got > 0) {
         buf[got] = 0;
-        if (sscanf(buf, "OK %u %zu", &c->nworkers, &nl) != 2 || !c->nworkers ||
+        if (sscanf(buf, "OK %u %zu %u", &c->nworkers, &nl, &c->drain_ms) != 3 || !c->nworkers ||
             c->nworkers > LISTENER_INHERIT_MAX || nl > LISTENER_INHERIT_SETS) {
             snprintf(err, errlen, "takeover from %s: pid %d answered \"%.*s\"", path,
                      (int)c->old_pid, (int)strcspn(buf, "\n"), buf);

@@ -6,8 +6,8 @@
  * polling its listening sockets (clients wait in their accept queues, none is refused),
  * waits until none of its sessions may still take a source port (connecting, queued,
  * retrying; at most TAKEOVER_SETTLE_MS) and stops its health probes, then sends OK with
- * its worker count and, per listener, the listening socket of every worker (SCM_RIGHTS:
- * the same sockets, with their accept queues).  Just before, it unlocks its state file
+ * its worker count and drain_timeout_ms and, per listener, the listening socket of
+ * every worker (SCM_RIGHTS: the same sockets, with their accept queues).  Just before, it unlocks its state file
  * (statefile_handover: the new process opens it, reads every record of the ports and
  * lays out its own file at the name; a port still BUSY here counts there as unknown for
  * drain_timeout_ms plus a TIME_WAIT) and closes its admin listener (the new process binds
@@ -65,6 +65,7 @@ struct takeover_client {
     pid_t old_pid;
     unsigned nworkers;
     unsigned nsockets; /* listening sockets received */
+    unsigned drain_ms; /* the old process's drain_timeout_ms: how long it may keep ports */
 };
 
 /* Connect to <path>, ask, and receive the listening sockets (given to
