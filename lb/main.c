@@ -1,6 +1,8 @@
 /* main.c - the twlb command line.
  *
  *   twlb -c FILE                 run in the foreground on FILE
+ *   twlb -c FILE --takeover SOCK take over the listening sockets of the twlb serving on
+ *                                upgrade socket SOCK, which then drains (takeover.h)
  *   twlb -t [-c] FILE            validate FILE (also --check FILE, --check=FILE, like
  *                                nginx -t): "configuration ok", or every error (exit 1)
  *   twlb simulate ...            the capacity planner (sim/cli.c)
@@ -25,13 +27,18 @@
 #include "os/statefile.h"
 #include "runtime/view.h"
 #include "runtime/group.h"
+#include "runtime/listener.h"
 #include "runtime/lifecycle.h"
 #include "runtime/preflight.h"
+#include "runtime/state.h"
+#include "runtime/takeover.h"
+#include "os/sdnotify.h"
 #include "sim/cli.h"
 
 
 static const char usage_text[] =
     "usage: twlb -c FILE            run the balancer on FILE (foreground)\n"
+    "       twlb -c FILE --takeover SOCK   upgrade: take over from the twlb on SOCK\n"
     "       twlb -t [-c] FILE       check FILE and exit (also --check FILE, --check=FILE)\n"
     "       twlb simulate -c FILE --rate R --duration S [...]   capacity planner\n"
     "                               (twlb simulate --help)\n"
@@ -41,9 +48,13 @@ static const char usage_text[] =
     "  -c, --config FILE   the JSON configuration (docs/configuration.md)\n"
     "  -t, --check[=FILE]  validate the configuration: \"configuration ok\" on stdout, or\n"
     "                      every error with file, line:col and JSON path on stderr\n"
+    "  --takeover SOCK     take over the listening sockets of the twlb whose\n"
+    "                      \"upgrade_socket\" is SOCK; it drains and exits once this one\n"
+    "                      serves (if this one fails to start, it serves on)\n"
     "exit status: 0 success; 1 the configuration has errors, or twlb could not start\n"
     "             (or failed while running); 2 bad command line\n"
-    "signals: SIGTERM/SIGINT drain and exit 0, SIGHUP reloads, SIGUSR1 reopens the logs\n";
+    "signals: SIGTERM/SIGINT drain and exit 0, SIGHUP reloads, SIGUSR1 reopens the logs,\n"
+    "         SIGUSR2 upgrades (starts this binary's path with --takeover)\n";
 
 static int usage_error(void)
 {
@@ -84,11 +95,13 @@ static int token_check(const char *path, char *err, size_t errlen)
 
 struct app {
     uv_loop_t loop;
-    uv_signal_t sigterm, sigint, sigusr1, sighup;
+    uv_signal_t sigterm, sigint, sigusr1, sighup, sigusr2;
     const char *path;
     struct group *g;
     struct admin *admin;     /* NULL when "admin" is not configured */
     struct lifecycle *life;  /* reload outcome, drain, systemd (runtime/lifecycle.h) */
+    struct takeover_server *upgrade; /* "upgrade_socket" (runtime/takeover.h) */
+    int admin_given;         /* the admin listener was closed for a takeover */
     int stopping;
     uint64_t save_failures;  /* statefile_save_failures() when the stop began */
 };
@@ -146,10 +159,13 @@ static void on_drained(struct group *g)
     app->admin = NULL;
     lifecycle_close(app->life);
     app->life = NULL;
+    takeover_server_close(app->upgrade);
+    app->upgrade = NULL;
     uv_close((uv_handle_t *)&app->sigterm, NULL);
     uv_close((uv_handle_t *)&app->sigint, NULL);
     uv_close((uv_handle_t *)&app->sigusr1, NULL);
     uv_close((uv_handle_t *)&app->sighup, NULL);
+    uv_close((uv_handle_t *)&app->sigusr2, NULL);
 }
 
 /* SIGHUP: validate the file again; apply it only if it is valid, atomically: a new
@@ -225,6 +241,14 @@ static void on_reopen_signal(uv_signal_t *h, int signum)
         log_info("SIGUSR1: log files reopened");
 }
 
+static void stop(struct app *app)
+{
+    app->stopping = 1;
+    app->save_failures = statefile_save_failures(); /* the drain saves once more */
+    lifecycle_stopping(app->life);
+    group_drain(app->g, on_drained);
+}
+
 static void on_stop_signal(uv_signal_t *h, int signum)
 {
     struct app *app = h->data;
@@ -233,10 +257,59 @@ static void on_stop_signal(uv_signal_t *h, int signum)
         return;
     }
     log_info("signal %d: stopping", signum);
-    app->stopping = 1;
-    app->save_failures = statefile_save_failures(); /* the drain saves once more */
-    lifecycle_stopping(app->life);
-    group_drain(app->g, on_drained);
+    stop(app);
+}
+
+static struct group *upgrade_group(void *arg)
+{
+    struct app *app = arg;
+    return app->stopping ? NULL : app->g;
+}
+
+/* A new process took the listening sockets and serves: drain as on SIGTERM. */
+static void upgrade_handed(void *arg, pid_t to)
+{
+    struct app *app = arg;
+    log_info("upgrade: pid %d took over; stopping", (int)to);
+    sdnotify_silence(); /* it is the unit's main process now: no STOPPING=1 from here */
+    stop(app);
+}
+
+static char self_exe[4096]; /* this binary's path as started: a new one may be there now */
+
+/* SIGUSR2: start the binary at our path with --takeover on our upgrade socket. */
+static void on_upgrade_signal(uv_signal_t *h, int signum)
+{
+    struct app *app = h->data;
+    const struct config *cfg = app->g ? group_config(app->g) : NULL;
+    char err[512];
+    if (app->stopping || !cfg)
+        log_warn("SIGUSR2: stopping already; no upgrade");
+    else if (!cfg->upgrade_socket)
+        log_error("SIGUSR2: no \"upgrade_socket\" in the configuration; no upgrade");
+    else if (takeover_spawn(&app->loop, self_exe, app->path, cfg->upgrade_socket, err,
+                            sizeof err) < 0)
+        log_error("SIGUSR2: %s; no upgrade", err);
+}
+
+/* The sockets go to a new process (give=1): let the admin address go, it binds it next;
+ * the takeover failed (give=0): bind it again. */
+static void upgrade_handover(void *arg, int give)
+{
+    struct app *app = arg;
+    if (give && app->admin) {
+        admin_close(app->admin);
+        app->admin = NULL;
+        app->admin_given = 1;
+    } else if (!give && app->admin_given && app->g) {
+        char err[512], token[ADMIN_TOKEN_MAX];
+        app->admin_given = 0;
+        if (admin_prepare(app, group_config(app->g), NULL, NULL, &app->admin, token, err,
+                          sizeof err) < 0)
+            log_error("takeover failed: admin endpoint: %s", err);
+        else
+            admin_set_token(app->admin, token);
+    }
 }
 
 /* "user" (and "group"): who twlb becomes once everything is open. */
@@ -284,7 +357,7 @@ static void raise_fd_limit(void)
     }
 }
 
-static int run(const char *path)
+static int run(const char *path, const char *takeover)
 {
     struct config *cfg = load_or_report(path, 0);
     if (!cfg)
@@ -312,13 +385,26 @@ static int run(const char *path)
     cfg_errors_free(&warns);
     signal(SIGPIPE, SIG_IGN);
     raise_fd_limit();
+    struct takeover_client tk = {.fd = -1};
+    char err[512] = "", token[ADMIN_TOKEN_MAX];
+    if (takeover) {
+        if (takeover_connect(takeover, &tk, err, sizeof err) < 0) {
+            fprintf(stderr, "twlb: %s\n", err);
+            config_free(cfg);
+            return 1;
+        }
+        if (cfg->workers != tk.nworkers)
+            log_info("takeover: %u workers, as pid %d runs (one per listening socket)",
+                     tk.nworkers, (int)tk.old_pid);
+        cfg->workers = tk.nworkers; /* every socket moves, one to one */
+        state_takeover_grace(tk.drain_ms); /* the old one's drain: its ports' longest hold */
+    }
 
     struct app app;
     memset(&app, 0, sizeof app);
     the_app = &app;
     uv_loop_init(&app.loop);
     app.path = path;
-    char err[512] = "", token[ADMIN_TOKEN_MAX];
     int rc = 0;
     struct privs_target who;
     if (lookup_user(cfg, &who, err, sizeof err) < 0 ||
@@ -326,6 +412,8 @@ static int run(const char *path)
         !(app.g = group_start(&app.loop, cfg, err, sizeof err)) ||
         (cfg->user && drop_privileges(app.g, &who, err, sizeof err) < 0)) {
         fprintf(stderr, "twlb: %s\n", err);
+        listener_inherit_close_rest();
+        takeover_abandon(&tk); /* the old process serves on */
         if (app.g)
             group_stop(app.g);
         app.g = NULL;
@@ -345,6 +433,26 @@ static int run(const char *path)
         uv_signal_init(&app.loop, &app.sighup);
         app.sigusr1.data = app.sighup.data = &app;
         uv_signal_start(&app.sighup, on_reload_signal, SIGHUP);
+        uv_signal_init(&app.loop, &app.sigusr2);
+        app.sigusr2.data = &app;
+        uv_signal_start(&app.sigusr2, on_upgrade_signal, SIGUSR2);
+        size_t unused = listener_inherit_close_rest();
+        if (unused)
+            log_info("takeover: closed %zu listening sockets no listener here uses", unused);
+        if (tk.fd >= 0) {
+            if (takeover_ready(&tk) < 0)
+                log_warn("takeover: cannot tell pid %d that this one serves", (int)tk.old_pid);
+            else
+                log_info("takeover: serving; pid %d drains", (int)tk.old_pid);
+            takeover_abandon(&tk);
+            sdnotify_mainpid();
+        }
+        const struct takeover_hooks hooks = {upgrade_group, upgrade_handed, upgrade_handover,
+                                             &app};
+        if (cfg->upgrade_socket &&
+            takeover_serve(&app.loop, cfg->upgrade_socket, &hooks, &app.upgrade, err,
+                           sizeof err) < 0)
+            log_error("%s: upgrades through it are not possible", err);
         log_info("twlb %s running with %s", TWLB_VERSION, path);
         app.life = lifecycle_new(&app.loop, admin_view, &app);
         lifecycle_ready(app.life);
@@ -388,6 +496,7 @@ static const struct option options[] = {
     {"check", optional_argument, NULL, 't'},
     {"version", no_argument, NULL, 'V'},
     {"help", no_argument, NULL, 'h'},
+    {"takeover", required_argument, NULL, 'X'},
     {NULL, 0, NULL, 0},
 };
 
@@ -395,7 +504,14 @@ int main(int argc, char **argv)
 {
     if (argc >= 2 && !strcmp(argv[1], "simulate"))
         return simulate_main(argc - 1, argv + 1);
-    const char *path = NULL, *check_path = NULL;
+    if (!strchr(argv[0], '/') || !realpath(argv[0], self_exe)) { /* by PATH: the kernel's */
+        ssize_t n = readlink("/proc/self/exe", self_exe, sizeof self_exe - 1);
+        self_exe[n > 0 ? n : 0] = 0;
+        char *del = strstr(self_exe, " (deleted)"); /* replaced by a package upgrade */
+        if (del && !del[10])
+            *del = 0;
+    }
+    const char *path = NULL, *check_path = NULL, *takeover = NULL;
     int checking = 0, c;
     opterr = 0; /* our own messages, naming the option */
     while ((c = getopt_long(argc, argv, ":c:thV", options, NULL)) != -1) {
@@ -411,6 +527,9 @@ int main(int argc, char **argv)
             checking = 1;
             if (optarg)
                 check_path = optarg; /* --check=FILE */
+            break;
+        case 'X':
+            takeover = optarg;
             break;
         case 'V':
             printf("twlb %s\n", TWLB_VERSION);
@@ -453,5 +572,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "twlb: no configuration: give -c FILE\n");
         return usage_error();
     }
-    return run(path);
+    if (takeover && checking) {
+        fprintf(stderr, "twlb: --takeover runs the balancer; it does not go with -t\n");
+        return usage_error();
+    }
+    return run(path, takeover);
 }

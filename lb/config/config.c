@@ -588,6 +588,7 @@ void config_free(struct config *c)
     free(c->log.access_log);
     free(c->user);
     free(c->group);
+    free(c->upgrade_socket);
     free(c->path);
     free(c);
 }

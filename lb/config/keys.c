@@ -155,6 +155,8 @@ static const struct key top[] = {
         .bad = "is empty or too long (expected a user name)", RESTART),
     STR("group", struct config, group, .min = 1, .max = CFG_NAME_MAX,
         .bad = "is empty or too long (expected a group name)", RESTART),
+    STR("upgrade_socket", struct config, upgrade_socket, .min = 1, .max = 107,
+        .bad = "is empty or longer than 107 bytes (expected a Unix socket path)", RESTART),
 };
 TABLE(keys_top, "", top);
 

@@ -135,6 +135,7 @@ struct config {
     uint32_t workers;               /* event loops (threads); 0: "auto", one per CPU */
     char *user;                     /* run as this user once started; NULL: stay */
     char *group;                    /* and this group; NULL: the user's primary group */
+    char *upgrade_socket;           /* where a new twlb takes over (takeover.h); NULL: none */
 };
 
 #endif

@@ -182,7 +182,7 @@ int portstate_recover(const struct portstate_plan *p, const struct portstate_clo
          * every port covers it. */
         if (p->kind == PORTSTATE_HOST_CRASH && blocked >= now->mono_ms + tw_ms)
             return 0;
-        make_unknown(e, now->mono_ms + tw_ms);
+        make_unknown(e, now->mono_ms + tw_ms + p->busy_grace_ms);
         return 1;
     }
     uint64_t until = e->until_ms;

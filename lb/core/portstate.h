@@ -107,6 +107,10 @@ struct portstate_plan {
      * TIME_WAIT (0: none).  Kept in the new file, so a crash within that time keeps it. */
     uint64_t risk_from_real_ms;
     int64_t shift_ms;              /* REBOOT: old until_ms + shift_ms = today's */
+    /* A takeover (the previous run still drains, its connections live on): a port BUSY in
+     * it may end its connection this much later still (its drain_timeout_ms), so it counts
+     * as unknown that much longer than one TIME_WAIT.  0 otherwise.  Set by the caller. */
+    uint64_t busy_grace_ms;
 };
 
 void portstate_plan_fresh(struct portstate_plan *p);

@@ -1,6 +1,8 @@
 /* sdnotify.c - see sdnotify.h. */
 #include "os/sdnotify.h"
 
+#include <unistd.h>
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,9 +12,16 @@
 #include "os/clock.h"
 #include "os/log.h"
 
+static int silenced;
+
+void sdnotify_silence(void)
+{
+    silenced = 1;
+}
+
 int sdnotify_enabled(void)
 {
-    const char *s = getenv("NOTIFY_SOCKET");
+    const char *s = silenced ? NULL : getenv("NOTIFY_SOCKET");
     return s && *s;
 }
 
@@ -39,6 +48,11 @@ static void notify(const char *fmt, ...)
 void sdnotify_ready(const char *status)
 {
     notify("READY=1\nSTATUS=%s", status);
+}
+
+void sdnotify_mainpid(void)
+{
+    notify("MAINPID=%d", (int)getpid());
 }
 
 void sdnotify_reloading(const char *status)

@@ -14,6 +14,12 @@ int sdnotify_enabled(void);
 
 /* READY=1: started, or a reload ended (whatever its outcome). */
 void sdnotify_ready(const char *status);
+/* MAINPID=<this process>: it took over from the unit's main process (takeover.h);
+ * the unit needs NotifyAccess=all for systemd to take it. */
+void sdnotify_mainpid(void);
+/* Tell systemd nothing more: a new process took over as the unit's main process (its
+ * STOPPING=1 would stop the unit). */
+void sdnotify_silence(void);
 /* RELOADING=1 with MONOTONIC_USEC= (CLOCK_MONOTONIC now, as systemd wants it). */
 void sdnotify_reloading(const char *status);
 /* STOPPING=1: the drain began. */

@@ -35,7 +35,7 @@ uint64_t statefile_save_failures(void)
     return __atomic_load_n(&save_failures, __ATOMIC_RELAXED);
 }
 
-static void count_failure(void)
+void sf_count_failure(void)
 {
     __atomic_add_fetch(&save_failures, 1, __ATOMIC_RELAXED);
 }
@@ -329,7 +329,7 @@ static void install(struct statefile *sf, const struct sf_prev *prev, const char
     unlink(tmp);
     close(sf->fd);
     sf->fd = -1;
-    count_failure();
+    sf_count_failure();
     log_error("state file %s: %s: %s; this run's records are kept in memory only", sf->path,
               what, strerror(e));
 }
@@ -373,6 +373,7 @@ int statefile_open(const char *path, const struct statefile_key *keys, size_t n,
         free_sf(sf);
         return r;
     }
+    sf->plan.busy_grace_ms = v1 ? v1->busy_grace_ms : 0;
     char tmp[4200];
     sf->fd = create_file(sf, sf->size, tmp, sizeof tmp);
     if (sf->fd >= 0 && map_to(sf, sf->size) < 0) {
@@ -382,7 +383,7 @@ int statefile_open(const char *path, const struct statefile_key *keys, size_t n,
         sf->fd = -1;
     }
     if (sf->fd < 0) {
-        count_failure(); /* memory only: the drain exits 1 */
+        sf_count_failure(); /* memory only: the drain exits 1 */
         if ((r = map_to(sf, sf->size)) < 0) {
             sf_prev_release(&prev);
             free_sf(sf);
@@ -426,7 +427,11 @@ int statefile_open(const char *path, const struct statefile_key *keys, size_t n,
     else
         log_info("state file %s: %s: restored %d remembered ports%s", path,
                  portstate_restart_name(sf->plan.kind), restored, memo);
-    if (unknown)
+    if (unknown && sf->plan.busy_grace_ms)
+        log_info("state file %s: %d ports busy in the process taken over count as in "
+                 "backend TIME_WAIT for its drain (%llu ms) and one TIME_WAIT period", path,
+                 unknown, (unsigned long long)sf->plan.busy_grace_ms);
+    else if (unknown)
         log_warn("state file %s: %d ports count as in backend TIME_WAIT with nothing known, "
                  "for at most one TIME_WAIT period: busy when a run ended (a crash?), so "
                  "their connections' end is unknown", path, unknown);
@@ -461,7 +466,7 @@ int statefile_add(struct statefile *sf, const struct statefile_key *keys, size_t
     if (r == 0)
         r = map_to(sf, size);
     if (r < 0) {
-        count_failure();
+        sf_count_failure();
         log_error("state file %s: cannot grow it to %zu bytes: %s; the ports of %zu new paths "
                   "are kept in memory only", sf->path, size, strerror(-r), sf->n - first);
     }
@@ -522,6 +527,8 @@ void statefile_started(struct statefile *sf)
 
 void statefile_heartbeat(struct statefile *sf)
 {
+    if (sf->handed)
+        return; /* the new process's file now (statefile_handover) */
     struct portstate_clock c;
     sf_read_clock(&c, 0);
     __atomic_store_n(&sf->hdr->alive_real_ms, c.real_ms, __ATOMIC_RELEASE);
@@ -531,10 +538,10 @@ void statefile_heartbeat(struct statefile *sf)
 
 int statefile_sync(struct statefile *sf)
 {
-    if (sf->fd < 0 || fdatasync(sf->fd) == 0)
+    if (sf->fd < 0 || sf->handed || fdatasync(sf->fd) == 0)
         return 0;
     int e = errno;
-    count_failure();
+    sf_count_failure();
     log_error("state file %s: cannot sync it to disk: %s (a host crash now would lose the "
               "records of the last seconds)", sf->path, strerror(e));
     return -e;
@@ -544,18 +551,23 @@ void statefile_close(struct statefile *sf, int clean)
 {
     if (!sf)
         return;
+    if (sf->handed) {
+        log_info("state file %s: handed over to the new process at the takeover", sf->path);
+        free_sf(sf);
+        return;
+    }
     statefile_heartbeat(sf);
     if (clean)
         __atomic_store_n(&sf->hdr->clean, 1u, __ATOMIC_RELEASE);
     if (sf->fd >= 0) {
         if (fsync(sf->fd) != 0) {
-            count_failure();
+            sf_count_failure();
             log_error("state file %s: cannot sync it to disk: %s", sf->path, strerror(errno));
         } else {
             log_info("state file %s: %s", sf->path, clean ? "closed cleanly" : "closed");
         }
     } else {
-        count_failure();
+        sf_count_failure();
         log_error("state file %s: this run's records were kept in memory only; the next "
                   "start will not know them", sf->path);
     }

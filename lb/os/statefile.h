@@ -90,6 +90,15 @@ void statefile_heartbeat(struct statefile *sf);
 /* The file to disk (fdatasync; may block: off the serving threads).  0 or -errno (logged,
  * counted). */
 int statefile_sync(struct statefile *sf);
+/* A takeover (runtime/takeover.h).  give=1: the listening sockets go to a new process,
+ * which opens this file next: unlock it and write no heartbeat, sync or clean mark from
+ * now on (the workers' stores go on into this run's mapping; once the new process has
+ * laid out its own file at the name, into a file nobody reads).  give=0: the takeover
+ * failed; lock the file again.  Returns 0, or -errno when the file at the name is no
+ * longer this one (the new process replaced it before failing) or cannot be locked: this
+ * run's records then stay unsaved (logged, counted).  NULL ok. */
+int statefile_handover(struct statefile *sf, int give);
+
 /* Every port released (the workers have stopped): mark the file clean when <clean>, sync
  * it, close it and free <sf>.  NULL ok. */
 void statefile_close(struct statefile *sf, int clean);

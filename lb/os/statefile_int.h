@@ -87,7 +87,11 @@ struct statefile {
     struct portstate_clock opened; /* the clocks at open */
     uint64_t clock_base_ns;
     int started;                  /* statefile_started(): every restore walks the slots */
+    int handed;                   /* statefile_handover(): unlocked, no heartbeat, no sync */
 };
+
+/* Count a failed save (statefile_save_failures). */
+void sf_count_failure(void);
 
 /* The previous run's file, as statefile_read() found it. */
 struct sf_prev {

@@ -26,6 +26,7 @@ struct statefile_entry {
 struct statefile_limits {
     uint64_t max_remaining_ms;
     uint64_t max_entries;
+    uint64_t busy_grace_ms;  /* a takeover: portstate_plan.busy_grace_ms (0: none) */
 };
 #define STATEFILE_ENTRY_BYTES 512
 #define STATEFILE_BASE_BYTES 4096

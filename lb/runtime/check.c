@@ -247,7 +247,7 @@ static void on_up_connect(struct upconn *u, int status)
 static void start_probe(uv_timer_t *t)
 {
     struct check *c = t->data;
-    if (c->state != P_IDLE || c->up_busy || c->g->w->draining)
+    if (c->state != P_IDLE || c->up_busy || c->g->w->draining || c->g->w->accept_off)
         return; /* the last probe is still closing: skip this round */
     struct pathset_pick pick;
     if (backend_acquire(c->g, c->be, worker_now_ms(c->g->w), &pick) < 0)

@@ -177,6 +177,16 @@ int group_on_every_thread(struct group *g, int (*fn)(char *err, size_t errlen), 
     return 0;
 }
 
+struct each_worker { void (*fn)(struct worker *w, void *arg); void *arg; };
+static void do_each_worker(struct slot *s, void *arg)
+{
+    ((const struct each_worker *)arg)->fn(s->w, ((const struct each_worker *)arg)->arg);
+}
+void group_each_worker(struct group *g, void (*fn)(struct worker *w, void *arg), void *arg)
+{
+    call_all(g, do_each_worker, &(struct each_worker){fn, arg});
+}
+
 /* ---- a client handed to the next worker ----------------------------------------- */
 
 struct handover {

@@ -31,6 +31,12 @@ struct group *group_start(uv_loop_t *loop, struct config *cfg, char *err, size_t
 int group_on_every_thread(struct group *g, int (*fn)(char *err, size_t errlen), char *err,
                           size_t errlen);
 
+/* Run <fn>(w, arg) on every worker's thread (all at once: <fn> must be thread-safe on
+ * what they share) and wait: for
+ * runtime modules that own what they do there (runtime/takeover.c). */
+struct worker;
+void group_each_worker(struct group *g, void (*fn)(struct worker *w, void *arg), void *arg);
+
 unsigned group_size(const struct group *g);
 const struct config *group_config(const struct group *g);
 

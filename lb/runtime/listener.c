@@ -66,6 +66,10 @@ static void drop_waiting(struct listener_rt *lis, int err)
 static void on_readable(uv_poll_t *p, int status, int events)
 {
     struct listener_rt *lis = p->data;
+    if (lis->gen->w->accept_off) { /* a takeover: the clients wait in the queue */
+        uv_poll_stop(&lis->poll);
+        return;
+    }
     for (int i = 0; i < ACCEPT_BATCH; i++) {
         if (limits_full(lis)) { /* the rest wait in the backlog (limits.h) */
             limits_pause(lis);
@@ -159,6 +163,74 @@ static int listen_socket(const struct cfg_addr *bind_addr, int reuseport)
     return fd;
 }
 
+/* ---- sockets taken over from another process (runtime/takeover.h) ------------------ */
+
+static struct inherited {
+    struct sockaddr_storage addr;
+    socklen_t len;
+    int fds[LISTENER_INHERIT_MAX];
+    unsigned n;
+} inherited[LISTENER_INHERIT_SETS];
+static size_t n_inherited;
+
+int listener_inherit(const int *fds, unsigned n)
+{
+    if (n_inherited == LISTENER_INHERIT_SETS || n > LISTENER_INHERIT_MAX || !n)
+        return -ENOSPC;
+    struct inherited *h = &inherited[n_inherited];
+    h->len = sizeof h->addr;
+    if (getsockname(fds[0], (struct sockaddr *)&h->addr, &h->len) < 0)
+        return -errno;
+    memcpy(h->fds, fds, n * sizeof *fds);
+    h->n = n;
+    n_inherited++;
+    return 0;
+}
+
+static int same_addr(const struct sockaddr_storage *a, socklen_t alen,
+                     const struct cfg_addr *b)
+{
+    return alen == b->len && !memcmp(a, &b->ss, alen);
+}
+
+/* Worker <i>'s socket on <bind> from the process taken over, or -1.  Each worker takes
+ * its own (an exchange: one taker). */
+static int inherited_fd(const struct cfg_addr *bind_addr, unsigned i)
+{
+    for (size_t k = 0; k < n_inherited; k++) {
+        struct inherited *h = &inherited[k];
+        if (i < h->n && same_addr(&h->addr, h->len, bind_addr))
+            return __atomic_exchange_n(&h->fds[i], -1, __ATOMIC_ACQ_REL);
+    }
+    return -1;
+}
+
+size_t listener_inherit_close_rest(void)
+{
+    size_t closed = 0;
+    for (size_t k = 0; k < n_inherited; k++)
+        for (unsigned i = 0; i < inherited[k].n; i++) {
+            int fd = __atomic_exchange_n(&inherited[k].fds[i], -1, __ATOMIC_ACQ_REL);
+            if (fd >= 0) {
+                close(fd);
+                closed++;
+            }
+        }
+    n_inherited = 0;
+    return closed;
+}
+
+void listener_accept(struct gen *g, int on)
+{
+    for (size_t i = 0; i < g->cfg->n_listeners; i++) {
+        struct listener_rt *lis = g->listeners[i];
+        if (lis && on)
+            listener_poll(lis);
+        else if (lis)
+            uv_poll_stop(&lis->poll);
+    }
+}
+
 static struct listener_rt *listener_open(struct gen *g, const struct cfg_listener *lc,
                                          char *err, size_t errlen)
 {
@@ -175,7 +247,10 @@ static struct listener_rt *listener_open(struct gen *g, const struct cfg_listene
         free(lis);
         return NULL;
     }
-    int r = listen_socket(&lc->bind, g->w->nworkers > 1);
+    int r = inherited_fd(&lc->bind, g->w->index);
+    int taken = r >= 0;
+    if (!taken)
+        r = listen_socket(&lc->bind, g->w->nworkers > 1);
     if (r >= 0) {
         lis->fd = r;
         r = listen(lis->fd, (int)lc->backlog) < 0 ? -errno : 0;
@@ -193,7 +268,8 @@ static struct listener_rt *listener_open(struct gen *g, const struct cfg_listene
         free(lis);
         return NULL;
     }
-    log_info("listener %s on %s -> pool %s", lc->name, lc->bind.text, lc->pool_name);
+    log_info("listener %s on %s -> pool %s%s", lc->name, lc->bind.text, lc->pool_name,
+                 taken ? " (taken over)" : "");
     return lis;
 }
 
@@ -304,7 +380,7 @@ void listener_resume_all(struct gen *g)
 
 void listener_poll(struct listener_rt *lis)
 {
-    if (!lis->paused && !lis->paused_limit)
+    if (!lis->paused && !lis->paused_limit && !lis->gen->w->accept_off)
         (void)uv_poll_start(&lis->poll, UV_READABLE, on_readable);
 }
 

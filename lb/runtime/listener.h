@@ -32,6 +32,22 @@ void listener_resume_all(struct gen *g);
 /* Poll <lis> again unless it is paused (descriptors or a limit). */
 void listener_poll(struct listener_rt *lis);
 
+/* Sockets taken over from another twlb (runtime/takeover.h): <fds> are one listening
+ * socket per worker of that process on one address, in worker order.  listener_open
+ * then gives worker i the i-th socket of its address (setting the new backlog on it)
+ * instead of opening one: the same socket, with the clients already in its queue.
+ * Call before the workers start.  0 or a negative errno. */
+#define LISTENER_INHERIT_MAX 64
+#define LISTENER_INHERIT_SETS 64
+int listener_inherit(const int *fds, unsigned n);
+/* After the start: close what no worker took (an address the new config dropped, or a
+ * worker the new process lacks).  Returns how many were closed. */
+size_t listener_inherit_close_rest(void);
+
+/* Poll g's listeners again (on) or stop polling them (off) without closing them; while
+ * w->accept_off is set nothing polls them again. */
+void listener_accept(struct gen *g, int on);
+
 /* Stop listening on every listener still open in <g>. */
 void listener_close_all(struct gen *g);
 

@@ -118,6 +118,14 @@ static void session_put(struct session *s)
     gen_session_gone(g);
 }
 
+unsigned session_unsettled(const struct worker *w)
+{
+    unsigned n = 0;
+    for (const struct session *s = w->sessions; s; s = s->next)
+        n += s->state == S_CONNECTING || s->state == S_QUEUED || s->state == S_RETRY;
+    return n;
+}
+
 void session_free_cache(struct worker *w)
 {
     while (w->free_sessions) {

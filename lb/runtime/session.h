@@ -49,6 +49,10 @@ void queue_kick(struct worker *w);
 /* Close every live session of worker <w> at once (drain deadline). */
 void session_abort_all(struct worker *w);
 
+/* Sessions that may still take a source port (connecting, queued, retrying): a
+ * takeover waits for none to be left (runtime/takeover.c). */
+unsigned session_unsettled(const struct worker *w);
+
 /* Free the sessions kept for reuse (at exit). */
 void session_free_cache(struct worker *w);
 

@@ -65,6 +65,13 @@ static struct statefile_key *keys_of(const struct config *cfg, size_t *n)
     return keys;
 }
 
+static uint64_t takeover_grace_ms;
+
+void state_takeover_grace(uint64_t drain_ms)
+{
+    takeover_grace_ms = drain_ms;
+}
+
 int state_open(const struct config *cfg, struct statefile **out, char *err, size_t errlen)
 {
     *out = NULL;
@@ -78,6 +85,7 @@ int state_open(const struct config *cfg, struct statefile **out, char *err, size
     }
     struct statefile_limits lim;
     config_state_limits(cfg, &lim.max_remaining_ms, &lim.max_entries);
+    lim.busy_grace_ms = takeover_grace_ms;
     int r = statefile_open(cfg->reuse.state_file, keys, n, &lim, out, err, errlen);
     free(keys);
     return r;

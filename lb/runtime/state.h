@@ -19,6 +19,11 @@
  * errno with <err> (another process holds the file, out of memory). */
 int state_open(const struct config *cfg, struct statefile **out, char *err, size_t errlen);
 
+/* This process takes over from one that drains for up to <drain_ms> (twlb --takeover):
+ * the ports BUSY in its file count as unknown for that long plus a TIME_WAIT
+ * (portstate_plan.busy_grace_ms).  Before state_open. */
+void state_takeover_grace(uint64_t drain_ms);
+
 /* Before a reload: the paths of <cfg> that the file lacks. */
 void state_add(struct statefile *sf, const struct config *cfg);
 

@@ -272,6 +272,7 @@ struct worker {
     struct evpoll *evpoll;         /* the data path's sockets (evpoll.h) */
     uv_timer_t deadline;           /* the drain deadline, for every generation */
     int draining;                  /* 1 draining, 2 drained (no session left) */
+    int accept_off;                /* a takeover is under way: listeners not polled */
     void (*on_drained)(struct worker *w);
     void *data;                    /* the caller's */
 };

@@ -300,6 +300,81 @@ def test_restart_remembers_backend_time_wait():
         h.stop(p)
 
 
+HOLD = ("import socket,sys\n"
+        "s=socket.create_connection(('127.0.0.1',8080),timeout=10)\n"
+        "print('connected',flush=True)\n"
+        "sys.stdin.read()\n"
+        "s.sendall(b'\\n');print(s.recv(100).split(b'\\n')[0].decode(),flush=True)\n")
+
+
+def port_spans(path):
+    """The access log's connections, by inside address:port: [(start, end)] sorted."""
+    spans = {}
+    for line in open(path):
+        e = json.loads(line)
+        end = time.mktime(time.strptime(e["time"][:19], "%Y-%m-%dT%H:%M:%S")) + \
+            float("0." + e["time"][20:23])
+        spans.setdefault(e["inside"], []).append((end - e["duration_ms"] / 1000.0, end))
+    for iv in spans.values():
+        iv.sort()
+    return spans
+
+
+def test_upgrade_carries_time_wait_records_over():
+    """An upgrade (twlb --takeover, the same config, the default-on state file) toward
+    the strict backend: the 7 ports the old process left in backend TIME_WAIT are reused
+    by the new one at once (explicit ISNs above the records' rcv_nxt: no SYN
+    retransmitted), and the port of a connection still open on the old process is never
+    used by the new one while it is (the shared access log: no port carries two
+    connections at once)."""
+    with topology() as t, h.Env() as env:
+        start_backend(t)
+        cfg = config("explicit", state_file=env.path("state"))
+        cfg["workers"] = 1
+        cfg["drain_timeout_ms"] = 20000
+        cfg["upgrade_socket"] = env.path("twlb.sock")
+        cfg["log"]["access_log"] = env.path("access.log")
+        cfg["log"]["access_log_format"] = "json"
+        old = start_twlb(t, env, cfg)
+        res = run_client(t, 8, 1 << 20)  # every port once: all 8 in backend TIME_WAIT
+        assert all(r["ok"] for r in res), res
+        hold = t.popen("lb", ["python3", "-c", HOLD], stdin=subprocess.PIPE,
+                       stdout=subprocess.PIPE, text=True)
+        assert h.read_line(hold, 5) == "connected"
+        h.wait_for(lambda: total(metrics(t) or {}, "twlb_ports", 'state="busy"') == 1, 5,
+                   "the held connection's port busy")
+        path = env.path("twlb.json")
+        log = open(env.path("new.log"), "w")
+        new = t.popen("lb", [h.TWLB, "-c", path, "--takeover", cfg["upgrade_socket"]],
+                      stdout=log, stderr=subprocess.STDOUT)
+        h.wait_for(lambda: new.poll() is not None or
+                   "takeover: serving" in open(log.name).read(), 10, "the new twlb serving")
+        assert new.poll() is None, open(log.name).read()
+        h.wait_for(lambda: metrics(t) is not None, 5, "the admin endpoint, handed over")
+        ms = metrics(t)
+        # 7 records carried over; the held port counts as unknown (the old one has it)
+        assert total(ms, "twlb_ports", 'state="remote_time_wait"') == 8, ms["twlb_ports"]
+        assert total(ms, "twlb_ports_unknown") == 1, ms.get("twlb_ports_unknown")
+        res = run_client(t, 14, 1 << 20)
+        assert all(r["ok"] for r in res), res
+        assert max(r["s"] for r in res) < 2.0, max(r["s"] for r in res)
+        ms = metrics(t)
+        assert total(ms, "twlb_syn_retransmits_total") == 0
+        assert total(ms, "twlb_port_reuses_total") == 14
+        assert old.poll() is None  # still draining the held connection
+        hold.stdin.close()
+        assert h.read_line(hold, 5) == "b1"
+        assert hold.wait(5) == 0
+        assert old.wait(10) == 0, open(old.log_path).read()
+        assert h.stop(new) == 0, open(log.name).read()
+        spans = port_spans(env.path("access.log"))
+        assert sum(len(v) for v in spans.values()) == 8 + 1 + 14, spans
+        assert len(spans) == 8, sorted(spans)
+        for port, iv in spans.items():
+            for (s0, e0), (s1, e1) in zip(iv, iv[1:]):
+                assert s1 >= e0 - 0.002, (port, (s0, e0), (s1, e1))
+
+
 def test_missing_state_file_means_a_first_start_at_full_capacity():
     """Issue 11: a configured state file that does not exist yet (a first install) used
     to block every port for a whole TIME_WAIT period; it is a first start now."""

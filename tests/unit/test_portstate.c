@@ -208,6 +208,20 @@ static void test_recover(void **state)
     assert_int_equal(torn.unknown, 1);
     struct portmap_entry none = {.port = 6};
     assert_int_equal(portstate_recover(&p, &now, 60000, 0, &none), 0);
+    /* a takeover: the process taken over drains on for busy_grace_ms; its BUSY ports
+     * (and torn slots) wait that long more, its TIME_WAIT records are as they were */
+    p.busy_grace_ms = 20000;
+    busy = (struct portmap_entry){.port = 6, .state = PM_BUSY};
+    assert_int_equal(portstate_recover(&p, &now, 240000, 1, &busy), 1);
+    assert_int_equal(busy.unknown, 1);
+    assert_int_equal(busy.until_ms, 900000 + 240000 + 20000);
+    torn = (struct portmap_entry){.port = 6, .state = PM_BUSY};
+    assert_int_equal(portstate_recover(&p, &now, 60000, -1, &torn), 1);
+    assert_int_equal(torn.until_ms, 900000 + 60000 + 20000);
+    e = tw;
+    assert_int_equal(portstate_recover(&p, &now, 60000, 1, &e), 1);
+    assert_memory_equal(&e, &tw, sizeof e);
+    p.busy_grace_ms = 0;
 
     /* a reboot after a clean stop: shifted, the SYN times dropped */
     prev.alive = clock_at(1999990000, 7000000, 7000000, 2);
