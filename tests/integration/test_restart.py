@@ -220,6 +220,11 @@ def serve_all(cfg, n):
                 assert d, "closed before the answer"
                 buf += d
             names.append(buf.split(b"\n")[0].decode())
+        # the backend's FIN, passed on by twlb, before the client closes: so the backend
+        # closed first for twlb too (a client that closed earlier could cross it, and one
+        # that closed with bytes unread would send a reset, leaving no TIME_WAIT at all)
+        for s in socks:
+            assert h.read_until_end(s)[1] == "eof"
     finally:
         for s in socks:
             s.close()
