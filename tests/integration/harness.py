@@ -221,6 +221,11 @@ def metrics(addr):
     """/metrics as {(name, frozenset(labels)): value}."""
     status, text = http_get(addr, "/metrics")
     assert status == 200, status
+    return parse_metrics(text)
+
+
+def parse_metrics(text):
+    """Prometheus text as {(name, frozenset(labels)): value}."""
     out = {}
     for line in text.splitlines():
         if not line or line.startswith("#"):

@@ -22,7 +22,6 @@ own 127.N.0.0/16, harness.new_net()):
 
 Every wait is bounded; processes are stopped by harness.Env (by PID), also on failure."""
 import json
-import re
 import subprocess
 import sys
 import threading
@@ -60,14 +59,7 @@ def scrape(addr):
     """(/metrics as harness.metrics parses it, the text itself), from one request."""
     status, text = h.http_get(addr, "/metrics")
     assert status == 200, status
-    out = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        m = re.match(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$", line)
-        assert m, "bad metrics line %r" % line
-        labels = frozenset(re.findall(r'(\w+)="([^"]*)"', m.group(3) or ""))
-        out[(m.group(1), labels)] = float(m.group(4))
+    out = h.parse_metrics(text)
     return out, text
 
 

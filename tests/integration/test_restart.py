@@ -231,6 +231,19 @@ def serve_all(cfg, n):
     return names
 
 
+def ten_in_backend_time_wait(env, n):
+    """A twlb with a state file, stopped cleanly after 10 connections through a close-first
+    backend left 10 ports in its TIME_WAIT.  Returns (cfg, state file path)."""
+    b = env.backend("b1", "127.%d.1.1:0" % n, "close-first")
+    state = env.path("state")
+    cfg = loop_config(n, b.addr, state)
+    p = env.twlb(cfg)
+    assert serve_all(cfg, 10) == ["b1"] * 10
+    h.wait_for(lambda: ports_of(cfg)[0]["remote_time_wait"] == 10, 5, "backend TW")
+    assert h.stop(p) == 0
+    return cfg, state
+
+
 def blocked_for(log):
     """The "for up to N s" of the last line about ports without a trusted record."""
     m = re.findall(r"count as possibly in backend TIME_WAIT for up to (\d+) s", log)
@@ -358,13 +371,7 @@ def test_incompatible_version_is_refused_clearly():
 def test_damaged_record_costs_only_its_port():
     n = h.new_net()
     with h.Env() as env:
-        b = env.backend("b1", "127.%d.1.1:0" % n, "close-first")
-        state = env.path("state")
-        cfg = loop_config(n, b.addr, state)
-        p = env.twlb(cfg)
-        assert serve_all(cfg, 10) == ["b1"] * 10
-        h.wait_for(lambda: ports_of(cfg)[0]["remote_time_wait"] == 10, 5, "backend TW")
-        assert h.stop(p) == 0
+        cfg, state = ten_in_backend_time_wait(env, n)
         sf = statefile.StateFile(state)
         seg, port, sl = sf.records()[3]
         assert sl.state == "remote_time_wait" and sl.isn_known
@@ -419,13 +426,7 @@ def test_reboot_after_a_clean_stop_keeps_what_the_backends_hold():
     are reused at once with ISNs above the remembered rcv_nxt."""
     n = h.new_net()
     with h.Env() as env:
-        b = env.backend("b1", "127.%d.1.1:0" % n, "close-first")
-        state = env.path("state")
-        cfg = loop_config(n, b.addr, state)
-        p = env.twlb(cfg)
-        assert serve_all(cfg, 10) == ["b1"] * 10
-        h.wait_for(lambda: ports_of(cfg)[0]["remote_time_wait"] == 10, 5, "backend TW")
-        assert h.stop(p) == 0
+        cfg, state = ten_in_backend_time_wait(env, n)
         sf = statefile.StateFile(state)
         # the old boot's monotonic clock was 1000 s ahead of this one: deadlines move
         # with it (the wall clock is what carries them over)

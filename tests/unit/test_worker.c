@@ -111,19 +111,25 @@ static void on_step(uv_timer_t *t)
     worker_drain(r->w, on_drained);
 }
 
+/* One worker on a new <loop>, started on <c>, with <r> as its data. */
+static void start_one(uv_loop_t *loop, struct run *r, struct config *c)
+{
+    char err[256] = "";
+    struct isn_key key = {{1}};
+    uv_loop_init(loop);
+    r->w = worker_new(loop, 0, 1, &key, err, sizeof err);
+    assert_non_null(r->w);
+    r->w->data = r;
+    if (worker_start(r->w, c, err, sizeof err) != 0)
+        fail_msg("worker_start: %s", err);
+}
+
 static void test_stop_leaves_no_handle(void **state)
 {
     int backend_port, hole = quiet_listener(&backend_port);
     uv_loop_t loop;
-    uv_loop_init(&loop);
-    char err[256] = "";
     struct run r = {0};
-    struct isn_key key = {{1}};
-    r.w = worker_new(&loop, 0, 1, &key, err, sizeof err);
-    assert_non_null(r.w);
-    r.w->data = &r;
-    assert_int_equal(worker_start(r.w, config_for(free_port(), backend_port, 1000), err,
-                                  sizeof err), 0);
+    start_one(&loop, &r, config_for(free_port(), backend_port, 1000));
     uv_timer_t step;
     uv_timer_init(&loop, &step);
     step.data = &r;
@@ -143,16 +149,10 @@ static void test_prepared_reload_accepts_nothing_before_commit(void **state)
 {
     int backend_port, hole = quiet_listener(&backend_port);
     uv_loop_t loop;
-    uv_loop_init(&loop);
-    char err[256] = "";
     struct run r = {0};
-    struct isn_key key = {{1}};
-    r.w = worker_new(&loop, 0, 1, &key, err, sizeof err);
-    assert_non_null(r.w);
-    r.w->data = &r;
     int port_a = free_port(), port_b = free_port();
-    assert_int_equal(worker_start(r.w, config_for(port_a, backend_port, 1000), err,
-                                  sizeof err), 0);
+    start_one(&loop, &r, config_for(port_a, backend_port, 1000));
+    char err[256] = "";
     char text[2048];
     snprintf(text, sizeof text,
              "{\"listeners\": [{\"name\": \"l\", \"bind\": \"127.0.0.1:%d\", \"pool\": \"p\"},"
