@@ -144,17 +144,25 @@ def share(res, t_from=None, t_to=None):
     return c
 
 
+def not_opened(rec):
+    """A long connection that failed before it was open: its connect failed ("open:"), or
+    it ended before the first answer told which node served it (node "": cut in the
+    middle of its opening, e.g. by the kill of the node it went to)."""
+    node, err = rec[0], rec[2]
+    return bool(err) and (err.startswith("open:") or not node)
+
+
 def long_breaks(res, t_from, t_to, exclude=(), only=None):
     """Long connections on nodes other than <exclude> (or on <only>) that broke in
     [t_from, t_to): [(node, seconds after t_from, error)].  Not counted: a connection
-    the client closed at the end of its life, one that could not be opened (that is
-    long_open_failures)."""
+    the client closed at the end of its life, one that could not be opened or ended
+    before its first answer named its node (those are long_open_failures)."""
     out = []
     for rec in res["long"]:
         node, at, err = rec[:3]
         if at is None or at < 0 or node in exclude or (only and node not in only):
             continue
-        if err and err.startswith("open:"):
+        if not_opened(rec):
             continue
         ta = res["start"] + at
         if t_from <= ta < t_to:
@@ -168,7 +176,7 @@ def long_open_failures(res, t_from, t_to):
     out = []
     for rec in res["long"]:
         at, err = (rec + [None, None])[3], rec[2]
-        if at is not None and at >= 0 and err and err.startswith("open:"):
+        if at is not None and at >= 0 and not_opened(rec):
             ta = res["start"] + at
             if t_from <= ta < t_to:
                 out.append((ta, err))
