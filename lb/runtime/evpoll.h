@@ -1,6 +1,8 @@
 /* evpoll.h - the sockets of the data path, outside libuv: one edge-triggered epoll set
- * per worker, which the worker's loop polls through a single uv_poll_t on its
- * descriptor (docs/design.md, "The data path").
+ * per worker, which also holds libuv's own epoll descriptor: the worker blocks in this
+ * set (evpoll_run) and runs libuv only when libuv has events or a timer is due, so a
+ * wake-up of the data path costs one epoll_wait(2), not libuv's and then ours
+ * (docs/design.md, "The data path").
  *
  * Why not libuv's own handles: a uv_tcp_t reads as soon as it is told to watch a socket
  * (splice(2) needs readiness without the read), a uv_poll_t cannot share a descriptor
@@ -44,10 +46,15 @@ struct evfd {
 
 #define EVPOLL_EVENTS (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLET)
 
-/* The worker's set and its uv_poll_t (worker_new).  Returns 0 or a negative errno. */
+/* The worker's set, with w->loop's descriptor in it (worker_new).  Returns 0 or a
+ * negative errno. */
 int evpoll_open(struct worker *w);
-/* Close the uv_poll_t (worker_close); the epoll descriptor closes with it. */
+/* Close the set (worker_close): evpoll_run() then lets libuv finish on its own. */
 void evpoll_close_all(struct worker *w);
+
+/* Run w->loop and the data path until the set is closed and libuv has no handle left:
+ * the worker thread's uv_run(UV_RUN_DEFAULT). */
+void evpoll_run(struct worker *w);
 
 /* Watch <fd> for EVPOLL_EVENTS, calling <cb>; e->ev starts at 0 (the kernel reports at
  * once what is already true).  Returns 0 or a negative errno (nothing watched). */

@@ -309,7 +309,7 @@ static void *thread_main(void *arg)
     s->started = 1;
     pthread_cond_broadcast(&g->cv);
     pthread_mutex_unlock(&g->mu);
-    uv_run(&s->loop, UV_RUN_DEFAULT); /* until group_stop() closed every handle */
+    worker_run(&s->loop, s->w); /* until group_stop() closed every handle */
     drop_leftovers(s);
     if (uv_loop_close(&s->loop) != 0)
         log_warn("worker %u: event loop closed with handles still open", s->index);

@@ -213,6 +213,14 @@ void worker_drain(struct worker *w, void (*on_drained)(struct worker *w))
     gen_check_drained(w);
 }
 
+void worker_run(uv_loop_t *loop, struct worker *w)
+{
+    if (w)
+        evpoll_run(w);
+    else
+        uv_run(loop, UV_RUN_DEFAULT);
+}
+
 void worker_close(struct worker *w)
 {
     for (struct gen *g = w->gens; g; g = g->next) {
@@ -232,6 +240,7 @@ void worker_free(struct worker *w)
 {
     if (!w)
         return;
+    evpoll_close_all(w); /* when worker_close() never ran (a failed start) */
     session_free_cache(w);
     buffers_free_all(w);
     limits_free(w);

@@ -38,6 +38,10 @@ void worker_reload_abort(struct worker *w);
  * connection is left. */
 void worker_drain(struct worker *w, void (*on_drained)(struct worker *w));
 
+/* Run <loop> with <w>'s data path (evpoll.h) until every handle of both is closed: what
+ * uv_run(UV_RUN_DEFAULT) is for a loop without a worker (<w> NULL: that). */
+void worker_run(uv_loop_t *loop, struct worker *w);
+
 /* Close every handle the worker owns (timers, listeners, probes).  Run the loop after
  * this to let the close callbacks finish, then worker_free(). */
 void worker_close(struct worker *w);

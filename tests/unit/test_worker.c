@@ -134,7 +134,7 @@ static void test_stop_leaves_no_handle(void **state)
     uv_timer_init(&loop, &step);
     step.data = &r;
     uv_timer_start(&step, on_step, 30, 0);
-    uv_run(&loop, UV_RUN_DEFAULT); /* returns only when every handle is closed */
+    worker_run(&loop, r.w); /* returns only when every handle is closed */
     assert_true(r.drained);
     assert_int_equal(uv_loop_close(&loop), 0);
     worker_free(r.w);
@@ -183,7 +183,7 @@ static void test_prepared_reload_accepts_nothing_before_commit(void **state)
         assert_true(uv_is_active((uv_handle_t *)&added->poll));
     }
     worker_drain(r.w, on_drained);
-    uv_run(&loop, UV_RUN_DEFAULT);
+    worker_run(&loop, r.w);
     assert_true(r.drained);
     assert_int_equal(uv_loop_close(&loop), 0);
     worker_free(r.w);
@@ -202,7 +202,7 @@ static void test_start_failure_leaves_no_handle(void **state)
     assert_true(worker_start(w, config_for(busy_port, busy_port, 1000), err, sizeof err) < 0);
     assert_non_null(strstr(err, "cannot listen"));
     worker_close(w);
-    uv_run(&loop, UV_RUN_DEFAULT);
+    worker_run(&loop, w);
     assert_int_equal(uv_loop_close(&loop), 0);
     worker_free(w);
     close(busy);
