@@ -392,7 +392,7 @@ run: deps
 
 # HAProxy and nginx are only needed to compare against them.
 deps-bench: deps
-	@$(call apt_install,haproxy nginx libnginx-mod-stream)
+	@$(call apt_install,haproxy nginx libnginx-mod-stream redis-tools wrk)
 
 bench: deps-bench
 	$(MAKE) all $(BENCH_BINS)

@@ -10,7 +10,9 @@ strace: at full speed (strace slows every proxy about twentyfold, which changes 
 depends on timing: how many events one epoll_wait returns, how long a connect takes),
 into OUT_DIR/syscount.txt, and prints them per connection.
 
-LOAD=bulk profiles the "bulk 1 stream" load instead (streams of BULK_MB MiB, one at a
+LOAD=redis profiles redis-benchmark SET and GET (REDIS_N requests each, 50 clients, not
+pipelined) and LOAD=wrk profiles wrk (50 keep-alive connections, DURATION seconds), as
+in make bench.  LOAD=bulk profiles the "bulk 1 stream" load instead (streams of BULK_MB MiB, one at a
 time, for DURATION seconds); TWLB_SPLICE=off runs twlb with "splice": "off" (proxies.py).
 
 Writes OUT_DIR/perf.data and OUT_DIR/perf-report.txt (or OUT_DIR/strace.txt) and prints
@@ -43,7 +45,16 @@ def main():
                  "--name", "short"], stdout=subprocess.DEVNULL)
         h.popen([tb, "--listen", "%s:%d" % (P.BE, P.PORTS["echo"]), "--quiet",
                  "--mode", "echo", "--name", "echo"], stdout=subprocess.DEVNULL)
-        bulk = os.environ.get("LOAD") == "bulk"
+        load = os.environ.get("LOAD", "c50")
+        bulk = load == "bulk"
+        if load == "redis":
+            h.popen(P.redis_argv(out), stdout=subprocess.DEVNULL)
+        elif load == "wrk":
+            d = os.path.join(out, "http")
+            os.makedirs(d, exist_ok=True)
+            open(os.path.join(d, "nginx.conf"), "w").write(P.http_backend_conf(d))
+            h.popen(["nginx", "-p", d, "-c", os.path.join(d, "nginx.conf")],
+                    stdout=subprocess.DEVNULL)
         if bulk:
             h.popen([tb, "--listen", "%s:%d" % (P.BE, P.PORTS["bulk"]), "--quiet",
                      "--mode", "bulk", "--send-bytes", P.BULK_MB * 1048576, "--name", "bulk"],
@@ -65,13 +76,27 @@ def main():
                                      "-p", ",".join(map(str, P.family(p.pid)))],
                                     stderr=subprocess.DEVNULL)
         time.sleep(1)
-        if bulk:
+        if load in ("redis", "wrk"):  # requests on 50 persistent connections
+            pids = P.family(p.pid)
+            if load == "redis":
+                c0 = P.cpu_s(pids)
+                P.redis_bench(h, t[3], P.LPORT["redis"], P.REDIS_N, 1)
+                r = {"requests": 2 * P.REDIS_N, "cpu_us": (P.cpu_s(pids) - c0) * 1e6 / (2 * P.REDIS_N)}
+            else:
+                w = P.measure_wrk(h, t[3], pids)
+                r = {"requests": round(w["rps"] * max(1, int(P.DURATION))), "cpu_us": w["cpu_us"]}
+            tool.send_signal(2)
+            tool.wait(60)
+            print("requests", r["requests"], "proxy CPU us/request %.2f" % r["cpu_us"])
+            r["connections"] = r["requests"]  # SYSCOUNT: per request
+        elif bulk:
             r = P.twstress(h, t[3], P.LPORT["bulk"], 1, 0, request=4, nbind=1)
         else:
             r = P.twstress(h, t[3], P.LPORT["short"], 50, 128)
-        tool.send_signal(2)
-        tool.wait(60)
-        print("connections", r["connections"], "cps", r["cps"])
+        if load not in ("redis", "wrk"):
+            tool.send_signal(2)
+            tool.wait(60)
+            print("connections", r["connections"], "cps", r["cps"])
         if bulk:
             print("MiB", r["connections"] * P.BULK_MB)
         if os.environ.get("SYSCOUNT"):
@@ -82,7 +107,8 @@ def main():
                     name = f[2].split(":")[-1].replace("sys_enter_", "")
                     print("%-14s %8.2f per %s" % (name if name != "sys_enter" else "all",
                                                  float(f[0]) / per,
-                                                 "MiB" if bulk else "connection"))
+                                                 "MiB" if bulk else "request"
+                                                 if load in ("redis", "wrk") else "connection"))
         h.stop(p)
     finally:
         h.close()

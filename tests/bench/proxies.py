@@ -18,9 +18,16 @@ started fresh for its turn and stopped (by PID) after it.  Per target and round:
   bulk1   one stream at a time of BULK_MB MiB from a bulk backend: Gbit/s and proxy
           core-seconds per GB (10^9 bytes)
   bulk8   eight streams of BULK8_MB MiB each
+  redis   redis-benchmark, 50 clients, SET and GET: REDIS_N requests each one at a time per
+          connection, then REDIS_PN requests each pipelined 16 deep (-P 16), to a
+          redis-server: requests/s, p99, proxy CPU us per request
+  wrk     wrk, 1 thread, 50 keep-alive connections, DURATION seconds of GET / to nginx
+          (one worker, a 128-byte body): requests/s, p99, proxy CPU us per request
+
+WORKLOADS=c50,redis (say) runs only those.
 
 Prints the medians over the rounds with the ratio to the best peer (HAProxy or nginx
-with the same worker count); with --doc, replaces the "make bench" section of that file.
+with the same worker count), and for persistent connections also to HAProxy; with --doc, replaces the "make bench" section of that file.
 """
 import datetime
 import json
@@ -47,10 +54,16 @@ BULK8_MB = int(os.environ.get("BULK8_MB", "64"))
 ONLY = os.environ.get("TARGETS", "")  # comma-separated subset, for quick checks
 
 BE = "127.0.9.1"
-PORTS = {"short": 9000, "bulk": 9001, "bulk8": 9002, "echo": 9003}
-LPORT = {"short": 8080, "bulk": 8081, "bulk8": 8082, "echo": 8083}
+PORTS = {"short": 9000, "bulk": 9001, "bulk8": 9002, "echo": 9003, "redis": 9004,
+         "http": 9005}
+LPORT = {"short": 8080, "bulk": 8081, "bulk8": 8082, "echo": 8083, "redis": 8084,
+         "http": 8085}
 RANGES = {"short": "20000-59999", "bulk": "10000-10999", "bulk8": "11000-11999",
-          "echo": "12000-19999"}
+          "echo": "12000-19999", "redis": "5000-5999", "http": "6000-6999"}
+# Persistent connections: redis-benchmark and wrk, 50 clients each (make bench).
+REDIS_N = int(os.environ.get("REDIS_N", "100000"))  # requests per test, not pipelined
+REDIS_PN = int(os.environ.get("REDIS_PN", "1000000"))  # requests per test, -P 16
+WORKLOADS = os.environ.get("WORKLOADS", "rss,c50,c500,bulk1,bulk8,redis,wrk").split(",")
 LOAD_MAX = 1.5  # 1-minute load average above which the run waits before it starts
 BACKLOG = 4096  # every listener, every proxy and backend
 CLIENTS = ["127.0.9.%d" % i for i in range(100, 108)]
@@ -65,7 +78,11 @@ TARGETS = [
     ("HAProxy nbthread 2", "haproxy", 2, "127.0.9.14", "127.0.9.34"),
     ("nginx 1 worker", "nginx", 1, "127.0.9.15", "127.0.9.35"),
     ("nginx 2 workers", "nginx", 2, "127.0.9.16", "127.0.9.36"),
+    # nginx passing half-closes on, as twlb and HAProxy do (c50 and c500 only)
+    ("nginx 1 worker half-close", "nginx-hc", 1, "127.0.9.17", "127.0.9.37"),
+    ("nginx 2 workers half-close", "nginx-hc", 2, "127.0.9.18", "127.0.9.38"),
 ]
+HC_WORKLOADS = ("c50", "c500")  # what the nginx-hc rows measure
 
 
 class Host:
@@ -161,6 +178,8 @@ def twlb_conf(workers, lip, inside):
     if os.environ.get("TWLB_SPLICE"):  # "off": copy through user space (default auto)
         for p in pools:
             p["splice"] = os.environ["TWLB_SPLICE"]
+    for p in pools:  # TWLB_POOL='{"buffer_bytes": 16384}': more keys for every pool
+        p.update(json.loads(os.environ.get("TWLB_POOL", "{}")))
     return json.dumps({
         "workers": workers,
         "listeners": [{"name": k, "bind": "%s:%d" % (lip, LPORT[k]), "pool": k,
@@ -184,7 +203,7 @@ def haproxy_conf(workers, lip, inside):
     return "\n".join(out) + "\n"
 
 
-def nginx_conf(workers, lip, inside, work):
+def nginx_conf(workers, lip, inside, work, half_close=False):
     servers = "\n".join(
         "    server { listen %s:%d reuseport backlog=%d; proxy_bind %s; proxy_pass %s:%d; }"
         % (lip, LPORT[k], BACKLOG, inside, BE, PORTS[k]) for k in PORTS)
@@ -196,10 +215,13 @@ pid %s/nginx.pid;
 error_log %s/error.log warn;
 events { worker_connections 16000; }
 stream {
-    proxy_timeout 600s;
+    proxy_timeout 600s;%s
 %s
 }
-""" % (workers, resource.getrlimit(resource.RLIMIT_NOFILE)[1], work, work, servers)
+""" % (workers, resource.getrlimit(resource.RLIMIT_NOFILE)[1], work, work,
+       # pass a FIN on as twlb and HAProxy do (nginx's default, proxy_half_close off,
+       # closes both connections once one side has closed and its bytes are out)
+       "\n    proxy_half_close on;" if half_close else "", servers)
 
 
 def start(h, work, kind, workers, lip, inside):
@@ -218,7 +240,7 @@ def start(h, work, kind, workers, lip, inside):
         d = os.path.join(work, tag)
         os.makedirs(d, exist_ok=True)
         path = os.path.join(d, "nginx.conf")
-        open(path, "w").write(nginx_conf(workers, lip, inside, d))
+        open(path, "w").write(nginx_conf(workers, lip, inside, d, kind == "nginx-hc"))
         argv = ["nginx", "-p", d, "-c", path]
     p = h.popen(argv, stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, tag + ".err"), "a"))
     deadline = time.monotonic() + 10
@@ -291,16 +313,87 @@ def measure_rss(h, lip, pids):
             "n": min(fresh_n, ex_n)}
 
 
+def redis_bench(h, lip, port, n, pipeline):
+    """redis-benchmark, 50 clients, SET then GET: {test: (req/s, p99 ms)}."""
+    r = h.run(["redis-benchmark", "-h", lip, "-p", port, "-c", 50, "-n", n, "-P", pipeline,
+               "-t", "set,get", "--csv"], timeout=180)
+    out = {}
+    for line in r.stdout.splitlines():
+        f = [x.strip('"') for x in line.strip().split(",")]
+        if len(f) >= 7 and f[0] in ("SET", "GET"):
+            out[f[0]] = (float(f[1]), float(f[6]))
+    if r.returncode != 0 or len(out) != 2:
+        raise RuntimeError("redis-benchmark via %s:%d: %s %s" % (lip, port, r.stdout[-300:],
+                                                                 r.stderr.strip()[-300:]))
+    return out
+
+
+def measure_redis(h, lip, pids):
+    """SET and GET at 50 clients, plain (one request in flight per connection) and
+    pipelined 16 deep, through persistent connections to redis-server."""
+    port = LPORT["redis"] if pids else PORTS["redis"]
+    res = {}
+    for tag, n, depth in (("plain", REDIS_N, 1), ("p16", REDIS_PN, 16)):
+        c0 = cpu_s(pids)
+        r = redis_bench(h, lip, port, n, depth)
+        c1 = cpu_s(pids)
+        res[tag] = {"set": r["SET"][0], "get": r["GET"][0], "set_p99": r["SET"][1],
+                    "get_p99": r["GET"][1],
+                    "cpu_us": (c1 - c0) * 1e6 / (2 * n) if pids else None}
+    return res
+
+
+def ms(text):
+    """wrk's durations: 812.00us, 1.23ms, 2.01s."""
+    for unit, f in (("us", 1e-3), ("ms", 1.0), ("s", 1e3)):
+        if text.endswith(unit):
+            return float(text[:-len(unit)]) * f
+    return float(text)
+
+
+def measure_wrk(h, lip, pids):
+    """wrk, one thread, 50 keep-alive connections, GET of a 128-byte body from nginx."""
+    port = LPORT["http"] if pids else PORTS["http"]
+    c0 = cpu_s(pids)
+    r = h.run(["wrk", "-t1", "-c50", "-d%ds" % max(1, int(DURATION)), "--latency",
+               "http://%s:%d/" % (lip, port)], timeout=DURATION + 60)
+    c1 = cpu_s(pids)
+    rps = p99 = None
+    total = errors = 0
+    for line in r.stdout.splitlines():
+        f = line.split()
+        if line.startswith("Requests/sec:"):
+            rps = float(f[1])
+        elif len(f) == 2 and f[0] == "99%":
+            p99 = ms(f[1])
+        elif "requests in" in line:
+            total = int(f[0])
+        elif line.strip().startswith(("Socket errors", "Non-2xx")):
+            errors += sum(int(x.strip(",")) for x in f if x.strip(",").isdigit())
+    if r.returncode != 0 or rps is None:
+        raise RuntimeError("wrk via %s:%d: %s %s" % (lip, port, r.stdout[-300:], r.stderr[-300:]))
+    return {"rps": rps, "p99": p99, "errors": errors,
+            "cpu_us": (c1 - c0) * 1e6 / max(1, total) if pids else None}
+
+
+MEASURE = {  # workload: what it measures (in this order)
+    "rss": lambda h, lip, pids: measure_rss(h, lip, pids),
+    "c50": lambda h, lip, pids: measure_short(h, lip, pids, 50),
+    "c500": lambda h, lip, pids: measure_short(h, lip, pids, 500),
+    "bulk1": lambda h, lip, pids: measure_bulk(h, lip, pids, "bulk", 1, BULK_MB),
+    "bulk8": lambda h, lip, pids: measure_bulk(h, lip, pids, "bulk8", 8, BULK8_MB),
+    "redis": measure_redis,
+    "wrk": measure_wrk,
+}
+
+
 def one(h, work, t):
     name, kind, workers, lip, inside = t
     p = start(h, work, kind, workers, lip, inside)
     try:
         pids = family(p.pid) if p else []
-        res = {"rss": measure_rss(h, lip, pids)}
-        res["c50"] = measure_short(h, lip, pids, 50)
-        res["c500"] = measure_short(h, lip, pids, 500)
-        res["bulk1"] = measure_bulk(h, lip, pids, "bulk", 1, BULK_MB)
-        res["bulk8"] = measure_bulk(h, lip, pids, "bulk8", 8, BULK8_MB)
+        res = {w: f(h, lip, pids) for w, f in MEASURE.items() if w in WORKLOADS
+               and (kind != "nginx-hc" or w in HC_WORKLOADS)}
         if p and p.poll() is not None:
             raise RuntimeError("%s died during the run" % name)
         return res
@@ -328,40 +421,73 @@ COLS = [  # header, getter, format, higher is better
     ("RSS KiB/conn after 1 exchange", lambda r: r["rss"]["exchanged"], "%.2f", False),
 ]
 
+# Persistent connections, 50 clients: requests per second, p99 latency, proxy CPU.
+PCOLS = [
+    ("redis SET req/s", lambda r: r["redis"]["plain"]["set"], "%.0f", True),
+    ("redis GET req/s", lambda r: r["redis"]["plain"]["get"], "%.0f", True),
+    ("redis SET p99 ms", lambda r: r["redis"]["plain"]["set_p99"], "%.2f", False),
+    ("proxy CPU us/req redis", lambda r: r["redis"]["plain"]["cpu_us"], "%.2f", False),
+    ("redis SET -P 16 req/s", lambda r: r["redis"]["p16"]["set"], "%.0f", True),
+    ("redis GET -P 16 req/s", lambda r: r["redis"]["p16"]["get"], "%.0f", True),
+    ("proxy CPU us/req -P 16", lambda r: r["redis"]["p16"]["cpu_us"], "%.2f", False),
+    ("wrk req/s", lambda r: r["wrk"]["rps"], "%.0f", True),
+    ("wrk p99 ms", lambda r: r["wrk"]["p99"], "%.2f", False),
+    ("proxy CPU us/req wrk", lambda r: r["wrk"]["cpu_us"], "%.2f", False),
+]
 
-def medians(rows):
+
+def value(get, r):
+    """A column's value in one round's result, None where that workload did not run."""
+    try:
+        return get(r)
+    except KeyError:
+        return None
+
+
+def medians(rows, cols):
     out = {}
     for name in rows:
         out[name] = []
-        for _, get, _, _ in COLS:
-            v = [get(r) for r in rows[name] if get(r) is not None]
+        for _, get, _, _ in cols:
+            v = [x for x in (value(get, r) for r in rows[name]) if x is not None]
             out[name].append(statistics.median(v) if v else None)
     return out
 
 
-def table(med, targets):
-    """Markdown: one row per target, then per twlb row one ratio row (twlb / best peer
-    with the same workers; "best" is the higher value for rates, the lower for costs)."""
-    hdr = "| target | " + " | ".join(c[0] for c in COLS) + " |"
-    lines = [hdr, "|---" * (len(COLS) + 1) + "|"]
+def table(med, targets, cols, against=("haproxy", "nginx")):
+    """Markdown: one row per target, then per twlb row one ratio row per entry of
+    <against> (a tuple of kinds: twlb / the best of them with the same workers; "best"
+    is the higher value for rates, the lower for costs)."""
+    if all(v is None for n in med for v in med[n]):
+        return ""  # none of these workloads ran
+    hdr = "| target | " + " | ".join(c[0] for c in cols) + " |"
+    lines = [hdr, "|---" * (len(cols) + 1) + "|"]
     for name, kind, workers, _, _ in targets:
-        cells = [("-" if v is None else COLS[i][2] % v) for i, v in enumerate(med[name])]
+        if all(v is None for v in med[name]):
+            continue
+        cells = [("-" if v is None else cols[i][2] % v) for i, v in enumerate(med[name])]
         lines.append("| %s | %s |" % (name, " | ".join(cells)))
+    kinds = [against] if isinstance(against[0], str) else against
     for name, kind, workers, _, _ in targets:
         if kind != "twlb":
             continue
-        peers = [n for n, k, w, _, _ in targets if k in ("haproxy", "nginx") and w == workers]
-        if not peers:
-            continue
-        cells = []
-        for i, (_, _, _, hib) in enumerate(COLS):
-            pv = [med[n][i] for n in peers if med[n][i] is not None]
-            if med[name][i] is None or not pv:
-                cells.append("-")
+        for ks in kinds:
+            peers = [n for n, k, w, _, _ in targets if k in ks and w == workers]
+            if not peers:
                 continue
-            best = max(pv) if hib else min(pv)
-            cells.append("%.2f" % (med[name][i] / best) if best else "-")
-        lines.append("| **%s / best peer** | %s |" % (name, " | ".join(cells)))
+            cells = []
+            for i, (_, _, _, hib) in enumerate(cols):
+                pv = [med[n][i] for n in peers if med[n][i] is not None]
+                if med[name][i] is None or not pv:
+                    cells.append("-")
+                    continue
+                best = max(pv) if hib else min(pv)
+                cells.append("%.2f" % (med[name][i] / best) if best else "-")
+            if all(c == "-" for c in cells):
+                continue
+            label = ("best peer that passes half-closes" if "nginx-hc" in ks else
+                     "best peer" if len(ks) > 1 else {"haproxy": "HAProxy"}.get(ks[0], ks[0]))
+            lines.append("| **%s / %s** | %s |" % (name, label, " | ".join(cells)))
     return "\n".join(lines)
 
 
@@ -379,6 +505,59 @@ def write_doc(path, text):
         doc = (doc.rstrip() + "\n\n" + block if start < 0 else
                doc[:start] + block + (doc[end:] if end >= 0 else ""))
     open(path, "w").write(doc)
+
+
+def redis_argv(work):
+    """Debian's redis-tools ship the server as redis-check-rdb, which serves when it is
+    called by another name (the redis-server package adds only the system service, which
+    would start one on the host)."""
+    link = os.path.join(work, "redis-server")
+    if os.path.lexists(link):
+        os.unlink(link)
+    os.symlink(shutil.which("redis-check-rdb") or "/usr/bin/redis-check-rdb", link)
+    return [link, "--bind", BE, "--port", PORTS["redis"], "--save", "", "--appendonly", "no",
+            "--protected-mode", "no", "--tcp-backlog", BACKLOG, "--maxclients", 10000,
+            "--dir", work, "--logfile", os.path.join(work, "redis.log")]
+
+
+def http_backend_conf(work):
+    """nginx as the HTTP server behind the proxies: one worker, keep-alive, 128 bytes."""
+    return """daemon off;
+worker_processes 1;
+pid %s/nginx.pid;
+error_log %s/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 100000000;
+    keepalive_timeout 600s;
+    server { listen %s:%d backlog=%d; location / { return 200 "%s"; } }
+}
+""" % (work, work, BE, PORTS["http"], BACKLOG, "x" * 128)
+
+
+def brief(r):
+    """One round's figures on one line."""
+    out = []
+    for w, f, keys in (("c50", "c50 %.0f/s", ("cps",)), ("c500", "c500 %.0f/s", ("cps",)),
+                       ("bulk1", "bulk1 %.2f", ("gbps",)), ("bulk8", "bulk8 %.2f Gbit/s", ("gbps",)),
+                       ("wrk", "wrk %.0f/s", ("rps",))):
+        if w in r:
+            out.append(f % tuple(r[w][k] for k in keys))
+    if "c50" in r and r["c50"]["cpu_us"] is not None:
+        out.append("cpu %.1f us" % r["c50"]["cpu_us"])
+    if "rss" in r and r["rss"]["fresh"] is not None:
+        out.append("rss %.2f/%.2f KiB (%s conns)" % (r["rss"]["fresh"], r["rss"]["exchanged"],
+                                                     r["rss"]["n"]))
+    if "redis" in r:
+        out.append("redis set/get %.0f/%.0f -P16 %.0f/%.0f" % (
+            r["redis"]["plain"]["set"], r["redis"]["plain"]["get"], r["redis"]["p16"]["set"],
+            r["redis"]["p16"]["get"]))
+    return "  ".join(out)
+
+
+def errors(r):
+    return sum(r[w]["errors"] for w in ("c50", "c500", "bulk1", "bulk8", "wrk") if w in r)
 
 
 def main():
@@ -418,40 +597,44 @@ def main():
             key = argv[-1]
             h.popen([tb, "--listen", "%s:%d" % (BE, PORTS[key]), "--quiet",
                      "--backlog", 4096] + argv, stdout=subprocess.DEVNULL)
+        if "redis" in WORKLOADS:
+            h.popen(redis_argv(work), stdout=subprocess.DEVNULL)
+        if "wrk" in WORKLOADS:
+            d = os.path.join(work, "http")
+            os.makedirs(d)
+            open(os.path.join(d, "nginx.conf"), "w").write(http_backend_conf(d))
+            h.popen(["nginx", "-p", d, "-c", os.path.join(d, "nginx.conf")],
+                    stdout=subprocess.DEVNULL)
         time.sleep(0.5)
-        print("bench: %s; %d rounds, %g s per load run, %d cores" %
-              (h.where, ROUNDS, DURATION, os.cpu_count()), flush=True)
+        print("bench: %s; %d rounds, %g s per load run, %d cores; workloads %s" %
+              (h.where, ROUNDS, DURATION, os.cpu_count(), ",".join(WORKLOADS)), flush=True)
         for rnd in range(ROUNDS):
             k = rnd % len(targets)
             for t in targets[k:] + targets[:k]:
                 r = one(h, work, t)
                 rows[t[0]].append(r)
-                print("round %d %-20s c50 %6.0f/s c500 %6.0f/s cpu %s us  bulk1 %.2f bulk8 %.2f "
-                      "Gbit/s  rss %s/%s KiB (%s conns) errors %d  load %.1f" % (
-                          rnd + 1, t[0], r["c50"]["cps"], r["c500"]["cps"],
-                          "-" if r["c50"]["cpu_us"] is None else "%.1f" % r["c50"]["cpu_us"],
-                          r["bulk1"]["gbps"], r["bulk8"]["gbps"],
-                          "-" if r["rss"]["fresh"] is None else "%.2f" % r["rss"]["fresh"],
-                          "-" if r["rss"]["exchanged"] is None else "%.2f" % r["rss"]["exchanged"],
-                          r["rss"]["n"], r["c50"]["errors"] + r["c500"]["errors"]
-                          + r["bulk1"]["errors"] + r["bulk8"]["errors"], os.getloadavg()[0]),
-                      flush=True)
+                print("round %d %-20s %s  errors %d  load %.1f" % (
+                    rnd + 1, t[0], brief(r), errors(r), os.getloadavg()[0]), flush=True)
     finally:
         h.close()
         shutil.rmtree(work, ignore_errors=True)
     raw = os.path.join(ROOT, "build", "bench-proxies.json")
     os.makedirs(os.path.dirname(raw), exist_ok=True)
     json.dump(rows, open(raw, "w"), indent=1)
-    med = medians(rows)
-    tab = table(med, targets)
-    errs = {n: sum(r[k]["errors"] for r in rows[n] for k in ("c50", "c500", "bulk1", "bulk8"))
-            for n in rows}
+    tab = table(medians(rows, COLS), targets, COLS,
+                against=(("haproxy", "nginx"), ("haproxy", "nginx-hc")))
+    ptab = table(medians(rows, PCOLS), targets, PCOLS,
+                 against=(("haproxy", "nginx"), ("haproxy",)))
+    errs = {n: sum(errors(r) for r in rows[n]) for n in rows}
     cmd = "make bench" if os.environ.get("MAKELEVEL") else "python3 tests/bench/proxies.py"
     env = " ".join("%s=%s" % (k, os.environ[k]) for k in
-                   ("ROUNDS", "DURATION", "IDLE_CONNS", "BULK_MB", "BULK8_MB", "TARGETS")
+                   ("ROUNDS", "DURATION", "IDLE_CONNS", "BULK_MB", "BULK8_MB", "TARGETS",
+                    "WORKLOADS", "REDIS_N", "REDIS_PN")
                    if k in os.environ)
-    print()
-    print(tab)
+    for t in (tab, ptab):
+        if t:
+            print()
+            print(t)
     print()
     print("medians of %d rounds; errors per target over all runs: %s; raw rows: %s; "
           "%.0f s in all" % (ROUNDS, ", ".join("%s %d" % kv for kv in errs.items()),
@@ -459,12 +642,21 @@ def main():
     if doc:
         text = """Run on %s: `%s%s` (%d rounds, %g s per load run, %d cores; %s).
 
+New connections, bulk transfers and idle connections:
+
+%s
+
+Persistent connections, 50 clients each (redis-benchmark against redis-server, %d
+requests per test plain and %d pipelined 16 deep; wrk, 1 thread, against nginx serving a
+128-byte body):
+
 %s
 
 Errors over all runs: %s.
 """ % (datetime.date.today().isoformat(), env + " " if env else "", cmd, ROUNDS, DURATION,
        os.cpu_count(), h.where.split(" (")[0] + ", everything on its loopback"
-       if h.topo else h.where, tab, ", ".join("%s %d" % kv for kv in errs.items()))
+       if h.topo else h.where, tab, REDIS_N, REDIS_PN, ptab,
+       ", ".join("%s %d" % kv for kv in errs.items()))
         write_doc(doc, text)
         print("bench: wrote %s" % doc)
 
