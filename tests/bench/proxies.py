@@ -180,13 +180,16 @@ def twlb_conf(workers, lip, inside):
             p["splice"] = os.environ["TWLB_SPLICE"]
     for p in pools:  # TWLB_POOL='{"buffer_bytes": 16384}': more keys for every pool
         p.update(json.loads(os.environ.get("TWLB_POOL", "{}")))
-    return json.dumps({
+    top = {
         "workers": workers,
         "listeners": [{"name": k, "bind": "%s:%d" % (lip, LPORT[k]), "pool": k,
                        "backlog": BACKLOG}
                       for k in PORTS],
         "pools": pools, "reuse": {"isn": "auto"},
-        "admin": {"bind": "%s:9901" % lip}, "log": {"level": "warn"}}, indent=1)
+        "admin": {"bind": "%s:9901" % lip}, "log": {"level": "warn"}}
+    # TWLB_TOP='{"reuse": {"isn": "kernel"}}': top-level keys to replace, for experiments
+    top.update(json.loads(os.environ.get("TWLB_TOP", "{}")))
+    return json.dumps(top, indent=1)
 
 
 def haproxy_conf(workers, lip, inside):
@@ -231,7 +234,7 @@ def start(h, work, kind, workers, lip, inside):
     if kind == "twlb":
         path = os.path.join(work, tag + ".json")
         open(path, "w").write(twlb_conf(workers, lip, inside))
-        argv = [os.path.join(ROOT, "lb/twlb"), "-c", path]
+        argv = [os.environ.get("TWLB_BIN") or os.path.join(ROOT, "lb/twlb"), "-c", path]
     elif kind == "haproxy":
         path = os.path.join(work, tag + ".cfg")
         open(path, "w").write(haproxy_conf(workers, lip, inside))
