@@ -339,6 +339,19 @@ void pump_release(struct session *s)
     }
 }
 
+void pump_connected_now(struct session *s)
+{
+    /* The client's first bytes are usually there already (a client speaks as soon as its
+     * own connect completes): read them now, so that they reach the backend right behind
+     * its accept, not one pass of the loop later, when the backend has gone to sleep
+     * again.  This is what lets the backend take the connection and the request in one
+     * wake-up.  Nothing there yet: one read says EAGAIN. */
+    session_hold(s);
+    s->cev.ev |= EPOLLIN;
+    upconn_complete_now(&s->up); /* -> on_up_connect -> pump_start */
+    session_unhold(s);
+}
+
 /* ---- the PROXY protocol header ------------------------------------------------------ */
 
 static void pp_addr(const struct sockaddr *sa, struct proxyproto_addr *out)

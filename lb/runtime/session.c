@@ -419,6 +419,8 @@ static void try_connect(struct session *s)
             backend_link(be, &s->link);
             s->deadline.fn = on_connect_timeout;
             timers_set(s->w, &s->deadline, session_now_ms(s) + pc->connect_timeout_ms);
+            if (s->up.connected_now)
+                pump_connected_now(s);
             return;
         }
         release_slot(s);

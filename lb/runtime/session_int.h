@@ -82,6 +82,9 @@ struct session {
  * wants one, and start moving bytes both ways, with the idle timeout of the session's
  * pool (pump.c).  May close the session. */
 void pump_start(struct session *s);
+/* The backend connect completed inside connect(2) (upconn.h, upconn_complete_now):
+ * start now, and read the client's first bytes at once, speculatively. */
+void pump_connected_now(struct session *s);
 
 /* New readiness of the client's socket (backend_side 0) or the backend's (1), while
  * S_PUMPING (pump.c).  May close the session. */

@@ -33,6 +33,8 @@ struct statefile;
       "Backend connections established")                                                \
     X(connect_errors_total, "twlb_backend_connect_errors_total",                       \
       "Backend connect attempts that failed (refused, timed out, no route)")            \
+    X(connects_inline_total, "twlb_backend_connects_inline_total",                     \
+      "Backend connects established when connect() returned (a backend on this host)")  \
     X(syn_retransmits_total, "twlb_syn_retransmits_total",                             \
       "Backend connects whose SYN was retransmitted (TCP_INFO)")                        \
     X(ports_exhausted_total, "twlb_ports_exhausted_total",                             \
@@ -114,6 +116,8 @@ struct backend_rt {
     size_t index;
     struct backend_shared *sh;
     pathset *ps;                   /* its source ports, one path per pool inside address */
+    uint32_t sync_probe;           /* connects until "done inside connect()?" is asked */
+    int sync_connects;             /* the last one asked was (upconn_complete_now) */
 };
 
 struct gen;

@@ -278,6 +278,15 @@ static void on_raw_event(struct evfd *e, uint32_t events)
     u->on_connect(u, status); /* on an error the owner closes it */
 }
 
+void upconn_complete_now(struct upconn *u)
+{
+    u->connected_now = 0;
+    if (!u->connecting)
+        return;
+    u->ev.ev |= EPOLLOUT; /* as evpoll's dispatch would */
+    on_raw_event(&u->ev, EPOLLOUT);
+}
+
 /* connect(2) <fd>, prepared for the current port, and watch it.  Returns 0 (connecting),
  * 1 when the kernel refused the port (fd closed, the next port taken), or an error
  * (fd closed, nothing held). */
@@ -296,6 +305,17 @@ static int connect_raw(struct upconn *u, int fd)
         u->tcp_open = 1;
         u->connecting = 1;
         count_reuse(u);
+        struct backend_rt *be = u->be; /* done already? (upconn.h, upconn_complete_now) */
+        if (be->sync_connects || be->sync_probe == 0) {
+            struct sockprep_info info;
+            be->sync_connects = sockprep_tcp_info(fd, &info) == 0 &&
+                                info.state == TCP_ESTABLISHED;
+            be->sync_probe = 63; /* after a no, the next 63 connects do not ask */
+            u->connected_now = (unsigned)be->sync_connects;
+            be->sh->st.connects_inline_total += (uint64_t)be->sync_connects;
+        } else {
+            be->sync_probe--;
+        }
         return 0;
     }
     close(fd);

@@ -66,7 +66,8 @@ struct upconn {
     int destroy_result;
     int fail_status;
     unsigned have_port : 1, tcp_open : 1, work_pending : 1, closing : 1, destroyed : 1,
-        connected : 1, connecting : 1;
+        connected : 1, connecting : 1,
+        connected_now : 1; /* raw: the connect completed inside connect(2) (below) */
     int tries;
     upconn_connect_cb on_connect;
     upconn_closed_cb on_closed;
@@ -88,6 +89,14 @@ int upconn_close(struct upconn *u, int reset, upconn_closed_cb on_closed);
  * LAST_ACK / CLOSING (the backend's FIN came first: it will hold it; closer is set so).
  * An aborting owner then closes without a reset and keeps the record. */
 int upconn_finished(struct upconn *u);
+
+/* A raw connect to a backend on this host (loopback, a veth pair) completes inside
+ * connect(2): the handshake runs in the caller's softirq.  upconn_open() then sets
+ * <connected_now> (asked with one TCP_INFO while the backend's connects complete that
+ * way, otherwise once in 64 connects), and the owner, once it has set up what its
+ * connect callback expects, calls this: the callback runs now, as it would for the
+ * EPOLLOUT that follows (and then goes to the owner's on_event, harmless). */
+void upconn_complete_now(struct upconn *u);
 
 /* Is the connection's socket open (connect in flight or established)? */
 static inline int upconn_is_open(const struct upconn *u) { return u->tcp_open; }

@@ -133,6 +133,72 @@ def test_spliced_connection_left_idle_holds_no_pipe():
             s.close()
 
 
+def test_connect_done_inside_connect_starts_the_session_at_once():
+    """A backend on this host: the connect is established when connect() returns, and the
+    session starts at once, reading the client's first bytes speculatively (docs/design.md,
+    "A connect that is done before it returns").  Both kinds of protocol still work:
+    client first (the bytes are read at once) and server first (the speculative read finds
+    nothing, the greeting comes back first), with two workers; every connect is counted."""
+    n = h.new_net()
+    lsock = socket.socket()
+    lsock.bind(("127.%d.1.1" % n, 0))
+    lsock.listen(64)
+    baddr = "127.%d.1.1:%d" % (n, lsock.getsockname()[1])
+    rounds = 20
+    errors = []
+
+    def backend():
+        for i in range(2 * rounds):
+            c, _ = lsock.accept()
+            c.settimeout(10)
+            try:
+                if i % 2:  # server first: greet, wait for QUIT
+                    c.sendall(b"220 ready\r\n")
+                    if c.recv(100) != b"QUIT\r\n":
+                        errors.append("no QUIT")
+                    c.sendall(b"221 bye\r\n")
+                else:      # client first: answer what came
+                    c.sendall(b"echo " + c.recv(100))
+            except OSError as e:
+                errors.append(str(e))
+            c.close()
+
+    t = threading.Thread(target=backend)
+    t.start()
+    try:
+        with h.Env() as env:
+            cfg = data_config(n, [{"name": "p", "address": baddr}])
+            env.twlb(cfg)
+            host, port = h.split_addr(h.listen_addr(cfg))
+            for i in range(rounds):
+                s = socket.create_connection((host, port), timeout=10)
+                s.sendall(b"hello %d" % i)
+                assert recv_all(s) == b"echo hello %d" % i
+                s.close()
+                s = socket.create_connection((host, port), timeout=10)
+                assert s.recv(100) == b"220 ready\r\n"  # nothing sent before it
+                s.sendall(b"QUIT\r\n")
+                assert recv_all(s) == b"221 bye\r\n"
+                s.close()
+            t.join(10)
+            assert not errors, errors
+            ms = h.metrics(h.admin_addr(cfg))
+            assert h.metric(ms, "twlb_backend_connections_total") == 2 * rounds
+            assert h.metric(ms, "twlb_backend_connects_inline_total") == 2 * rounds
+    finally:
+        lsock.close()
+        t.join(5)
+
+
+def recv_all(s):
+    got = []
+    while True:
+        d = s.recv(65536)
+        if not d:
+            return b"".join(got)
+        got.append(d)
+
+
 def test_half_close_from_backend_side():
     """The backend sends N bytes and shuts down its write side but keeps reading: the
     client gets N bytes + EOF, then sends M bytes, and the backend must get all M."""
