@@ -222,20 +222,17 @@ void session_close(struct session *s, enum session_end why)
     if (s->end == END_NONE)
         s->end = why;
     int abort = why != END_DONE;
-    /* Both FINs may have passed on the backend connection already (the kernel knows
-     * before twlb reads it): then one side holds its TIME_WAIT whatever happens to the
-     * client now, and a reset would not remove one an rfc1337 backend keeps. */
+    /* Both FINs may have passed on the backend connection (the kernel knows before we
+     * read it): a side holds TIME_WAIT now, and a reset would not end an rfc1337 one. */
     int backend_over = abort && s->up_used && !retrying && upconn_finished(&s->up);
     s->pending_closes++; /* held until every close below is issued */
     timers_cancel(s->w, &s->deadline);
     pump_release(s);
     if (s->client_open) {
         s->client_open = 0;
-        /* The client gets a reset when we could not serve it at all, so it sees the
-         * failure at once instead of an empty answer, and when its connection was cut
-         * (the backend reset it, the drain time ran out, the backend was disabled), so
-         * that a reply delimited by the close never looks complete.  Otherwise the
-         * close sends our FIN, if a shutdown did not. */
+        /* A reset when the client could not be served (it sees the failure at once)
+         * or its connection was cut (backend reset, drain deadline, backend disabled: a
+         * reply delimited by the close must not look complete); else the close's FIN. */
         evpoll_close(s->w, &s->cev,
                      why != END_DONE && why != END_IDLE_TIMEOUT && why != END_HANDED_OVER);
     }
@@ -305,8 +302,9 @@ static void on_retry_closed(struct upconn *u)
     }
     s->pending_closes--;
     s->state = S_CONNECTING;
+    struct worker *w = s->w; /* try_connect() may end <s> (and free it) */
     try_connect(s);
-    queue_kick(s->w); /* the failed try gave its port back */
+    queue_kick(w); /* the failed try gave its port back */
 }
 
 /* The current try failed (<no_port>: the kernel refused every port toward the backend,
@@ -445,8 +443,11 @@ static void try_connect(struct session *s)
 
 int session_serve_queued(struct session *s)
 {
+    session_hold(s); /* try_connect() may end it: its memory stays until the unhold */
     try_connect(s);
-    return s->state != S_QUEUED;
+    int served = s->state != S_QUEUED;
+    session_unhold(s);
+    return served;
 }
 
 /* ---- accept ---------------------------------------------------------------------- */
