@@ -116,8 +116,8 @@ struct backend_rt {
     size_t index;
     struct backend_shared *sh;
     pathset *ps;                   /* its source ports, one path per pool inside address */
-    uint32_t sync_probe;           /* connects until "done inside connect()?" is asked */
-    int sync_connects;             /* the last one asked was (upconn_complete_now) */
+    uint32_t sync_skip;            /* connects before "done inside connect()?" is asked
+                                      again: 0 while the answer is yes (upconn.c) */
 };
 
 struct gen;

@@ -306,15 +306,14 @@ static int connect_raw(struct upconn *u, int fd)
         u->connecting = 1;
         count_reuse(u);
         struct backend_rt *be = u->be; /* done already? (upconn.h, upconn_complete_now) */
-        if (be->sync_connects || be->sync_probe == 0) {
+        if (be->sync_skip == 0) {
             struct sockprep_info info;
-            be->sync_connects = sockprep_tcp_info(fd, &info) == 0 &&
-                                info.state == TCP_ESTABLISHED;
-            be->sync_probe = 63; /* after a no, the next 63 connects do not ask */
-            u->connected_now = (unsigned)be->sync_connects;
-            be->sh->st.connects_inline_total += (uint64_t)be->sync_connects;
+            int now = sockprep_tcp_info(fd, &info) == 0 && info.state == TCP_ESTABLISHED;
+            be->sync_skip = now ? 0 : 63; /* after a no, the next 63 connects do not ask */
+            u->connected_now = (unsigned)now;
+            be->sh->st.connects_inline_total += (uint64_t)now;
         } else {
-            be->sync_probe--;
+            be->sync_skip--;
         }
         return 0;
     }
