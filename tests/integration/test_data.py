@@ -171,14 +171,12 @@ def test_connect_done_inside_connect_starts_the_session_at_once():
             env.twlb(cfg)
             host, port = h.split_addr(h.listen_addr(cfg))
             for i in range(rounds):
-                s = socket.create_connection((host, port), timeout=10)
-                s.sendall(b"hello %d" % i)
-                assert recv_all(s) == b"echo hello %d" % i
-                s.close()
+                got = h.request(h.listen_addr(cfg), b"hello %d" % i, timeout=10)
+                assert got == b"echo hello %d" % i
                 s = socket.create_connection((host, port), timeout=10)
                 assert s.recv(100) == b"220 ready\r\n"  # nothing sent before it
                 s.sendall(b"QUIT\r\n")
-                assert recv_all(s) == b"221 bye\r\n"
+                assert h.read_until_end(s, 10) == (b"221 bye\r\n", "eof")
                 s.close()
             t.join(10)
             assert not errors, errors
@@ -188,15 +186,6 @@ def test_connect_done_inside_connect_starts_the_session_at_once():
     finally:
         lsock.close()
         t.join(5)
-
-
-def recv_all(s):
-    got = []
-    while True:
-        d = s.recv(65536)
-        if not d:
-            return b"".join(got)
-        got.append(d)
 
 
 def test_half_close_from_backend_side():
