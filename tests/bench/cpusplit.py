@@ -11,7 +11,6 @@ TARGETS are names from proxies.py (default: every proxy with 1 and 2 workers, an
 nginx with half-closes).  Same namespace, backends and configs as proxies.py.
 """
 import os
-import subprocess
 import sys
 import tempfile
 import shutil
@@ -34,12 +33,7 @@ def main():
     h = P.Host()
     work = tempfile.mkdtemp(prefix="twlb-cpusplit.")
     try:
-        tb = os.path.join(P.ROOT, "backends/twbackend")
-        be = h.popen([tb, "--listen", "%s:%d" % (P.BE, P.PORTS["short"]), "--quiet",
-                      "--backlog", P.BACKLOG, "--mode", "close-first", "--reply-bytes", 128,
-                      "--name", "short"], stdout=subprocess.DEVNULL)
-        h.popen([tb, "--listen", "%s:%d" % (P.BE, P.PORTS["echo"]), "--quiet",
-                 "--mode", "echo", "--name", "echo"], stdout=subprocess.DEVNULL)
+        be = P.start_backends(h, work, ["short", "echo"])["short"]
         print("%-28s %7s %9s %9s %9s %7s" % ("target", "conn/s", "proxy us", "backend us",
                                              "machine us", "busy"))
         for rnd in range(rounds):

@@ -39,26 +39,10 @@ def main():
     os.makedirs(out, exist_ok=True)
     h = P.Host()
     try:
-        tb = os.path.join(P.ROOT, "backends/twbackend")
-        h.popen([tb, "--listen", "%s:%d" % (P.BE, P.PORTS["short"]), "--quiet",
-                 "--backlog", P.BACKLOG, "--mode", "close-first", "--reply-bytes", 128,
-                 "--name", "short"], stdout=subprocess.DEVNULL)
-        h.popen([tb, "--listen", "%s:%d" % (P.BE, P.PORTS["echo"]), "--quiet",
-                 "--mode", "echo", "--name", "echo"], stdout=subprocess.DEVNULL)
         load = os.environ.get("LOAD", "c50")
         bulk = load == "bulk"
-        if load == "redis":
-            h.popen(P.redis_argv(out), stdout=subprocess.DEVNULL)
-        elif load == "wrk":
-            d = os.path.join(out, "http")
-            os.makedirs(d, exist_ok=True)
-            open(os.path.join(d, "nginx.conf"), "w").write(P.http_backend_conf(d))
-            h.popen(["nginx", "-p", d, "-c", os.path.join(d, "nginx.conf")],
-                    stdout=subprocess.DEVNULL)
-        if bulk:
-            h.popen([tb, "--listen", "%s:%d" % (P.BE, P.PORTS["bulk"]), "--quiet",
-                     "--mode", "bulk", "--send-bytes", P.BULK_MB * 1048576, "--name", "bulk"],
-                    stdout=subprocess.DEVNULL)
+        P.start_backends(h, out, ["short", "echo"] + {"redis": ["redis"], "wrk": ["http"],
+                                                      "bulk": ["bulk"]}.get(load, []))
         t = [x for x in P.TARGETS if x[0] == os.environ.get("TARGET", "twlb w1")][0]
         p = P.start(h, out, t[1], t[2], t[3], t[4])
         if os.environ.get("SYSCOUNT"):
@@ -84,7 +68,7 @@ def main():
                 r = {"requests": 2 * P.REDIS_N, "cpu_us": (P.cpu_s(pids) - c0) * 1e6 / (2 * P.REDIS_N)}
             else:
                 w = P.measure_wrk(h, t[3], pids)
-                r = {"requests": round(w["rps"] * max(1, int(P.DURATION))), "cpu_us": w["cpu_us"]}
+                r = {"requests": w["requests"], "cpu_us": w["cpu_us"]}
             tool.send_signal(2)
             tool.wait(60)
             print("requests", r["requests"], "proxy CPU us/request %.2f" % r["cpu_us"])

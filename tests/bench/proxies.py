@@ -375,7 +375,7 @@ def measure_wrk(h, lip, pids):
             errors += sum(int(x.strip(",")) for x in f if x.strip(",").isdigit())
     if r.returncode != 0 or rps is None:
         raise RuntimeError("wrk via %s:%d: %s %s" % (lip, port, r.stdout[-300:], r.stderr[-300:]))
-    return {"rps": rps, "p99": p99, "errors": errors,
+    return {"rps": rps, "p99": p99, "errors": errors, "requests": total,
             "cpu_us": (c1 - c0) * 1e6 / max(1, total) if pids else None}
 
 
@@ -539,6 +539,30 @@ http {
 """ % (work, work, BE, PORTS["http"], BACKLOG, "x" * 128)
 
 
+def start_backends(h, work, keys):
+    """The backends behind every target, on BE: <keys> among "short", "bulk", "bulk8",
+    "echo" (twbackend), "redis" (redis-server) and "http" (nginx); {key: Popen}."""
+    tb = os.path.join(ROOT, "backends/twbackend")
+    modes = {"short": ["--mode", "close-first", "--reply-bytes", 128],
+             "bulk": ["--mode", "bulk", "--send-bytes", BULK_MB * 1048576],
+             "bulk8": ["--mode", "bulk", "--send-bytes", BULK8_MB * 1048576],
+             "echo": ["--mode", "echo"]}
+    out = {}
+    for k in keys:
+        if k in modes:
+            argv = [tb, "--listen", "%s:%d" % (BE, PORTS[k]), "--quiet", "--backlog",
+                    BACKLOG] + modes[k] + ["--name", k]
+        elif k == "redis":
+            argv = redis_argv(work)
+        else:
+            d = os.path.join(work, "http")
+            os.makedirs(d, exist_ok=True)
+            open(os.path.join(d, "nginx.conf"), "w").write(http_backend_conf(d))
+            argv = ["nginx", "-p", d, "-c", os.path.join(d, "nginx.conf")]
+        out[k] = h.popen(argv, stdout=subprocess.DEVNULL)
+    return out
+
+
 def brief(r):
     """One round's figures on one line."""
     out = []
@@ -592,22 +616,8 @@ def main():
     t0 = time.monotonic()
     rows = {t[0]: [] for t in targets}
     try:
-        tb = os.path.join(ROOT, "backends/twbackend")
-        for argv in (["--mode", "close-first", "--reply-bytes", 128, "--name", "short"],
-                     ["--mode", "bulk", "--send-bytes", BULK_MB * 1048576, "--name", "bulk"],
-                     ["--mode", "bulk", "--send-bytes", BULK8_MB * 1048576, "--name", "bulk8"],
-                     ["--mode", "echo", "--name", "echo"]):
-            key = argv[-1]
-            h.popen([tb, "--listen", "%s:%d" % (BE, PORTS[key]), "--quiet",
-                     "--backlog", 4096] + argv, stdout=subprocess.DEVNULL)
-        if "redis" in WORKLOADS:
-            h.popen(redis_argv(work), stdout=subprocess.DEVNULL)
-        if "wrk" in WORKLOADS:
-            d = os.path.join(work, "http")
-            os.makedirs(d)
-            open(os.path.join(d, "nginx.conf"), "w").write(http_backend_conf(d))
-            h.popen(["nginx", "-p", d, "-c", os.path.join(d, "nginx.conf")],
-                    stdout=subprocess.DEVNULL)
+        start_backends(h, work, ["short", "bulk", "bulk8", "echo"]
+                       + [k for w, k in (("redis", "redis"), ("wrk", "http")) if w in WORKLOADS])
         time.sleep(0.5)
         print("bench: %s; %d rounds, %g s per load run, %d cores; workloads %s" %
               (h.where, ROUNDS, DURATION, os.cpu_count(), ",".join(WORKLOADS)), flush=True)

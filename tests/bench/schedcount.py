@@ -57,12 +57,7 @@ def main():
     h = P.Host()
     work = tempfile.mkdtemp(prefix="twlb-sched.")
     try:
-        tb = os.path.join(P.ROOT, "backends/twbackend")
-        be = h.popen([tb, "--listen", "%s:%d" % (P.BE, P.PORTS["short"]), "--quiet",
-                      "--backlog", P.BACKLOG, "--mode", "close-first", "--reply-bytes", 128,
-                      "--name", "short"], stdout=subprocess.DEVNULL)
-        h.popen([tb, "--listen", "%s:%d" % (P.BE, P.PORTS["echo"]), "--quiet",
-                 "--mode", "echo", "--name", "echo"], stdout=subprocess.DEVNULL)
+        be = P.start_backends(h, work, ["short", "echo"])["short"]
         for t in [x for x in P.TARGETS if x[0] in names and x[1] != "direct"]:
             p = P.start(h, work, t[1], t[2], t[3], t[4])
             pids, bp = P.family(p.pid), P.family(be.pid)
