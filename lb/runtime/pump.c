@@ -220,9 +220,15 @@ static ssize_t copy_some(struct session *s, struct pump *p)
         else
             p->src->ev &= ~(uint32_t)EPOLLIN;
     }
+    /* The FIN follows these bytes at once (run() -> pass_fin): MSG_MORE holds them in
+     * the kernel until the shutdown() (or the close) sends them and the FIN in one
+     * segment, so the peer wakes once for both.  HAProxy does the same for a response it
+     * closes behind.  Bytes the kernel does not take now go out by flush(), whose send
+     * pushes what MSG_MORE held. */
+    int more = ends ? MSG_MORE : 0;
     ssize_t w;
     do
-        w = send(p->dst->fd, buf, (size_t)n, MSG_NOSIGNAL);
+        w = send(p->dst->fd, buf, (size_t)n, MSG_NOSIGNAL | more);
     while (w < 0 && errno == EINTR);
     if (w < 0 && errno != EAGAIN)
         return fail(s, p->dst);

@@ -8,7 +8,8 @@ strace -c -f with STRACE=1
 SYSCOUNT=1 counts system calls with perf stat on the syscall tracepoints instead of
 strace: at full speed (strace slows every proxy about twentyfold, which changes what
 depends on timing: how many events one epoll_wait returns, how long a connect takes),
-into OUT_DIR/syscount.txt, and prints them per connection.
+into OUT_DIR/syscount.txt, and prints them per connection, with the TCP segments sent
+in the namespace (every hop of the load: client, proxy, backend; /proc/net/snmp OutSegs).
 
 LOAD=redis profiles redis-benchmark SET and GET (REDIS_N requests each, 50 clients, not
 pipelined) and LOAD=wrk profiles wrk (50 keep-alive connections, DURATION seconds), as
@@ -32,6 +33,13 @@ import proxies as P  # noqa: E402
 SYSCALLS = ["accept4", "socket", "setsockopt", "getsockopt", "bind", "connect", "ioctl",
             "epoll_ctl", "epoll_wait", "recvfrom", "read", "sendto", "write", "splice",
             "shutdown", "close", "getpeername"]
+
+
+def out_segs(h):
+    """TCP segments sent so far in the bench namespace (Tcp: OutSegs)."""
+    lines = h.run(["cat", "/proc/net/snmp"], timeout=10).stdout.splitlines()
+    tcp = [ln.split() for ln in lines if ln.startswith("Tcp:")]
+    return int(tcp[1][tcp[0].index("OutSegs")])
 
 
 def main():
@@ -60,6 +68,7 @@ def main():
                                      "-p", ",".join(map(str, P.family(p.pid)))],
                                     stderr=subprocess.DEVNULL)
         time.sleep(1)
+        segs0 = out_segs(h)
         if load in ("redis", "wrk"):  # requests on 50 persistent connections
             pids = P.family(p.pid)
             if load == "redis":
@@ -83,6 +92,7 @@ def main():
             print("connections", r["connections"], "cps", r["cps"])
         if bulk:
             print("MiB", r["connections"] * P.BULK_MB)
+        segs = out_segs(h) - segs0
         if os.environ.get("SYSCOUNT"):
             per = r["connections"] * (P.BULK_MB if bulk else 1)
             for line in open(os.path.join(out, "syscount.txt")):
@@ -93,6 +103,8 @@ def main():
                                                  float(f[0]) / per,
                                                  "MiB" if bulk else "request"
                                                  if load in ("redis", "wrk") else "connection"))
+            print("%-14s %8.2f per %s" % ("TCP segments", segs / per, "MiB" if bulk else "request"
+                                          if load in ("redis", "wrk") else "connection"))
         h.stop(p)
     finally:
         h.close()

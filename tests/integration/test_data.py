@@ -3,7 +3,9 @@ through two workers, by splice(2) (bulk) and by copy (small exchanges, "splice":
 import hashlib
 import os
 import socket
+import struct
 import threading
+import time
 
 import harness as h
 
@@ -183,6 +185,70 @@ def test_connect_done_inside_connect_starts_the_session_at_once():
             ms = h.metrics(h.admin_addr(cfg))
             assert h.metric(ms, "twlb_backend_connections_total") == 2 * rounds
             assert h.metric(ms, "twlb_backend_connects_inline_total") == 2 * rounds
+    finally:
+        lsock.close()
+        t.join(5)
+
+
+def segs_in(sock):
+    """Segments the kernel received on <sock> (struct tcp_info tcpi_segs_in, Linux 4.2+)."""
+    return struct.unpack_from("I", sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 160),
+                              140)[0]
+
+
+def test_reply_and_fin_that_came_together_leave_in_one_segment():
+    """A backend whose reply and FIN reach twlb together (one segment here: MSG_MORE, then
+    shutdown) gets them to the client in one segment too (docs/design.md, "One segment
+    for the last bytes and the FIN"), so the client wakes once for both.  Counted by the
+    client's kernel (tcpi_segs_in), against a backend that sends its FIN 50 ms after the
+    reply: that costs the client one segment more.  Same bytes both ways."""
+    n = h.new_net()
+    lsock = socket.socket()
+    lsock.bind(("127.%d.1.1" % n, 0))
+    lsock.listen(64)
+    baddr = "127.%d.1.1:%d" % (n, lsock.getsockname()[1])
+    rounds = 10
+    errors = []
+
+    def backend():
+        for i in range(2 * rounds):
+            c, _ = lsock.accept()
+            c.settimeout(10)
+            try:
+                reply = b"reply %d " % i + b"x" * 500
+                c.recv(100)
+                if i % 2 == 0:  # together: held by MSG_MORE, sent with the FIN
+                    c.send(reply, socket.MSG_MORE)
+                else:           # apart
+                    c.sendall(reply)
+                    time.sleep(0.05)
+                c.shutdown(socket.SHUT_WR)
+                if c.recv(100) != b"":
+                    errors.append("no FIN from the client")
+            except OSError as e:
+                errors.append(str(e))
+            c.close()
+
+    t = threading.Thread(target=backend)
+    t.start()
+    try:
+        with h.Env() as env:
+            cfg = data_config(n, [{"name": "p", "address": baddr}])
+            env.twlb(cfg)
+            host, port = h.split_addr(h.listen_addr(cfg))
+            counts = {0: [], 1: []}
+            for i in range(2 * rounds):
+                s = socket.create_connection((host, port), timeout=10)
+                s.sendall(b"request")
+                got = h.read_until_end(s, 10)
+                assert got == (b"reply %d " % i + b"x" * 500, "eof"), got
+                counts[i % 2].append(segs_in(s))
+                s.close()
+            t.join(10)
+            assert not errors, errors
+            together, apart = counts[0], counts[1]
+            # the FIN rides on the reply: one segment fewer, every time
+            assert max(together) < max(apart), (together, apart)
     finally:
         lsock.close()
         t.join(5)
