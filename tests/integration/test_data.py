@@ -190,6 +190,75 @@ def test_connect_done_inside_connect_starts_the_session_at_once():
         t.join(5)
 
 
+def test_a_connect_not_done_inside_connect_stops_the_asking_for_63_connects():
+    """After a connect that was not ESTABLISHED when connect() returned, twlb does not ask
+    TCP_INFO again for the backend's next 63 connects; the 64th asks, and the answers are
+    yes again (docs/design.md, "A connect that is done before it returns").  A backend with
+    an accept queue of one that does not accept yet makes such a connect here: the kernel
+    drops the second SYN, and the connect completes by its EPOLLOUT once the queue has
+    room and the SYN is resent (about 1 s later).  Every exchange still arrives."""
+    n = h.new_net()
+    lsock = socket.socket()
+    lsock.bind(("127.%d.1.1" % n, 0))
+    lsock.listen(0)  # one connection may wait in the queue; the next SYN is dropped
+    baddr = "127.%d.1.1:%d" % (n, lsock.getsockname()[1])
+    go = threading.Event()
+    errors = []
+
+    def backend():
+        go.wait(10)
+        lsock.settimeout(10)
+        for _ in range(2 + 64 + 1):
+            try:
+                c, _ = lsock.accept()
+                c.settimeout(10)
+                c.sendall(b"echo " + c.recv(100))
+                c.close()
+            except OSError as e:
+                errors.append(str(e))
+                return
+
+    def inline(cfg):
+        ms = h.metrics(h.admin_addr(cfg))
+        return (h.metric(ms, "twlb_backend_connects_inline_total"),
+                h.metric(ms, "twlb_backend_connections_total"))
+
+    t = threading.Thread(target=backend)
+    t.start()
+    try:
+        with h.Env() as env:
+            cfg = h.pool_config(n, [{"name": "p", "address": baddr}], connect_timeout_ms=5000)
+            cfg["workers"] = 1  # the count is per worker and backend
+            env.twlb(cfg)
+            host, port = h.split_addr(h.listen_addr(cfg))
+            a = socket.create_connection((host, port), timeout=10)
+            a.sendall(b"a")
+            h.wait_for(lambda: inline(cfg) == (1, 1), 5, "the first connect, done inline")
+            b = socket.create_connection((host, port), timeout=10)
+            b.sendall(b"b")
+            time.sleep(0.3)  # its SYN was dropped: still connecting, nothing counted
+            assert inline(cfg) == (1, 1)
+            go.set()  # the queue empties; the second SYN, resent, gets through
+            assert h.read_until_end(a, 10) == (b"echo a", "eof")
+            assert h.read_until_end(b, 10) == (b"echo b", "eof")
+            a.close()
+            b.close()
+            assert inline(cfg) == (1, 2)  # established by its EPOLLOUT
+            for i in range(63):  # connects that do complete inline, but are not asked
+                assert h.request(h.listen_addr(cfg), b"%d" % i, timeout=10) == b"echo %d" % i
+            assert inline(cfg) == (1, 65)
+            assert h.request(h.listen_addr(cfg), b"64th", timeout=10) == b"echo 64th"
+            assert inline(cfg) == (2, 66)  # asked again: yes
+            assert h.request(h.listen_addr(cfg), b"next", timeout=10) == b"echo next"
+            assert inline(cfg) == (3, 67)  # and from then on every time
+            t.join(10)
+            assert not errors, errors
+    finally:
+        go.set()
+        lsock.close()
+        t.join(5)
+
+
 def segs_in(sock):
     """Segments the kernel received on <sock> (struct tcp_info tcpi_segs_in, Linux 4.2+)."""
     return struct.unpack_from("I", sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 160),
