@@ -29,6 +29,35 @@ def nothing_held(admin):
     h.wait_for(check, 5, "no buffer or pipe in use")
 
 
+def backend_socket(n, backlog=64):
+    """A listening socket for a backend thread of the test on net <n>, and its address."""
+    lsock = socket.socket()
+    lsock.bind(("127.%d.1.1" % n, 0))
+    lsock.listen(backlog)
+    return lsock, "127.%d.1.1:%d" % (n, lsock.getsockname()[1])
+
+
+def backend_thread(lsock, count, handle):
+    """Start a thread that accepts <count> connections on <lsock>, one after the other,
+    and calls handle(conn, i) for each; it returns (thread, errors) where errors collects
+    the socket errors the handler met."""
+    errors = []
+
+    def serve():
+        for i in range(count):
+            c, _ = lsock.accept()
+            c.settimeout(10)
+            try:
+                handle(c, i)
+            except OSError as e:
+                errors.append(str(e))
+            c.close()
+
+    t = threading.Thread(target=serve)
+    t.start()
+    return t, errors
+
+
 def echo_through(addr, payload, chunk=65536):
     """Send <payload> while reading the echo concurrently; shut down our write side at the
     end (client half-close) and read to EOF.  Returns the bytes received."""
@@ -142,31 +171,19 @@ def test_connect_done_inside_connect_starts_the_session_at_once():
     client first (the bytes are read at once) and server first (the speculative read finds
     nothing, the greeting comes back first), with two workers; every connect is counted."""
     n = h.new_net()
-    lsock = socket.socket()
-    lsock.bind(("127.%d.1.1" % n, 0))
-    lsock.listen(64)
-    baddr = "127.%d.1.1:%d" % (n, lsock.getsockname()[1])
+    lsock, baddr = backend_socket(n)
     rounds = 20
-    errors = []
 
-    def backend():
-        for i in range(2 * rounds):
-            c, _ = lsock.accept()
-            c.settimeout(10)
-            try:
-                if i % 2:  # server first: greet, wait for QUIT
-                    c.sendall(b"220 ready\r\n")
-                    if c.recv(100) != b"QUIT\r\n":
-                        errors.append("no QUIT")
-                    c.sendall(b"221 bye\r\n")
-                else:      # client first: answer what came
-                    c.sendall(b"echo " + c.recv(100))
-            except OSError as e:
-                errors.append(str(e))
-            c.close()
+    def handle(c, i):
+        if i % 2:  # server first: greet, wait for QUIT
+            c.sendall(b"220 ready\r\n")
+            if c.recv(100) != b"QUIT\r\n":
+                raise OSError("no QUIT")
+            c.sendall(b"221 bye\r\n")
+        else:      # client first: answer what came
+            c.sendall(b"echo " + c.recv(100))
 
-    t = threading.Thread(target=backend)
-    t.start()
+    t, errors = backend_thread(lsock, 2 * rounds, handle)
     try:
         with h.Env() as env:
             cfg = data_config(n, [{"name": "p", "address": baddr}])
@@ -198,10 +215,8 @@ def test_a_connect_not_done_inside_connect_stops_the_asking_for_63_connects():
     drops the second SYN, and the connect completes by its EPOLLOUT once the queue has
     room and the SYN is resent (about 1 s later).  Every exchange still arrives."""
     n = h.new_net()
-    lsock = socket.socket()
-    lsock.bind(("127.%d.1.1" % n, 0))
-    lsock.listen(0)  # one connection may wait in the queue; the next SYN is dropped
-    baddr = "127.%d.1.1:%d" % (n, lsock.getsockname()[1])
+    # one connection may wait in the accept queue; the SYN of the next is dropped
+    lsock, baddr = backend_socket(n, backlog=0)
     go = threading.Event()
     errors = []
 
@@ -272,34 +287,22 @@ def test_reply_and_fin_that_came_together_leave_in_one_segment():
     client's kernel (tcpi_segs_in), against a backend that sends its FIN 50 ms after the
     reply: that costs the client one segment more.  Same bytes both ways."""
     n = h.new_net()
-    lsock = socket.socket()
-    lsock.bind(("127.%d.1.1" % n, 0))
-    lsock.listen(64)
-    baddr = "127.%d.1.1:%d" % (n, lsock.getsockname()[1])
+    lsock, baddr = backend_socket(n)
     rounds = 10
-    errors = []
 
-    def backend():
-        for i in range(2 * rounds):
-            c, _ = lsock.accept()
-            c.settimeout(10)
-            try:
-                reply = b"reply %d " % i + b"x" * 500
-                c.recv(100)
-                if i % 2 == 0:  # together: held by MSG_MORE, sent with the FIN
-                    c.send(reply, socket.MSG_MORE)
-                else:           # apart
-                    c.sendall(reply)
-                    time.sleep(0.05)
-                c.shutdown(socket.SHUT_WR)
-                if c.recv(100) != b"":
-                    errors.append("no FIN from the client")
-            except OSError as e:
-                errors.append(str(e))
-            c.close()
+    def handle(c, i):
+        reply = b"reply %d " % i + b"x" * 500
+        c.recv(100)
+        if i % 2 == 0:  # together: held by MSG_MORE, sent with the FIN
+            c.send(reply, socket.MSG_MORE)
+        else:           # apart
+            c.sendall(reply)
+            time.sleep(0.05)
+        c.shutdown(socket.SHUT_WR)
+        if c.recv(100) != b"":
+            raise OSError("no FIN from the client")
 
-    t = threading.Thread(target=backend)
-    t.start()
+    t, errors = backend_thread(lsock, 2 * rounds, handle)
     try:
         with h.Env() as env:
             cfg = data_config(n, [{"name": "p", "address": baddr}])
@@ -327,10 +330,7 @@ def test_half_close_from_backend_side():
     """The backend sends N bytes and shuts down its write side but keeps reading: the
     client gets N bytes + EOF, then sends M bytes, and the backend must get all M."""
     n = h.new_net()
-    lsock = socket.socket()
-    lsock.bind(("127.%d.1.1" % n, 0))
-    lsock.listen(4)
-    baddr = "127.%d.1.1:%d" % (n, lsock.getsockname()[1])
+    lsock, baddr = backend_socket(n, backlog=4)
     to_client = os.urandom(3 << 20)
     to_backend = os.urandom(5 << 20)
     result = {}
