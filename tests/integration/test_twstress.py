@@ -2,7 +2,9 @@
 errno name, and it stops by itself."""
 import json
 import os
+import socket
 import subprocess
+import threading
 
 import harness as h
 
@@ -51,6 +53,51 @@ def test_open_loop_rate_and_duration():
         assert 380 <= r["attempted"] <= 420, r
         assert r["connections"] == r["attempted"] - sum(r["errors"].values())
         assert 1.9 <= r["duration_s"] < 3.5, r
+
+
+def test_upload_comes_before_the_one_newline_of_the_request():
+    """--upload-bytes: the filler, then the request, whose last byte is the only '\n': a
+    backend that answers at the first '\n' (twbackend close-first, the stress scenarios'
+    backend) gets the whole upload first.  The filler used to carry the request's end in
+    every 64 KiB, so such a backend answered and closed after the first 64 KiB and the
+    rest of the "upload" went after its FIN."""
+    n = h.new_net()
+    lsock = socket.socket()
+    lsock.bind(("127.%d.1.1" % n, 0))
+    lsock.listen(8)
+    seen = []
+
+    def backend():
+        lsock.settimeout(20)
+        for _ in range(3):
+            c, _ = lsock.accept()
+            c.settimeout(10)
+            got = 0
+            while True:
+                b = c.recv(65536)
+                if not b:
+                    break
+                i = b.find(b"\n")
+                if i >= 0:
+                    seen.append((got + i + 1, b[i + 1:]))
+                    break
+                got += len(b)
+            c.sendall(b"done\n")
+            c.close()
+
+    t = threading.Thread(target=backend)
+    t.start()
+    try:
+        r = run("--connect", "127.%d.1.1:%d" % (n, lsock.getsockname()[1]), "--concurrency",
+                "1", "--connections", "3", "--upload-bytes", "300000", "--request-bytes", "4",
+                "--close", "server", "--expect-bytes", "5")
+        t.join(20)
+        assert r["connections"] == 3 and r["errors"] == {}, r
+        # the whole upload, then the request (GET and its newline), and nothing after it
+        assert seen == [(300004, b"")] * 3, [(k, len(v)) for k, v in seen]
+    finally:
+        lsock.close()
+        t.join(5)
 
 
 def cli(*args):

@@ -113,7 +113,8 @@ static int nslots, inflight, epfd;
 static uint64_t attempted, ok, syn_retrans, slow, late_starts, slow_ttfb;
 static uint64_t errs_by[200];
 static struct hist h_connect, h_ttfb, sec_connect, sec_ttfb;
-static char reqbuf[65536];
+static char reqbuf[65536];  /* the request, in its last request_bytes: ends in '\n' */
+static char fillbuf[65536]; /* the upload filler: no '\n', so it never ends the request */
 static volatile sig_atomic_t interrupted;
 
 static double now_ms(void)
@@ -293,8 +294,9 @@ static void on_event(struct conn *c, uint32_t events, double t)
     if (c->st == C_SENDING && (events & EPOLLOUT)) {
         while (c->to_send) {
             size_t n = c->to_send < sizeof reqbuf ? (size_t)c->to_send : sizeof reqbuf;
-            /* the last request_bytes are the request; its last byte is '\n' */
-            char *p = reqbuf;
+            /* the filler first, then the last request_bytes of reqbuf: the request,
+             * whose last byte is its only '\n' */
+            char *p = fillbuf;
             if (c->to_send <= o.request_bytes)
                 p = reqbuf + sizeof reqbuf - n;
             else if (c->to_send - n < o.request_bytes)
@@ -580,6 +582,7 @@ int main(int argc, char **argv)
     if (o.duration < 0)
         o.duration = 3600; /* --connections alone: still bounded in time */
     memset(reqbuf, 'x', sizeof reqbuf);
+    memset(fillbuf, 'x', sizeof fillbuf);
     memcpy(reqbuf + sizeof reqbuf - o.request_bytes, &"GET\n"[o.request_bytes < 4 ? 4 - o.request_bytes : 0],
            o.request_bytes < 4 ? o.request_bytes : 4);
     reqbuf[sizeof reqbuf - 1] = '\n';
