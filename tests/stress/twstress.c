@@ -294,8 +294,8 @@ static void on_event(struct conn *c, uint32_t events, double t)
     if (c->st == C_SENDING && (events & EPOLLOUT)) {
         while (c->to_send) {
             size_t n = c->to_send < sizeof reqbuf ? (size_t)c->to_send : sizeof reqbuf;
-            /* the filler first, then the last request_bytes of reqbuf: the request,
-             * whose last byte is its only '\n' */
+            /* the filler first (no '\n' in it), then the last request_bytes of reqbuf:
+             * the request, which starts with "GET\n" and ends in '\n' */
             char *p = fillbuf;
             if (c->to_send <= o.request_bytes)
                 p = reqbuf + sizeof reqbuf - n;
