@@ -37,6 +37,15 @@ def backend_socket(n, backlog=64):
     return lsock, "127.%d.1.1:%d" % (n, lsock.getsockname()[1])
 
 
+def twlb_to(env, n, baddr):
+    """twlb (data_config: 2 workers) in <env> on net <n>, toward the one backend at
+    <baddr>: its config and the listener's host and port."""
+    cfg = data_config(n, [{"name": "p", "address": baddr}])
+    env.twlb(cfg)
+    host, port = h.split_addr(h.listen_addr(cfg))
+    return cfg, host, port
+
+
 def backend_thread(lsock, count, handle):
     """Start a thread that accepts <count> connections on <lsock>, one after the other,
     and calls handle(conn, i) for each; it returns (thread, errors) where errors collects
@@ -186,9 +195,7 @@ def test_connect_done_inside_connect_starts_the_session_at_once():
     t, errors = backend_thread(lsock, 2 * rounds, handle)
     try:
         with h.Env() as env:
-            cfg = data_config(n, [{"name": "p", "address": baddr}])
-            env.twlb(cfg)
-            host, port = h.split_addr(h.listen_addr(cfg))
+            cfg, host, port = twlb_to(env, n, baddr)
             for i in range(rounds):
                 got = h.request(h.listen_addr(cfg), b"hello %d" % i, timeout=10)
                 assert got == b"echo hello %d" % i
@@ -305,9 +312,7 @@ def test_reply_and_fin_that_came_together_leave_in_one_segment():
     t, errors = backend_thread(lsock, 2 * rounds, handle)
     try:
         with h.Env() as env:
-            cfg = data_config(n, [{"name": "p", "address": baddr}])
-            env.twlb(cfg)
-            host, port = h.split_addr(h.listen_addr(cfg))
+            cfg, host, port = twlb_to(env, n, baddr)
             counts = {0: [], 1: []}
             for i in range(2 * rounds):
                 s = socket.create_connection((host, port), timeout=10)
@@ -353,9 +358,7 @@ def test_half_close_from_backend_side():
     t.start()
     try:
         with h.Env() as env:
-            cfg = data_config(n, [{"name": "p", "address": baddr}])
-            env.twlb(cfg)
-            host, port = h.split_addr(h.listen_addr(cfg))
+            cfg, host, port = twlb_to(env, n, baddr)
             s = socket.create_connection((host, port), timeout=30)
             got = []
             while True:
