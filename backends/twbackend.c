@@ -122,16 +122,26 @@ static void on_write(uv_write_t *req, int status)
     write_more(c);
 }
 
-/* Fill the buffer with the reply: "NAME\n" then a deterministic pattern. */
-static size_t fill(struct conn *c, uint64_t offset, size_t want)
+/* What one write of a reply may send: a bulk server writes big (nginx's sendfile takes
+ * up to 2 MiB at once), and the load generator should cost little per byte. */
+#define SEND_CHUNK (256 * 1024)
+/* The reply's pattern from byte 0 on: pattern[i] = 'a' + i % 26, one chunk's worth and
+ * 26 more, so any stretch of SEND_CHUNK bytes of the pattern is one slice of it. */
+static char pattern[SEND_CHUNK + 26];
+
+/* Where the reply's bytes [offset, offset + want) are: "NAME\n" then the pattern
+ * ('a' + position % 26).  Past the name this is a slice of <pattern> (nothing is
+ * computed or copied per byte, so a bulk sender costs what its send(2) costs);
+ * a chunk that holds some of the name is built in the connection's buffer. */
+static const char *fill(struct conn *c, uint64_t offset, size_t want)
 {
     size_t namelen = strlen(opt.name) + 1, n = 0;
-    while (n < want) {
-        uint64_t pos = offset + n;
-        c->buf[n++] = pos < namelen ? (pos + 1 == namelen ? '\n' : opt.name[pos])
-                                    : (char)('a' + pos % 26);
-    }
-    return n;
+    if (offset >= namelen)
+        return pattern + offset % 26;
+    for (; n < want && offset + n < namelen; n++)
+        c->buf[n] = offset + n + 1 == namelen ? '\n' : opt.name[offset + n];
+    memcpy(c->buf + n, pattern + (offset + n) % 26, want - n);
+    return c->buf;
 }
 
 static void finish_reply(struct conn *c)
@@ -156,11 +166,13 @@ static void write_more(struct conn *c)
         return;
     }
     uint64_t total = opt.mode == M_BULK && !opt.sink ? opt.send_bytes : opt.reply_bytes;
-    size_t n = (size_t)(c->to_send < BUFSZ ? c->to_send : BUFSZ);
-    fill(c, total - c->to_send, n);
+    uint64_t offset = total - c->to_send;
+    size_t chunk = offset < strlen(opt.name) + 1 ? BUFSZ : SEND_CHUNK; /* see fill() */
+    size_t n = (size_t)(c->to_send < chunk ? c->to_send : chunk);
+    const char *data = fill(c, offset, n);
     c->to_send -= n;
     bytes_out += n;
-    uv_buf_t b = uv_buf_init(c->buf, (unsigned)n);
+    uv_buf_t b = uv_buf_init((char *)data, (unsigned)n);
     c->writing = 1;
     c->w.data = c;
     if (uv_write(&c->w, (uv_stream_t *)&c->tcp, &b, 1, on_write) < 0)
@@ -353,8 +365,8 @@ static void on_connection(uv_stream_t *l, int status)
     uv_tcp_nodelay(&c->tcp, 1);
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     if (opt.mode == M_NAME) {
-        size_t n = fill(c, 0, strlen(opt.name) + 1);
-        uv_buf_t r = uv_buf_init(c->buf, (unsigned)n);
+        size_t n = strlen(opt.name) + 1;
+        uv_buf_t r = uv_buf_init((char *)fill(c, 0, n), (unsigned)n);
         if (uv_try_write((uv_stream_t *)&c->tcp, &r, 1) != (int)n)
             conn_close(c);
         bytes_out += n;
@@ -565,6 +577,8 @@ int main(int argc, char **argv)
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
+    for (size_t i = 0; i < sizeof pattern; i++)
+        pattern[i] = (char)('a' + i % 26);
     loop = uv_default_loop();
     char printed[MAX_LISTEN * 64] = "";
     int blackhole_fds[4], nbh = 0;

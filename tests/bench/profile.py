@@ -83,7 +83,7 @@ def main():
             print("requests", r["requests"], "proxy CPU us/request %.2f" % r["cpu_us"])
             r["connections"] = r["requests"]  # SYSCOUNT: per request
         elif bulk:
-            r = P.twstress(h, t[3], P.LPORT["bulk"], 1, 0, request=4, nbind=1)
+            r = P.twstress(h, t[3], P.LPORT["bulk"], 1, 0, request=4, nbind=1, discard=True)
         else:
             r = P.twstress(h, t[3], P.LPORT["short"], 50, 128)
         if load not in ("redis", "wrk"):

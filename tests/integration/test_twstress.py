@@ -100,6 +100,34 @@ def test_upload_comes_before_the_one_newline_of_the_request():
         t.join(5)
 
 
+def test_bulk_reply_pattern_and_discard_count_every_byte():
+    """make bench's bulk load: twbackend sends "NAME\n" and then the pattern 'a' + offset
+    % 26, in writes of up to 256 KiB that are slices of one precomputed buffer (each
+    must start at the right offset); twstress --discard has the kernel drop what arrives
+    (recv with MSG_TRUNC, nothing copied) and still counts every byte: the exact size
+    passes, one byte more is a short reply."""
+    n = h.new_net()
+    size = 1000003  # several writes, the last one odd
+    with h.Env() as env:
+        be = env.backend("bk", "127.%d.1.1:0" % n, "bulk", "--send-bytes", str(size))
+        with socket.create_connection(h.split_addr(be.addr), timeout=10) as s:
+            s.sendall(b"GET\n")
+            got = bytearray()
+            while True:
+                d = s.recv(1 << 20)
+                if not d:
+                    break
+                got += d
+        want = b"bk\n" + bytes(ord("a") + i % 26 for i in range(3, size))
+        assert len(got) == size and got == want, (len(got), got[:80])
+        r = run("--connect", be.addr, "--concurrency", "2", "--connections", "4", "--discard",
+                "--close", "server", "--expect-bytes", str(size))
+        assert r["connections"] == 4 and r["errors"] == {}, r
+        r = run("--connect", be.addr, "--concurrency", "2", "--connections", "4", "--discard",
+                "--close", "server", "--expect-bytes", str(size + 1))
+        assert r["connections"] == 0 and r["errors"] == {"short_reply": 4}, r
+
+
 def cli(*args):
     r = subprocess.run([TWSTRESS, *args], capture_output=True, text=True, timeout=10)
     return r.returncode, r.stdout, r.stderr

@@ -37,6 +37,7 @@
 
 #define MAX_BIND 64
 #define SLOW_MS 500.0
+#define DISCARD_CHUNK (1 << 20) /* bytes one recv(MSG_TRUNC) may drop: nothing is copied */
 
 /* ---- histogram: 64 sub-buckets per power of two of microseconds ------------------- */
 #define SUB 64
@@ -94,6 +95,7 @@ static struct {
     uint64_t upload_bytes;
     uint64_t expect_bytes;
     int close_server;
+    int discard;
     int json, progress;
     const char *progress_file;
 } o = {.duration = -1, .timeout_ms = 5000, .close_server = 0};
@@ -317,7 +319,10 @@ static void on_event(struct conn *c, uint32_t events, double t)
     if (c->st == C_READING && (events & (EPOLLIN | EPOLLHUP | EPOLLERR))) {
         static char buf[65536];
         for (;;) {
-            ssize_t r = recv(c->fd, buf, sizeof buf, 0);
+            /* --discard: the kernel drops what it would have copied to us (MSG_TRUNC on
+             * TCP), so the receiving end costs no copy and the proxy is what is measured */
+            ssize_t r = o.discard ? recv(c->fd, buf, DISCARD_CHUNK, MSG_TRUNC)
+                                  : recv(c->fd, buf, sizeof buf, 0);
             if (r < 0) {
                 if (errno == EAGAIN)
                     return;
@@ -417,6 +422,7 @@ static const char usage_text[] =
     "  --upload-bytes N    filler sent before the request\n"
     "  --expect-bytes N    reply bytes to read (0: until EOF)\n"
     "  --close client|server  close after the reply, or wait for the server's FIN\n"
+    "  --discard           drop what arrives in the kernel (recv MSG_TRUNC): no copy\n"
     "  --bind IP           source address, repeatable (round robin)\n"
     "  --json              the report as one JSON object\n"
     "  --progress          a progress line each second on stderr (default on a terminal)\n"
@@ -434,7 +440,7 @@ static void on_sigint(int s) { interrupted = 1; }
 
 enum { OPT_CONNECT = 256, OPT_BIND, OPT_RATE, OPT_CONCURRENCY, OPT_DURATION, OPT_CONNECTIONS,
        OPT_TIMEOUT_MS, OPT_REQUEST_BYTES, OPT_UPLOAD_BYTES, OPT_EXPECT_BYTES, OPT_CLOSE,
-       OPT_JSON, OPT_PROGRESS, OPT_PROGRESS_FILE };
+       OPT_JSON, OPT_PROGRESS, OPT_PROGRESS_FILE, OPT_DISCARD };
 
 static const struct option options[] = {
     {"connect", required_argument, NULL, OPT_CONNECT},
@@ -448,6 +454,7 @@ static const struct option options[] = {
     {"upload-bytes", required_argument, NULL, OPT_UPLOAD_BYTES},
     {"expect-bytes", required_argument, NULL, OPT_EXPECT_BYTES},
     {"close", required_argument, NULL, OPT_CLOSE},
+    {"discard", no_argument, NULL, OPT_DISCARD},
     {"json", no_argument, NULL, OPT_JSON},
     {"progress", no_argument, NULL, OPT_PROGRESS},
     {"progress-file", required_argument, NULL, OPT_PROGRESS_FILE},
@@ -529,6 +536,7 @@ static int parse_args(int argc, char **argv)
                 return 2;
             }
             break;
+        case OPT_DISCARD: o.discard = 1; break;
         case OPT_JSON: o.json = 1; break;
         case OPT_PROGRESS: o.progress = 1; break;
         case OPT_PROGRESS_FILE: o.progress_file = optarg; break;
