@@ -273,6 +273,7 @@ struct worker {
     size_t wbufs_free, wbufs_in_use;
     struct pipe_buf *pipes;        /* splice(2) pipes kept for reuse (buffers.h) */
     size_t pipes_free, pipes_in_use;
+    uint64_t pipes_refused_at;     /* loop ms when a new pipe came too small (buffers.c) */
     struct evpoll *evpoll;         /* the data path's sockets (evpoll.h) */
     uv_timer_t deadline;           /* the drain deadline, for every generation */
     int draining;                  /* 1 draining, 2 drained (no session left) */

@@ -1,5 +1,6 @@
 """Data path: every byte arrives, in both directions, with half-close from either side,
 through two workers, by splice(2) (bulk) and by copy (small exchanges, "splice": "off")."""
+import fcntl
 import hashlib
 import os
 import socket
@@ -8,6 +9,8 @@ import threading
 import time
 
 import harness as h
+
+F_GETPIPE_SZ = getattr(fcntl, "F_GETPIPE_SZ", 1032)
 
 
 def data_config(n, backends, splice="auto", **extra):
@@ -117,6 +120,77 @@ def test_echo_integrity_sizes():
                 else:
                     assert spliced(ms, d) == 0, (d, spliced(ms, d))
             nothing_held(h.admin_addr(cfg))
+
+
+def pipe_sizes(pid):
+    """The capacity of every pipe end <pid> holds (F_GETPIPE_SZ through /proc/PID/fd: the
+    same pipe, opened for reading without waiting; nothing is read)."""
+    sizes = []
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        path = "/proc/%d/fd/%s" % (pid, fd)
+        try:
+            if not os.readlink(path).startswith("pipe:"):
+                continue
+            f = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        except OSError:  # closed meanwhile
+            continue
+        try:
+            sizes.append(fcntl.fcntl(f, F_GETPIPE_SZ))
+        finally:
+            os.close(f)
+    return sizes
+
+
+def test_splice_pipes_hold_1_mib():
+    """The pipes a bulk transfer took (kept empty in the pool afterwards) hold 1 MiB each:
+    one splice(2) pair moves up to that much (docs/design.md)."""
+    n = h.new_net()
+    with h.Env() as env:
+        be = env.backend("e1", "127.%d.1.1:0" % n, "echo")
+        cfg = data_config(n, [{"name": "e1", "address": be.addr}])
+        p = env.twlb(cfg)
+        payload = os.urandom(16 << 20)
+        got = echo_through(h.listen_addr(cfg), payload)
+        assert hashlib.sha256(got).digest() == hashlib.sha256(payload).digest(), len(got)
+        ms = h.metrics(h.admin_addr(cfg))
+        assert spliced(ms, "to_backend") > len(payload) // 2, spliced(ms, "to_backend")
+        sizes = pipe_sizes(p.pid)
+        assert sizes.count(1 << 20) >= 2, sizes  # the two directions' pipes, at least
+
+
+def test_pipes_the_kernel_will_not_size_are_not_used():
+    """Past fs.pipe-user-pages-soft a user without CAP_SYS_RESOURCE gets pipes of 8 KiB
+    that cannot grow: twlb running as nobody then copies instead (every byte arrives,
+    none spliced), rather than splicing 8 KiB at a time."""
+    if os.geteuid() != 0:
+        raise h.Skip("needs root (a sysctl, and twlb dropping to nobody)")
+    knob = "/proc/sys/fs/pipe-user-pages-soft"
+    old = open(knob).read().strip()
+    n = h.new_net()
+    try:
+        with open(knob, "w") as f:
+            f.write("1")  # any pipe of a non-root user is past the limit
+        with h.Env() as env:
+            os.chmod(env.dir, 0o755)
+            be = env.backend("e1", "127.%d.1.1:0" % n, "echo")
+            cfg = data_config(n, [{"name": "e1", "address": be.addr}])
+            cfg["user"] = "nobody"
+            p = env.twlb(cfg)
+            os.chmod(p.cfg_path, 0o644)
+            payload = os.urandom(8 << 20)
+            for _ in range(2):  # the second transfer comes after the retry pause
+                got = echo_through(h.listen_addr(cfg), payload)
+                assert hashlib.sha256(got).digest() == hashlib.sha256(payload).digest()
+                time.sleep(1.1)
+            ms = h.metrics(h.admin_addr(cfg))
+            for d in ("to_backend", "to_client"):
+                assert h.metric(ms, "twlb_bytes_total", backend="e1", direction=d) == \
+                    2 * len(payload)
+                assert spliced(ms, d) == 0, (d, spliced(ms, d))
+            nothing_held(h.admin_addr(cfg))
+    finally:
+        with open(knob, "w") as f:
+            f.write(old)
 
 
 def test_proxy_header_then_spliced_bulk():
