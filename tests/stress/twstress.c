@@ -3,11 +3,12 @@
  *   twstress --connect ADDR:PORT [--bind IP ...] (--rate R | --concurrency C | both)
  *            [--duration S] [--connections N] [--timeout-ms T]
  *            [--request-bytes N] [--upload-bytes N] [--expect-bytes N]
- *            [--close client|server] [--json] [--progress] [--progress-file F]
+ *            [--close client|server] [--discard] [--json] [--progress] [--progress-file F]
  *
  * Per connection: connect (non-blocking), send --upload-bytes of filler then the request
  * (--request-bytes, ending in '\n'; default "GET\n"), read --expect-bytes (0: until EOF),
- * then close (client) or wait for the server's EOF (server: the backend closes first).
+ * (--discard: counted in the kernel, not copied), then close (client) or wait for the
+ * server's EOF (server: the backend closes first).
  * Measured: connect latency, time to first byte, SYN retransmissions (TCP_INFO right after
  * the connect), connects slower than 500 ms, errors by errno name.  It always stops by
  * itself: --duration (default 10 s, at most 3600) and/or --connections.
@@ -412,7 +413,7 @@ static const char usage_text[] =
     "usage: twstress --connect ADDR:PORT [--bind IP]... (--rate R | --concurrency C | both)\n"
     "       [--duration S] [--connections N] [--timeout-ms T] [--request-bytes N]\n"
     "       [--upload-bytes N] [--expect-bytes N] [--close client|server]\n"
-    "       [--json] [--progress] [--progress-file F]\n"
+    "       [--discard] [--json] [--progress] [--progress-file F]\n"
     "  --rate R            open loop: R connection starts per second (R > 0)\n"
     "  --concurrency C     closed loop: C connections in flight (1..200000); with --rate, a cap\n"
     "  --duration S        stop starting connections after S seconds (default 10, <= 3600)\n"
