@@ -129,18 +129,21 @@ static void on_write(uv_write_t *req, int status)
  * 26 more, so any stretch of SEND_CHUNK bytes of the pattern is one slice of it. */
 static char pattern[SEND_CHUNK + 26];
 
-/* Where the reply's bytes [offset, offset + want) are: "NAME\n" then the pattern
+/* Where the reply's next *n bytes from <offset> are: "NAME\n" then the pattern
  * ('a' + position % 26).  Past the name this is a slice of <pattern> (nothing is
- * computed or copied per byte, so a bulk sender costs what its send(2) costs);
- * a chunk that holds some of the name is built in the connection's buffer. */
-static const char *fill(struct conn *c, uint64_t offset, size_t want)
+ * computed or copied per byte, so a bulk sender costs what its send(2) costs); a chunk
+ * that holds some of the name is built in the connection's buffer, and *n shrinks to
+ * what that buffer holds. */
+static const char *fill(struct conn *c, uint64_t offset, size_t *n)
 {
-    size_t namelen = strlen(opt.name) + 1, n = 0;
+    size_t namelen = strlen(opt.name) + 1, i = 0;
     if (offset >= namelen)
         return pattern + offset % 26;
-    for (; n < want && offset + n < namelen; n++)
-        c->buf[n] = offset + n + 1 == namelen ? '\n' : opt.name[offset + n];
-    memcpy(c->buf + n, pattern + (offset + n) % 26, want - n);
+    if (*n > BUFSZ)
+        *n = BUFSZ;
+    for (; i < *n && offset + i < namelen; i++)
+        c->buf[i] = offset + i + 1 == namelen ? '\n' : opt.name[offset + i];
+    memcpy(c->buf + i, pattern + (offset + i) % 26, *n - i);
     return c->buf;
 }
 
@@ -166,10 +169,8 @@ static void write_more(struct conn *c)
         return;
     }
     uint64_t total = opt.mode == M_BULK && !opt.sink ? opt.send_bytes : opt.reply_bytes;
-    uint64_t offset = total - c->to_send;
-    size_t chunk = offset < strlen(opt.name) + 1 ? BUFSZ : SEND_CHUNK; /* see fill() */
-    size_t n = (size_t)(c->to_send < chunk ? c->to_send : chunk);
-    const char *data = fill(c, offset, n);
+    size_t n = (size_t)(c->to_send < SEND_CHUNK ? c->to_send : SEND_CHUNK);
+    const char *data = fill(c, total - c->to_send, &n);
     c->to_send -= n;
     bytes_out += n;
     uv_buf_t b = uv_buf_init((char *)data, (unsigned)n);
@@ -366,7 +367,8 @@ static void on_connection(uv_stream_t *l, int status)
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     if (opt.mode == M_NAME) {
         size_t n = strlen(opt.name) + 1;
-        uv_buf_t r = uv_buf_init((char *)fill(c, 0, n), (unsigned)n);
+        const char *hello = fill(c, 0, &n);
+        uv_buf_t r = uv_buf_init((char *)hello, (unsigned)n);
         if (uv_try_write((uv_stream_t *)&c->tcp, &r, 1) != (int)n)
             conn_close(c);
         bytes_out += n;
