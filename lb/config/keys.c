@@ -149,6 +149,8 @@ static const struct key top[] = {
     OBJ("log", struct config, log, keys_log, RELOAD),
     INT("drain_timeout_ms", struct config, drain_timeout_ms, 0, 3600000, 10000, RELOAD),
     INT("max_connections", struct config, max_connections, 0, 10000000, 0, RELOAD),
+    INT("pipe_bytes", struct config, pipe_bytes, 65536, 67108864, 1048576, RELOAD),
+    INT("max_pipes", struct config, max_pipes, 0, 65536, 256, RELOAD),
     {.name = "workers", .type = KT_INT_OR_AUTO, .store = KS_U32, FIELD(struct config, workers),
      .min = 1, .max = CFG_WORKERS_MAX, .dint = 0, .def = "auto", RESTART},
     STR("user", struct config, user, .min = 1, .max = CFG_NAME_MAX,

@@ -133,6 +133,8 @@ struct config {
     uint32_t max_connections;       /* clients served or queued at once, every listener
                                        and worker; 0: no limit */
     uint32_t workers;               /* event loops (threads); 0: "auto", one per CPU */
+    uint32_t pipe_bytes;            /* what each splice(2) pipe is asked to hold */
+    uint32_t max_pipes;             /* splice pipes in use per worker at most; 0: no splice */
     char *user;                     /* run as this user once started; NULL: stay */
     char *group;                    /* and this group; NULL: the user's primary group */
     char *upgrade_socket;           /* where a new twlb takes over (takeover.h); NULL: none */

@@ -101,3 +101,15 @@ int privs_thread_finish(char *err, size_t errlen)
     }
     return 0;
 }
+
+int privs_have_sys_resource(void)
+{
+    cap_t caps = cap_get_proc();
+    cap_flag_value_t v = CAP_CLEAR;
+    if (caps) {
+        if (cap_get_flag(caps, CAP_SYS_RESOURCE, CAP_EFFECTIVE, &v) < 0)
+            v = CAP_CLEAR;
+        cap_free(caps);
+    }
+    return v == CAP_SET;
+}

@@ -36,4 +36,8 @@ int privs_switch_ids(const struct privs_target *t, char *err, size_t errlen);
 /* On each thread after the switch: permitted and effective = the two, nothing else. */
 int privs_thread_finish(char *err, size_t errlen);
 
+/* 1 when this thread has CAP_SYS_RESOURCE in its effective set (pipes above
+ * fs.pipe-max-size, past fs.pipe-user-pages-soft), else 0. */
+int privs_have_sys_resource(void);
+
 #endif

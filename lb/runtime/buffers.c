@@ -10,20 +10,36 @@
 /* Empty pipes kept for reuse per worker (two descriptors each), beyond which they are
  * closed. */
 #define PIPES_KEEP 32
-/* What a pipe holds: 256 slots instead of the default 16 (F_SETPIPE_SZ), so one splice(2)
- * pair moves up to 1 MiB and a bulk stream costs fewer wake-ups and calls: in make
- * bench's bulk load, 0.22-0.25 proxy core-seconds per GB against 0.29-0.33 with 256 KiB
- * and 1.5-1.6x the best peer's single-stream rate against 1.45x (docs/benchmarks.md).
- * 1 MiB is /proc/sys/fs/pipe-max-size's default, allowed to any user.  Pages are taken
- * only while bytes are in the pipe.  A user past fs.pipe-user-pages-soft (64 MiB of
- * pipes, unless it has CAP_SYS_RESOURCE) may not grow a pipe: then 256 KiB is tried, then
- * the default stays; a pipe made past that limit has 2 slots (8 KiB), smaller than
- * the scratch buffer, and is not used: that burst is copied, and so is every burst that
- * needs a new pipe in the next PIPE_RETRY_MS (not three more calls per read). */
-#define PIPE_BYTES (1024 * 1024)
+/* What a pipe holds: the top-level "pipe_bytes", by default 1 MiB, 256 slots instead of
+ * the kernel's 16 (F_SETPIPE_SZ), so one splice(2) pair moves up to 1 MiB and a bulk
+ * stream costs fewer wake-ups and calls: in make bench's bulk load, 0.22-0.25 proxy
+ * core-seconds per GB against 0.29-0.33 with 256 KiB and 1.5-1.6x the best peer's
+ * single-stream rate against 1.45x (docs/benchmarks.md).  1 MiB is
+ * /proc/sys/fs/pipe-max-size's default, allowed to any user; only CAP_SYS_RESOURCE may
+ * ask for more.  Pages are taken only while bytes are in the pipe.  When the size asked
+ * for is refused, 1 MiB and then 256 KiB are tried (each only if smaller), then the
+ * default stays.  A user past fs.pipe-user-pages-soft (64 MiB of pipes, unless it has
+ * CAP_SYS_RESOURCE) may not grow a pipe at all, and a pipe made past that limit has 2
+ * slots (8 KiB), smaller than the scratch buffer: it is not used, that burst is copied,
+ * and so is every burst that needs a new pipe in the next PIPE_RETRY_MS (not three more
+ * calls per read). */
+#define PIPE_BYTES_DEFAULT (1024 * 1024)
 #define PIPE_BYTES_FALLBACK (256 * 1024)
 #define PIPE_BYTES_MIN (64 * 1024)
 #define PIPE_RETRY_MS 1000
+#define PIPES_MAX_DEFAULT 256
+
+/* Ask for <bytes>, then the fallbacks below it; 0 when the pipe ends up big enough. */
+static int size_pipe(int fd, uint32_t bytes)
+{
+    if (fcntl(fd, F_SETPIPE_SZ, (int)bytes) >= 0)
+        return 0;
+    if (bytes > PIPE_BYTES_DEFAULT && fcntl(fd, F_SETPIPE_SZ, PIPE_BYTES_DEFAULT) >= 0)
+        return 0;
+    if (bytes > PIPE_BYTES_FALLBACK && fcntl(fd, F_SETPIPE_SZ, PIPE_BYTES_FALLBACK) >= 0)
+        return 0;
+    return fcntl(fd, F_GETPIPE_SZ) >= PIPE_BYTES_MIN ? 0 : -1;
+}
 
 char *buffers_scratch(struct worker *w, size_t size)
 {
@@ -76,13 +92,23 @@ static void pipe_free(struct pipe_buf *p)
 
 struct pipe_buf *buffers_pipe_get(struct worker *w)
 {
-    struct pipe_buf *p = w->pipes;
-    if (p) {
+    const struct config *c = w->cur ? w->cur->cfg : NULL;
+    uint32_t bytes = c ? c->pipe_bytes : PIPE_BYTES_DEFAULT;
+    uint32_t max = c ? c->max_pipes : PIPES_MAX_DEFAULT;
+    struct pipe_buf *p;
+    while ((p = w->pipes) && p->asked != bytes) { /* made before a reload changed the size */
+        w->pipes = p->next;
+        w->pipes_free--;
+        pipe_free(p);
+    }
+    if (w->pipes_in_use >= max) { /* a reload may have lowered it: pooled ones wait */
+        return NULL;
+    } else if (p) {
         w->pipes = p->next;
         w->pipes_free--;
     } else {
         int fds[2];
-        if (w->pipes_in_use >= BUFFERS_PIPES_MAX || w->draining ||
+        if (w->draining ||
             (w->pipes_refused_at && worker_now_ms(w) - w->pipes_refused_at < PIPE_RETRY_MS) ||
             !(p = malloc(sizeof *p)))
             return NULL;
@@ -92,9 +118,8 @@ struct pipe_buf *buffers_pipe_get(struct worker *w)
         }
         p->r = fds[0];
         p->w = fds[1];
-        if (fcntl(p->w, F_SETPIPE_SZ, PIPE_BYTES) < 0 &&
-            fcntl(p->w, F_SETPIPE_SZ, PIPE_BYTES_FALLBACK) < 0 &&
-            fcntl(p->w, F_GETPIPE_SZ) < PIPE_BYTES_MIN) {
+        p->asked = bytes;
+        if (size_pipe(p->w, bytes) < 0) {
             pipe_free(p);
             w->pipes_refused_at = worker_now_ms(w) | 1; /* never 0: 0 is "not refused" */
             return NULL;

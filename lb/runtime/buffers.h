@@ -28,14 +28,14 @@ void buffers_put(struct worker *w, struct wbuf *b);
 /* A pipe for splice(2): the bytes move from socket to socket inside the kernel. */
 struct pipe_buf {
     int r, w;              /* its read and write ends (non-blocking) */
+    uint32_t asked;        /* the "pipe_bytes" it was made for */
     struct pipe_buf *next; /* in the free list */
 };
 
-/* At most this many pipes in use per worker; beyond, a direction copies instead. */
-#define BUFFERS_PIPES_MAX 256
-
-/* An empty pipe from the pool, or a new one; NULL when none can be had now (the limit,
- * or no descriptor left): the caller copies instead.  Counted in use until put back. */
+/* An empty pipe from the pool, or a new one of the running configuration's "pipe_bytes";
+ * NULL when none can be had now ("max_pipes" in use in this worker, a size the kernel
+ * refuses, or no descriptor left): the caller copies instead.  Counted in use until put
+ * back. */
 struct pipe_buf *buffers_pipe_get(struct worker *w);
 /* Give <p> back: an empty pipe goes to the pool, one with bytes in it (its session
  * ended before they were written) is closed. */

@@ -13,10 +13,12 @@
 #include "config/message.h"
 #include "core/portrange.h"
 #include "os/log.h"
+#include "os/privs.h"
 #include "os/sockprep.h"
 
 #define PORT_RANGE_SYSCTL "/proc/sys/net/ipv4/ip_local_port_range"
 #define RESERVED_SYSCTL "/proc/sys/net/ipv4/ip_local_reserved_ports"
+#define PIPE_MAX_SYSCTL "/proc/sys/fs/pipe-max-size"
 
 /* The directory <path> would be created in must exist: 0, or -1 with a message added. */
 static int check_dir(const struct config *c, struct message_pos *pos, struct cfg_errors *errs,
@@ -119,6 +121,24 @@ static void check_caps(const struct config *c, struct message_pos *pos, struct c
                        (unsigned)geteuid());
 }
 
+/* A pipe_bytes above fs.pipe-max-size is granted only with CAP_SYS_RESOURCE, which twlb
+ * does not keep once it runs as "user" (privs.h), nor has under the shipped unit. */
+static void check_pipes(const struct config *c, struct message_pos *pos,
+                        struct cfg_errors *warns)
+{
+    char text[32];
+    unsigned long max;
+    if (read_small(PIPE_MAX_SYSCTL, text, sizeof text) < 0 || sscanf(text, "%lu", &max) != 1 ||
+        c->pipe_bytes <= max || (!c->user && privs_have_sys_resource()))
+        return;
+    message_add(c, pos, warns, "warning", "pipe_bytes",
+                "%u is above fs.pipe-max-size (%lu), which only CAP_SYS_RESOURCE may pass%s: "
+                "pipes will hold %s; raise fs.pipe-max-size, or lower pipe_bytes",
+                (unsigned)c->pipe_bytes, max,
+                c->user ? " (twlb drops it when it becomes \"user\")" : " (this process lacks it)",
+                max >= 1048576 ? "1 MiB" : "256 KiB or less");
+}
+
 int preflight_run(const struct config *c, enum preflight_when when, preflight_token_fn *token,
                   struct cfg_errors *errs, struct cfg_errors *warns)
 {
@@ -146,6 +166,7 @@ int preflight_run(const struct config *c, enum preflight_when when, preflight_to
     if (when == PREFLIGHT_CHECK)
         check_caps(c, pos, warns);
     check_ports(c, pos, warns);
+    check_pipes(c, pos, warns);
     message_pos_free(pos);
     return (int)(errs->n - before);
 }

@@ -3,6 +3,7 @@ through two workers, by splice(2) (bulk) and by copy (small exchanges, "splice":
 import fcntl
 import hashlib
 import os
+import signal
 import socket
 import struct
 import threading
@@ -23,11 +24,11 @@ def spliced(ms, direction):
     return h.metric(ms, "twlb_spliced_bytes_total", direction=direction)
 
 
-def nothing_held(admin):
+def nothing_held(admin, workers=2):
     """Once every connection is over or idle: no write buffer and no pipe in use."""
     def check():
         ws = h.stats(admin)["workers"]
-        return len(ws) == 2 and all(w["buffers_in_use"] == 0 and w["pipes_in_use"] == 0
+        return len(ws) == workers and all(w["buffers_in_use"] == 0 and w["pipes_in_use"] == 0
                                     for w in ws)
     h.wait_for(check, 5, "no buffer or pipe in use")
 
@@ -156,6 +157,75 @@ def test_splice_pipes_hold_1_mib():
         assert spliced(ms, "to_backend") > len(payload) // 2, spliced(ms, "to_backend")
         sizes = pipe_sizes(p.pid)
         assert sizes.count(1 << 20) >= 2, sizes  # the two directions' pipes, at least
+
+
+def test_pipe_bytes_and_max_pipes_apply_and_reload():
+    """"pipe_bytes" sizes the pool's pipes (256 KiB here); a reload to 512 KiB applies to
+    the next transfer and closes the pooled pipes of the old size; "max_pipes": 0 stops
+    splicing, and every byte still arrives."""
+    n = h.new_net()
+    with h.Env() as env:
+        be = env.backend("e1", "127.%d.1.1:0" % n, "echo")
+        cfg = data_config(n, [{"name": "e1", "address": be.addr}])
+        cfg["pipe_bytes"] = 256 << 10
+        cfg["workers"] = 1  # every transfer meets the pipes the one before left pooled
+        p = env.twlb(cfg)
+        admin = h.admin_addr(cfg)
+        payload = os.urandom(16 << 20)
+
+        def transfer():
+            got = echo_through(h.listen_addr(cfg), payload)
+            assert hashlib.sha256(got).digest() == hashlib.sha256(payload).digest(), len(got)
+            nothing_held(admin, workers=1)
+            ms = h.metrics(admin)
+            return spliced(ms, "to_backend"), spliced(ms, "to_client")
+
+        def reload(**keys):
+            ok = h.metric(h.metrics(admin), "twlb_config_reloads_total", result="ok")
+            cfg.update(keys)
+            env.write_config(cfg)
+            p.send_signal(signal.SIGHUP)
+            h.wait_for(lambda: h.metric(h.metrics(admin), "twlb_config_reloads_total",
+                                        result="ok") == ok + 1, 5, "the reload")
+
+        before = transfer()
+        assert min(before) > len(payload) // 2, before
+        sizes = pipe_sizes(p.pid)
+        assert sizes.count(256 << 10) >= 2 and (1 << 20) not in sizes, sizes
+
+        reload(pipe_bytes=512 << 10)
+        after = transfer()
+        assert after[0] - before[0] > len(payload) // 2, (before, after)
+        sizes = pipe_sizes(p.pid)
+        assert sizes.count(512 << 10) >= 2 and (256 << 10) not in sizes, sizes
+
+        reload(max_pipes=0)
+        assert transfer() == after  # copied: every byte arrived, none through a pipe
+
+
+def test_pipe_bytes_above_pipe_max_size_falls_back_to_1_mib():
+    """Above fs.pipe-max-size only CAP_SYS_RESOURCE may size a pipe, and twlb running as
+    nobody has not got it: asked for 4 MiB, its pipes hold 1 MiB (fs.pipe-max-size's
+    default), and the bulk transfer is spliced through them."""
+    if os.geteuid() != 0:
+        raise h.Skip("needs root (twlb dropping to nobody)")
+    if int(open("/proc/sys/fs/pipe-max-size").read()) != 1 << 20:
+        raise h.Skip("fs.pipe-max-size is not the default 1 MiB")
+    n = h.new_net()
+    with h.Env() as env:
+        os.chmod(env.dir, 0o755)
+        be = env.backend("e1", "127.%d.1.1:0" % n, "echo")
+        cfg = data_config(n, [{"name": "e1", "address": be.addr}])
+        cfg["pipe_bytes"] = 4 << 20
+        cfg["user"] = "nobody"
+        p = env.twlb(cfg)
+        os.chmod(p.cfg_path, 0o644)
+        payload = os.urandom(16 << 20)
+        got = echo_through(h.listen_addr(cfg), payload)
+        assert hashlib.sha256(got).digest() == hashlib.sha256(payload).digest(), len(got)
+        assert spliced(h.metrics(h.admin_addr(cfg)), "to_backend") > len(payload) // 2
+        sizes = pipe_sizes(p.pid)
+        assert sizes.count(1 << 20) >= 2 and (4 << 20) not in sizes, sizes
 
 
 def test_pipes_the_kernel_will_not_size_are_not_used():

@@ -209,3 +209,26 @@ def test_source_ports_in_the_kernel_ephemeral_range_are_a_warning():
         t.sysctl("lb", "net.ipv4.ip_local_port_range", "32768 60999")
         r = t.run("lb", [h.TWLB, "--check", path], timeout=20)
         assert (r.returncode, r.stdout, r.stderr) == (0, "configuration ok\n", ""), r
+
+
+def test_pipe_bytes_above_pipe_max_size_is_a_warning():
+    """A pipe_bytes the kernel grants only with CAP_SYS_RESOURCE, which twlb drops when it
+    becomes "user": the check names the key, the limit and what pipes will hold."""
+    if int(open("/proc/sys/fs/pipe-max-size").read()) != 1 << 20:
+        raise h.Skip("fs.pipe-max-size is not the default 1 MiB")
+    n = h.new_net()
+    with h.Env() as env:
+        cfg = base(n, env)
+        cfg["pipe_bytes"] = 4 << 20
+        cfg["user"] = "nobody"
+        path = env.write_config(cfg)
+        rc, out, err = run(h.TWLB, "--check", path)
+        assert (rc, out) == (0, "configuration ok\n"), (rc, out, err)
+        want = ("warning: pipe_bytes: 4194304 is above fs.pipe-max-size (1048576), which only "
+                "CAP_SYS_RESOURCE may pass (twlb drops it when it becomes \"user\"): pipes "
+                "will hold 1 MiB")
+        assert re.match(POS % re.escape(path) + re.escape(want), err), err
+        assert err.splitlines()[-1] == "twlb: 1 warning in %s" % path, err
+        cfg["pipe_bytes"] = 1 << 20  # what any user may ask for: nothing to say
+        env.write_config(cfg)
+        assert run(h.TWLB, "--check", path) == (0, "configuration ok\n", "")

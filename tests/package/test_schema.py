@@ -24,7 +24,8 @@ KEYS_TOOL = os.path.join(ROOT, "build", "rel", "tools", "config_keys")
 # config/bad files whose mistake is structural: the schema must reject them.
 SCHEMA_REJECTS = {
     "bad-health.json", "bad-isn-mode.json", "empty-backends.json", "empty-inside.json",
-    "missing-inside.json", "not-an-object.json", "port-out-of-range.json",
+    "missing-inside.json", "not-an-object.json", "pipe-bytes-too-small.json",
+    "port-out-of-range.json",
     "several-errors.json", "source-ports-not-numeric.json",
     "time-wait-seconds-out-of-range.json", "unknown-backend-key.json",
     "unknown-balance.json", "unknown-time-wait-rule.json", "unknown-top-key.json",
