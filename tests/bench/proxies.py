@@ -100,6 +100,14 @@ class Host:
             self.topo.add_host("bench")
             self.topo.sysctl("bench", "net.ipv4.ip_local_port_range", "30000 65000")
             self.topo.sysctl("bench", "net.core.somaxconn", "8192")
+            # Room for every TIME_WAIT of the run.  The default (131072 here) fills after
+            # a few targets: each leaves up to 40,000 on the backend side (its port range)
+            # and more on the client side, for 60 s.  Past it the kernel creates no
+            # TIME_WAIT (TcpExt TCPTimeWaitOverflow), which makes a connection cheaper,
+            # and how often that happened depended on which targets ran in the minute
+            # before and on how each proxy chooses its ports (1.1-1.3 per connection for
+            # HAProxy, 0-0.2 for twlb, measured): not a property of the proxy to compare.
+            self.topo.sysctl("bench", "net.ipv4.tcp_max_tw_buckets", "2000000")
             self.where = "one network namespace (%s), everything on its loopback" % \
                 self.topo.ns("bench")
 
@@ -227,6 +235,17 @@ stream {
        # pass a FIN on as twlb and HAProxy do (nginx's default, proxy_half_close off,
        # closes both connections once one side has closed and its bytes are out)
        "\n    proxy_half_close on;" if half_close else "", servers)
+
+
+def tw_overflows(h):
+    """TIME_WAITs the kernel did not create for want of room so far (TcpExt
+    TCPTimeWaitOverflow of the bench namespace); None when it cannot be read."""
+    r = h.run(["cat", "/proc/net/netstat"], timeout=10)
+    lines = r.stdout.splitlines()
+    for i in range(0, len(lines) - 1, 2):
+        if lines[i].startswith("TcpExt:") and "TCPTimeWaitOverflow" in lines[i].split():
+            return int(lines[i + 1].split()[lines[i].split().index("TCPTimeWaitOverflow")])
+    return None
 
 
 def start(h, work, kind, workers, lip, inside):
@@ -625,6 +644,7 @@ def main():
         time.sleep(0.5)
         print("bench: %s; %d rounds, %g s per load run, %d cores; workloads %s" %
               (h.where, ROUNDS, DURATION, os.cpu_count(), ",".join(WORKLOADS)), flush=True)
+        tw0 = tw_overflows(h)
         for rnd in range(ROUNDS):
             k = rnd % len(targets)
             for t in targets[k:] + targets[:k]:
@@ -632,6 +652,8 @@ def main():
                 rows[t[0]].append(r)
                 print("round %d %-20s %s  errors %d  load %.1f" % (
                     rnd + 1, t[0], brief(r), errors(r), os.getloadavg()[0]), flush=True)
+        tw1 = tw_overflows(h)
+        overflows = tw1 - tw0 if tw0 is not None and tw1 is not None else None
     finally:
         h.close()
         shutil.rmtree(work, ignore_errors=True)
@@ -656,6 +678,8 @@ def main():
     print("medians of %d rounds; errors per target over all runs: %s; raw rows: %s; "
           "%.0f s in all" % (ROUNDS, ", ".join("%s %d" % kv for kv in errs.items()),
                              raw, time.monotonic() - t0))
+    # Host() makes room for every TIME_WAIT; one not made would have been cheaper
+    print("TIME_WAIT overflows during the run: %s" % overflows)
     if doc:
         text = """Run on %s: `%s%s` (%d rounds, %g s per load run, %d cores; %s).
 
@@ -669,11 +693,12 @@ requests per test plain and %d pipelined 16 deep; wrk, 1 thread, against nginx s
 
 %s
 
-Errors over all runs: %s.
+Errors over all runs: %s. TIME_WAITs the kernel could not create (TcpExt
+TCPTimeWaitOverflow, every one of them would have made its connection cheaper): %s.
 """ % (datetime.date.today().isoformat(), env + " " if env else "", cmd, ROUNDS, DURATION,
        os.cpu_count(), h.where.split(" (")[0] + ", everything on its loopback"
        if h.topo else h.where, tab, REDIS_N, REDIS_PN, ptab,
-       ", ".join("%s %d" % kv for kv in errs.items()))
+       ", ".join("%s %d" % kv for kv in errs.items()), overflows)
         write_doc(doc, text)
         print("bench: wrote %s" % doc)
 
