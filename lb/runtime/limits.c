@@ -58,9 +58,13 @@ unsigned *limits_listener_count(struct worker *w, const char *name)
     return count_of(w, key);
 }
 
+/* Sequentially consistent: a worker that pauses counts itself in paused_all and then
+ * reads the live counters, one that gives a slot back lowers a live counter and then
+ * reads paused_all; at least one of them sees the other (limits_pause).  On x86 this
+ * costs what relaxed order does: the updates are locked instructions either way. */
 static unsigned load(const unsigned *n)
 {
-    return n ? __atomic_load_n(n, __ATOMIC_RELAXED) : 0;
+    return n ? __atomic_load_n(n, __ATOMIC_SEQ_CST) : 0;
 }
 
 int limits_full(const struct listener_rt *lis)
@@ -72,21 +76,31 @@ int limits_full(const struct listener_rt *lis)
 static void add(unsigned *n, int d)
 {
     if (n)
-        __atomic_add_fetch(n, (unsigned)d, __ATOMIC_RELAXED);
+        __atomic_add_fetch(n, (unsigned)d, __ATOMIC_SEQ_CST);
 }
 
 int limits_take(struct listener_rt *lis)
 {
     struct worker *w = lis->gen->w;
     uint32_t all = lis->gen->cfg->max_connections, own = lis->cfg->max_connections;
-    unsigned a = w->live_all ? __atomic_add_fetch(w->live_all, 1, __ATOMIC_RELAXED) : 0;
-    unsigned l = lis->live ? __atomic_add_fetch(lis->live, 1, __ATOMIC_RELAXED) : 0;
+    unsigned a = w->live_all ? __atomic_add_fetch(w->live_all, 1, __ATOMIC_SEQ_CST) : 0;
+    unsigned l = lis->live ? __atomic_add_fetch(lis->live, 1, __ATOMIC_SEQ_CST) : 0;
     if ((all && a > all) || (own && l > own)) {
         add(w->live_all, -1);
         add(lis->live, -1);
         return -1;
     }
-    return 0;
+    return (all && a == all) || (own && l == own);
+}
+
+void limits_untake(struct listener_rt *lis, int took_last)
+{
+    if (took_last) { /* another listener may have paused on the slot: as a client's end */
+        limits_give(lis->gen->w, lis->live);
+        return;
+    }
+    add(lis->gen->w->live_all, -1);
+    add(lis->live, -1);
 }
 
 void limits_take_adopted(struct worker *w, unsigned *lis_count)
@@ -113,6 +127,13 @@ void limits_pause(struct listener_rt *lis)
     uv_poll_stop(&lis->poll);
     lis->paused_limit = 1;
     add(lis->gen->w->paused_all, 1);
+    /* A slot given back between the check that led here and the count above found
+     * nobody paused and woke nobody: look again, now that we are counted. */
+    if (!limits_full(lis)) {
+        lis->paused_limit = 0;
+        add(lis->gen->w->paused_all, -1);
+        lis->poll_again(lis);
+    }
 }
 
 void limits_resume(struct worker *w)

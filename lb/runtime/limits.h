@@ -4,10 +4,10 @@
  * A client counts from its accept until its session ends, whether it is being served,
  * connecting or waiting in a pool's queue.  When a limit is reached the listener stops
  * accepting (its poll is stopped): new clients wait in the kernel's backlog, as with
- * HAProxy and nginx, and are accepted when a client ends.  The check is made before
- * each accept; with several workers two may pass it at once for the last slot: the one
- * that loses closes the client it accepted at once and counts it (twlb_rejected_total,
- * reason max_connections).
+ * HAProxy and nginx, and are accepted when a client ends.  A worker takes the slot
+ * before it accepts (and gives it back when no client comes of it), so with several
+ * workers no two can accept for the last slot: a client over the limit always waits in
+ * the backlog, none is accepted only to be closed.
  *
  * The counters are shared by the workers (group.c hands out one per key); a worker alone
  * keeps its own.  Listener counters are per listener name and outlive reloads.
@@ -28,9 +28,13 @@ unsigned *limits_listener_count(struct worker *w, const char *name);
 
 /* Is a limit of <lis> (its own or the top-level one) reached? */
 int limits_full(const struct listener_rt *lis);
-/* Count a client accepted on <lis>: 0, or -1 when that went over a limit (nothing is
- * counted then). */
+/* Count a client about to be accepted on <lis>: 0, 1 when it took the last slot of a
+ * limit, or -1 when that would go over a limit (nothing is counted then). */
 int limits_take(struct listener_rt *lis);
+/* Give back what limits_take() counted when no client came of it (nothing to accept, or
+ * a client refused by the ACL); <took_last> is what limits_take() returned: only a last
+ * slot can have made another listener pause, and only then are listeners woken. */
+void limits_untake(struct listener_rt *lis, int took_last);
 /* Count a client in that another worker accepted (a hand-over): never refused. */
 void limits_take_adopted(struct worker *w, unsigned *lis_count);
 /* A client counted against <lis_count> ended: resume listeners that may accept again,

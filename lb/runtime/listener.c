@@ -71,7 +71,10 @@ static void on_readable(uv_poll_t *p, int status, int events)
         return;
     }
     for (int i = 0; i < ACCEPT_BATCH; i++) {
-        if (limits_full(lis)) { /* the rest wait in the backlog (limits.h) */
+        /* The slot before the client: two workers that both saw the last slot free would
+         * both accept, and one would have to reset a client that could have waited. */
+        int took_last = limits_take(lis);
+        if (took_last < 0) { /* the rest wait in the backlog (limits.h) */
             limits_pause(lis);
             return;
         }
@@ -83,6 +86,7 @@ static void on_readable(uv_poll_t *p, int status, int events)
         int fd = accept4(lis->fd, &peer.sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             int e = -errno;
+            limits_untake(lis, took_last); /* no client came of it */
             if (e == -EAGAIN || e == -EWOULDBLOCK)
                 return;
             if (e == -EINTR || e == -ECONNABORTED)
@@ -105,15 +109,8 @@ static void on_readable(uv_poll_t *p, int status, int events)
             listener_stats_reject(lis->stats, why);
             clients_log_refused(g->w, lis->cfg->name, &peer.sa, why);
             refuse(fd);
+            limits_untake(lis, took_last);
             continue;
-        }
-        if (limits_take(lis) < 0) { /* another worker took the last slot meanwhile */
-            if (slot)
-                clients_release(slot, &peer.sa, worker_now_ms(g->w));
-            listener_stats_reject(lis->stats, REJ_MAX_CONNECTIONS);
-            refuse(fd);
-            limits_pause(lis);
-            return;
         }
         session_accept(lis, slot, fd, &peer.sa, len);
     }

@@ -151,7 +151,7 @@ struct gen;
     X(REJ_ACL, "acl")                         /* the listener's allow/deny */             \
     X(REJ_CLIENT_LIMIT, "client_limit")       /* max_connections_per_client */            \
     X(REJ_CLIENT_RATE, "client_rate")         /* rate_per_client */                       \
-    X(REJ_MAX_CONNECTIONS, "max_connections") /* the process's or listener's limit */     \
+    X(REJ_MAX_CONNECTIONS, "max_connections") /* never counted now (limits.h): kept 0 */ \
     X(REJ_QUEUE_FULL, "queue_full")           /* the pool's queue had no room */          \
     X(REJ_QUEUE_TIMEOUT, "queue_timeout")     /* waited in the queue too long */          \
     X(REJ_NO_BACKEND, "no_backend")           /* no backend or source port usable */
