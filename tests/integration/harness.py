@@ -7,6 +7,7 @@ import http.client as httpc
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -421,3 +422,25 @@ def read_until_end(s, timeout=5, limit=None):
         return bytes(got), "reset"
     except socket.timeout:
         return bytes(got), "timeout"
+
+
+def serve_one_by_one(socks, timeout=10):
+    """Echo clients that twlb serves a few at a time (at max_connections): each sends its
+    index, and each answered one is closed, which lets the next in.  Returns how many got
+    their echo back (a reset counts as not)."""
+    for i, s in enumerate(socks):
+        s.sendall(b"%d\n" % i)
+    pending, served = dict((s, i) for i, s in enumerate(socks)), 0
+    deadline = time.monotonic() + timeout
+    while pending and time.monotonic() < deadline:
+        ready, _, _ = select.select(list(pending), [], [], 0.5)
+        for s in ready:
+            i = pending.pop(s)
+            try:
+                served += s.recv(10) == b"%d\n" % i
+            except OSError:
+                pass
+            s.close()
+    for s in pending:
+        s.close()
+    return served

@@ -5,7 +5,6 @@ bad reloads; log.file, log.access_log, access_log_format and a listener's backlo
 changed by a reload; /healthz answering 503 "draining" while live connections finish
 after SIGTERM."""
 import os
-import select
 import shutil
 import signal
 import socket
@@ -227,27 +226,6 @@ def listen_sockets(bind, queue=False):
     return sorted(res)
 
 
-def serve_one_by_one(socks, timeout=10):
-    """Echo clients that twlb serves one at a time (max_connections 1): each answered one
-    is closed, which lets the next in.  Returns how many got their echo back."""
-    for i, s in enumerate(socks):
-        s.sendall(b"%d\n" % i)
-    pending, served = dict((s, i) for i, s in enumerate(socks)), 0
-    deadline = time.monotonic() + timeout
-    while pending and time.monotonic() < deadline:
-        ready, _, _ = select.select(list(pending), [], [], 0.5)
-        for s in ready:
-            i = pending.pop(s)
-            try:
-                served += s.recv(10) == b"%d\n" % i
-            except OSError:
-                pass
-            s.close()
-    for s in pending:
-        s.close()
-    return served
-
-
 def test_reload_changes_the_backlog_on_the_same_socket():
     """A changed backlog used to open a second socket on the same address: with one
     worker the reload failed with "address already in use", with several the clients
@@ -283,7 +261,7 @@ def test_reload_changes_the_backlog_on_the_same_socket():
             assert after == sorted((64, ino) for _, ino in before), (before, after)
             # the clients queued before the reload are served, one after the other
             first.close()
-            assert serve_one_by_one(queued) == 8
+            assert h.serve_one_by_one(queued) == 8
 
             # the backlog and a listener that cannot open: the reload fails, 64 stays
             taken = socket.socket()
