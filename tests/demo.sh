@@ -32,7 +32,8 @@ twlb is running on config/demo.json: listener 127.0.0.1:8080 -> backends b1, b2,
 (127.0.1.1:9001-9003, close-first: each replies with its name and closes first, as an
 HTTP/1.0 server does, so the backends keep the TIME_WAIT that twlb tracks).
 
-Send traffic (each connection lands on the next backend):
+Send traffic (round robin; each worker keeps its own rotation, so with two workers two
+connections in a row may reach the same backend):
     for i in 1 2 3 4 5 6; do exec 3<>/dev/tcp/127.0.0.1/8080; echo hi >&3; head -1 <&3; exec 3<&-; done
 Read the metrics and the port occupancy:
     curl -s http://127.0.0.1:9901/metrics | grep -E 'twlb_(backend_connections_total|ports)'
