@@ -96,10 +96,16 @@ def test_vrrp_pair_failover():
         procs = {"be1": s.start_peerd(t, "be1", BE1)}
         for n in (1, 2):
             start_twlb(t, w, n, procs)
-        for n in (1, 2):
-            start_keepalived(t, w, n, procs)
+        # lb1 first: with nopreempt, whichever box becomes MASTER first keeps the VIP,
+        # and two keepalived started together race for it (lb1's higher priority makes
+        # its master-down timer only ~40 ms shorter): CI once saw lb2 win
+        start_keepalived(t, w, 1, procs)
+        s.h.wait_for(lambda: has_vip(t, "lb1"), 15, "lb1 to take the VIP")
+        start_keepalived(t, w, 2, procs)
         s.h.wait_for(lambda: has_vip(t, "lb1") and not has_vip(t, "lb2"), 15,
                      "lb1 to hold the VIP")
+        time.sleep(1)  # lb2 has heard lb1's adverts and stays BACKUP
+        assert has_vip(t, "lb1") and not has_vip(t, "lb2")
         syn0 = {n: s.ns_syn_retrans(t, "lb%d" % n) for n in (1, 2)}
         lg = s.start_loadgen(t, "client", VIP, RATE, DURATION)
         r = {}
