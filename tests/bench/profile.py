@@ -37,9 +37,7 @@ SYSCALLS = ["accept4", "socket", "setsockopt", "getsockopt", "bind", "connect", 
 
 def out_segs(h):
     """TCP segments sent so far in the bench namespace (Tcp: OutSegs)."""
-    lines = h.run(["cat", "/proc/net/snmp"], timeout=10).stdout.splitlines()
-    tcp = [ln.split() for ln in lines if ln.startswith("Tcp:")]
-    return int(tcp[1][tcp[0].index("OutSegs")])
+    return P.kernel_counter(h, "/proc/net/snmp", "Tcp", "OutSegs")
 
 
 def main():

@@ -237,15 +237,20 @@ stream {
        "\n    proxy_half_close on;" if half_close else "", servers)
 
 
-def tw_overflows(h):
-    """TIME_WAITs the kernel did not create for want of room so far (TcpExt
-    TCPTimeWaitOverflow of the bench namespace); None when it cannot be read."""
-    r = h.run(["cat", "/proc/net/netstat"], timeout=10)
-    lines = r.stdout.splitlines()
-    for i in range(0, len(lines) - 1, 2):
-        if lines[i].startswith("TcpExt:") and "TCPTimeWaitOverflow" in lines[i].split():
-            return int(lines[i + 1].split()[lines[i].split().index("TCPTimeWaitOverflow")])
+def kernel_counter(h, path, section, name):
+    """A counter of the bench namespace from /proc/net/snmp or /proc/net/netstat (a line
+    of names, then a line of values, per section: "Tcp", "TcpExt"); None when absent."""
+    lines = h.run(["cat", path], timeout=10).stdout.splitlines()
+    for names, values in zip(lines[::2], lines[1::2]):
+        names = names.split()
+        if names and names[0] == section + ":" and name in names:
+            return int(values.split()[names.index(name)])
     return None
+
+
+def tw_overflows(h):
+    """TIME_WAITs the kernel did not create for want of room so far; None when unknown."""
+    return kernel_counter(h, "/proc/net/netstat", "TcpExt", "TCPTimeWaitOverflow")
 
 
 def start(h, work, kind, workers, lip, inside):
