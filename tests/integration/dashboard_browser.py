@@ -13,12 +13,16 @@ the page; and checks that what the page shows matches /stats:
   - while traffic runs: every counter on the page lies between a /stats read before the
     page's sample and one after it, and conn/s is near the offered rate;
   - once traffic has stopped: every port figure, headroom, health and admin state equals
-    /stats, and conn/s reads 0.0.
+    /stats, and conn/s reads 0.0;
+  - with clients held at the echo backend's max_connections: the pool's queue, the
+    listener's refused clients (with their reason) and the per-worker figures equal
+    /stats; and once queued clients were served, their wait percentiles.
 Prints what it checked; exits 0 when everything matched, 1 (with the mismatch) otherwise.
 Everything it started is stopped (by PID) on the way out."""
 import argparse
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +37,7 @@ from selenium.webdriver.chrome.service import Service  # noqa: E402
 TWSTRESS = os.path.join(h.ROOT, "tests", "stress", "twstress")
 STATES = ("free", "busy", "remote_time_wait", "local_time_wait", "quarantined")
 WEB_RATE, ECHO_RATE, TRAFFIC_S = 100, 40, 6
+HOLD, QUEUE_MAX = 7, 2  # clients held on the echo listener; its queue's max, per worker
 
 
 def browser(profile_dir):
@@ -48,8 +53,11 @@ def browser(profile_dir):
 
 READ_PAGE = """
 const out = {samples: +document.body.dataset.samples, status: document.getElementById('status').textContent,
-             figs: {}};
-for (const e of document.querySelectorAll('[data-fig]')) out.figs[e.dataset.fig] = e.textContent;
+             figs: {}, titles: {}};
+for (const e of document.querySelectorAll('[data-fig]')) {
+  out.figs[e.dataset.fig] = e.textContent;
+  if (e.parentElement.title) out.titles[e.dataset.fig] = e.parentElement.title;
+}
 return out;"""
 
 
@@ -62,7 +70,13 @@ def counters(st):
     out = {"g|no_backend_total": st["no_backend_total"]}
     for lst in st["listeners"]:
         out["l|%s|connections_total" % lst["name"]] = lst["connections_total"]
+        out["l|%s|rejected_total" % lst["name"]] = sum(v for k, v in lst.items()
+                                                       if k.startswith("rejected_"))
+    for w in st["workers"]:
+        for f in ("sessions_total", "no_backend_total"):
+            out["w|%d|%s" % (w["index"], f)] = w[f]
     for p in st["pools"]:
+        out["q|%s|served" % p["name"]] = p["queue_wait_seconds"]["count"]
         for b in p["backends"]:
             k = "b|%s|%s|" % (p["name"], b["name"])
             for f in ("connections_total", "connect_errors_total", "syn_retransmits_total",
@@ -75,8 +89,14 @@ def counters(st):
 
 def gauges(st):
     """{fig key: text} of everything else the page shows from /stats."""
-    out = {"g|isn_mode": st["isn_mode"], "g|sessions_active": str(st["sessions_active"])}
+    out = {"g|isn_mode": st["isn_mode"], "g|sessions_active": str(st["sessions_active"]),
+           "g|workers": str(len(st["workers"])),
+           "g|draining": "draining" if st["draining"] else "serving"}
+    for w in st["workers"]:
+        for f in ("sessions_active", "buffers_in_use", "pipes_in_use"):
+            out["w|%d|%s" % (w["index"], f)] = str(w[f])
     for p in st["pools"]:
+        out["q|%s|queue_length" % p["name"]] = str(p["queue_length"])
         lo, hi = (int(x) for x in p["source_ports"].split("-"))
         for b in p["backends"]:
             k = "b|%s|%s|" % (p["name"], b["name"])
@@ -127,14 +147,9 @@ def check_during_traffic(drv, admin):
           % (len(c0), web, echo))
 
 
-def check_after_traffic(drv, admin):
-    def settled():
-        st = h.stats(admin)
-        busy = sum(p["busy"] for pool in st["pools"] for b in pool["backends"]
-                   for p in b["ports"].values())
-        return st["sessions_active"] == 0 and busy == 0
-    h.wait_for(settled, 10, "no session or busy port left")
-    time.sleep(0.2)
+def check_still(drv, admin):
+    """While /stats holds still for one refresh of the page: every figure the page shows
+    equals /stats, every counter lies within it.  (/stats after, the page)."""
     for attempt in range(5):  # a health probe may change a figure between the reads
         s0 = h.stats(admin)
         pg = wait_samples(drv, 2)
@@ -149,13 +164,81 @@ def check_after_traffic(drv, admin):
         for k in c0:
             if not c0[k] <= int(pg["figs"][k]) <= c1[k]:
                 fail("%s: page %s, /stats %d..%d" % (k, pg["figs"][k], c0[k], c1[k]))
-        cps = {k: v for k, v in pg["figs"].items() if k.endswith("|cps")}
-        if any(v != "0.0" for k, v in cps.items() if not k.startswith("b|web|b3")):
-            fail("conn/s after the traffic: %s" % cps)
-        print("after traffic: %d figures equal to /stats, %d counters within, conn/s all 0.0"
-              % (len(g0), len(c0)))
-        return s1, pg
+        return s1, pg, len(g0), len(c0)
     fail("/stats did not hold still for one refresh in 5 tries")
+
+
+def check_after_traffic(drv, admin):
+    def settled():
+        st = h.stats(admin)
+        busy = sum(p["busy"] for pool in st["pools"] for b in pool["backends"]
+                   for p in b["ports"].values())
+        return st["sessions_active"] == 0 and busy == 0
+    h.wait_for(settled, 10, "no session or busy port left")
+    time.sleep(0.2)
+    s1, pg, ng, nc = check_still(drv, admin)
+    cps = {k: v for k, v in pg["figs"].items() if k.endswith("|cps")}
+    if any(v != "0.0" for k, v in cps.items() if not k.startswith("b|web|b3")):
+        fail("conn/s after the traffic: %s" % cps)
+    print("after traffic: %d figures equal to /stats, %d counters within, conn/s all 0.0"
+          % (ng, nc))
+    return s1, pg
+
+
+def check_queue(drv, admin, echo_bind):
+    """HOLD idle clients on the echo listener, whose backend takes 2 at once: 2 are served,
+    the others wait in the pool's queue (QUEUE_MAX per worker) or are refused (queue_full).
+    The page shows those figures as /stats does; once the served two leave, queued
+    clients are served, and the page shows their wait percentiles."""
+    host, port = echo_bind.rsplit(":", 1)
+    held = []
+    try:
+        for _ in range(HOLD):
+            try:
+                held.append(socket.create_connection((host, int(port)), timeout=2))
+            except ConnectionResetError:  # refused (queue_full) before connect() returned
+                pass
+            time.sleep(0.02)  # accepted in this order, so the first two are the served ones
+
+        def placed():
+            st = h.stats(admin)
+            pool = [p for p in st["pools"] if p["name"] == "echo"][0]
+            lst = [x for x in st["listeners"] if x["name"] == "echo"][0]
+            return (pool["backends"][0]["active"] == 2
+                    and pool["queue_length"] + lst["rejected_queue_full"] == HOLD - 2)
+        h.wait_for(placed, 10, "2 echo clients served, the others queued or refused")
+        st, pg, ng, nc = check_still(drv, admin)
+        queued, refused = pg["figs"]["q|echo|queue_length"], pg["figs"]["l|echo|rejected_total"]
+        if int(queued) < 1 or int(refused) < 1:
+            fail("queue %s, refused %s on the page; /stats %s" % (queued, refused, st))
+        why = pg["titles"].get("l|echo|rejected_total", "")
+        if why != "queue_full %s" % refused:
+            fail("refused clients' reasons on the page: %r (refused %s)" % (why, refused))
+        print("queue: %s waiting, %s refused (%s) on the page as in /stats; %d figures equal"
+              % (queued, refused, why, ng))
+        for s in held[:2]:
+            s.close()
+        h.wait_for(lambda: h.stats(admin)["pools"][1]["queue_wait_seconds"]["count"] >= 1,
+                   10, "a queued client served")
+        for _ in range(5):
+            s0 = h.stats(admin)
+            pg = wait_samples(drv, 2)
+            s1 = h.stats(admin)
+            q0, q1 = s0["pools"][1]["queue_wait_seconds"], s1["pools"][1]["queue_wait_seconds"]
+            if q0 != q1:
+                continue
+            for f in ("p50", "p99"):
+                got = pg["figs"]["q|echo|wait_%s_ms" % f]
+                if abs(float(got) - 1000 * q0[f]) > 0.051:
+                    fail("queue wait %s: page %s ms, /stats %s s" % (f, got, q0[f]))
+            print("queue: %d served from it, wait p50 %s ms, p99 %s ms on the page as in /stats"
+                  % (q0["count"], pg["figs"]["q|echo|wait_p50_ms"],
+                     pg["figs"]["q|echo|wait_p99_ms"]))
+            return
+        fail("the queue's figures did not hold still for one refresh in 5 tries")
+    finally:
+        for s in held:
+            s.close()
 
 
 def main():
@@ -181,7 +264,9 @@ def main():
             cfg["listeners"][0]["pool"] = "web"
             cfg["pools"].append({"name": "echo", "inside": ["127.%d.4.2" % n],
                                  "source_ports": "30000-30499", "connect_timeout_ms": 1000,
-                                 "backends": [{"name": "e1", "address": e1.addr}]})
+                                 "queue": {"max": QUEUE_MAX, "timeout_ms": 60000},
+                                 "backends": [{"name": "e1", "address": e1.addr,
+                                               "max_connections": 2}]})
             echo_bind = "127.%d.2.2:%d" % (n, h.free_port("127.%d.2.2" % n))
             cfg["listeners"].append({"name": "echo", "bind": echo_bind, "pool": "echo"})
             env.twlb(cfg)
@@ -219,6 +304,10 @@ def main():
                 fail("no own TIME_WAIT shown after client-closes traffic")
             if pg["figs"]["b|web|b3|health"] != "down":
                 fail("b3 health on the page: %r" % pg["figs"]["b|web|b3|health"])
+            if pg["figs"]["g|workers"] != str(len(st["workers"])) or len(st["workers"]) < 1:
+                fail("workers on the page: %r, /stats %d" % (pg["figs"]["g|workers"],
+                                                             len(st["workers"])))
+            check_queue(drv, admin, echo_bind)
             print("ok")
     except AssertionError as e:
         print("FAIL: %s" % e)

@@ -83,7 +83,8 @@ def test_grafana_dashboard_names_only_what_metrics_serves():
         refs |= set(re.findall(r"label_values\([^,]*,\s*(\w+)\)", expr))
         assert refs <= have, "%s: labels %s not on %s" % (title, refs - have, names)
     for m in ("twlb_ports", "twlb_backend_up", "twlb_syn_retransmits_total",
-              "twlb_backend_connections_total", "twlb_listener_connections_total"):
+              "twlb_backend_connections_total", "twlb_listener_connections_total",
+              "twlb_queue_length", "twlb_queue_wait_seconds_bucket", "twlb_rejected_total"):
         assert m in used, m
     ids = [p["id"] for p in dash["panels"]]
     assert len(ids) == len(set(ids)), ids
