@@ -41,16 +41,17 @@ void accesslog_write(const struct access_record *r)
                          ? "{\"time\":\"%s\",\"listener\":\"%s\",\"client\":\"%s\","
                            "\"backend\":\"%s\",\"backend_address\":\"%s\",\"inside\":\"%s\","
                            "\"isn_mode\":\"%s\",\"reused_time_wait\":\"%s\",\"bytes_to_backend\":%llu,"
-                           "\"bytes_to_client\":%llu,\"duration_ms\":%llu,\"tries\":%zu,"
+                           "\"bytes_to_client\":%llu,\"duration_ms\":%llu,\"queue_ms\":%llu,\"tries\":%zu,"
                            "\"first_fin\":\"%s\",\"end\":\"%s\"}"
                          : "time=%s listener=%s client=%s backend=%s backend_address=%s "
                            "inside=%s isn_mode=%s reused_time_wait=%s bytes_to_backend=%llu "
-                           "bytes_to_client=%llu duration_ms=%llu tries=%zu first_fin=%s end=%s",
+                           "bytes_to_client=%llu duration_ms=%llu queue_ms=%llu tries=%zu first_fin=%s "
+                           "end=%s",
                      t, r->listener, client, r->backend ? r->backend : "-",
                      r->backend_address ? r->backend_address : "-", inside, r->isn_mode,
                      r->reused_time_wait ? "yes" : "no", (unsigned long long)r->bytes_to_backend,
                      (unsigned long long)r->bytes_to_client, (unsigned long long)r->duration_ms,
-                     r->tries, r->first_fin, r->end);
+                     (unsigned long long)r->queue_ms, r->tries, r->first_fin, r->end);
     if (n > 0)
         log_access(line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
 }

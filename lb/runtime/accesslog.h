@@ -17,6 +17,7 @@ struct access_record {
     const char *isn_mode;
     int reused_time_wait;
     uint64_t bytes_to_backend, bytes_to_client, duration_ms;
+    uint64_t queue_ms;                            /* time waited in its pool's queue */
     size_t tries;
     const char *first_fin;                        /* "none", "client", "backend" */
     const char *end;

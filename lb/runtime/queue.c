@@ -120,6 +120,7 @@ void queue_remove(struct session *s)
     s->q_next = s->q_prev = NULL;
     pool->q_len--;
     add_queued(s->w, -1);
+    s->queue_wait_ms += session_now_ms(s) - s->queued_ms;
     s->state = S_CONNECTING;
     timers_cancel(s->w, &s->deadline);
     if (!pool->q_len)

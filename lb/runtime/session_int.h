@@ -73,6 +73,7 @@ struct session {
     unsigned slot_held : 1;      /* holds a slot of up.be (backend max_connections) */
     struct session *q_next, *q_prev; /* in its pool's queue while S_QUEUED (queue.h) */
     uint64_t queued_ms;          /* when it entered the queue */
+    uint64_t queue_wait_ms;      /* how long it waited in the queue, in all (access log) */
 
     struct pump c2b, b2c;
     uint64_t last_activity;

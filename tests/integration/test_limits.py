@@ -148,12 +148,14 @@ def test_backend_limit_spills_to_the_other_backend_then_queues():
 @contextlib.contextmanager
 def one_slot(**queue):
     """twlb with one backend of max_connections 1 and a queue, its slot taken by a first
-    client: yields (cfg, listen address, that client)."""
+    client: yields (cfg, listen address, that client).  The access log, in JSON, is
+    cfg["log"]["access_log"]."""
     n = h.new_net()
     with h.Env() as env:
         (b,) = name_backends(env, n, 1)
         cfg = queue_config(n, [{"name": "b1", "address": b.addr, "max_connections": 1}],
                            **queue)
+        cfg["log"].update(access_log=env.path("access.log"), access_log_format="json")
         env.twlb(cfg)
         addr = h.listen_addr(cfg)
         first = connect(addr)
@@ -166,6 +168,14 @@ def one_slot(**queue):
 
 def queue_length(cfg):
     return h.metric(h.metrics(h.admin_addr(cfg)), "twlb_queue_length")
+
+
+def access_records(cfg, count):
+    """The first <count> records of the access log, once it has them."""
+    path = cfg["log"]["access_log"]
+    h.wait_for(lambda: os.path.exists(path) and len(open(path).read().splitlines()) >= count,
+               5, "%d access log records" % count)
+    return [json.loads(x) for x in open(path).read().splitlines()[:count]]
 
 
 def test_queue_serves_in_arrival_order():
@@ -183,6 +193,14 @@ def test_queue_serves_in_arrival_order():
                 for later in waiting[i + 1:]:
                     assert name_of(later, timeout=0.05) is None, "a later client overtook"
                 s.close()
+            # the first never waited; client i waited at least through the 0.05 s looks
+            # at the later ones while each before it was served
+            recs = access_records(cfg, 5)
+            assert [r["end"] for r in recs] == ["done"] * 5, recs
+            assert recs[0]["queue_ms"] == 0, recs[0]
+            for i, r in enumerate(recs[1:]):
+                least = sum(50 * (3 - j) for j in range(i))
+                assert least <= r["queue_ms"] <= r["duration_ms"], (i, least, r)
         finally:
             for s in waiting:
                 s.close()
@@ -211,6 +229,12 @@ def test_queue_timeout_and_full_queue_close_the_client():
         assert h.metric(ms, "twlb_rejected_total", reason="queue_full") == 1
         assert h.metric(ms, "twlb_rejected_total", reason="queue_timeout") == 1
         assert h.metric(ms, "twlb_rejected_total", reason="no_backend") == 0
+        # each has its access log line, with the time it waited (HAProxy's Tw)
+        full_rec, timeout_rec = access_records(cfg, 2)
+        assert full_rec["end"] == "queue_full" and full_rec["queue_ms"] == 0, full_rec
+        assert full_rec["backend"] == "-" and full_rec["tries"] == 0, full_rec
+        assert timeout_rec["end"] == "queue_timeout", timeout_rec
+        assert 600 <= timeout_rec["queue_ms"] <= timeout_rec["duration_ms"], timeout_rec
 
 
 def test_client_that_leaves_the_queue_costs_nothing():

@@ -268,6 +268,35 @@ def test_access_log_json_and_rotation():
         assert len(open(logf).read().splitlines()) == 1
 
 
+def test_access_log_fields_and_end_reasons_are_documented():
+    """docs/operations.md names every field of a real access log record, in both formats,
+    and every reason a session can end with (lb/runtime/session.c's table), except
+    handed_over, which is never logged (the worker that takes the client logs it)."""
+    import re
+    doc = open(os.path.join(h.ROOT, "docs", "operations.md")).read()
+    bullet = doc[doc.index("- `log.access_log`:"):]
+    bullet = bullet[:bullet.index("\n- ")]
+    documented = set(re.findall(r"`(\w+)`", bullet))
+    n = h.new_net()
+    for fmt in ("json", "text"):
+        with h.Env() as env:
+            b = env.backend("b1", "127.%d.1.1:0" % n, "close-first")
+            cfg = h.pool_config(n, [{"name": "b1", "address": b.addr}])
+            logf = env.path("access.log")
+            cfg["log"] = {"level": "info", "access_log": logf, "access_log_format": fmt}
+            env.twlb(cfg)
+            h.first_line(h.listen_addr(cfg))
+            h.wait_for(lambda: os.path.getsize(logf) > 0, 5, "the access log record")
+            line = open(logf).read().splitlines()[0]
+            fields = (set(json.loads(line)) if fmt == "json"
+                      else {kv.split("=", 1)[0] for kv in line.split()})
+            assert len(fields) >= 15 and fields <= documented, (fmt, fields - documented)
+    src = open(os.path.join(h.ROOT, "lb", "runtime", "session.c")).read()
+    ends = set(re.findall(r'\[END_\w+\] = "(\w+)"', src)) - {"none", "handed_over"}
+    assert len(ends) >= 11 and ends <= documented, (ends, ends - documented)
+    assert "handed_over" not in documented
+
+
 def test_reload_says_which_changes_wait_for_a_restart():
     """A reload applies what it can; a changed key that only a restart applies (workers;
     log.file was one until issue 11) is named in the log, and the process keeps
