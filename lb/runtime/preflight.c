@@ -20,9 +20,30 @@
 #define RESERVED_SYSCTL "/proc/sys/net/ipv4/ip_local_reserved_ports"
 #define PIPE_MAX_SYSCTL "/proc/sys/fs/pipe-max-size"
 
-/* The directory <path> would be created in must exist: 0, or -1 with a message added. */
+/* <path> cannot be written by this process: the file, where it exists and <create> is 0
+ * (it is opened for appending; *<create> becomes 0), else the directory <dir> it would be
+ * created in (the state file is always written anew next to its name; *<create> 1).
+ * NULL, or why, in <buf>. */
+static const char *unwritable(const char *path, const char *dir, int *create, char *buf,
+                              size_t len)
+{
+    struct stat st;
+    int file = !*create && stat(path, &st) == 0;
+    *create = !file;
+    if (faccessat(AT_FDCWD, file ? path : dir, file ? W_OK : W_OK | X_OK, AT_EACCESS) == 0)
+        return NULL;
+    int e = errno;
+    if (snprintf(buf, len, "%s%s is not writable by uid %u (%s)", file ? "" : "the directory ",
+                 file ? path : dir, (unsigned)geteuid(), strerror(e)) >= (int)len)
+        snprintf(buf, len, "not writable by uid %u (%s)", (unsigned)geteuid(), strerror(e));
+    return buf;
+}
+
+/* The directory <path> would be created in must exist, and with <write>, this process
+ * must be able to write <path> (<create>: unwritable()): 0, or -1 with a message added. */
 static int check_dir(const struct config *c, struct message_pos *pos, struct cfg_errors *errs,
-                     const char *jpath, const char *path, const char *hint)
+                     const char *jpath, const char *path, int write, int create,
+                     const char *hint)
 {
     char dir[4096];
     const char *slash = strrchr(path, '/');
@@ -35,7 +56,7 @@ static int check_dir(const struct config *c, struct message_pos *pos, struct cfg
     dir[n] = 0;
     struct stat st;
     const char *why = NULL;
-    char buf[160];
+    char buf[4400];
     if (stat(dir, &st) != 0) {
         if (errno == ENOENT)
             why = "does not exist";
@@ -45,6 +66,10 @@ static int check_dir(const struct config *c, struct message_pos *pos, struct cfg
             why = (snprintf(buf, sizeof buf, "cannot be reached: %s", strerror(errno)), buf);
     } else if (!S_ISDIR(st.st_mode)) {
         why = "is not a directory";
+    } else if (write && unwritable(path, dir, &create, buf, sizeof buf)) {
+        message_add(c, pos, errs, NULL, jpath, "%s, so %s cannot be %s%s", buf, path,
+                    create ? "created" : "written", hint);
+        return -1;
     }
     if (!why)
         return 0;
@@ -149,20 +174,25 @@ int preflight_run(const struct config *c, enum preflight_when when, preflight_to
         if (token(c->admin.token_file, err, sizeof err) < 0)
             message_add(c, pos, errs, NULL, "admin.token_file", "%s", err);
     }
-    const char *logs = " (create the directory; under systemd the unit's LogsDirectory= "
-                       "makes /var/log/twlb)";
+    const char *logs = " (create the directory, writable by the user who starts twlb; "
+                       "under systemd the unit's LogsDirectory= makes /var/log/twlb)";
+    /* Writable by whom runs this: a start opens the files before any "user" drops
+     * privileges.  Not at a reload: a file opened at the start stays open, and it may be
+     * one that the user twlb runs as could not open again. */
+    int write = when != PREFLIGHT_RELOAD;
     if (c->log.file)
-        check_dir(c, pos, errs, "log.file", c->log.file, logs);
+        check_dir(c, pos, errs, "log.file", c->log.file, write, 0, logs);
     if (c->log.access_log && strcmp(c->log.access_log, "-"))
-        check_dir(c, pos, errs, "log.access_log", c->log.access_log, logs);
+        check_dir(c, pos, errs, "log.access_log", c->log.access_log, write, 0, logs);
     /* the default path too (next to the config, or in $STATE_DIRECTORY); null: none */
     if (c->reuse.state_file)
-        check_dir(c, pos, errs, "reuse.state_file", c->reuse.state_file,
+        check_dir(c, pos, errs, "reuse.state_file", c->reuse.state_file, write, 1,
                   c->reuse.state_file_default
-                      ? " (the default state file; create the directory, set "
-                        "reuse.state_file, or \"state_file\": null for none)"
-                      : " (create the directory; under systemd the unit's StateDirectory= "
-                        "makes /var/lib/twlb)");
+                      ? " (the default state file; create the directory, writable by the "
+                        "user who starts twlb, set reuse.state_file, or \"state_file\": null "
+                        "for none)"
+                      : " (create the directory, writable by the user who starts twlb; "
+                        "under systemd the unit's StateDirectory= makes /var/lib/twlb)");
     if (when == PREFLIGHT_CHECK)
         check_caps(c, pos, warns);
     check_ports(c, pos, warns);

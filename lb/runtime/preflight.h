@@ -6,7 +6,10 @@
  * Errors (the start or the reload would fail later, less clearly):
  *   - admin.token_file that cannot be read, or holds no usable token (<token>);
  *   - log.file, log.access_log or reuse.state_file in a directory that does not exist
- *     (or is not a directory, or cannot be reached).
+ *     (or is not a directory, or cannot be reached);
+ *   - and, at a check or a start (not a reload, which keeps the open files), one this
+ *     process cannot write: the log file (or its directory, when it does not exist yet),
+ *     the state file's directory (a start writes the state file anew next to its name).
  * Warnings (twlb runs, but not as asked):
  *   - reuse.isn "explicit" or reuse.local_time_wait "destroy" while this process lacks
  *     CAP_NET_ADMIN: only for PREFLIGHT_CHECK, which may run as another user than the

@@ -128,6 +128,64 @@ def test_unreadable_token_file_is_an_error_for_the_user_who_checks():
         assert run(h.TWLB, "--check", path) == (0, "configuration ok\n", "")
 
 
+def test_files_this_user_cannot_write_are_errors_at_check_and_start():
+    """As user nobody: a state file directory only root may write (a start writes the
+    state file anew there; until this check it ran with its records in memory only),
+    a log file that exists and only root may write, and the directory of an access log
+    that does not exist yet.  Each is named with the uid and why; the start refuses
+    with the same lines; a reload, which keeps the files it opened, does not look."""
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        raise h.Skip("needs root and setpriv to run twlb as nobody")
+    nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+    n = h.new_net()
+    with h.Env() as env:
+        os.chmod(env.dir, 0o755)
+        for d in ("state", "logs"):
+            os.mkdir(env.path(d), 0o755)
+        cfg = base(n, env)
+        cfg["log"]["file"] = env.path("logs/twlb.log")
+        open(cfg["log"]["file"], "w").close()  # 0644, root's
+        cfg["log"]["access_log"] = env.path("logs/access.log")
+        cfg["reuse"]["state_file"] = env.path("state/state.json")
+        path = env.write_config(cfg)
+        os.chmod(path, 0o644)
+        rc, out, err = run(*nobody, h.TWLB, "--check", path)
+        assert rc == 1 and out == "", (rc, out, err)
+        want = [
+            "log.file: %s is not writable by uid 65534 (Permission denied), so %s cannot "
+            "be written" % (cfg["log"]["file"], cfg["log"]["file"]),
+            "log.access_log: the directory %s is not writable by uid 65534 (Permission "
+            "denied), so %s cannot be created" % (env.path("logs"), cfg["log"]["access_log"]),
+            "reuse.state_file: the directory %s is not writable by uid 65534 (Permission "
+            "denied), so %s cannot be created" % (env.path("state"),
+                                                  cfg["reuse"]["state_file"]),
+        ]
+        lines = err.splitlines()
+        assert len(lines) == len(want) + 1, err
+        for line, w in zip(lines, want):
+            assert re.match(POS % re.escape(path) + re.escape(w), line), (line, w)
+        assert lines[-1] == "twlb: 3 errors in %s; not starting" % path, lines[-1]
+        rc, out, err2 = run(*nobody, h.TWLB, "-c", path)
+        assert (rc, err2) == (1, err), (rc, err2)
+        assert not os.path.exists(cfg["reuse"]["state_file"])
+        # root may write them all
+        assert run(h.TWLB, "--check", path) == (0, "configuration ok\n", "")
+        # and nobody too, once the files and directories are its own
+        for f in ("state", "logs", "logs/twlb.log"):
+            os.chown(env.path(f), 65534, -1)
+        assert run(*nobody, h.TWLB, "--check", path) == (0, "configuration ok\n", "")
+        # a start as root that drops to nobody opens its files first: a reload (as
+        # nobody) keeps them and does not ask whether nobody could open them again
+        for f in ("state", "logs", "logs/twlb.log"):
+            os.chown(env.path(f), 0, -1)
+        cfg["user"] = "nobody"
+        p = env.twlb(cfg)
+        os.chmod(p.cfg_path, 0o644)
+        p.send_signal(signal.SIGHUP)
+        h.wait_for(lambda: "reloaded" in open(cfg["log"]["file"]).read(), 5, "the reload")
+        assert "not writable" not in open(cfg["log"]["file"]).read()
+
+
 def no_net_admin(argv):
     """<argv> run without CAP_NET_ADMIN (bounding set and inheritable set), or None."""
     if os.geteuid() != 0:
