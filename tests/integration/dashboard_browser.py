@@ -97,6 +97,10 @@ def gauges(st):
             out["w|%d|%s" % (w["index"], f)] = str(w[f])
     for p in st["pools"]:
         out["q|%s|queue_length" % p["name"]] = str(p["queue_length"])
+        q = p["queue"]
+        out["q|%s|settings" % p["name"]] = (
+            "queue of %d per worker, %d ms at most:" % (q["max"], q["timeout_ms"]) if q
+            else "no queue (a client nothing can serve now is reset):")
         lo, hi = (int(x) for x in p["source_ports"].split("-"))
         for b in p["backends"]:
             k = "b|%s|%s|" % (p["name"], b["name"])
@@ -208,6 +212,10 @@ def check_queue(drv, admin, echo_bind):
                     and pool["queue_length"] + lst["rejected_queue_full"] == HOLD - 2)
         h.wait_for(placed, 10, "2 echo clients served, the others queued or refused")
         st, pg, ng, nc = check_still(drv, admin)
+        if ([p["queue"] for p in st["pools"]] != [None, {"max": QUEUE_MAX, "timeout_ms": 60000}]
+                or not pg["figs"]["q|web|settings"].startswith("no queue")):
+            fail("queue settings: /stats %s, page %r" % ([p["queue"] for p in st["pools"]],
+                                                        pg["figs"]["q|web|settings"]))
         queued, refused = pg["figs"]["q|echo|queue_length"], pg["figs"]["l|echo|rejected_total"]
         if int(queued) < 1 or int(refused) < 1:
             fail("queue %s, refused %s on the page; /stats %s" % (queued, refused, st))

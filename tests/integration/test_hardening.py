@@ -76,7 +76,19 @@ def test_symlinked_state_file_is_refused_and_exit_is_nonzero():
         assert os.path.islink(state) and open(target).read() == before
 
 
-def test_unwritable_state_directory_is_an_error_and_exit_is_nonzero():
+def in_own_mount(setup):
+    """A wrapper for env.twlb: twlb in a mount namespace of its own, where the shell
+    command <setup> ("$0": the directory) ran first; None when this host cannot."""
+    wrap = ["unshare", "-m", "sh", "-c", setup + ' && exec "$@"']
+    if subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode != 0:
+        return None
+    return wrap
+
+
+def test_unwritable_state_directory_refuses_the_start():
+    """Root ignores directory modes: a read-only bind mount makes the directory
+    unwritable.  Until preflight looked, twlb served with its records in memory only;
+    now the start refuses, naming the file, the errno and what to do."""
     n = h.new_net()
     with h.Env() as env:
         b = env.backend("b1", "127.%d.1.1:0" % n, "name")
@@ -84,18 +96,37 @@ def test_unwritable_state_directory_is_an_error_and_exit_is_nonzero():
         os.mkdir(ro)
         state = os.path.join(ro, "state.json")
         empty_state(state)
-        # Root ignores directory modes: make the directory read-only with a read-only
-        # bind mount in a mount namespace of twlb's own.
-        wrap = ["unshare", "-m", "sh", "-c",
-                'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" "$0" && exec "$@"', ro]
-        if subprocess.run(wrap[:4] + ["true"], capture_output=True).returncode != 0:
+        wrap = in_own_mount('mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" "$0"')
+        if wrap is None:
             raise h.Skip("cannot make a mount namespace here")
-        p = env.twlb(state_config(n, b.addr, state), wrap=wrap)
-        assert "restored 0 remembered ports" in log_of(p)
+        p = env.twlb(state_config(n, b.addr, state), wait=False, wrap=wrap + [ro])
+        assert p.wait(10) == 1
+        log = log_of(p)
+        assert ("reuse.state_file: the directory %s is not writable by uid 0 (Read-only file "
+                "system), so %s cannot be created" % (ro, state)) in log, log
+        assert log.rstrip().endswith("1 error in %s; not starting" % p.cfg_path), log
+
+
+def test_state_file_that_cannot_be_made_runs_in_memory_and_exit_is_nonzero():
+    """A state file that cannot be made although its directory is writable (here a full
+    file system: a 4 KiB tmpfs) is logged, and twlb serves with its records in memory
+    only and exits non-zero (issue 14: the state could not be saved)."""
+    n = h.new_net()
+    with h.Env() as env:
+        b = env.backend("b1", "127.%d.1.1:0" % n, "name")
+        full = env.path("full")
+        os.mkdir(full)
+        state = os.path.join(full, "state.json")
+        wrap = in_own_mount('mount -t tmpfs -o size=4k tmpfs "$0"')
+        if wrap is None:
+            raise h.Skip("cannot make a mount namespace here")
+        cfg = state_config(n, b.addr, state)
+        p = env.twlb(cfg, wrap=wrap + [full])
+        assert h.first_line(h.listen_addr(cfg), shut=True).startswith("b1")
         rc = h.stop(p)
         log = log_of(p)
-        assert "state file %s: cannot create a temporary file: Read-only file system" % state \
-            in log, log
+        assert ("state file %s: cannot reserve its space: No space left on device" % state
+                in log), log
         assert "this run's records were kept in memory only" in log, log
         assert rc == 1, (rc, log)
 
