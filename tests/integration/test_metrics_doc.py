@@ -120,3 +120,49 @@ def test_prometheus_client_parses_every_family():
         assert p["help"] == help_, (name, p["help"])
         series = r"^%s(_bucket|_sum|_count)?[{ ]" if types[name] == "histogram" else r"^%s[{ ]"
         assert p["n"] == len(re.findall(series % name, text, re.M)), (name, p)
+
+
+def stats_keys(obj, out=None):
+    """Every object key of a /stats document, except the inside addresses of "ports"."""
+    out = set() if out is None else out
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if not re.match(r"[0-9a-f.:]+$", k) or not isinstance(v, dict):
+                out.add(k)
+            stats_keys(v, out)
+    elif isinstance(obj, list):
+        for v in obj:
+            stats_keys(v, out)
+    return out
+
+
+def test_every_stats_key_is_documented():
+    """Each key of a live /stats (a pool with a queue and one without, two workers) is a
+    metric's /stats key in metrics.md (where "*" stands for a label value) or is named in
+    operations.md's "/stats" section."""
+    documented = set()  # a "*" in a key stands for each value its row's labels list
+    with open(DOC) as f:
+        for labels, key in re.findall(
+                r"^\| `(?:twlb|process)_\w+` \| \w+ \| ([^|]*) \| `([^`]+)` \|", f.read(), re.M):
+            values = re.findall(r"\w+", " ".join(re.findall(r"\(([^)]*)\)", labels)))
+            documented |= {key.replace("*", v) for v in values} if "*" in key else {key}
+    with open(os.path.join(ROOT, "docs", "operations.md")) as f:
+        ops = f.read()
+    section = ops[ops.index("\n## /stats\n"):]
+    section = section[:section.index("\n## ", 5)]
+    named = set(re.findall(r'"(\w+)"', section)) | set(re.findall(r"`(\w+)`", section))
+    n = h.new_net()
+    with h.Env() as env:
+        b = env.backend("b1", "127.%d.1.1:0" % n, "close-first")
+        cfg = h.pool_config(n, [{"name": "b1", "address": b.addr}])
+        cfg["workers"] = 2
+        cfg["pools"].append(dict(cfg["pools"][0], name="queued", source_ports="30000-30099",
+                                 queue={"max": 4, "timeout_ms": 1000}))
+        env.twlb(cfg)
+        h.request(h.listen_addr(cfg))
+        st = h.stats(h.admin_addr(cfg))
+    assert [p["queue"] for p in st["pools"]] == [None, {"max": 4, "timeout_ms": 1000}]
+    keys = stats_keys(st)
+    assert len(keys) >= 60, sorted(keys)
+    missing = sorted(keys - named - documented)
+    assert not missing, "/stats keys in neither metrics.md nor operations.md: %s" % missing
