@@ -123,10 +123,11 @@ char *stats_render(const struct view *v)
                                balance_algo_name(pc->balance), "source_ports", range,
                                "backends", bs);
         /* the queue's settings, null without one (a client nothing can serve is reset) */
-        json_object_set_new(po, "queue",
-                            pc->queue.max ? json_pack("{s:I, s:I}", "max", (json_int_t)pc->queue.max,
-                                                      "timeout_ms", (json_int_t)pc->queue.timeout_ms)
-                                          : json_null());
+        const struct cfg_queue *q = &pc->queue;
+        json_object_set_new(po, "queue", q->max ? json_pack("{s:I, s:I}", "max",
+                                                            (json_int_t)q->max, "timeout_ms",
+                                                            (json_int_t)q->timeout_ms)
+                                                : json_null());
         put_scope(po, v, METRIC_POOL, p, 0, 0);
         json_array_append_new(pools, po);
     }

@@ -40,13 +40,14 @@ void accesslog_write(const struct access_record *r)
                      log_access_json()
                          ? "{\"time\":\"%s\",\"listener\":\"%s\",\"client\":\"%s\","
                            "\"backend\":\"%s\",\"backend_address\":\"%s\",\"inside\":\"%s\","
-                           "\"isn_mode\":\"%s\",\"reused_time_wait\":\"%s\",\"bytes_to_backend\":%llu,"
-                           "\"bytes_to_client\":%llu,\"duration_ms\":%llu,\"queue_ms\":%llu,\"tries\":%zu,"
+                           "\"isn_mode\":\"%s\",\"reused_time_wait\":\"%s\","
+                           "\"bytes_to_backend\":%llu,\"bytes_to_client\":%llu,"
+                           "\"duration_ms\":%llu,\"queue_ms\":%llu,\"tries\":%zu,"
                            "\"first_fin\":\"%s\",\"end\":\"%s\"}"
                          : "time=%s listener=%s client=%s backend=%s backend_address=%s "
                            "inside=%s isn_mode=%s reused_time_wait=%s bytes_to_backend=%llu "
-                           "bytes_to_client=%llu duration_ms=%llu queue_ms=%llu tries=%zu first_fin=%s "
-                           "end=%s",
+                           "bytes_to_client=%llu duration_ms=%llu queue_ms=%llu tries=%zu "
+                           "first_fin=%s end=%s",
                      t, r->listener, client, r->backend ? r->backend : "-",
                      r->backend_address ? r->backend_address : "-", inside, r->isn_mode,
                      r->reused_time_wait ? "yes" : "no", (unsigned long long)r->bytes_to_backend,
