@@ -189,6 +189,7 @@ int sf_read_prev(struct statefile *sf, struct sf_prev *prev, char *err, size_t e
     if (map == MAP_FAILED) {
         why = strerror(errno);
     } else {
+        (void)madvise(map, len, MADV_RANDOM); /* segment headers 320 KB apart: no readahead */
         prev->map = map;
         prev->len = len;
         why = check_header(map, len, buf, sizeof buf);
@@ -277,6 +278,33 @@ static void put(struct statefile *sf, struct statefile_path *p, int got,
     n->unknown += e->unknown;
 }
 
+/* The end of the run of slots from index <i> of the segment whose slots start at byte
+ * <base> of the file (<n> slots) that may hold records, and in *<i> its start: holes are
+ * skipped (a hole reads as zeros, and a zeroed slot holds no record).  A file of 10,000
+ * paths is 3.2 GB that was never written but where a port was used: reading every slot
+ * took 7.4 s.  Where the file system cannot tell (an error), every slot may hold one. */
+static uint32_t data_run(int fd, size_t base, uint32_t n, uint32_t *i)
+{
+    const size_t slot = sizeof(struct portstate_slot);
+    off_t from = (off_t)(base + (size_t)*i * slot);
+    off_t data = lseek(fd, from, SEEK_DATA);
+    if (data < 0) {
+        if (errno == ENXIO) /* nothing but holes from here */
+            *i = n;
+        return n;
+    }
+    if ((size_t)data >= base + (size_t)n * slot) {
+        *i = n;
+        return n;
+    }
+    off_t hole = lseek(fd, data, SEEK_HOLE);
+    *i = (uint32_t)(((size_t)data - base) / slot);
+    if (hole < 0)
+        return n;
+    size_t end = ((size_t)hole - base + slot - 1) / slot;
+    return end < n ? (uint32_t)end : n;
+}
+
 /* Every segment of a version 2 file in order (a later segment of the same place is
  * newer and wins); the walk stops at the first damaged one. */
 static void copy_v2(struct statefile *sf, struct sf_prev *prev, struct copy_counts *n)
@@ -299,12 +327,18 @@ static void copy_v2(struct statefile *sf, struct sf_prev *prev, struct copy_coun
             p->found = 1;
             const struct portstate_slot *slots = (const void *)(s + 1);
             uint32_t lo = s->lo > p->lo ? s->lo : p->lo, hi = s->hi < p->hi ? s->hi : p->hi;
-            for (uint32_t port = lo; port <= hi; port++) {
-                struct portmap_entry e = {.port = (uint16_t)port};
-                int got = portstate_load(&slots[port - s->lo], h->clock_base_ns, &e);
-                e.port = (uint16_t)port;
-                if (got != 0)
-                    put(sf, p, got, &e, n);
+            size_t base = (size_t)((const uint8_t *)slots - prev->map);
+            uint32_t i = lo - s->lo, last = hi - s->lo + 1;
+            while (i < last) {
+                uint32_t stop = data_run(prev->fd, base, last, &i);
+                for (; i < stop; i++) {
+                    uint32_t port = s->lo + i;
+                    struct portmap_entry e = {.port = (uint16_t)port};
+                    int got = portstate_load(&slots[i], h->clock_base_ns, &e);
+                    e.port = (uint16_t)port;
+                    if (got != 0)
+                        put(sf, p, got, &e, n);
+                }
             }
         }
         off += s->bytes;

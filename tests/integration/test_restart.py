@@ -447,6 +447,37 @@ def test_reboot_after_a_clean_stop_keeps_what_the_backends_hold():
         assert h.stop(p) == 0
 
 
+def test_records_deep_in_a_large_file_come_back_after_a_crash():
+    """A restart reads only the parts of the old file that hold data (a hole reads as
+    zeros, and a zeroed slot holds no record; 7.4 s saved with 10,000 paths).  Here the
+    backend that is used comes after 79 backup backends of 10,000 ports each: its slots
+    lie 25 MB into a 26 MB file, past the data the file system reports at its start.
+    After a SIGKILL (the pages written through the mapping, perhaps not yet on disk) and
+    a restart, its 10 TIME_WAITs are known again, and the reuse needs no stall."""
+    n = h.new_net()
+    with h.Env() as env:
+        b = env.backend("b1", "127.%d.1.1:0" % n, "close-first")
+        state = env.path("state")
+        cfg = loop_config(n, b.addr, state, ports="20000-29999")
+        spare = ["127.%d.1.9:%d" % (n, 10000 + i) for i in range(79)]  # nothing listens
+        cfg["pools"][0]["backends"] = [{"name": "s%d" % i, "address": a, "backup": True}
+                                       for i, a in enumerate(spare)] + \
+            cfg["pools"][0]["backends"]
+        p = env.twlb(cfg)
+        assert serve_all(cfg, 10) == ["b1"] * 10
+        tw = lambda: h.metric(h.metrics(h.admin_addr(cfg)), "twlb_ports", backend="b1",
+                              state="remote_time_wait")
+        h.wait_for(lambda: tw() == 10, 5, "backend TIME_WAITs")
+        assert os.path.getsize(state) > 25_000_000, os.path.getsize(state)
+        p.send_signal(signal.SIGKILL)
+        p.wait(5)
+        p = env.twlb(cfg)
+        log = open(p.log_path).read()
+        assert "restart on the same boot: restored 10 remembered ports" in log, log
+        assert tw() == 10
+        assert h.stop(p) == 0
+
+
 def test_version_1_json_file_is_imported():
     n = h.new_net()
     with h.Env() as env:
