@@ -76,13 +76,17 @@ def test_symlinked_state_file_is_refused_and_exit_is_nonzero():
         assert os.path.islink(state) and open(target).read() == before
 
 
-def in_own_mount(setup):
-    """A wrapper for env.twlb: twlb in a mount namespace of its own, where the shell
-    command <setup> ("$0": the directory) ran first; None when this host cannot."""
-    wrap = ["unshare", "-m", "sh", "-c", setup + ' && exec "$@"']
+def state_in_own_mount(env, name, setup):
+    """A new directory <name> of <env> for the state file, and a wrapper for env.twlb
+    that runs twlb in a mount namespace of its own where the shell command <setup> ("$0":
+    the directory) ran first.  Returns (the state file's path, the wrapper); skips the
+    test where this host cannot make a mount namespace."""
     if subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode != 0:
-        return None
-    return wrap
+        raise h.Skip("cannot make a mount namespace here")
+    d = env.path(name)
+    os.mkdir(d)
+    return os.path.join(d, "state.json"), ["unshare", "-m", "sh", "-c",
+                                           setup + ' && exec "$@"', d]
 
 
 def test_unwritable_state_directory_refuses_the_start():
@@ -92,14 +96,11 @@ def test_unwritable_state_directory_refuses_the_start():
     n = h.new_net()
     with h.Env() as env:
         b = env.backend("b1", "127.%d.1.1:0" % n, "name")
-        ro = env.path("ro")
-        os.mkdir(ro)
-        state = os.path.join(ro, "state.json")
+        state, wrap = state_in_own_mount(
+            env, "ro", 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" "$0"')
+        ro = os.path.dirname(state)
         empty_state(state)
-        wrap = in_own_mount('mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" "$0"')
-        if wrap is None:
-            raise h.Skip("cannot make a mount namespace here")
-        p = env.twlb(state_config(n, b.addr, state), wait=False, wrap=wrap + [ro])
+        p = env.twlb(state_config(n, b.addr, state), wait=False, wrap=wrap)
         assert p.wait(10) == 1
         log = log_of(p)
         assert ("reuse.state_file: the directory %s is not writable by uid 0 (Read-only file "
@@ -114,14 +115,9 @@ def test_state_file_that_cannot_be_made_runs_in_memory_and_exit_is_nonzero():
     n = h.new_net()
     with h.Env() as env:
         b = env.backend("b1", "127.%d.1.1:0" % n, "name")
-        full = env.path("full")
-        os.mkdir(full)
-        state = os.path.join(full, "state.json")
-        wrap = in_own_mount('mount -t tmpfs -o size=4k tmpfs "$0"')
-        if wrap is None:
-            raise h.Skip("cannot make a mount namespace here")
+        state, wrap = state_in_own_mount(env, "full", 'mount -t tmpfs -o size=4k tmpfs "$0"')
         cfg = state_config(n, b.addr, state)
-        p = env.twlb(cfg, wrap=wrap + [full])
+        p = env.twlb(cfg, wrap=wrap)
         assert h.first_line(h.listen_addr(cfg), shut=True).startswith("b1")
         rc = h.stop(p)
         log = log_of(p)
